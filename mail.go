@@ -1,0 +1,582 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"embed"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	htmltemplate "html/template"
+	"io"
+	"log/slog"
+	mrand "math/rand/v2"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"text/template"
+	"time"
+
+	"github.com/emersion/go-message/mail"
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+)
+
+//go:embed templates/*.tmpl
+var templateFS embed.FS
+
+// Delivery tuning. A claim outlives any single SMTP exchange; claims left by
+// a killed process are released at the next start.
+const (
+	maxSessions    = 4                // SMTP sessions at once
+	claimBatch     = 20               // emails claimed at a time by one session
+	claimLease     = 10 * time.Minute // how long a claim keeps other deliverers away
+	giveUpAfter    = 72 * time.Hour   // a temporary failure this long after signup is final
+	sweepIdle      = time.Minute      // the sweeper looks for due emails at least this often
+	sweepBusy      = 50 * time.Millisecond
+	tokenPurgeTick = time.Hour
+)
+
+// mailTemplate is one kind of email: its subject and bodies.
+type mailTemplate struct {
+	text *template.Template
+	html *htmltemplate.Template
+}
+
+// loadTemplate parses templates/name.tmpl, whose "subject" and "plainBody"
+// are text and whose "htmlBody" is HTML, escaped.
+func loadTemplate(name string) mailTemplate {
+	file := "templates/" + name + ".tmpl"
+	return mailTemplate{
+		text: template.Must(template.ParseFS(templateFS, file)),
+		html: htmltemplate.Must(htmltemplate.ParseFS(templateFS, file)),
+	}
+}
+
+var (
+	welcomeTemplate    = loadTemplate("welcome")
+	activationTemplate = loadTemplate("activation")
+)
+
+// parseSender parses the -smtp-sender address.
+func parseSender(s string) (*mail.Address, error) {
+	addr, err := mail.ParseAddress(s)
+	if err != nil {
+		return nil, err
+	}
+	if !strings.Contains(addr.Address, "@") {
+		return nil, fmt.Errorf("%q has no domain", s)
+	}
+	return addr, nil
+}
+
+// composeEmail writes the message of template t to u, carrying token, as an
+// outbox row. Only the address (validated) and the fixed subject go into
+// headers; the user's name appears in the bodies alone.
+func composeEmail(t mailTemplate, sender *mail.Address, u *user, token string, now time.Time) (*email, error) {
+	data := map[string]any{"Name": u.Name, "UserID": u.ID, "Token": token}
+	var subject, plain, html bytes.Buffer
+	if err := t.text.ExecuteTemplate(&subject, "subject", data); err != nil {
+		return nil, err
+	}
+	if err := t.text.ExecuteTemplate(&plain, "plainBody", data); err != nil {
+		return nil, err
+	}
+	if err := t.html.ExecuteTemplate(&html, "htmlBody", data); err != nil {
+		return nil, err
+	}
+
+	id := make([]byte, 16)
+	rand.Read(id)
+	_, domain, _ := strings.Cut(sender.Address, "@")
+	messageID := hex.EncodeToString(id) + "@" + domain
+
+	var h mail.Header
+	h.SetAddressList("From", []*mail.Address{sender})
+	h.SetAddressList("To", []*mail.Address{{Address: u.Email}})
+	h.SetSubject(subject.String())
+	h.SetDate(now)
+	h.SetMessageID(messageID)
+
+	var msg bytes.Buffer
+	w, err := mail.CreateInlineWriter(&msg, h)
+	if err != nil {
+		return nil, err
+	}
+	for _, part := range []struct {
+		contentType string
+		body        []byte
+	}{{"text/plain", plain.Bytes()}, {"text/html", html.Bytes()}} {
+		var ph mail.InlineHeader
+		ph.SetContentType(part.contentType, map[string]string{"charset": "utf-8"})
+		ph.Set("Content-Transfer-Encoding", "quoted-printable")
+		pw, err := w.CreatePart(ph)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := pw.Write(part.body); err != nil {
+			return nil, err
+		}
+		if err := pw.Close(); err != nil {
+			return nil, err
+		}
+	}
+	if err := w.Close(); err != nil {
+		return nil, err
+	}
+	return &email{
+		UserID:    u.ID,
+		CreatedAt: now,
+		MessageID: "<" + messageID + ">",
+		Recipient: u.Email,
+		Message:   msg.Bytes(),
+	}, nil
+}
+
+// mailer opens authenticated SMTP sessions to the configured server.
+type mailer struct {
+	addr     string // host:port
+	tlsMode  string // starttls, tls or none
+	username string
+	password string
+	rootCAs  *x509.CertPool // nil: the system's
+	from     string         // envelope sender
+	logger   *slog.Logger
+
+	connectTimeout time.Duration // dial, TLS, greeting and AUTH together
+	commandTimeout time.Duration
+	dataTimeout    time.Duration
+}
+
+// newMailer returns a mailer for the SMTP settings in cfg.
+func newMailer(cfg config, logger *slog.Logger) (*mailer, error) {
+	sender, err := parseSender(cfg.smtpSender)
+	if err != nil {
+		return nil, err
+	}
+	return &mailer{
+		addr:           net.JoinHostPort(cfg.smtpHost, strconv.Itoa(cfg.smtpPort)),
+		tlsMode:        cfg.smtpTLS,
+		username:       cfg.smtpUsername,
+		password:       cfg.smtpPassword,
+		from:           sender.Address,
+		logger:         logger,
+		connectTimeout: 15 * time.Second,
+		commandTimeout: 30 * time.Second,
+		dataTimeout:    60 * time.Second,
+	}, nil
+}
+
+// smtpSession is an open, authenticated connection, closed when the context
+// it was opened with is cancelled.
+type smtpSession struct {
+	*smtp.Client
+	stop func() bool
+	used bool // a message went over it: RSET before the next
+}
+
+// connectError is a failure to open a session: it concerns every message,
+// none in particular, so it is always worth a retry.
+type connectError struct{ err error }
+
+func (e *connectError) Error() string { return "connect: " + e.err.Error() }
+func (e *connectError) Unwrap() error { return e.err }
+
+// open dials the server, secures the connection as -smtp-tls says, and
+// authenticates if a username is set.
+func (m *mailer) open(ctx context.Context) (*smtpSession, error) {
+	s, err := m.dial(ctx)
+	if err != nil {
+		return nil, &connectError{err}
+	}
+	return s, nil
+}
+
+func (m *mailer) dial(ctx context.Context) (*smtpSession, error) {
+	host, _, _ := net.SplitHostPort(m.addr)
+	tlsConfig := &tls.Config{ServerName: host, RootCAs: m.rootCAs, MinVersion: tls.VersionTLS12}
+
+	connectCtx, cancel := context.WithTimeout(ctx, m.connectTimeout)
+	defer cancel()
+	dialer := &net.Dialer{}
+	var conn net.Conn
+	var err error
+	if m.tlsMode == "tls" {
+		conn, err = (&tls.Dialer{NetDialer: dialer, Config: tlsConfig}).DialContext(connectCtx, "tcp", m.addr)
+	} else {
+		conn, err = dialer.DialContext(connectCtx, "tcp", m.addr)
+	}
+	if err != nil {
+		return nil, err
+	}
+	// go-smtp sets its own deadline on each command; closing the connection
+	// is what stops an exchange at once when the context ends.
+	stopConnect := context.AfterFunc(connectCtx, func() { conn.Close() })
+	c, err := m.handshake(conn, tlsConfig)
+	if err != nil {
+		conn.Close()
+		if connectCtx.Err() != nil && ctx.Err() == nil {
+			err = fmt.Errorf("%w (no answer within %v)", err, m.connectTimeout)
+		}
+		return nil, err
+	}
+	if !stopConnect() {
+		c.Close()
+		return nil, connectCtx.Err()
+	}
+	c.CommandTimeout = m.commandTimeout
+	c.SubmissionTimeout = m.dataTimeout
+	return &smtpSession{Client: c, stop: context.AfterFunc(ctx, func() { conn.Close() })}, nil
+}
+
+// handshake greets the server, starts TLS where required and authenticates.
+func (m *mailer) handshake(conn net.Conn, tlsConfig *tls.Config) (*smtp.Client, error) {
+	var c *smtp.Client
+	if m.tlsMode == "starttls" {
+		var err error
+		if c, err = smtp.NewClientStartTLS(conn, tlsConfig); err != nil {
+			return nil, err
+		}
+	} else {
+		c = smtp.NewClient(conn)
+		if err := c.Hello("localhost"); err != nil {
+			return nil, err
+		}
+	}
+	if m.username == "" {
+		return c, nil
+	}
+	var auth sasl.Client
+	switch {
+	case c.SupportsAuth("PLAIN"):
+		auth = sasl.NewPlainClient("", m.username, m.password)
+	case c.SupportsAuth("LOGIN"):
+		auth = sasl.NewLoginClient(m.username, m.password)
+	default:
+		return nil, errors.New("server offers neither AUTH PLAIN nor AUTH LOGIN")
+	}
+	if err := c.Auth(auth); err != nil {
+		var se *smtp.SMTPError
+		if errors.As(err, &se) && se.Code == 535 {
+			m.logger.Error("SMTP server rejected the login: check -smtp-username and -smtp-password; emails stay pending until it is fixed",
+				"smtp_code", se.Code, "smtp_message", se.Message, "username", m.username)
+		}
+		return nil, err
+	}
+	return c, nil
+}
+
+// close says goodbye and closes the connection.
+func (s *smtpSession) close() {
+	if err := s.Quit(); err != nil {
+		s.Close()
+	}
+	s.stop()
+}
+
+// send transmits e over s: MAIL, RCPT, DATA, after an RSET if s carried a
+// message before.
+func (s *smtpSession) send(from string, e *email) error {
+	if s.used {
+		if err := s.Reset(); err != nil {
+			return err
+		}
+	}
+	s.used = true
+	if err := s.Mail(from, nil); err != nil {
+		return err
+	}
+	if err := s.Rcpt(e.Recipient, nil); err != nil {
+		return err
+	}
+	w, err := s.Data()
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write(e.Message); err != nil {
+		w.Close()
+		return err
+	}
+	return w.Close()
+}
+
+// isPermanent reports whether err is a 5xx reply to a message: the server
+// will never take it. Failures to connect or log in never are.
+func isPermanent(err error) bool {
+	var se *smtp.SMTPError
+	var ce *connectError
+	return errors.As(err, &se) && se.Code >= 500 && !errors.As(err, &ce)
+}
+
+// keepsConnection reports whether the session can carry another message
+// after err: the server replied, and did not say it is closing (421).
+func keepsConnection(err error) bool {
+	var se *smtp.SMTPError
+	return errors.As(err, &se) && se.Code != 421
+}
+
+// backoff returns how long to wait before attempt number attempt+1:
+// exponential from min, capped at max, jittered into its upper half.
+func backoff(attempt int, min, max time.Duration) time.Duration {
+	d := max
+	if attempt < 40 {
+		d = min << (attempt - 1)
+	}
+	if d > max || d <= 0 {
+		d = max
+	}
+	d = d/2 + mrand.N(d/2+1)
+	if d < min {
+		d = min
+	}
+	return d
+}
+
+// kickDelivery makes sure a deliverer will look for due emails soon. At most
+// one waits for a session slot at a time; the one that takes the slot clears
+// the flag before claiming, so an email committed before a kick is always
+// seen by some deliverer.
+func (app *application) kickDelivery() {
+	if app.deliveryQueued.CompareAndSwap(false, true) {
+		app.background(app.deliver)
+	}
+}
+
+// deliver waits for one of the maxSessions slots, then sends due emails.
+func (app *application) deliver(ctx context.Context) {
+	select {
+	case app.sessions <- struct{}{}:
+	case <-ctx.Done():
+		app.deliveryQueued.Store(false)
+		return
+	}
+	defer func() { <-app.sessions }()
+	app.deliveryQueued.Store(false)
+	app.sendDue(ctx)
+}
+
+// sendDue claims due emails a batch at a time and sends them over one SMTP
+// session until none is due. When ctx ends (the shutdown deadline), the
+// exchange in progress is cut and what is unsent stays pending.
+func (app *application) sendDue(ctx context.Context) {
+	dbctx := context.WithoutCancel(ctx)
+	var s *smtpSession
+	defer func() {
+		if s != nil {
+			s.close()
+		}
+	}()
+	for ctx.Err() == nil {
+		batch, err := app.store.claimDue(dbctx, app.now(), claimLease, claimBatch)
+		if err != nil {
+			app.logger.Error("claim emails", "error", err)
+			return
+		}
+		if len(batch) == 0 {
+			return
+		}
+		if len(batch) == claimBatch {
+			app.kickDelivery() // a backlog: let another session help
+		}
+		for i, e := range batch {
+			if ctx.Err() == nil && s == nil {
+				s, err = app.mailer.open(ctx)
+				if err != nil && ctx.Err() == nil {
+					// The server is unreachable: the whole batch waits for its retry.
+					for _, e := range batch[i:] {
+						app.recordFailure(dbctx, e, err)
+					}
+					break
+				}
+			}
+			if ctx.Err() != nil {
+				for _, e := range batch[i:] {
+					if err := app.store.release(dbctx, e); err != nil {
+						app.logger.Error("release email", "id", e.ID, "error", err)
+					}
+				}
+				return
+			}
+			err := s.send(app.mailer.from, e)
+			switch {
+			case err == nil:
+				app.recordSent(dbctx, e)
+				continue
+			case ctx.Err() != nil:
+				continue // released above, on the next turn
+			}
+			app.recordFailure(dbctx, e, err)
+			if !keepsConnection(err) {
+				s.Close()
+				s.stop()
+				s = nil
+			}
+		}
+	}
+}
+
+// recordSent marks e sent and logs it.
+func (app *application) recordSent(ctx context.Context, e *email) {
+	if err := app.store.markSent(ctx, e); err != nil {
+		app.logger.Error("mark email sent", "id", e.ID, "message_id", e.MessageID, "error", err)
+		return
+	}
+	app.metrics.emailsSent.Add(1)
+	app.logger.Info("email sent", "user_id", e.UserID, "message_id", e.MessageID, "attempt", e.Attempts+1)
+}
+
+// recordFailure logs a failed attempt at e once, and either schedules a
+// retry or, for a 5xx reply or after giveUpAfter, marks it failed.
+func (app *application) recordFailure(ctx context.Context, e *email, sendErr error) {
+	attempt := e.Attempts + 1
+	args := []any{"user_id", e.UserID, "message_id", e.MessageID, "attempt", attempt}
+	var se *smtp.SMTPError
+	if errors.As(sendErr, &se) {
+		args = append(args, "smtp_code", se.Code, "smtp_message", se.Message)
+	} else {
+		args = append(args, "error", sendErr.Error())
+	}
+	now := app.now()
+	var err error
+	switch {
+	case isPermanent(sendErr):
+		app.metrics.emailsFailed.Add(1)
+		app.logger.Error("email rejected for good", args...)
+		err = app.store.markFailed(ctx, e, sendErr.Error())
+	case now.Sub(e.CreatedAt) >= giveUpAfter:
+		app.metrics.emailsFailed.Add(1)
+		app.logger.Error("email given up after "+giveUpAfter.String(), args...)
+		err = app.store.markFailed(ctx, e, sendErr.Error())
+	default:
+		wait := backoff(attempt, app.cfg.mailRetryMin, app.cfg.mailRetryMax)
+		app.logger.Warn("email not sent, will retry", append(args, "retry_in", wait.String())...)
+		err = app.store.markRetry(ctx, e, now.Add(wait), sendErr.Error())
+		select {
+		case app.resched <- struct{}{}:
+		default:
+		}
+	}
+	if err != nil {
+		app.logger.Error("record email failure", "id", e.ID, "error", err)
+	}
+}
+
+// sweep kicks delivery whenever pending emails fall due: at start-up (what a
+// crash or a shutdown deadline left behind), after retry waits, and purges
+// expired tokens. It returns at once when shutdown begins.
+func (app *application) sweep(ctx context.Context) {
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	var lastPurge time.Time
+	for {
+		select {
+		case <-app.stopping:
+			return
+		case <-ctx.Done():
+			return
+		case <-app.resched:
+		case <-timer.C:
+		}
+		now := app.now()
+		if now.Sub(lastPurge) >= tokenPurgeTick {
+			lastPurge = now
+			if n, err := app.store.purgeExpiredTokens(ctx, now); err != nil {
+				app.logger.Error("purge expired tokens", "error", err)
+			} else if n > 0 {
+				app.logger.Info("purged expired tokens", "count", n)
+			}
+		}
+		wait := sweepIdle
+		next, ok, err := app.store.nextDue(ctx)
+		if err != nil {
+			app.logger.Error("look for due emails", "error", err)
+		}
+		if ok {
+			if until := time.Until(next); until > 0 {
+				wait = min(wait, until)
+			} else {
+				app.kickDelivery()
+				wait = sweepBusy
+			}
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+		timer.Reset(wait)
+	}
+}
+
+// capture is the development mail server: it writes each message it
+// receives to a file in its directory.
+type capture struct {
+	server *smtp.Server
+	addr   string
+}
+
+// startCapture serves SMTP on a free port of 127.0.0.1, writing each message
+// as an .eml file into dir.
+func startCapture(dir string, logger *slog.Logger) (*capture, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("mail capture: %w", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("mail capture: %w", err)
+	}
+	s := smtp.NewServer(&captureBackend{dir: dir, logger: logger})
+	s.Domain = "localhost"
+	s.ReadTimeout = time.Minute
+	s.WriteTimeout = time.Minute
+	go s.Serve(ln)
+	return &capture{server: s, addr: ln.Addr().String()}, nil
+}
+
+// close stops the capture server.
+func (c *capture) close() { c.server.Close() }
+
+type captureBackend struct {
+	dir    string
+	logger *slog.Logger
+	seq    atomic.Int64
+}
+
+func (b *captureBackend) NewSession(*smtp.Conn) (smtp.Session, error) {
+	return &captureSession{backend: b}, nil
+}
+
+type captureSession struct {
+	backend *captureBackend
+	to      []string
+}
+
+func (s *captureSession) Mail(string, *smtp.MailOptions) error { return nil }
+func (s *captureSession) Rcpt(to string, _ *smtp.RcptOptions) error {
+	s.to = append(s.to, to)
+	return nil
+}
+func (s *captureSession) Reset()        { s.to = nil }
+func (s *captureSession) Logout() error { return nil }
+
+func (s *captureSession) Data(r io.Reader) error {
+	msg, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	name := fmt.Sprintf("%s-%d.eml", time.Now().UTC().Format("20060102T150405.000Z"), s.backend.seq.Add(1))
+	file := filepath.Join(s.backend.dir, name)
+	if err := os.WriteFile(file, msg, 0o600); err != nil {
+		s.backend.logger.Error("mail capture", "error", err)
+		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "cannot write the message"}
+	}
+	s.backend.logger.Info("email captured", "to", strings.Join(s.to, ","), "file", file)
+	return nil
+}

@@ -1,0 +1,248 @@
+// Command signup lets people sign up, keeps their accounts in SQLite and
+// sends each a welcome email over SMTP in the background, without losing one
+// on shutdown, crash or SMTP outage.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"runtime/debug"
+	"strings"
+	"time"
+)
+
+func main() {
+	err := run(context.Background(), os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		os.Exit(0)
+	case errors.Is(err, errUsage):
+		os.Exit(2)
+	default:
+		fmt.Fprintln(os.Stderr, "signup:", err)
+		os.Exit(1)
+	}
+}
+
+// errUsage marks errors in the command line or SIGNUP_* environment; they
+// exit with status 2.
+var errUsage = errors.New("usage")
+
+// config holds every setting that comes from flags or SIGNUP_* variables.
+type config struct {
+	port            int
+	env             string
+	db              string
+	smtpHost        string
+	smtpPort        int
+	smtpUsername    string
+	smtpPassword    string
+	smtpSender      string
+	smtpTLS         string
+	mailDir         string
+	bcryptCost      int
+	shutdownTimeout time.Duration
+	mailRetryMin    time.Duration
+	mailRetryMax    time.Duration
+	limiterEnabled  bool
+	limiterRPS      float64
+	limiterBurst    int
+	trustedProxies  []netip.Prefix
+	version         bool
+}
+
+// parseConfig reads flags from args, with SIGNUP_<NAME> variables from
+// getenv as defaults that a flag on the command line overrides. It returns
+// the remaining arguments (a subcommand).
+func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (config, []string, error) {
+	var cfg config
+	var proxies string
+	fs := flag.NewFlagSet("signup", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, "Usage:\n  signup [flags]              serve\n  signup [flags] backup DEST  write a consistent copy of the database to DEST\n\n")
+		fmt.Fprint(stderr, "Every flag can also be set as SIGNUP_<NAME>, e.g. -smtp-password as SIGNUP_SMTP_PASSWORD.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	fs.IntVar(&cfg.port, "port", 4000, "HTTP `port`")
+	fs.StringVar(&cfg.env, "env", "development", "environment: development or production")
+	fs.StringVar(&cfg.db, "db", "signup.db", "SQLite database `file`")
+	fs.StringVar(&cfg.smtpHost, "smtp-host", "", "SMTP server `host`; empty in development = built-in mail capture into -mail-dir")
+	fs.IntVar(&cfg.smtpPort, "smtp-port", 587, "SMTP server `port`")
+	fs.StringVar(&cfg.smtpUsername, "smtp-username", "", "SMTP AUTH user name")
+	fs.StringVar(&cfg.smtpPassword, "smtp-password", "", "SMTP AUTH password (best given as SIGNUP_SMTP_PASSWORD; never logged)")
+	fs.StringVar(&cfg.smtpSender, "smtp-sender", "Signup <no-reply@localhost>", "From `address` of the emails")
+	fs.StringVar(&cfg.smtpTLS, "smtp-tls", "starttls", "SMTP TLS `mode`: starttls (required, verified), tls (implicit) or none")
+	fs.StringVar(&cfg.mailDir, "mail-dir", "mail", "`directory` where development mail capture writes .eml files")
+	fs.IntVar(&cfg.bcryptCost, "bcrypt-cost", 12, "bcrypt `cost` of password hashes, 4-31")
+	fs.DurationVar(&cfg.shutdownTimeout, "shutdown-timeout", 30*time.Second, "deadline for draining requests and background tasks together")
+	fs.DurationVar(&cfg.mailRetryMin, "mail-retry-min", 2*time.Second, "shortest wait before retrying an email")
+	fs.DurationVar(&cfg.mailRetryMax, "mail-retry-max", 10*time.Minute, "longest wait before retrying an email")
+	fs.BoolVar(&cfg.limiterEnabled, "limiter-enabled", true, "rate-limit requests per client")
+	fs.Float64Var(&cfg.limiterRPS, "limiter-rps", 2, "requests per second allowed per client")
+	fs.IntVar(&cfg.limiterBurst, "limiter-burst", 4, "burst of requests allowed per client")
+	fs.StringVar(&proxies, "trusted-proxies", "", "comma-separated `CIDRs` whose X-Forwarded-For is believed")
+	fs.BoolVar(&cfg.version, "version", false, "print the version and exit")
+
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := "SIGNUP_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v := getenv(name); v != "" {
+			if err := f.Value.Set(v); err != nil && envErr == nil {
+				envErr = fmt.Errorf("invalid value %q for %s: %v", v, name, err)
+			}
+		}
+	})
+	if envErr != nil {
+		fmt.Fprintln(stderr, envErr)
+		return cfg, nil, fmt.Errorf("%w: %v", errUsage, envErr)
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return cfg, nil, err
+		}
+		return cfg, nil, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if err := cfg.check(proxies); err != nil {
+		fmt.Fprintln(stderr, "signup:", err)
+		return cfg, nil, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	return cfg, fs.Args(), nil
+}
+
+// check validates the values that flag parsing cannot, including the
+// production guards.
+func (cfg *config) check(proxies string) error {
+	for p := range strings.SplitSeq(proxies, ",") {
+		if p = strings.TrimSpace(p); p == "" {
+			continue
+		}
+		prefix, err := netip.ParsePrefix(p)
+		if err != nil {
+			addr, aerr := netip.ParseAddr(p)
+			if aerr != nil {
+				return fmt.Errorf("-trusted-proxies: %q is not a CIDR or an address", p)
+			}
+			prefix = netip.PrefixFrom(addr, addr.BitLen())
+		}
+		cfg.trustedProxies = append(cfg.trustedProxies, prefix.Masked())
+	}
+	switch {
+	case cfg.port < 0 || cfg.port > 65535:
+		return fmt.Errorf("-port %d is out of range", cfg.port)
+	case cfg.env != "development" && cfg.env != "production":
+		return fmt.Errorf("-env must be development or production, not %q", cfg.env)
+	case cfg.smtpTLS != "starttls" && cfg.smtpTLS != "tls" && cfg.smtpTLS != "none":
+		return fmt.Errorf("-smtp-tls must be starttls, tls or none, not %q", cfg.smtpTLS)
+	case cfg.bcryptCost < 4 || cfg.bcryptCost > 31:
+		return fmt.Errorf("-bcrypt-cost must be between 4 and 31, not %d", cfg.bcryptCost)
+	case cfg.shutdownTimeout <= 0:
+		return errors.New("-shutdown-timeout must be positive")
+	case cfg.mailRetryMin <= 0 || cfg.mailRetryMax < cfg.mailRetryMin:
+		return errors.New("-mail-retry-min must be positive and at most -mail-retry-max")
+	case cfg.limiterRPS <= 0 || cfg.limiterBurst < 1:
+		return errors.New("-limiter-rps and -limiter-burst must be positive")
+	}
+	if _, err := parseSender(cfg.smtpSender); err != nil {
+		return fmt.Errorf("-smtp-sender: %v", err)
+	}
+	if cfg.env != "production" {
+		return nil
+	}
+	switch {
+	case cfg.smtpHost == "":
+		return errors.New("production needs -smtp-host: there is no mail capture in production, and signups would never get their email")
+	case cfg.smtpTLS == "none" && !isLoopback(cfg.smtpHost):
+		return fmt.Errorf("production refuses -smtp-tls none to %s: the password and every activation token would cross the network in clear; use starttls or tls", cfg.smtpHost)
+	case cfg.bcryptCost < 10:
+		return fmt.Errorf("production needs -bcrypt-cost of at least 10 (got %d): lower costs make stolen password hashes cheap to crack", cfg.bcryptCost)
+	}
+	return nil
+}
+
+// isLoopback reports whether host names this machine.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// version returns the module version and VCS revision the binary was built from.
+func version() string {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	v := info.Main.Version
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			v += " " + s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				v += "+dirty"
+			}
+		}
+	}
+	return v
+}
+
+// run is the whole program: it parses the configuration, then serves, or
+// runs the subcommand named in args.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, rest, err := parseConfig(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	if cfg.version {
+		fmt.Fprintln(stdout, "signup", version())
+		return nil
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, nil))
+
+	switch {
+	case len(rest) == 0:
+	case rest[0] == "backup" && len(rest) == 2:
+		return backup(ctx, cfg.db, rest[1])
+	default:
+		fmt.Fprintf(stderr, "signup: unknown arguments %q; run signup -h\n", rest)
+		return fmt.Errorf("%w: unknown arguments %q", errUsage, rest)
+	}
+
+	st, err := openStore(cfg.db)
+	if err != nil {
+		return err
+	}
+	defer st.close()
+
+	mailer, err := newMailer(cfg, logger)
+	if err != nil {
+		return err
+	}
+	if cfg.smtpHost == "" {
+		capture, err := startCapture(cfg.mailDir, logger)
+		if err != nil {
+			return err
+		}
+		defer capture.close()
+		mailer.addr = capture.addr
+		mailer.tlsMode = "none"
+		logger.Info("development mail capture", "dir", cfg.mailDir, "smtp", capture.addr)
+	}
+
+	ln, err := listen(cfg.port, getenv)
+	if err != nil {
+		return err
+	}
+	app := newApplication(cfg, logger, st, mailer)
+	return app.serve(ctx, ln, getenv)
+}

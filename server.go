@@ -1,0 +1,780 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base32"
+	"encoding/json"
+	"errors"
+	"expvar"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/emersion/go-message/mail"
+	"golang.org/x/crypto/bcrypt"
+	"golang.org/x/time/rate"
+)
+
+// tokenTTL is how long an activation token stays valid.
+const tokenTTL = 72 * time.Hour
+
+// application holds the service's dependencies and the state of its
+// background tasks.
+type application struct {
+	cfg     config
+	logger  *slog.Logger
+	store   *store
+	mailer  *mailer
+	sender  *mail.Address
+	now     func() time.Time
+	limiter *limiter // nil when -limiter-enabled=false
+	metrics *metrics
+
+	wg               sync.WaitGroup
+	tasks            atomic.Int64       // background tasks running
+	bgCtx            context.Context    // handed to background tasks
+	cancelBackground context.CancelFunc // at the shutdown deadline
+	stopping         chan struct{}      // closed when shutdown begins waiting for tasks
+	resched          chan struct{}      // tells the sweeper a retry time changed
+	sessions         chan struct{}      // one token per SMTP session running
+	deliveryQueued   atomic.Bool        // a deliverer is waiting for a session
+}
+
+// newApplication wires the dependencies together.
+func newApplication(cfg config, logger *slog.Logger, st *store, m *mailer) *application {
+	sender, _ := parseSender(cfg.smtpSender) // checked with the config
+	bgCtx, cancel := context.WithCancel(context.Background())
+	app := &application{
+		cfg:              cfg,
+		logger:           logger,
+		store:            st,
+		mailer:           m,
+		sender:           sender,
+		now:              time.Now,
+		metrics:          newMetrics(),
+		bgCtx:            bgCtx,
+		cancelBackground: cancel,
+		stopping:         make(chan struct{}),
+		resched:          make(chan struct{}, 1),
+		sessions:         make(chan struct{}, maxSessions),
+	}
+	if cfg.limiterEnabled {
+		app.limiter = newLimiter(rate.Limit(cfg.limiterRPS), cfg.limiterBurst)
+	}
+	return app
+}
+
+// routes lists every route of the API.
+func (app *application) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/healthcheck", app.handleHealthcheck)
+	mux.HandleFunc("POST /v1/users", app.handleRegisterUser)
+	mux.HandleFunc("PUT /v1/users/activated", app.handleActivateUser)
+	mux.HandleFunc("POST /v1/tokens/activation", app.handleCreateActivationToken)
+	mux.HandleFunc("GET /debug/vars", app.handleMetrics)
+	return app.recoverPanic(app.countRequests(app.rateLimit(app.jsonErrors(mux))))
+}
+
+// background runs fn in a goroutine that shutdown waits for. fn's context
+// is cancelled when the shutdown deadline passes; a panic is logged, never
+// fatal.
+func (app *application) background(fn func(ctx context.Context)) {
+	app.tasks.Add(1)
+	app.wg.Go(func() {
+		defer app.tasks.Add(-1)
+		defer func() {
+			if p := recover(); p != nil {
+				app.logger.Error("background task panicked", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			}
+		}()
+		fn(app.bgCtx)
+	})
+}
+
+// serve answers HTTP on ln until ctx is cancelled or SIGINT or SIGTERM
+// arrives, then shuts down as DESIGN.md says: requests first, then
+// background tasks, both within -shutdown-timeout. A second signal while
+// draining returns at once.
+func (app *application) serve(ctx context.Context, ln net.Listener, getenv func(string) string) error {
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+
+	if err := app.store.releaseAllClaims(ctx); err != nil {
+		return err
+	}
+	pending, failed, err := app.store.outboxCounts(ctx)
+	if err != nil {
+		return err
+	}
+	app.logger.Info("outbox", "pending", pending, "failed", failed)
+	app.background(app.sweep)
+
+	var fresh newConns
+	srv := &http.Server{
+		Handler:           app.routes(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(app.logger.Handler(), slog.LevelWarn),
+		ConnState:         fresh.track,
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	app.logger.Info("starting server", "addr", ln.Addr().String(), "env", app.cfg.env, "version", version())
+	sdNotify(getenv, "READY=1")
+
+	select {
+	case err := <-serveErr:
+		app.cancelBackground()
+		return fmt.Errorf("serve: %w", err)
+	case sig := <-sigs:
+		app.logger.Info("shutting down server", "signal", sig.String())
+	case <-ctx.Done():
+		app.logger.Info("shutting down server", "signal", "none (context cancelled)")
+	}
+	sdNotify(getenv, "STOPPING=1")
+
+	done := make(chan error, 1)
+	go func() { done <- app.shutdown(srv, ln, serveErr, &fresh) }()
+	select {
+	case err := <-done:
+		return err
+	case sig := <-sigs:
+		app.cancelBackground()
+		return fmt.Errorf("forced exit on second signal (%v): undelivered emails stay pending for the next start", sig)
+	}
+}
+
+// shutdown drains requests, then background tasks, within -shutdown-timeout.
+func (app *application) shutdown(srv *http.Server, ln net.Listener, serveErr <-chan error, fresh *newConns) error {
+	start := time.Now()
+	deadline, cancel := context.WithTimeout(context.Background(), app.cfg.shutdownTimeout)
+	defer cancel()
+
+	// http.Server.Shutdown closes a connection whose first request is read
+	// after it began without answering it. Stop accepting first, and give
+	// the connections just accepted a moment to send their request.
+	ln.Close()
+	<-serveErr
+	fresh.wait(deadline, 500*time.Millisecond)
+	httpErr := srv.Shutdown(deadline)
+
+	app.logger.Info("completing background tasks", "tasks", app.tasks.Load())
+	close(app.stopping)
+	idle := make(chan struct{})
+	go func() {
+		app.wg.Wait()
+		close(idle)
+	}()
+	select {
+	case <-idle:
+	case <-deadline.Done():
+		left := app.tasks.Load()
+		app.cancelBackground()
+		// Cancelled sends cut their connection and release their emails
+		// at once; wait for that briefly so the outbox says so.
+		select {
+		case <-idle:
+		case <-time.After(2 * time.Second):
+		}
+		pending, _, _ := app.store.outboxCounts(context.Background())
+		app.logger.Error("shutdown deadline passed", "timeout", app.cfg.shutdownTimeout.String(), "tasks_left", left, "emails_pending", pending)
+		return fmt.Errorf("shutdown deadline of %v passed with %d background tasks running; %d emails stay pending for the next start",
+			app.cfg.shutdownTimeout, left, pending)
+	}
+	app.cancelBackground()
+	pending, _, err := app.store.outboxCounts(context.Background())
+	if err != nil {
+		return err
+	}
+	if httpErr != nil {
+		app.logger.Error("shutdown deadline passed while requests were in flight", "error", httpErr)
+		return fmt.Errorf("shutdown: %w", httpErr)
+	}
+	app.logger.Info("stopped server", "emails_pending", pending, "took", time.Since(start).String())
+	return nil
+}
+
+// newConns tracks the connections accepted whose first request has not
+// been read yet.
+type newConns struct {
+	mu    sync.Mutex
+	conns map[net.Conn]bool
+}
+
+func (n *newConns) track(c net.Conn, state http.ConnState) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if state == http.StateNew {
+		if n.conns == nil {
+			n.conns = make(map[net.Conn]bool)
+		}
+		n.conns[c] = true
+		return
+	}
+	delete(n.conns, c)
+}
+
+// wait returns when no connection is new, after at most limit.
+func (n *newConns) wait(ctx context.Context, limit time.Duration) {
+	end := time.Now().Add(limit)
+	for time.Now().Before(end) && ctx.Err() == nil {
+		n.mu.Lock()
+		count := len(n.conns)
+		n.mu.Unlock()
+		if count == 0 {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// listen returns the socket systemd passed (LISTEN_FDS, socket activation)
+// or else a new listener on all interfaces at port.
+func listen(port int, getenv func(string) string) (net.Listener, error) {
+	if getenv("LISTEN_PID") == strconv.Itoa(os.Getpid()) && getenv("LISTEN_FDS") != "" && getenv("LISTEN_FDS") != "0" {
+		f := os.NewFile(3, "LISTEN_FD_3")
+		ln, err := net.FileListener(f)
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("socket from systemd (LISTEN_FDS): %w", err)
+		}
+		return ln, nil
+	}
+	ln, err := net.Listen("tcp", ":"+strconv.Itoa(port))
+	if err != nil {
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	return ln, nil
+}
+
+// sdNotify sends state to systemd if it asked for notifications
+// (Type=notify sets NOTIFY_SOCKET).
+func sdNotify(getenv func(string) string, state string) {
+	addr := getenv("NOTIFY_SOCKET")
+	if addr == "" {
+		return
+	}
+	if addr[0] == '@' {
+		addr = "\x00" + addr[1:] // abstract socket
+	}
+	conn, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: addr, Net: "unixgram"})
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	conn.Write([]byte(state))
+}
+
+// envelope is a JSON response body.
+type envelope map[string]any
+
+// writeJSON sends data as JSON with status.
+func (app *application) writeJSON(w http.ResponseWriter, status int, data any, headers http.Header) error {
+	js, err := json.MarshalIndent(data, "", "\t")
+	if err != nil {
+		return err
+	}
+	for key, value := range headers {
+		w.Header()[key] = value
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(append(js, '\n'))
+	return nil
+}
+
+// maxBodyBytes bounds a request body.
+const maxBodyBytes = 1 << 20
+
+// errTooLarge marks a body over maxBodyBytes: a 413, not a 400.
+var errTooLarge = fmt.Errorf("body must not be larger than %d bytes", maxBodyBytes)
+
+// readJSON decodes the body, one JSON object with no unknown fields, into
+// dst, with an error message a client can act on.
+func (app *application) readJSON(w http.ResponseWriter, r *http.Request, dst any) error {
+	r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	err := dec.Decode(dst)
+	if err != nil {
+		var syntaxError *json.SyntaxError
+		var typeError *json.UnmarshalTypeError
+		var maxBytesError *http.MaxBytesError
+		switch {
+		case errors.As(err, &syntaxError):
+			return fmt.Errorf("body contains badly-formed JSON (at character %d)", syntaxError.Offset)
+		case errors.Is(err, io.ErrUnexpectedEOF):
+			return errors.New("body contains badly-formed JSON")
+		case errors.As(err, &typeError):
+			if typeError.Field != "" {
+				return fmt.Errorf("body contains incorrect JSON type for field %q", typeError.Field)
+			}
+			return fmt.Errorf("body must be a JSON object (incorrect JSON type at character %d)", typeError.Offset)
+		case errors.Is(err, io.EOF):
+			return errors.New("body must not be empty")
+		case strings.HasPrefix(err.Error(), "json: unknown field "):
+			return fmt.Errorf("body contains unknown key %s", strings.TrimPrefix(err.Error(), "json: unknown field "))
+		case errors.As(err, &maxBytesError):
+			return errTooLarge
+		default:
+			return err
+		}
+	}
+	if err := dec.Decode(&struct{}{}); !errors.Is(err, io.EOF) {
+		var maxBytesError *http.MaxBytesError
+		if errors.As(err, &maxBytesError) {
+			return errTooLarge
+		}
+		return errors.New("body must only contain a single JSON value")
+	}
+	return nil
+}
+
+// errorResponse sends {"error": message} with status.
+func (app *application) errorResponse(w http.ResponseWriter, r *http.Request, status int, message any) {
+	if err := app.writeJSON(w, status, envelope{"error": message}, nil); err != nil {
+		app.logger.Error("write response", "method", r.Method, "uri", r.URL.RequestURI(), "error", err)
+		w.WriteHeader(http.StatusInternalServerError)
+	}
+}
+
+// serverError logs err once, with the request, and answers a generic 500.
+func (app *application) serverError(w http.ResponseWriter, r *http.Request, err error) {
+	app.logger.Error("internal error", "method", r.Method, "uri", r.URL.RequestURI(), "error", err)
+	app.errorResponse(w, r, http.StatusInternalServerError, "the server encountered a problem and could not process your request")
+}
+
+// badRequest answers 400, or 413 for a body that is too large.
+func (app *application) badRequest(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, errTooLarge) {
+		app.errorResponse(w, r, http.StatusRequestEntityTooLarge, err.Error())
+		return
+	}
+	app.errorResponse(w, r, http.StatusBadRequest, err.Error())
+}
+
+// failedValidation answers 422 with a message per field.
+func (app *application) failedValidation(w http.ResponseWriter, r *http.Request, errs map[string]string) {
+	app.errorResponse(w, r, http.StatusUnprocessableEntity, errs)
+}
+
+// validator collects a message per invalid field.
+type validator map[string]string
+
+// check records message for key, unless ok or key already has one.
+func (v validator) check(ok bool, key, message string) {
+	if _, exists := v[key]; !ok && !exists {
+		v[key] = message
+	}
+}
+
+// validateName applies DESIGN.md's rules for a name.
+func validateName(v validator, name string) {
+	v.check(name != "", "name", "must be provided")
+	v.check(len(name) <= 500, "name", "must not be more than 500 bytes long")
+	v.check(utf8.ValidString(name), "name", "must be valid UTF-8")
+	v.check(!strings.ContainsFunc(name, unicode.IsControl), "name", "must not contain control characters")
+}
+
+// validateEmail applies DESIGN.md's rules for an address: one plain
+// local@domain, in ASCII, with no display name, comment or line break.
+func validateEmail(v validator, address string) {
+	v.check(address != "", "email", "must be provided")
+	v.check(len(address) <= 254, "email", "must not be more than 254 bytes long")
+	v.check(!strings.ContainsFunc(address, func(c rune) bool { return c > unicode.MaxASCII || c <= ' ' || c == 0x7f }),
+		"email", "must be a plain ASCII address without spaces or control characters")
+	parsed, err := mail.ParseAddress(address)
+	v.check(err == nil && parsed.Name == "" && parsed.Address == address && strings.Contains(address, "@"),
+		"email", "must be a valid email address, like name@example.com")
+}
+
+// validatePassword applies DESIGN.md's rules for a password.
+func validatePassword(v validator, password string) {
+	v.check(password != "", "password", "must be provided")
+	v.check(len(password) >= 8, "password", "must be at least 8 bytes long")
+	v.check(len(password) <= 72, "password", "must not be more than 72 bytes long")
+}
+
+// newToken returns a random activation token and the SHA-256 hash that is
+// all the database keeps of it.
+func newToken() (plaintext string, hash []byte) {
+	b := make([]byte, 16)
+	rand.Read(b)
+	plaintext = base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b)
+	sum := sha256.Sum256([]byte(plaintext))
+	return plaintext, sum[:]
+}
+
+// handleHealthcheck reports that the service is up, and its version.
+func (app *application) handleHealthcheck(w http.ResponseWriter, r *http.Request) {
+	data := envelope{
+		"status": "available",
+		"system_info": map[string]string{
+			"environment": app.cfg.env,
+			"version":     version(),
+		},
+	}
+	if err := app.writeJSON(w, http.StatusOK, data, nil); err != nil {
+		app.serverError(w, r, err)
+	}
+}
+
+// handleRegisterUser creates an account and, in the same transaction, its
+// activation token and welcome email, then starts delivery.
+func (app *application) handleRegisterUser(w http.ResponseWriter, r *http.Request) {
+	var input struct {
+		Name     string `json:"name"`
+		Email    string `json:"email"`
+		Password string `json:"password"`
+	}
+	if err := app.readJSON(w, r, &input); err != nil {
+		app.badRequest(w, r, err)
+		return
+	}
+	v := validator{}
+	validateName(v, input.Name)
+	validateEmail(v, input.Email)
+	validatePassword(v, input.Password)
+	if len(v) > 0 {
+		app.failedValidation(w, r, v)
+		return
+	}
+
+	hash, err := bcrypt.GenerateFromPassword([]byte(input.Password), app.cfg.bcryptCost)
+	if err != nil {
+		app.serverError(w, r, err)
+		return
+	}
+	now := app.now().UTC()
+	u := &user{CreatedAt: now.Truncate(time.Millisecond), Name: input.Name, Email: input.Email, passwordHash: hash}
+	token, tokenHash := newToken()
+	e, err := composeEmail(welcomeTemplate, app.sender, u, token, now)
+	if err != nil {
+		app.serverError(w, r, err)
+		return
+	}
+	err = app.store.insertUser(r.Context(), u, tokenHash, now.Add(tokenTTL), e)
+	if errors.Is(err, errDuplicateEmail) {
+		app.failedValidation(w, r, map[string]string{"email": errDuplicateEmail.Error()})
+		return
+	}
+	if err != nil {
+		app.serverError(w, r, err)
+		return
+	}
+	app.kickDelivery()
+	if err := app.writeJSON(w, http.StatusAccepted, envelope{"user": u}, nil); err != nil {
+		app.serverError(w, r, err)
+	}
+}
+
+// handleActivateUser activates the account that holds the token.
+func (app *application) handleActivateUser(w http.ResponseWriter, r *http.Request) {
+	var input struct {
+		Token string `json:"token"`
+	}
+	if err := app.readJSON(w, r, &input); err != nil {
+		app.badRequest(w, r, err)
+		return
+	}
+	invalid := map[string]string{"token": "invalid or expired activation token"}
+	if input.Token == "" {
+		app.failedValidation(w, r, map[string]string{"token": "must be provided"})
+		return
+	}
+	if len(input.Token) != 26 {
+		app.failedValidation(w, r, invalid)
+		return
+	}
+	sum := sha256.Sum256([]byte(input.Token))
+	u, err := app.store.activate(r.Context(), sum[:], app.now())
+	if errors.Is(err, errNotFound) {
+		app.failedValidation(w, r, invalid)
+		return
+	}
+	if err != nil {
+		app.serverError(w, r, err)
+		return
+	}
+	if err := app.writeJSON(w, http.StatusOK, envelope{"user": u}, nil); err != nil {
+		app.serverError(w, r, err)
+	}
+}
+
+// handleCreateActivationToken emails a new activation token to an account
+// that is not activated yet.
+func (app *application) handleCreateActivationToken(w http.ResponseWriter, r *http.Request) {
+	var input struct {
+		Email string `json:"email"`
+	}
+	if err := app.readJSON(w, r, &input); err != nil {
+		app.badRequest(w, r, err)
+		return
+	}
+	v := validator{}
+	validateEmail(v, input.Email)
+	if len(v) > 0 {
+		app.failedValidation(w, r, v)
+		return
+	}
+	u, err := app.store.userByEmail(r.Context(), input.Email)
+	if errors.Is(err, errNotFound) {
+		app.failedValidation(w, r, map[string]string{"email": "no matching email address found"})
+		return
+	}
+	if err != nil {
+		app.serverError(w, r, err)
+		return
+	}
+	if u.Activated {
+		app.failedValidation(w, r, map[string]string{"email": "user has already been activated"})
+		return
+	}
+	now := app.now().UTC()
+	token, tokenHash := newToken()
+	e, err := composeEmail(activationTemplate, app.sender, u, token, now)
+	if err != nil {
+		app.serverError(w, r, err)
+		return
+	}
+	if err := app.store.addActivationToken(r.Context(), tokenHash, now.Add(tokenTTL), e); err != nil {
+		app.serverError(w, r, err)
+		return
+	}
+	app.kickDelivery()
+	msg := envelope{"message": "an email will be sent to you containing activation instructions"}
+	if err := app.writeJSON(w, http.StatusAccepted, msg, nil); err != nil {
+		app.serverError(w, r, err)
+	}
+}
+
+// metrics are the counters /debug/vars shows. They belong to one
+// application, not to expvar's global registry, so tests can run several.
+type metrics struct {
+	requests     expvar.Int
+	responses    expvar.Map // by status code
+	emailsSent   expvar.Int
+	emailsFailed expvar.Int
+}
+
+func newMetrics() *metrics {
+	m := &metrics{}
+	m.responses.Init()
+	return m
+}
+
+// handleMetrics shows the counters in expvar's JSON format, to loopback
+// clients only.
+func (app *application) handleMetrics(w http.ResponseWriter, r *http.Request) {
+	if !app.clientAddr(r).IsLoopback() {
+		app.errorResponse(w, r, http.StatusForbidden, "metrics are served to loopback clients only")
+		return
+	}
+	pending, failed, err := app.store.outboxCounts(r.Context())
+	if err != nil {
+		app.serverError(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	fmt.Fprintf(w, "{\n%q: %s,\n%q: %s,\n%q: %s,\n%q: %d,\n%q: %d,\n%q: %s,\n%q: %d,\n%q: %q\n}\n",
+		"requests", app.metrics.requests.String(),
+		"responses_by_status", app.metrics.responses.String(),
+		"background_tasks", strconv.FormatInt(app.tasks.Load(), 10),
+		"emails_pending", pending,
+		"emails_failed", failed,
+		"emails_sent", app.metrics.emailsSent.String(),
+		"emails_failed_since_start", app.metrics.emailsFailed.Value(),
+		"version", version())
+}
+
+// recoverPanic answers 500 to a request whose handler panicked.
+func (app *application) recoverPanic(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					panic(p)
+				}
+				w.Header().Set("Connection", "close")
+				app.serverError(w, r, fmt.Errorf("panic: %v\n%s", p, debug.Stack()))
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// statusRecorder remembers the status a handler wrote.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(status int) {
+	if s.status == 0 {
+		s.status = status
+	}
+	s.ResponseWriter.WriteHeader(status)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// countRequests counts requests, and responses by status.
+func (app *application) countRequests(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		app.metrics.requests.Add(1)
+		rec := &statusRecorder{ResponseWriter: w}
+		defer func() {
+			if rec.status == 0 {
+				rec.status = http.StatusOK
+			}
+			app.metrics.responses.Add(strconv.Itoa(rec.status), 1)
+		}()
+		next.ServeHTTP(rec, r)
+	})
+}
+
+// jsonErrors answers 404 and 405 (with Allow) in JSON instead of the
+// ServeMux's plain text.
+func (app *application) jsonErrors(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h, pattern := mux.Handler(r)
+		if pattern != "" {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		probe := &headerProbe{header: http.Header{}}
+		h.ServeHTTP(probe, r)
+		switch probe.status {
+		case http.StatusMethodNotAllowed:
+			w.Header().Set("Allow", probe.header.Get("Allow"))
+			app.errorResponse(w, r, http.StatusMethodNotAllowed, fmt.Sprintf("the %s method is not supported for this resource", r.Method))
+		case http.StatusNotFound:
+			app.errorResponse(w, r, http.StatusNotFound, "the requested resource could not be found")
+		default: // a redirect to the clean path
+			h.ServeHTTP(w, r)
+		}
+	})
+}
+
+// headerProbe records what the ServeMux's own error handler would send.
+type headerProbe struct {
+	header http.Header
+	status int
+}
+
+func (p *headerProbe) Header() http.Header         { return p.header }
+func (p *headerProbe) Write(b []byte) (int, error) { return len(b), nil }
+func (p *headerProbe) WriteHeader(status int)      { p.status = status }
+
+// limiter holds a token bucket per client address, forgetting clients idle
+// for a few minutes.
+type limiter struct {
+	rps       rate.Limit
+	burst     int
+	mu        sync.Mutex
+	clients   map[netip.Addr]*client
+	lastSweep time.Time
+}
+
+type client struct {
+	limiter  *rate.Limiter
+	lastSeen time.Time
+}
+
+func newLimiter(rps rate.Limit, burst int) *limiter {
+	return &limiter{rps: rps, burst: burst, clients: make(map[netip.Addr]*client), lastSweep: time.Now()}
+}
+
+// allow takes a token from addr's bucket.
+func (l *limiter) allow(addr netip.Addr, now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if now.Sub(l.lastSweep) > time.Minute {
+		for a, c := range l.clients {
+			if now.Sub(c.lastSeen) > 3*time.Minute {
+				delete(l.clients, a)
+			}
+		}
+		l.lastSweep = now
+	}
+	c, ok := l.clients[addr]
+	if !ok {
+		c = &client{limiter: rate.NewLimiter(l.rps, l.burst)}
+		l.clients[addr] = c
+	}
+	c.lastSeen = now
+	return c.limiter.AllowN(now, 1)
+}
+
+// rateLimit answers 429 to a client over its rate.
+func (app *application) rateLimit(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if app.limiter != nil && !app.limiter.allow(app.clientAddr(r), time.Now()) {
+			w.Header().Set("Retry-After", "1")
+			app.errorResponse(w, r, http.StatusTooManyRequests, "rate limit exceeded")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// clientAddr is the address of the client: the peer, or, when the peer is
+// a trusted proxy, the right-most X-Forwarded-For address that is not one.
+func (app *application) clientAddr(r *http.Request) netip.Addr {
+	peer, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	addr := peer.Addr().Unmap()
+	if !app.trusted(addr) {
+		return addr
+	}
+	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		hop, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			break
+		}
+		addr = hop.Unmap()
+		if !app.trusted(addr) {
+			break
+		}
+	}
+	return addr
+}
+
+func (app *application) trusted(addr netip.Addr) bool {
+	for _, p := range app.cfg.trustedProxies {
+		if p.Contains(addr) {
+			return true
+		}
+	}
+	return false
+}

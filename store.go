@@ -1,0 +1,348 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"path"
+	"strings"
+	"time"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// migrations holds the schema, one numbered file per version; the database
+// remembers the last applied in PRAGMA user_version.
+//
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Errors the handlers test for with errors.Is.
+var (
+	errDuplicateEmail = errors.New("a user with this email address already exists")
+	errNotFound       = errors.New("record not found")
+)
+
+// store is the SQLite database. Writes go through one connection, so
+// concurrent writers queue in Go instead of meeting SQLITE_BUSY; reads use a
+// pool of their own.
+type store struct {
+	write *sql.DB
+	read  *sql.DB
+}
+
+// user is an account, as the API shows it.
+type user struct {
+	ID           int64     `json:"id"`
+	CreatedAt    time.Time `json:"created_at"`
+	Name         string    `json:"name"`
+	Email        string    `json:"email"`
+	Activated    bool      `json:"activated"`
+	passwordHash []byte
+}
+
+// email is one row of the outbox: a composed message and its delivery state.
+type email struct {
+	ID        int64
+	UserID    int64
+	CreatedAt time.Time
+	MessageID string
+	Recipient string
+	Message   []byte
+	Attempts  int
+}
+
+// openStore opens (creating if needed) the database file at name, readable
+// by its owner only, and migrates it to the latest schema.
+func openStore(name string) (*store, error) {
+	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	f.Close()
+
+	// synchronous(FULL): a commit that was answered 202 survives a power cut,
+	// not just a crash of the process.
+	dsn := "file:" + (&url.URL{Path: name}).EscapedPath() +
+		"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)" +
+		"&_pragma=synchronous(FULL)&_txlock=immediate"
+	write, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, err
+	}
+	write.SetMaxOpenConns(1)
+	write.SetConnMaxIdleTime(0)
+	read, err := sql.Open("sqlite", dsn+"&_pragma=query_only(1)")
+	if err != nil {
+		write.Close()
+		return nil, err
+	}
+	read.SetMaxOpenConns(4)
+	st := &store{write: write, read: read}
+	if err := st.migrate(); err != nil {
+		st.close()
+		return nil, err
+	}
+	return st, nil
+}
+
+// close closes both pools.
+func (st *store) close() error {
+	return errors.Join(st.read.Close(), st.write.Close())
+}
+
+// migrate applies, in one transaction, the migrations newer than the
+// database's user_version.
+func (st *store) migrate() error {
+	names, err := fs.Glob(migrations, "migrations/*.sql")
+	if err != nil {
+		return err
+	}
+	tx, err := st.write.Begin()
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	defer tx.Rollback()
+	var current int
+	if err := tx.QueryRow("PRAGMA user_version").Scan(&current); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	if current > len(names) {
+		return fmt.Errorf("database schema version %d is newer than this binary knows (%d)", current, len(names))
+	}
+	for i, name := range names[current:] {
+		schema, err := migrations.ReadFile(name)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(string(schema)); err != nil {
+			return fmt.Errorf("migrate %s: %w", path.Base(name), err)
+		}
+		if _, err := tx.Exec(fmt.Sprintf("PRAGMA user_version = %d", current+i+1)); err != nil {
+			return fmt.Errorf("migrate: %w", err)
+		}
+	}
+	return tx.Commit()
+}
+
+// millis turns t into the integer the database stores.
+func millis(t time.Time) int64 { return t.UnixMilli() }
+
+// insertUser stores u, its activation token hash and its welcome email in one
+// transaction, and sets u.ID.
+func (st *store) insertUser(ctx context.Context, u *user, tokenHash []byte, tokenExpiry time.Time, e *email) error {
+	tx, err := st.write.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	err = tx.QueryRowContext(ctx,
+		`INSERT INTO users (created_at, name, email, email_key, password_hash) VALUES (?, ?, ?, ?, ?) RETURNING id`,
+		millis(u.CreatedAt), u.Name, u.Email, strings.ToLower(u.Email), u.passwordHash).Scan(&u.ID)
+	if err != nil {
+		var se *sqlite.Error
+		if errors.As(err, &se) && se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE {
+			return errDuplicateEmail
+		}
+		return err
+	}
+	e.UserID = u.ID
+	if err := insertTokenAndEmail(ctx, tx, tokenHash, tokenExpiry, e); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// addActivationToken stores a new activation token for e.UserID and the email
+// that carries it, in one transaction.
+func (st *store) addActivationToken(ctx context.Context, tokenHash []byte, expiry time.Time, e *email) error {
+	tx, err := st.write.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if err := insertTokenAndEmail(ctx, tx, tokenHash, expiry, e); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+func insertTokenAndEmail(ctx context.Context, tx *sql.Tx, tokenHash []byte, expiry time.Time, e *email) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO tokens (hash, user_id, scope, expiry) VALUES (?, ?, 'activation', ?)`,
+		tokenHash, e.UserID, millis(expiry))
+	if err != nil {
+		return err
+	}
+	return tx.QueryRowContext(ctx,
+		`INSERT INTO outbox (user_id, created_at, message_id, recipient, message, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id`,
+		e.UserID, millis(e.CreatedAt), e.MessageID, e.Recipient, e.Message, millis(e.CreatedAt)).Scan(&e.ID)
+}
+
+const userColumns = `id, created_at, name, email, activated, password_hash`
+
+func scanUser(row interface{ Scan(...any) error }) (*user, error) {
+	var u user
+	var created int64
+	err := row.Scan(&u.ID, &created, &u.Name, &u.Email, &u.Activated, &u.passwordHash)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, errNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	u.CreatedAt = time.UnixMilli(created).UTC()
+	return &u, nil
+}
+
+// userByEmail finds a user by email address, regardless of case.
+func (st *store) userByEmail(ctx context.Context, address string) (*user, error) {
+	return scanUser(st.read.QueryRowContext(ctx,
+		`SELECT `+userColumns+` FROM users WHERE email_key = ?`, strings.ToLower(address)))
+}
+
+// activate marks as activated the user holding the unexpired activation
+// token with this hash, and deletes all of that user's activation tokens.
+// It returns errNotFound when no such token exists.
+func (st *store) activate(ctx context.Context, tokenHash []byte, now time.Time) (*user, error) {
+	tx, err := st.write.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	u, err := scanUser(tx.QueryRowContext(ctx,
+		`UPDATE users SET activated = 1
+		WHERE id = (SELECT user_id FROM tokens WHERE hash = ? AND scope = 'activation' AND expiry > ?)
+		RETURNING `+userColumns, tokenHash, millis(now)))
+	if err != nil {
+		return nil, err
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE user_id = ? AND scope = 'activation'`, u.ID); err != nil {
+		return nil, err
+	}
+	return u, tx.Commit()
+}
+
+// purgeExpiredTokens deletes the tokens that expired before now.
+func (st *store) purgeExpiredTokens(ctx context.Context, now time.Time) (int64, error) {
+	res, err := st.write.ExecContext(ctx, `DELETE FROM tokens WHERE expiry <= ?`, millis(now))
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+// claimDue claims up to limit pending emails that are due at now and not
+// claimed by another deliverer, until now+lease.
+func (st *store) claimDue(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]*email, error) {
+	rows, err := st.write.QueryContext(ctx, `
+		UPDATE outbox SET claimed_until = ?
+		WHERE id IN (SELECT id FROM outbox
+			WHERE status = 'pending' AND next_attempt_at <= ? AND claimed_until <= ?
+			ORDER BY next_attempt_at, id LIMIT ?)
+		RETURNING id, user_id, created_at, message_id, recipient, message, attempts`,
+		millis(now.Add(lease)), millis(now), millis(now), limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var emails []*email
+	for rows.Next() {
+		var e email
+		var created int64
+		if err := rows.Scan(&e.ID, &e.UserID, &created, &e.MessageID, &e.Recipient, &e.Message, &e.Attempts); err != nil {
+			return nil, err
+		}
+		e.CreatedAt = time.UnixMilli(created).UTC()
+		emails = append(emails, &e)
+	}
+	return emails, rows.Err()
+}
+
+// markSent records that the SMTP server accepted e, and drops its content.
+func (st *store) markSent(ctx context.Context, e *email) error {
+	_, err := st.write.ExecContext(ctx,
+		`UPDATE outbox SET status = 'sent', message = NULL, attempts = attempts + 1, claimed_until = 0, last_error = '' WHERE id = ?`, e.ID)
+	return err
+}
+
+// markRetry records a failed attempt at e and when to try again.
+func (st *store) markRetry(ctx context.Context, e *email, next time.Time, lastErr string) error {
+	_, err := st.write.ExecContext(ctx,
+		`UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, claimed_until = 0, last_error = ? WHERE id = ?`,
+		millis(next), lastErr, e.ID)
+	return err
+}
+
+// markFailed records that e will never be sent, and drops its content.
+func (st *store) markFailed(ctx context.Context, e *email, lastErr string) error {
+	_, err := st.write.ExecContext(ctx,
+		`UPDATE outbox SET status = 'failed', message = NULL, attempts = attempts + 1, claimed_until = 0, last_error = ? WHERE id = ?`,
+		lastErr, e.ID)
+	return err
+}
+
+// release gives up the claim on e without counting an attempt, so that it
+// is sent as soon as a deliverer is free (or at the next start).
+func (st *store) release(ctx context.Context, e *email) error {
+	_, err := st.write.ExecContext(ctx, `UPDATE outbox SET claimed_until = 0 WHERE id = ?`, e.ID)
+	return err
+}
+
+// releaseAllClaims drops every claim: at start-up, claims left by a process
+// that crashed or was killed mid-send.
+func (st *store) releaseAllClaims(ctx context.Context) error {
+	_, err := st.write.ExecContext(ctx, `UPDATE outbox SET claimed_until = 0 WHERE status = 'pending' AND claimed_until > 0`)
+	return err
+}
+
+// outboxCounts returns how many emails are pending and how many failed.
+func (st *store) outboxCounts(ctx context.Context) (pending, failed int, err error) {
+	err = st.read.QueryRowContext(ctx, `SELECT
+		(SELECT count(*) FROM outbox WHERE status = 'pending'),
+		(SELECT count(*) FROM outbox WHERE status = 'failed')`).Scan(&pending, &failed)
+	return pending, failed, err
+}
+
+// nextDue returns when the earliest pending, unclaimed email is due, and
+// false if there is none.
+func (st *store) nextDue(ctx context.Context) (time.Time, bool, error) {
+	var next sql.NullInt64
+	err := st.read.QueryRowContext(ctx,
+		`SELECT min(max(next_attempt_at, claimed_until)) FROM outbox WHERE status = 'pending'`).Scan(&next)
+	if err != nil || !next.Valid {
+		return time.Time{}, false, err
+	}
+	return time.UnixMilli(next.Int64), true, nil
+}
+
+// backup writes a consistent copy of the database at src to dest, which
+// must not exist yet, while other processes may be writing to src.
+func backup(ctx context.Context, src, dest string) error {
+	if _, err := os.Stat(src); err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	// VACUUM INTO would overwrite nothing but an empty file; creating dest
+	// ourselves (O_EXCL) refuses any existing one and sets its mode.
+	f, err := os.OpenFile(dest, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	f.Close()
+	st, err := openStore(src)
+	if err != nil {
+		os.Remove(dest)
+		return err
+	}
+	defer st.close()
+	if _, err := st.write.ExecContext(ctx, `VACUUM INTO ?`, dest); err != nil {
+		os.Remove(dest)
+		return fmt.Errorf("backup: %w", err)
+	}
+	return nil
+}
