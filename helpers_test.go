@@ -1,0 +1,509 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-message/mail"
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+)
+
+// received is one message a test SMTP server accepted.
+type received struct {
+	from, to string
+	data     []byte
+	user     string // AUTH user, if any
+}
+
+// testSMTP is a real go-smtp server on 127.0.0.1:0 that records what it
+// accepts. Its data hook can delay, fail or drop a message.
+type testSMTP struct {
+	t        *testing.T
+	server   *smtp.Server
+	addr     string
+	host     string
+	port     string
+	sessions atomic.Int64
+
+	// data, if set, runs for each DATA before the message is accepted; n
+	// counts DATA commands from 1. A non-nil error is the reply.
+	data func(n int64, c *smtp.Conn) error
+	// auth, if set, is required: the PLAIN password it accepts for "user".
+	auth string
+	// tls, if set, offers STARTTLS; AUTH is then refused before it.
+	tls *tls.Config
+
+	mu      sync.Mutex
+	msgs    []received
+	dataN   int64
+	arrived chan struct{} // a message was accepted
+}
+
+// startSMTP starts a test SMTP server; configure fields before the first
+// connection by passing a setup function.
+func startSMTP(t *testing.T, setup func(s *testSMTP)) *testSMTP {
+	t.Helper()
+	s := &testSMTP{t: t, arrived: make(chan struct{}, 100000)}
+	if setup != nil {
+		setup(s)
+	}
+	srv := smtp.NewServer(s)
+	srv.Domain = "localhost"
+	srv.TLSConfig = s.tls
+	srv.AllowInsecureAuth = s.tls == nil
+	s.server = srv
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.addr = ln.Addr().String()
+	s.host, s.port, _ = net.SplitHostPort(s.addr)
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return s
+}
+
+func (s *testSMTP) NewSession(c *smtp.Conn) (smtp.Session, error) {
+	s.sessions.Add(1)
+	return &testSession{srv: s, conn: c}, nil
+}
+
+// messages returns a copy of what the server accepted.
+func (s *testSMTP) messages() []received {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]received(nil), s.msgs...)
+}
+
+// waitMessages waits until the server has accepted at least n messages.
+func (s *testSMTP) waitMessages(t *testing.T, n int, timeout time.Duration) []received {
+	t.Helper()
+	waitFor(t, timeout, fmt.Sprintf("%d messages at the SMTP server", n), func() bool { return len(s.messages()) >= n })
+	return s.messages()
+}
+
+type testSession struct {
+	srv      *testSMTP
+	conn     *smtp.Conn
+	from, to string
+	user     string
+}
+
+func (s *testSession) AuthMechanisms() []string {
+	if s.srv.auth == "" {
+		return nil
+	}
+	return []string{sasl.Plain}
+}
+
+func (s *testSession) Auth(mech string) (sasl.Server, error) {
+	return sasl.NewPlainServer(func(identity, username, password string) error {
+		if username != "user" || password != s.srv.auth {
+			return &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8}, Message: "bad credentials"}
+		}
+		s.user = username
+		return nil
+	}), nil
+}
+
+func (s *testSession) Mail(from string, _ *smtp.MailOptions) error {
+	if s.srv.auth != "" && s.user == "" {
+		return &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "authentication required"}
+	}
+	s.from = from
+	return nil
+}
+
+func (s *testSession) Rcpt(to string, _ *smtp.RcptOptions) error {
+	s.to = to
+	return nil
+}
+
+func (s *testSession) Data(r io.Reader) error {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	s.srv.mu.Lock()
+	s.srv.dataN++
+	n := s.srv.dataN
+	s.srv.mu.Unlock()
+	if s.srv.data != nil {
+		if err := s.srv.data(n, s.conn); err != nil {
+			return err
+		}
+	}
+	s.srv.mu.Lock()
+	s.srv.msgs = append(s.srv.msgs, received{from: s.from, to: s.to, data: data, user: s.user})
+	s.srv.mu.Unlock()
+	s.srv.arrived <- struct{}{}
+	return nil
+}
+
+func (s *testSession) Reset()        { s.from, s.to = "", "" }
+func (s *testSession) Logout() error { return nil }
+
+// tempFail is a 451 reply, a temporary failure.
+var tempFail = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "try again later"}
+
+// hangingSMTP accepts connections and never answers, until the test ends.
+func hangingSMTP(t *testing.T) (host, port string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	host, port, _ = net.SplitHostPort(ln.Addr().String())
+	return host, port
+}
+
+// waitFor polls cond until it holds, failing the test after timeout.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// syncBuffer is a log destination that tests can read while it is written.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+var addrRE = regexp.MustCompile(`msg="starting server" addr=\S*:(\d+)`)
+
+// waitListening waits for the "starting server" log line and returns the
+// base URL it names.
+func waitListening(t *testing.T, logs *syncBuffer, timeout time.Duration) string {
+	t.Helper()
+	var url string
+	waitFor(t, timeout, "the server to listen", func() bool {
+		m := addrRE.FindStringSubmatch(logs.String())
+		if m != nil {
+			url = "http://127.0.0.1:" + m[1]
+		}
+		return m != nil
+	})
+	return url
+}
+
+// smtpArgs points the service at a test SMTP server without TLS.
+func smtpArgs(host, port string) []string {
+	return []string{"-smtp-host", host, "-smtp-port", port, "-smtp-tls", "none"}
+}
+
+// baseArgs are the flags every test run uses: a database in dir, a free
+// port, cheap hashes and no rate limit.
+func baseArgs(dir string) []string {
+	return []string{"-db", filepath.Join(dir, "signup.db"), "-port", "0", "-bcrypt-cost", "4", "-limiter-enabled=false", "-mail-dir", filepath.Join(dir, "mail")}
+}
+
+// inProcess is run() started in a goroutine.
+type inProcess struct {
+	url    string
+	logs   *syncBuffer
+	cancel context.CancelFunc
+	done   chan struct{} // closed when run returns
+	err    error         // what run returned, once done is closed
+}
+
+// startRun starts run() with args and returns once it listens.
+func startRun(t *testing.T, args []string, env map[string]string) *inProcess {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &inProcess{logs: &syncBuffer{}, cancel: cancel, done: make(chan struct{})}
+	getenv := func(k string) string { return env[k] }
+	go func() {
+		p.err = run(ctx, args, getenv, io.Discard, p.logs)
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-p.done:
+		case <-time.After(30 * time.Second):
+			t.Error("run did not return")
+		}
+		if t.Failed() {
+			t.Logf("logs:\n%s", p.logs)
+		}
+	})
+	p.url = waitListening(t, p.logs, 10*time.Second)
+	return p
+}
+
+// post sends body as JSON and decodes the JSON answer.
+func post(t *testing.T, method, url string, body any) (int, map[string]any) {
+	t.Helper()
+	b, err := json.Marshal(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := http.NewRequest(method, url, bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var out map[string]any
+	if err := json.NewDecoder(res.Body).Decode(&out); err != nil {
+		t.Fatalf("%s %s: decode answer: %v", method, url, err)
+	}
+	return res.StatusCode, out
+}
+
+// signup registers address and fails the test unless it is answered 202.
+func signup(t *testing.T, url, address string) {
+	t.Helper()
+	status, body := post(t, "POST", url+"/v1/users", map[string]string{"name": "Test User", "email": address, "password": "pa55word1234"})
+	if status != http.StatusAccepted {
+		t.Fatalf("signup %s: status %d, body %v", address, status, body)
+	}
+}
+
+var tokenRE = regexp.MustCompile(`\{"token": "([A-Z2-7]{26})"\}`)
+
+// tokenOf reads the activation token out of a message's plain part.
+func tokenOf(t *testing.T, msg []byte) string {
+	t.Helper()
+	plain, _ := parts(t, msg)
+	m := tokenRE.FindStringSubmatch(plain)
+	if m == nil {
+		t.Fatalf("no token line in the plain part:\n%s", plain)
+	}
+	return m[1]
+}
+
+// parts decodes a multipart/alternative message into its plain and HTML bodies.
+func parts(t *testing.T, msg []byte) (plain, html string) {
+	t.Helper()
+	r, err := mail.CreateReader(bytes.NewReader(msg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		p, err := r.NextPart()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(p.Body)
+		ct, _, _ := p.Header.(*mail.InlineHeader).ContentType()
+		switch ct {
+		case "text/plain":
+			plain = string(body)
+		case "text/html":
+			html = string(body)
+		}
+	}
+	return plain, html
+}
+
+// testApp is an application with a database in a temporary directory,
+// sending to a test SMTP server, served by httptest.
+type testApp struct {
+	*application
+	url  string
+	logs *syncBuffer
+}
+
+// newTestApp builds an application for tests that need to reach inside it
+// (an injected clock, the store). Background tasks are drained at cleanup.
+func newTestApp(t *testing.T, srv *testSMTP, adjust func(cfg *config)) *testApp {
+	t.Helper()
+	logs := &syncBuffer{}
+	cfg, _, err := parseConfig(baseArgs(t.TempDir()), func(string) string { return "" }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.smtpHost, cfg.smtpTLS = srv.host, "none"
+	fmt.Sscan(srv.port, &cfg.smtpPort)
+	cfg.mailRetryMin, cfg.mailRetryMax = 10*time.Millisecond, 50*time.Millisecond
+	if adjust != nil {
+		adjust(&cfg)
+	}
+	st, err := openStore(cfg.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logger := slog.New(slog.NewTextHandler(logs, nil))
+	m, err := newMailer(cfg, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := newApplication(cfg, logger, st, m)
+	ts := httptest.NewServer(app.routes())
+	t.Cleanup(func() {
+		ts.Close()
+		select {
+		case <-app.stopping: // serve shut down already
+		default:
+			close(app.stopping)
+		}
+		app.cancelBackground()
+		app.wg.Wait()
+		st.close()
+		if t.Failed() {
+			t.Logf("logs:\n%s", logs)
+		}
+	})
+	return &testApp{application: app, url: ts.URL, logs: logs}
+}
+
+// binary is the signup binary built once for the tests that need a real
+// process and real signals.
+var binary = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "signup-test")
+	if err != nil {
+		return "", err
+	}
+	binaryDir = dir
+	bin := filepath.Join(dir, "signup")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	return bin, nil
+})
+
+// binaryDir holds the built binary, removed by TestMain.
+var binaryDir string
+
+// process is the real binary, running.
+type process struct {
+	cmd  *exec.Cmd
+	url  string
+	logs *syncBuffer
+	done chan struct{}
+	err  error // after done
+}
+
+// startBinary runs the signup binary with args and waits until it listens.
+func startBinary(t *testing.T, args []string, env ...string) *process {
+	t.Helper()
+	p := startBinaryNoWait(t, args, env...)
+	p.url = waitListening(t, p.logs, 20*time.Second)
+	return p
+}
+
+func startBinaryNoWait(t *testing.T, args []string, env ...string) *process {
+	t.Helper()
+	bin, err := binary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &process{cmd: exec.Command(bin, args...), logs: &syncBuffer{}, done: make(chan struct{})}
+	p.cmd.Env = append(os.Environ(), env...)
+	p.cmd.Stdout = p.logs
+	p.cmd.Stderr = p.logs
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		p.err = p.cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		p.cmd.Process.Kill()
+		<-p.done
+		if t.Failed() {
+			t.Logf("logs of %v:\n%s", args, p.logs)
+		}
+	})
+	return p
+}
+
+// wait waits for the process to exit and returns its exit code.
+func (p *process) wait(t *testing.T, timeout time.Duration) int {
+	t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(timeout):
+		t.Fatalf("process did not exit within %v", timeout)
+	}
+	return p.cmd.ProcessState.ExitCode()
+}
+
+// signal sends sig to the process.
+func (p *process) signal(t *testing.T, sig os.Signal) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// containsLine reports whether logs have a line with all of the parts.
+func containsLine(logs string, parts ...string) bool {
+	for _, line := range strings.Split(logs, "\n") {
+		ok := true
+		for _, p := range parts {
+			ok = ok && strings.Contains(line, p)
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
+}

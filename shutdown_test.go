@@ -1,0 +1,211 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+)
+
+// slowData makes the test SMTP server take d in DATA.
+func slowData(d time.Duration) func(s *testSMTP) {
+	return func(s *testSMTP) {
+		s.data = func(int64, *smtp.Conn) error {
+			time.Sleep(d)
+			return nil
+		}
+	}
+}
+
+// hangData makes DATA hang until the test ends.
+func hangData(t *testing.T) func(s *testSMTP) {
+	stop := make(chan struct{})
+	t.Cleanup(func() { close(stop) })
+	return func(s *testSMTP) {
+		s.data = func(int64, *smtp.Conn) error {
+			<-stop
+			return tempFail
+		}
+	}
+}
+
+func TestShutdownWaitsForEmailInProcess(t *testing.T) {
+	t.Parallel()
+	srv := startSMTP(t, slowData(2*time.Second))
+	dir := t.TempDir()
+	p := startRun(t, append(baseArgs(dir), smtpArgs(srv.host, srv.port)...), nil)
+
+	signup(t, p.url, "alice@example.com")
+	p.cancel()
+	select {
+	case <-p.done:
+		if p.err != nil {
+			t.Fatalf("run returned %v, want nil", p.err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("run did not return")
+	}
+	if got := len(srv.messages()); got != 1 {
+		t.Fatalf("SMTP server holds %d messages when run returned, want 1", got)
+	}
+	for _, want := range []string{"shutting down server", "completing background tasks", "stopped server"} {
+		if !strings.Contains(p.logs.String(), want) {
+			t.Errorf("logs lack %q", want)
+		}
+	}
+	if !containsLine(p.logs.String(), "stopped server", "emails_pending=0") {
+		t.Error(`no "stopped server" line with emails_pending=0`)
+	}
+}
+
+func TestSignalDrainsEmail(t *testing.T) {
+	t.Parallel()
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		t.Run(sig.String(), func(t *testing.T) {
+			t.Parallel()
+			srv := startSMTP(t, slowData(time.Second))
+			p := startBinary(t, append(baseArgs(t.TempDir()), smtpArgs(srv.host, srv.port)...))
+			signup(t, p.url, "bob@example.com")
+			p.signal(t, sig)
+			if code := p.wait(t, 20*time.Second); code != 0 {
+				t.Fatalf("exit code %d, want 0", code)
+			}
+			if got := len(srv.messages()); got != 1 {
+				t.Fatalf("SMTP server holds %d messages after exit, want 1", got)
+			}
+			if !containsLine(p.logs.String(), "shutting down server", "signal="+sig.String()) {
+				t.Errorf("no shutting down line naming %v", sig)
+			}
+		})
+	}
+}
+
+func TestDeadlineExitsOneAndEmailSurvives(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	hung := startSMTP(t, hangData(t))
+	p := startBinary(t, append(baseArgs(dir), append(smtpArgs(hung.host, hung.port), "-shutdown-timeout", "1s")...))
+	signup(t, p.url, "carol@example.com")
+	waitFor(t, 10*time.Second, "the send to start", func() bool { return hung.sessions.Load() > 0 })
+	start := time.Now()
+	p.signal(t, syscall.SIGTERM)
+	code := p.wait(t, 20*time.Second)
+	took := time.Since(start)
+	t.Logf("exit %d after %v with -shutdown-timeout 1s", code, took)
+	if code != 1 {
+		t.Fatalf("exit code %d, want 1", code)
+	}
+	if took < time.Second || took > 5*time.Second {
+		t.Errorf("exited after %v, want close to the 1s deadline", took)
+	}
+	if !containsLine(p.logs.String(), "shutdown deadline passed", "emails_pending=1") {
+		t.Error("no log line naming the email left pending")
+	}
+
+	// The next start, with a working server, sends it.
+	good := startSMTP(t, nil)
+	p2 := startBinary(t, append(baseArgs(dir), smtpArgs(good.host, good.port)...))
+	msgs := good.waitMessages(t, 1, 10*time.Second)
+	if msgs[0].to != "carol@example.com" {
+		t.Errorf("sent to %q", msgs[0].to)
+	}
+	if !containsLine(p2.logs.String(), "msg=outbox", "pending=1") {
+		t.Error("start-up did not log the pending email")
+	}
+}
+
+func TestSecondSignalExitsAtOnce(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	hung := startSMTP(t, hangData(t))
+	p := startBinary(t, append(baseArgs(dir), smtpArgs(hung.host, hung.port)...)) // 30s deadline
+	signup(t, p.url, "dave@example.com")
+	waitFor(t, 10*time.Second, "the send to start", func() bool { return hung.sessions.Load() > 0 })
+	p.signal(t, syscall.SIGINT)
+	waitFor(t, 10*time.Second, "draining", func() bool { return strings.Contains(p.logs.String(), "completing background tasks") })
+	start := time.Now()
+	p.signal(t, syscall.SIGINT)
+	code := p.wait(t, 10*time.Second)
+	t.Logf("second SIGINT: exit %d after %v", code, time.Since(start))
+	if code != 1 {
+		t.Fatalf("exit code %d, want 1", code)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("exit took %v after the second signal", took)
+	}
+	st, err := openStore(filepath.Join(dir, "signup.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.close()
+	pending, _, err := st.outboxCounts(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pending != 1 {
+		t.Errorf("%d emails pending after the forced exit, want 1", pending)
+	}
+}
+
+func TestIdleShutdownIsPrompt(t *testing.T) {
+	t.Parallel()
+	srv := startSMTP(t, nil)
+	p := startBinary(t, append(baseArgs(t.TempDir()), smtpArgs(srv.host, srv.port)...))
+	start := time.Now()
+	p.signal(t, syscall.SIGTERM)
+	code := p.wait(t, 10*time.Second)
+	took := time.Since(start)
+	t.Logf("idle SIGTERM to exit: %v", took)
+	if code != 0 {
+		t.Fatalf("exit code %d, want 0", code)
+	}
+	if took > 2*time.Second {
+		t.Errorf("idle shutdown took %v", took)
+	}
+}
+
+func TestBackgroundPanicDoesNotBreakShutdown(t *testing.T) {
+	t.Parallel()
+	srv := startSMTP(t, nil)
+	app := newTestApp(t, srv, nil)
+	ran := make(chan struct{})
+	app.background(func(context.Context) {
+		defer close(ran)
+		panic("boom")
+	})
+	<-ran
+	ln, err := listen(0, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- app.serve(ctx, ln, func(string) string { return "" }) }()
+	waitListening(t, app.logs, 5*time.Second)
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("serve returned %v after a panicking task", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("shutdown blocked after a panicking task")
+	}
+	if !containsLine(app.logs.String(), "background task panicked", "boom") {
+		t.Error("the panic was not logged")
+	}
+}
+
+// TestMain removes the binary the tests built.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binaryDir != "" {
+		os.RemoveAll(binaryDir)
+	}
+	os.Exit(code)
+}
