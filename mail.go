@@ -245,9 +245,11 @@ func (m *mailer) handshake(conn net.Conn, tlsConfig *tls.Config) (*smtp.Client, 
 		}
 	} else {
 		c = smtp.NewClient(conn)
-		if err := c.Hello("localhost"); err != nil {
-			return nil, err
-		}
+	}
+	// EHLO (again, over TLS) now: later calls such as SupportsAuth would
+	// swallow its error, a failed certificate check among them.
+	if err := c.Hello("localhost"); err != nil {
+		return nil, err
 	}
 	if m.username == "" {
 		return c, nil

@@ -1,0 +1,411 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"fmt"
+	"math/big"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-message/mail"
+	"github.com/emersion/go-smtp"
+)
+
+func TestUserInputCannotReachHeaders(t *testing.T) {
+	t.Parallel()
+	sender, _ := parseSender("Signup <no-reply@example.com>")
+	u := &user{ID: 7, Name: "Eve\r\nBcc: mallory@evil.example\r\nSubject: pwned", Email: "eve@example.com"}
+	e, err := composeEmail(welcomeTemplate, sender, u, "ABCDEFGHIJKLMNOPQRSTUVWXYZ", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := mail.CreateReader(bytes.NewReader(e.Message))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for f := r.Header.Fields(); f.Next(); {
+		keys = append(keys, strings.ToLower(f.Key()))
+	}
+	slices.Sort(keys)
+	want := []string{"content-type", "date", "from", "message-id", "mime-version", "subject", "to"}
+	if !slices.Equal(keys, want) {
+		t.Errorf("header fields %v, want %v", keys, want)
+	}
+	if subject, _ := r.Header.Subject(); subject != "Welcome to Signup!" {
+		t.Errorf("Subject %q", subject)
+	}
+	if to, _ := r.Header.AddressList("To"); len(to) != 1 || to[0].Address != "eve@example.com" || to[0].Name != "" {
+		t.Errorf("To %v", to)
+	}
+	if id, _ := r.Header.MessageID(); "<"+id+">" != e.MessageID {
+		t.Errorf("Message-ID header %q, outbox row %q", id, e.MessageID)
+	}
+	plain, html := parts(t, e.Message)
+	if !strings.Contains(plain, `{"token": "ABCDEFGHIJKLMNOPQRSTUVWXYZ"}`) || !strings.Contains(html, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") {
+		t.Error("a part lacks the token")
+	}
+	if !strings.Contains(plain, "Hi Eve") {
+		t.Error("the plain part lacks the name")
+	}
+
+	// Through the API the same name and address are refused, and an HTML
+	// name is escaped in the HTML part.
+	srv := startSMTP(t, nil)
+	app := newTestApp(t, srv, nil)
+	for _, body := range []map[string]string{
+		{"name": "Eve\r\nBcc: mallory@evil.example", "email": "eve@example.com", "password": "pa55word"},
+		{"name": "Eve", "email": "eve@example.com\r\nBcc: mallory@evil.example", "password": "pa55word"},
+		{"name": "Eve", "email": "Eve <eve@example.com>", "password": "pa55word"},
+	} {
+		if status, _ := post(t, "POST", app.url+"/v1/users", body); status != 422 {
+			t.Errorf("%q: status %d, want 422", body, status)
+		}
+	}
+	signup := map[string]string{"name": "<b>Eve</b>", "email": "eve@example.com", "password": "pa55word"}
+	if status, body := post(t, "POST", app.url+"/v1/users", signup); status != 202 {
+		t.Fatalf("status %d %v", status, body)
+	}
+	msg := srv.waitMessages(t, 1, 10*time.Second)[0]
+	if _, html := parts(t, msg.data); strings.Contains(html, "<b>Eve</b>") || !strings.Contains(html, "&lt;b&gt;Eve&lt;/b&gt;") {
+		t.Errorf("the name is not escaped in the HTML part:\n%s", html)
+	}
+}
+
+// selfSigned returns a TLS certificate for 127.0.0.1 and a pool that trusts it.
+func selfSigned(t *testing.T) (tls.Certificate, *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "test smtp"},
+		IPAddresses:           []net.IP{net.ParseIP("127.0.0.1")},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, pool
+}
+
+func TestStartTLSAndAuthPlain(t *testing.T) {
+	t.Parallel()
+	cert, pool := selfSigned(t)
+	srv := startSMTP(t, func(s *testSMTP) {
+		s.tls = &tls.Config{Certificates: []tls.Certificate{cert}}
+		s.auth = "s3cret"
+	})
+	tlsOn := func(cfg *config) {
+		cfg.smtpTLS, cfg.smtpUsername, cfg.smtpPassword = "starttls", "user", "s3cret"
+	}
+
+	t.Run("trusted", func(t *testing.T) {
+		t.Parallel()
+		app := newTestApp(t, srv, tlsOn)
+		app.mailer.rootCAs = pool
+		signup(t, app.url, "tls@example.com")
+		waitFor(t, 10*time.Second, "the message", func() bool {
+			return slices.ContainsFunc(srv.messages(), func(m received) bool { return m.to == "tls@example.com" })
+		})
+		for _, m := range srv.messages() {
+			if m.to == "tls@example.com" && m.user != "user" {
+				t.Errorf("sent without AUTH (user %q)", m.user)
+			}
+		}
+		if strings.Contains(app.logs.String(), "s3cret") {
+			t.Error("the password appears in the logs")
+		}
+	})
+	t.Run("untrusted certificate", func(t *testing.T) {
+		t.Parallel()
+		app := newTestApp(t, srv, tlsOn) // system roots: the self-signed certificate fails verification
+		signup(t, app.url, "untrusted@example.com")
+		waitFor(t, 10*time.Second, "a failed attempt", func() bool {
+			return containsLine(app.logs.String(), "will retry", "certificate")
+		})
+		if slices.ContainsFunc(srv.messages(), func(m received) bool { return m.to == "untrusted@example.com" }) {
+			t.Error("sent over an unverified connection")
+		}
+	})
+	t.Run("wrong password", func(t *testing.T) {
+		t.Parallel()
+		app := newTestApp(t, srv, func(cfg *config) { tlsOn(cfg); cfg.smtpPassword = "wrong" })
+		app.mailer.rootCAs = pool
+		signup(t, app.url, "wrongpw@example.com")
+		waitFor(t, 10*time.Second, "the login error", func() bool {
+			return containsLine(app.logs.String(), "level=ERROR", "rejected the login", "smtp_code=535")
+		})
+		waitFor(t, 10*time.Second, "a retry", func() bool {
+			return containsLine(app.logs.String(), "will retry", "message_id")
+		})
+		if strings.Contains(app.logs.String(), "wrong") && !strings.Contains(app.logs.String(), "wrongpw@") {
+			t.Error("the password appears in the logs")
+		}
+		pending, failed, _ := app.store.outboxCounts(context.Background())
+		if pending != 1 || failed != 0 {
+			t.Errorf("after a rejected login: %d pending, %d failed; want 1 pending", pending, failed)
+		}
+	})
+}
+
+func TestImplicitTLS(t *testing.T) {
+	t.Parallel()
+	cert, pool := selfSigned(t)
+	srv := startSMTP(t, nil)
+	// Put TLS in front of the test server: -smtp-tls tls.
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				up, err := net.Dial("tcp", srv.addr)
+				if err != nil {
+					return
+				}
+				defer up.Close()
+				go func() { copyConn(up, c) }()
+				copyConn(c, up)
+			}()
+		}
+	}()
+	host, port, _ := net.SplitHostPort(ln.Addr().String())
+	app := newTestApp(t, srv, func(cfg *config) {
+		cfg.smtpTLS, cfg.smtpHost = "tls", host
+		fmt.Sscan(port, &cfg.smtpPort)
+	})
+	app.mailer.rootCAs = pool
+	signup(t, app.url, "implicit@example.com")
+	srv.waitMessages(t, 1, 10*time.Second)
+}
+
+func copyConn(dst, src net.Conn) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			if tc, ok := dst.(*net.TCPConn); ok {
+				tc.CloseWrite()
+			}
+			return
+		}
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	t.Parallel()
+	min, max := 2*time.Second, 10*time.Minute
+	for attempt := 1; attempt <= 100; attempt++ {
+		for range 20 {
+			d := backoff(attempt, min, max)
+			if d < min || d > max {
+				t.Fatalf("attempt %d: %v outside [%v, %v]", attempt, d, min, max)
+			}
+			if attempt <= 8 {
+				ceiling := min << (attempt - 1)
+				if d > ceiling || d < ceiling/2 && ceiling/2 >= min {
+					t.Fatalf("attempt %d: %v outside [%v, %v]", attempt, d, ceiling/2, ceiling)
+				}
+			}
+		}
+	}
+	if d := backoff(30, min, max); d < max/2 {
+		t.Errorf("attempt 30: %v, want near the %v cap", d, max)
+	}
+}
+
+func TestRetryClassification(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name       string
+		fail       func(n int64, c *smtp.Conn) error // for the first DATA only
+		wantFailed bool
+	}{
+		{"451 is retried", func(int64, *smtp.Conn) error { return tempFail }, false},
+		{"421 is retried", func(int64, *smtp.Conn) error {
+			return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "closing"}
+		}, false},
+		{"dropped connection is retried", func(_ int64, c *smtp.Conn) error { c.Conn().Close(); return tempFail }, false},
+		{"550 fails at once", func(int64, *smtp.Conn) error {
+			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
+		}, true},
+		{"plain error is a permanent 554", func(int64, *smtp.Conn) error { return fmt.Errorf("boom") }, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv := startSMTP(t, func(s *testSMTP) {
+				s.data = func(n int64, c *smtp.Conn) error {
+					if n == 1 {
+						return tt.fail(n, c)
+					}
+					return nil
+				}
+			})
+			app := newTestApp(t, srv, nil) // retries after 10-50ms
+			app.background(app.sweep)
+			signup(t, app.url, "x@example.com")
+			if tt.wantFailed {
+				waitFor(t, 10*time.Second, "the failure", func() bool {
+					_, failed, _ := app.store.outboxCounts(context.Background())
+					return failed == 1
+				})
+				if !containsLine(app.logs.String(), "email rejected for good", "smtp_code=5") {
+					t.Error("the permanent failure was not logged with its code")
+				}
+				// No retry follows.
+				time.Sleep(200 * time.Millisecond) // ten retry periods: a retry would have come
+				if got := srv.messages(); len(got) != 0 {
+					t.Errorf("a permanently failed email was sent %d times", len(got))
+				}
+				var attempts int
+				var message []byte
+				app.store.read.QueryRow(`SELECT attempts, message FROM outbox`).Scan(&attempts, &message)
+				if attempts != 1 || message != nil {
+					t.Errorf("failed row: attempts %d, message kept %v", attempts, message != nil)
+				}
+				return
+			}
+			msgs := srv.waitMessages(t, 1, 10*time.Second)
+			if len(msgs) != 1 {
+				t.Errorf("%d messages", len(msgs))
+			}
+			if !containsLine(app.logs.String(), "will retry", "attempt=1") {
+				t.Error("the temporary failure was not logged")
+			}
+			if !containsLine(app.logs.String(), "email sent", "attempt=2") {
+				t.Error("no log of the second attempt succeeding")
+			}
+		})
+	}
+}
+
+func TestGivesUpAfter72Hours(t *testing.T) {
+	t.Parallel()
+	srv := startSMTP(t, func(s *testSMTP) { s.data = func(int64, *smtp.Conn) error { return tempFail } })
+	app := newTestApp(t, srv, nil)
+	clock := newClock(time.Now())
+	app.now = clock.now
+	app.background(app.sweep)
+	signup(t, app.url, "late@example.com")
+	waitFor(t, 10*time.Second, "a first failure", func() bool { return containsLine(app.logs.String(), "will retry") })
+	clock.add(giveUpAfter)
+	waitFor(t, 10*time.Second, "the email to be given up", func() bool {
+		_, failed, _ := app.store.outboxCounts(context.Background())
+		return failed == 1
+	})
+	if !containsLine(app.logs.String(), "level=ERROR", "given up after 72h") {
+		t.Error("giving up was not logged as an error")
+	}
+}
+
+// clock is a settable time source for tests.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newClock(t time.Time) *clock { return &clock{t: t} }
+
+func (c *clock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+func TestBacklogReusesSessions(t *testing.T) {
+	t.Parallel()
+	srv := startSMTP(t, nil)
+	app := newTestApp(t, srv, nil)
+	const n = 200
+	queueEmails(t, app.application, n)
+	app.background(app.sweep)
+	srv.waitMessages(t, n, 20*time.Second)
+	sessions := srv.sessions.Load()
+	t.Logf("%d emails over %d SMTP sessions", n, sessions)
+	if sessions > maxSessions*2 {
+		t.Errorf("%d sessions for %d emails", sessions, n)
+	}
+}
+
+func TestClaimedEmailSentOnce(t *testing.T) {
+	t.Parallel()
+	srv := startSMTP(t, nil)
+	app := newTestApp(t, srv, nil)
+	const n = 300
+	queueEmails(t, app.application, n)
+	// Many deliverers at once, each claiming and sending.
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Go(func() { app.sendDue(context.Background()) })
+	}
+	wg.Wait()
+	msgs := srv.messages()
+	seen := map[string]int{}
+	for _, m := range msgs {
+		seen[m.to]++
+	}
+	if len(msgs) != n || len(seen) != n {
+		t.Errorf("%d messages to %d addresses, want %d each once", len(msgs), len(seen), n)
+	}
+}
+
+// queueEmails puts n welcome emails straight into the outbox.
+func queueEmails(t testing.TB, app *application, n int) {
+	t.Helper()
+	for i := range n {
+		u := &user{CreatedAt: time.Now(), Name: "Bulk", Email: fmt.Sprintf("bulk%d@example.com", i), passwordHash: []byte("x")}
+		token, hash := newToken()
+		e, err := composeEmail(welcomeTemplate, app.sender, u, token, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := app.store.insertUser(context.Background(), u, hash, time.Now().Add(tokenTTL), e); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

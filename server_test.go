@@ -1,0 +1,258 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// do sends a raw body and returns the status, headers and decoded JSON.
+func do(t *testing.T, method, url, body string) (*http.Response, map[string]any) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	raw, _ := io.ReadAll(res.Body)
+	var out map[string]any
+	if err := json.Unmarshal(raw, &out); err != nil {
+		t.Fatalf("%s %s: answer is not JSON: %q", method, url, raw)
+	}
+	return res, out
+}
+
+func TestInputRules(t *testing.T) {
+	t.Parallel()
+	app := newTestApp(t, startSMTP(t, nil), nil)
+	user := func(name, email, password string) string {
+		b, _ := json.Marshal(map[string]string{"name": name, "email": email, "password": password})
+		return string(b)
+	}
+	ok := func(name, email, password string) string { return user(name, email, password) }
+	tests := []struct {
+		name   string
+		body   string
+		status int
+		field  string // for 422: the field that must carry the message
+		want   string // a part of the error message
+	}{
+		{"empty body", ``, 400, "", "body must not be empty"},
+		{"badly-formed", `{"name": "a",}`, 400, "", "badly-formed JSON (at character 14)"},
+		{"truncated", `{"name": "a"`, 400, "", "badly-formed JSON"},
+		{"wrong type", `{"name": 42}`, 400, "", `incorrect JSON type for field "name"`},
+		{"not an object", `["a"]`, 400, "", "must be a JSON object"},
+		{"unknown key", `{"nickname": "a"}`, 400, "", `unknown key "nickname"`},
+		{"two values", `{}{}`, 400, "", "single JSON value"},
+		{"invalid UTF-8", "{\"name\": \"\xff\"}", 400, "", "valid UTF-8"},
+		{"too large", `{"name": "` + strings.Repeat("a", 1<<20) + `"}`, 413, "", "must not be larger than 1048576 bytes"},
+		{"name missing", user("", "a@example.com", "pa55word"), 422, "name", "must be provided"},
+		{"name too long", user(strings.Repeat("é", 251), "a@example.com", "pa55word"), 422, "name", "500 bytes"},
+		{"name with CR/LF", user("Eve\r\nBcc: x@evil.example", "a@example.com", "pa55word"), 422, "name", "control characters"},
+		{"name with a bell", user("Eve\a", "a@example.com", "pa55word"), 422, "name", "control characters"},
+		{"email missing", user("A", "", "pa55word"), 422, "email", "must be provided"},
+		{"email without @", user("A", "not-an-email", "pa55word"), 422, "email", "valid email address"},
+		{"email with display name", user("A", "Alice <a@example.com>", "pa55word"), 422, "email", ""},
+		{"email list", user("A", "a@example.com,b@example.com", "pa55word"), 422, "email", "valid email address"},
+		{"email with CR/LF", user("A", "a@example.com\r\nBcc: x@evil.example", "pa55word"), 422, "email", ""},
+		{"email with space", user("A", "a b@example.com", "pa55word"), 422, "email", ""},
+		{"email not ASCII", user("A", "jöran@example.com", "pa55word"), 422, "email", "ASCII"},
+		{"email too long", user("A", strings.Repeat("a", 250)+"@example.com", "pa55word"), 422, "email", "254 bytes"},
+		{"password missing", user("A", "a@example.com", ""), 422, "password", "must be provided"},
+		{"password too short", user("A", "a@example.com", "1234567"), 422, "password", "at least 8 bytes"},
+		{"password too long", user("A", "a@example.com", strings.Repeat("p", 73)), 422, "password", "not be more than 72 bytes"},
+		{"password of 8 bytes", ok("Ann", "ann@example.com", "12345678"), 202, "", ""},
+		{"password of 72 bytes", ok("Bo", "bo@example.com", strings.Repeat("p", 72)), 202, "", ""},
+		{"name of 500 bytes, unicode", ok(strings.Repeat("é", 250), "cy@example.com", "pa55word"), 202, "", ""},
+		{"duplicate, other case", ok("Ann", "ANN@Example.com", "pa55word"), 422, "email", "a user with this email address already exists"},
+	}
+	for _, tt := range tests { // not parallel: the duplicate case needs the earlier signup
+		t.Run(tt.name, func(t *testing.T) {
+			res, body := do(t, "POST", app.url+"/v1/users", tt.body)
+			if res.StatusCode != tt.status {
+				t.Fatalf("status %d, want %d; body %v", res.StatusCode, tt.status, body)
+			}
+			switch {
+			case tt.status == 202:
+				u := body["user"].(map[string]any)
+				if u["activated"] != false || u["id"] == nil || u["created_at"] == nil {
+					t.Errorf("user %v", u)
+				}
+				if _, leaked := u["password"]; leaked {
+					t.Error("the answer shows a password field")
+				}
+			case tt.field != "":
+				errs, isMap := body["error"].(map[string]any)
+				if !isMap {
+					t.Fatalf("error %v is not per field", body["error"])
+				}
+				if msg, _ := errs[tt.field].(string); !strings.Contains(msg, tt.want) || msg == "" {
+					t.Errorf("error for %s = %q, want it to say %q", tt.field, msg, tt.want)
+				}
+			default:
+				if msg, _ := body["error"].(string); !strings.Contains(msg, tt.want) {
+					t.Errorf("error %q, want it to say %q", msg, tt.want)
+				}
+			}
+		})
+	}
+}
+
+func TestRoutesAnswerJSON(t *testing.T) {
+	t.Parallel()
+	app := newTestApp(t, startSMTP(t, nil), nil)
+
+	res, body := do(t, "GET", app.url+"/v1/healthcheck", "")
+	info, _ := body["system_info"].(map[string]any)
+	if res.StatusCode != 200 || body["status"] != "available" || info["environment"] != "development" || info["version"] == "" {
+		t.Errorf("healthcheck: %d %v", res.StatusCode, body)
+	}
+	res, body = do(t, "GET", app.url+"/v1/nothing", "")
+	if res.StatusCode != 404 || body["error"] == nil {
+		t.Errorf("unknown path: %d %v", res.StatusCode, body)
+	}
+	res, body = do(t, "DELETE", app.url+"/v1/users", "")
+	if res.StatusCode != 405 || res.Header.Get("Allow") != "POST" || body["error"] == nil {
+		t.Errorf("wrong method: %d Allow=%q %v", res.StatusCode, res.Header.Get("Allow"), body)
+	}
+}
+
+func TestServerErrorIsGenericAndLogged(t *testing.T) {
+	t.Parallel()
+	app := newTestApp(t, startSMTP(t, nil), nil)
+	app.store.write.Close() // every write now fails inside the driver
+	res, body := do(t, "POST", app.url+"/v1/users", `{"name": "A", "email": "a@example.com", "password": "pa55word"}`)
+	if res.StatusCode != 500 {
+		t.Fatalf("status %d, want 500", res.StatusCode)
+	}
+	if msg := body["error"].(string); strings.Contains(msg, "sql") {
+		t.Errorf("500 answer shows internals: %q", msg)
+	}
+	if !containsLine(app.logs.String(), "internal error", "method=POST", "uri=/v1/users", "sql") {
+		t.Errorf("the 500 was not logged with method, URI and cause:\n%s", app.logs)
+	}
+}
+
+func TestPanicInHandlerAnswers500(t *testing.T) {
+	t.Parallel()
+	app := newTestApp(t, startSMTP(t, nil), nil)
+	h := app.recoverPanic(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { panic("oops") }))
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+	if rec.Code != 500 || !strings.Contains(rec.Body.String(), "the server encountered a problem") {
+		t.Errorf("got %d %q", rec.Code, rec.Body)
+	}
+	if !containsLine(app.logs.String(), "internal error", "oops") {
+		t.Error("the panic was not logged")
+	}
+}
+
+func TestRateLimitPerClient(t *testing.T) {
+	t.Parallel()
+	app := newTestApp(t, startSMTP(t, nil), func(cfg *config) {
+		cfg.limiterEnabled, cfg.limiterRPS, cfg.limiterBurst = true, 0.001, 2
+		cfg.trustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+	})
+	get := func(forwarded string) int {
+		req, _ := http.NewRequest("GET", app.url+"/v1/healthcheck", nil)
+		if forwarded != "" {
+			req.Header.Set("X-Forwarded-For", forwarded)
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode == 429 && res.Header.Get("Retry-After") == "" {
+			t.Error("429 without Retry-After")
+		}
+		return res.StatusCode
+	}
+	for i, want := range []int{200, 200, 429} {
+		if got := get("203.0.113.7"); got != want {
+			t.Errorf("request %d from 203.0.113.7: %d, want %d", i+1, got, want)
+		}
+	}
+	// Another client behind the same trusted proxy has its own bucket; a
+	// spoofed hop left of the real client is ignored.
+	if got := get("198.51.100.1, 203.0.113.8"); got != 200 {
+		t.Errorf("second client: %d, want 200", got)
+	}
+	if got := get("198.51.100.1, 203.0.113.8"); got != 200 {
+		t.Errorf("second client, second request: %d, want 200", got)
+	}
+	if got := get("10.9.9.9, 203.0.113.8"); got != 429 {
+		t.Errorf("second client with another spoofed hop: %d, want 429", got)
+	}
+}
+
+func TestClientAddrIgnoresForwardedFromUntrustedPeer(t *testing.T) {
+	t.Parallel()
+	app := &application{cfg: config{trustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}}
+	r := httptest.NewRequest("GET", "/", nil)
+	r.RemoteAddr = "192.0.2.1:1234"
+	r.Header.Set("X-Forwarded-For", "127.0.0.1")
+	if got := app.clientAddr(r); got.String() != "192.0.2.1" {
+		t.Errorf("untrusted peer: client %v, want 192.0.2.1", got)
+	}
+	r.RemoteAddr = "10.1.2.3:1234"
+	if got := app.clientAddr(r); got.String() != "127.0.0.1" {
+		t.Errorf("trusted proxy: client %v, want 127.0.0.1", got)
+	}
+}
+
+func TestConcurrentSignups(t *testing.T) {
+	t.Parallel()
+	srv := startSMTP(t, nil)
+	app := newTestApp(t, srv, nil) // bcrypt cost 4
+	const n = 50
+	var wg sync.WaitGroup
+	statuses := make([]int, n)
+	bodies := make([]map[string]any, n)
+	for i := range n {
+		wg.Go(func() {
+			res, body := doNoFatal("POST", app.url+"/v1/users",
+				fmt.Sprintf(`{"name": "User %d", "email": "user%d@example.com", "password": "pa55word"}`, i, i))
+			statuses[i], bodies[i] = res, body
+		})
+	}
+	wg.Wait()
+	for i := range n {
+		if statuses[i] != 202 {
+			t.Errorf("signup %d: %d %v", i, statuses[i], bodies[i])
+		}
+	}
+	for _, bad := range []string{"locked", "BUSY"} {
+		if strings.Contains(app.logs.String(), bad) {
+			t.Errorf("logs mention %q", bad)
+		}
+	}
+	srv.waitMessages(t, n, 20*time.Second)
+}
+
+// doNoFatal is do for use from other goroutines: it reports instead of failing.
+func doNoFatal(method, url, body string) (int, map[string]any) {
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		return 0, map[string]any{"error": err.Error()}
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, map[string]any{"error": err.Error()}
+	}
+	defer res.Body.Close()
+	var out map[string]any
+	json.NewDecoder(res.Body).Decode(&out)
+	return res.StatusCode, out
+}
