@@ -68,10 +68,11 @@ func openStore(name string) (*store, error) {
 	f.Close()
 
 	// synchronous(FULL): a commit that was answered 202 survives a power cut,
-	// not just a crash of the process.
+	// not just a crash of the process. secure_delete: a sent message's
+	// token is overwritten in the file, not just unlinked.
 	dsn := "file:" + (&url.URL{Path: name}).EscapedPath() +
 		"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)" +
-		"&_pragma=synchronous(FULL)&_txlock=immediate"
+		"&_pragma=synchronous(FULL)&_pragma=secure_delete(1)&_txlock=immediate"
 	write, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, err
