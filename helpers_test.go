@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -37,7 +38,6 @@ type received struct {
 // testSMTP is a real go-smtp server on 127.0.0.1:0 that records what it
 // accepts. Its data hook can delay, fail or drop a message.
 type testSMTP struct {
-	t        *testing.T
 	server   *smtp.Server
 	addr     string
 	host     string
@@ -60,14 +60,15 @@ type testSMTP struct {
 
 // startSMTP starts a test SMTP server; configure fields before the first
 // connection by passing a setup function.
-func startSMTP(t *testing.T, setup func(s *testSMTP)) *testSMTP {
+func startSMTP(t testing.TB, setup func(s *testSMTP)) *testSMTP {
 	t.Helper()
-	s := &testSMTP{t: t, arrived: make(chan struct{}, 100000)}
+	s := &testSMTP{arrived: make(chan struct{}, 100000)}
 	if setup != nil {
 		setup(s)
 	}
 	srv := smtp.NewServer(s)
 	srv.Domain = "localhost"
+	srv.ErrorLog = log.New(io.Discard, "", 0) // dropped connections are the point of some tests
 	srv.TLSConfig = s.tls
 	srv.AllowInsecureAuth = s.tls == nil
 	s.server = srv
@@ -95,7 +96,7 @@ func (s *testSMTP) messages() []received {
 }
 
 // waitMessages waits until the server has accepted at least n messages.
-func (s *testSMTP) waitMessages(t *testing.T, n int, timeout time.Duration) []received {
+func (s *testSMTP) waitMessages(t testing.TB, n int, timeout time.Duration) []received {
 	t.Helper()
 	waitFor(t, timeout, fmt.Sprintf("%d messages at the SMTP server", n), func() bool { return len(s.messages()) >= n })
 	return s.messages()
@@ -198,7 +199,7 @@ func hangingSMTP(t *testing.T) (host, port string) {
 }
 
 // waitFor polls cond until it holds, failing the test after timeout.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
@@ -371,7 +372,7 @@ type testApp struct {
 
 // newTestApp builds an application for tests that need to reach inside it
 // (an injected clock, the store). Background tasks are drained at cleanup.
-func newTestApp(t *testing.T, srv *testSMTP, adjust func(cfg *config)) *testApp {
+func newTestApp(t testing.TB, srv *testSMTP, adjust func(cfg *config)) *testApp {
 	t.Helper()
 	logs := &syncBuffer{}
 	cfg, _, err := parseConfig(baseArgs(t.TempDir()), func(string) string { return "" }, io.Discard)
@@ -450,12 +451,26 @@ func startBinary(t *testing.T, args []string, env ...string) *process {
 
 func startBinaryNoWait(t *testing.T, args []string, env ...string) *process {
 	t.Helper()
+	cmd := exec.Command(builtBinary(t), args...)
+	cmd.Env = append(os.Environ(), env...)
+	return startCmd(t, cmd)
+}
+
+// builtBinary returns the path of the signup binary, building it once.
+func builtBinary(t *testing.T) string {
+	t.Helper()
 	bin, err := binary()
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &process{cmd: exec.Command(bin, args...), logs: &syncBuffer{}, done: make(chan struct{})}
-	p.cmd.Env = append(os.Environ(), env...)
+	return bin
+}
+
+// startCmd starts cmd, a signup process, collecting its output.
+func startCmd(t *testing.T, cmd *exec.Cmd) *process {
+	t.Helper()
+	args := cmd.Args
+	p := &process{cmd: cmd, logs: &syncBuffer{}, done: make(chan struct{})}
 	p.cmd.Stdout = p.logs
 	p.cmd.Stderr = p.logs
 	if err := p.cmd.Start(); err != nil {

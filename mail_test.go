@@ -311,9 +311,9 @@ func TestRetryClassification(t *testing.T) {
 			if !containsLine(app.logs.String(), "will retry", "attempt=1") {
 				t.Error("the temporary failure was not logged")
 			}
-			if !containsLine(app.logs.String(), "email sent", "attempt=2") {
-				t.Error("no log of the second attempt succeeding")
-			}
+			waitFor(t, 10*time.Second, "the log of the second attempt succeeding", func() bool {
+				return containsLine(app.logs.String(), "email sent", "attempt=2")
+			})
 		})
 	}
 }

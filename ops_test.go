@@ -1,0 +1,401 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestSystemdNotify(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "notify.sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	read := func() string {
+		conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+		buf := make([]byte, 256)
+		n, err := conn.Read(buf)
+		if err != nil {
+			t.Fatalf("no notification: %v", err)
+		}
+		return string(buf[:n])
+	}
+	srv := startSMTP(t, nil)
+	p := startBinary(t, append(baseArgs(dir), smtpArgs(srv.host, srv.port)...), "NOTIFY_SOCKET="+sock)
+	if got := read(); got != "READY=1" {
+		t.Errorf("first notification %q, want READY=1", got)
+	}
+	// READY=1 came once the listener accepts: a request now is answered.
+	if res, err := http.Get(p.url + "/v1/healthcheck"); err != nil || res.StatusCode != 200 {
+		t.Errorf("healthcheck after READY=1: %v %v", res, err)
+	}
+	p.signal(t, syscall.SIGTERM)
+	if got := read(); got != "STOPPING=1" {
+		t.Errorf("second notification %q, want STOPPING=1", got)
+	}
+	if code := p.wait(t, 10*time.Second); code != 0 {
+		t.Errorf("exit %d", code)
+	}
+}
+
+// TestSocketActivationRestart restarts the service on a socket it inherits,
+// as systemd's socket activation does, while a client keeps signing up: no
+// request may be refused or lost, and every signup gets its email.
+func TestSocketActivationRestart(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	lnFile, err := ln.(*net.TCPListener).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lnFile.Close()
+	url := "http://" + ln.Addr().String()
+
+	srv := startSMTP(t, nil)
+	args := append(baseArgs(dir), smtpArgs(srv.host, srv.port)...)
+	start := func() *process {
+		cmd := exec.Command("sh", append([]string{"-c", `LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" "$@"`, builtBinary(t)}, args...)...)
+		cmd.ExtraFiles = []*os.File{lnFile} // fd 3
+		p := startCmd(t, cmd)
+		waitFor(t, 20*time.Second, "the server to start", func() bool { return strings.Contains(p.logs.String(), "starting server") })
+		return p
+	}
+
+	var accepted sync.Map
+	var failures atomic.Int64
+	var sent atomic.Int64
+	stop := make(chan struct{})
+	var clients sync.WaitGroup
+	for c := range 4 {
+		clients.Go(func() {
+			client := &http.Client{Timeout: 10 * time.Second}
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				address := fmt.Sprintf("restart%d-%d@example.com", c, i)
+				body := fmt.Sprintf(`{"name": "R", "email": %q, "password": "pa55word"}`, address)
+				res, err := client.Post(url+"/v1/users", "application/json", strings.NewReader(body))
+				sent.Add(1)
+				if err != nil {
+					failures.Add(1)
+					t.Errorf("%s: %v", address, err)
+					continue
+				}
+				res.Body.Close()
+				if res.StatusCode != 202 {
+					failures.Add(1)
+					t.Errorf("%s: status %d", address, res.StatusCode)
+					continue
+				}
+				accepted.Store(address, true)
+			}
+		})
+	}
+
+	p := start()
+	for range 3 {
+		before := sent.Load()
+		waitFor(t, 10*time.Second, "traffic", func() bool { return sent.Load() > before+20 })
+		p.signal(t, syscall.SIGTERM)
+		next := start() // the new process starts while the old one drains
+		if code := p.wait(t, 20*time.Second); code != 0 {
+			t.Errorf("old process exit %d", code)
+		}
+		p = next
+	}
+	before := sent.Load()
+	waitFor(t, 10*time.Second, "traffic", func() bool { return sent.Load() > before+20 })
+	close(stop)
+	clients.Wait()
+	p.signal(t, syscall.SIGTERM)
+	if code := p.wait(t, 20*time.Second); code != 0 {
+		t.Errorf("last process exit %d", code)
+	}
+
+	var n int
+	got := map[string]bool{}
+	for _, m := range srv.messages() {
+		got[m.to] = true
+	}
+	accepted.Range(func(k, _ any) bool {
+		n++
+		if !got[k.(string)] {
+			t.Errorf("%s accepted but not emailed", k)
+		}
+		return true
+	})
+	t.Logf("%d signups over 3 restarts, %d refused or lost", n, failures.Load())
+}
+
+func TestProductionGuards(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-env", "production"}, "production needs -smtp-host"},
+		{[]string{"-env", "production", "-smtp-host", "mail.example.com", "-smtp-tls", "none"}, "refuses -smtp-tls none to mail.example.com"},
+		{[]string{"-env", "production", "-smtp-host", "mail.example.com", "-bcrypt-cost", "8"}, "at least 10"},
+		{[]string{"-env", "staging"}, "development or production"},
+		{[]string{"-bcrypt-cost", "3"}, "between 4 and 31"},
+		{[]string{"-smtp-tls", "maybe"}, "starttls, tls or none"},
+		{[]string{"-trusted-proxies", "nonsense"}, "not a CIDR"},
+		{[]string{"-port", "x"}, "invalid value"},
+	}
+	for _, tt := range tests {
+		var stderr bytes.Buffer
+		err := run(context.Background(), tt.args, func(string) string { return "" }, io.Discard, &stderr)
+		if err == nil || !strings.Contains(stderr.String(), tt.want) {
+			t.Errorf("%v: error %v, stderr %q; want it to say %q", tt.args, err, stderr.String(), tt.want)
+		}
+	}
+	// Loopback without TLS is allowed in production.
+	if _, _, err := parseConfig([]string{"-env", "production", "-smtp-host", "127.0.0.1", "-smtp-tls", "none"}, func(string) string { return "" }, io.Discard); err != nil {
+		t.Errorf("production to a loopback relay without TLS: %v", err)
+	}
+
+	// The real binary exits 2 and says why.
+	p := startBinaryNoWait(t, []string{"-env", "production", "-db", filepath.Join(t.TempDir(), "x.db")})
+	if code := p.wait(t, 20*time.Second); code != 2 {
+		t.Errorf("exit %d, want 2", code)
+	}
+	if !strings.Contains(p.logs.String(), "production needs -smtp-host") {
+		t.Errorf("output %q", p.logs)
+	}
+}
+
+func TestEnvironmentAndFlags(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"SIGNUP_PORT": "5000", "SIGNUP_SMTP_PASSWORD": "from-env", "SIGNUP_LIMITER_ENABLED": "false"}
+	cfg, _, err := parseConfig([]string{"-port", "6000"}, func(k string) string { return env[k] }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.port != 6000 || cfg.smtpPassword != "from-env" || cfg.limiterEnabled {
+		t.Errorf("port %d (want the flag's 6000), password %q, limiter %v", cfg.port, cfg.smtpPassword, cfg.limiterEnabled)
+	}
+	var stderr bytes.Buffer
+	if _, _, err := parseConfig([]string{}, func(k string) string { return map[string]string{"SIGNUP_BCRYPT_COST": "lots"}[k] }, &stderr); err == nil {
+		t.Error("a bad SIGNUP_BCRYPT_COST was accepted")
+	}
+	if !strings.Contains(stderr.String(), "SIGNUP_BCRYPT_COST") {
+		t.Errorf("the error does not name the variable: %q", stderr.String())
+	}
+
+	// -h lists every flag and shows no secret taken from the environment.
+	stderr.Reset()
+	env["SIGNUP_SMTP_PASSWORD"] = "hunter2"
+	_, _, err = parseConfig([]string{"-h"}, func(k string) string { return env[k] }, &stderr)
+	if err == nil {
+		t.Error("-h did not stop")
+	}
+	for _, flag := range []string{"-port", "-env", "-db", "-smtp-host", "-smtp-port", "-smtp-username", "-smtp-password", "-smtp-sender",
+		"-smtp-tls", "-mail-dir", "-bcrypt-cost", "-shutdown-timeout", "-mail-retry-min", "-mail-retry-max",
+		"-limiter-enabled", "-limiter-rps", "-limiter-burst", "-trusted-proxies", "-version"} {
+		if !strings.Contains(stderr.String(), "  "+flag) {
+			t.Errorf("-h does not list %s", flag)
+		}
+	}
+	if strings.Contains(stderr.String(), "hunter2") {
+		t.Error("-h shows the SMTP password")
+	}
+}
+
+func TestVersion(t *testing.T) {
+	t.Parallel()
+	out, err := exec.Command(builtBinary(t), "-version").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := strings.TrimSpace(string(out))
+	if !strings.HasPrefix(line, "signup ") || len(line) <= len("signup ") {
+		t.Fatalf("-version printed %q", line)
+	}
+	srv := startSMTP(t, nil)
+	p := startBinary(t, append(baseArgs(t.TempDir()), smtpArgs(srv.host, srv.port)...))
+	_, body := post(t, "GET", p.url+"/v1/healthcheck", nil)
+	if v := body["system_info"].(map[string]any)["version"]; "signup "+v.(string) != line {
+		t.Errorf("healthcheck version %q, -version %q", v, line)
+	}
+}
+
+func TestBackupDuringSignups(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	srv := startSMTP(t, nil)
+	p := startBinary(t, append(baseArgs(dir), smtpArgs(srv.host, srv.port)...))
+
+	var mu sync.Mutex
+	var answered []string
+	stop := make(chan struct{})
+	var clients sync.WaitGroup
+	for c := range 3 {
+		clients.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				address := fmt.Sprintf("backup%d-%d@example.com", c, i)
+				status, _ := doNoFatal("POST", p.url+"/v1/users", fmt.Sprintf(`{"name": "B", "email": %q, "password": "pa55word"}`, address))
+				if status == 202 {
+					mu.Lock()
+					answered = append(answered, address)
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	waitFor(t, 10*time.Second, "some signups", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(answered) > 50
+	})
+	mu.Lock()
+	before := append([]string(nil), answered...)
+	mu.Unlock()
+	dest := filepath.Join(dir, "backup.db")
+	out, err := exec.Command(builtBinary(t), "-db", filepath.Join(dir, "signup.db"), "backup", dest).CombinedOutput()
+	if err != nil {
+		t.Fatalf("backup: %v\n%s", err, out)
+	}
+	close(stop)
+	clients.Wait()
+
+	db, err := sql.Open("sqlite", "file:"+dest+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var check string
+	if err := db.QueryRow("PRAGMA integrity_check").Scan(&check); err != nil || check != "ok" {
+		t.Fatalf("integrity_check: %q %v", check, err)
+	}
+	for _, address := range before {
+		var n int
+		db.QueryRow(`SELECT count(*) FROM users WHERE email = ?`, address).Scan(&n)
+		if n != 1 {
+			t.Errorf("%s was answered before the backup began but is not in it", address)
+		}
+	}
+	if info, err := os.Stat(dest); err != nil || info.Mode().Perm() != 0o600 {
+		t.Errorf("backup file mode %v (%v), want 0600", info.Mode().Perm(), err)
+	}
+	t.Logf("backup holds all %d signups answered before it began", len(before))
+
+	// It refuses to overwrite.
+	out, err = exec.Command(builtBinary(t), "-db", filepath.Join(dir, "signup.db"), "backup", dest).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "exists") {
+		t.Errorf("second backup to the same file: %v %s", err, out)
+	}
+}
+
+func TestFileModes(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	args := []string{"-db", filepath.Join(dir, "signup.db"), "-port", "0", "-bcrypt-cost", "4", "-mail-dir", filepath.Join(dir, "mail")}
+	p := startRun(t, args, nil) // development capture
+	signup(t, p.url, "modes@example.com")
+	var eml string
+	waitFor(t, 10*time.Second, "a captured email", func() bool {
+		files, _ := filepath.Glob(filepath.Join(dir, "mail", "*.eml"))
+		if len(files) > 0 {
+			eml = files[0]
+		}
+		return len(files) > 0
+	})
+	if !containsLine(p.logs.String(), "email captured", "file="+eml) {
+		t.Error("the captured file was not logged")
+	}
+	data, _ := os.ReadFile(eml)
+	tokenOf(t, data)
+	want := map[string]fs.FileMode{
+		"signup.db": 0o600, "signup.db-wal": 0o600, "signup.db-shm": 0o600,
+		"mail": 0o700 | fs.ModeDir, filepath.Join("mail", filepath.Base(eml)): 0o600,
+	}
+	for name, mode := range want {
+		info, err := os.Stat(filepath.Join(dir, name))
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		if got := info.Mode() & (fs.ModePerm | fs.ModeDir); got != mode {
+			t.Errorf("%s: mode %v, want %v", name, got, mode)
+		}
+	}
+}
+
+func TestMetricsOnlyForLoopback(t *testing.T) {
+	t.Parallel()
+	app := newTestApp(t, startSMTP(t, nil), func(cfg *config) {
+		cfg.trustedProxies = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
+	})
+	h := app.routes()
+	get := func(remote, forwarded string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest("GET", "/debug/vars", nil)
+		r.RemoteAddr = remote
+		if forwarded != "" {
+			r.Header.Set("X-Forwarded-For", forwarded)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		return rec
+	}
+	if rec := get("192.0.2.7:1234", ""); rec.Code != 403 {
+		t.Errorf("remote client: %d", rec.Code)
+	}
+	if rec := get("10.0.0.1:1234", "192.0.2.7"); rec.Code != 403 {
+		t.Errorf("remote client behind a trusted proxy: %d", rec.Code)
+	}
+	if rec := get("192.0.2.7:1234", "127.0.0.1"); rec.Code != 403 {
+		t.Errorf("remote client forging X-Forwarded-For: %d", rec.Code)
+	}
+	signup(t, app.url, "metrics@example.com")
+	waitFor(t, 10*time.Second, "the email", func() bool { return app.metrics.emailsSent.Value() == 1 })
+	rec := get("127.0.0.1:1234", "")
+	if rec.Code != 200 {
+		t.Fatalf("loopback: %d", rec.Code)
+	}
+	var vars map[string]any
+	if err := json.Unmarshal(rec.Body.Bytes(), &vars); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, rec.Body)
+	}
+	for _, key := range []string{"requests", "responses_by_status", "background_tasks", "emails_pending", "emails_sent", "emails_failed", "version"} {
+		if _, ok := vars[key]; !ok {
+			t.Errorf("metrics lack %s:\n%s", key, rec.Body)
+		}
+	}
+	if vars["emails_sent"] != 1.0 || vars["responses_by_status"].(map[string]any)["202"] != 1.0 {
+		t.Errorf("metrics:\n%s", rec.Body)
+	}
+}

@@ -1,0 +1,169 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+)
+
+// TestCrashesLoseNoEmail signs users up against a flaky SMTP server while
+// killing the process with SIGKILL at random moments, then restarts it:
+// every address that was ever accepted must receive its welcome email.
+func TestCrashesLoseNoEmail(t *testing.T) {
+	t.Parallel()
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 1))
+	var rngMu sync.Mutex
+	srv := startSMTP(t, func(s *testSMTP) {
+		s.data = func(n int64, c *smtp.Conn) error {
+			rngMu.Lock()
+			r := rng.IntN(10)
+			rngMu.Unlock()
+			switch r {
+			case 0, 1:
+				return tempFail
+			case 2:
+				return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "closing"}
+			case 3:
+				c.Conn().Close()
+				return tempFail
+			}
+			return nil
+		}
+	})
+	dir := t.TempDir()
+	args := append(baseArgs(dir), smtpArgs(srv.host, srv.port)...)
+	args = append(args, "-mail-retry-min", "10ms", "-mail-retry-max", "200ms")
+
+	accepted := map[string]bool{}
+	var unsure []string // the answer was lost
+	next := 0
+	client := &http.Client{Timeout: 5 * time.Second}
+	try := func(url, address string) (ok, answered bool) {
+		body := fmt.Sprintf(`{"name": "Crash", "email": %q, "password": "pa55word"}`, address)
+		res, err := client.Post(url+"/v1/users", "application/json", strings.NewReader(body))
+		if err != nil {
+			return false, false
+		}
+		res.Body.Close()
+		return res.StatusCode == 202 || res.StatusCode == 422, true
+	}
+
+	const rounds = 6
+	for round := range rounds {
+		p := startBinary(t, args)
+		rngMu.Lock()
+		killAfter := time.Duration(50+rng.IntN(400)) * time.Millisecond
+		rngMu.Unlock()
+		stop := make(chan struct{})
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				address := fmt.Sprintf("crash%d@example.com", next)
+				next++
+				ok, answered := try(p.url, address)
+				switch {
+				case !answered:
+					unsure = append(unsure, address)
+				case ok:
+					accepted[address] = true
+				}
+			}
+		}()
+		time.Sleep(killAfter) // the random moment of the crash is the point here
+		p.signal(t, syscall.SIGKILL)
+		p.wait(t, 10*time.Second)
+		close(stop)
+		<-done
+		t.Logf("round %d: killed after %v; %d accepted so far, %d unsure", round, killAfter, len(accepted), len(unsure))
+	}
+
+	p := startBinary(t, args)
+	for _, address := range unsure {
+		if ok, _ := try(p.url, address); !ok {
+			t.Fatalf("retrying %s after the crashes failed", address)
+		}
+		accepted[address] = true
+	}
+	if len(accepted) < 10 {
+		t.Fatalf("only %d signups accepted: the test proved little", len(accepted))
+	}
+	got := map[string]int{}
+	waitFor(t, 60*time.Second, "an email for every accepted signup", func() bool {
+		clear(got)
+		for _, m := range srv.messages() {
+			got[m.to]++
+		}
+		for address := range accepted {
+			if got[address] == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	duplicates := 0
+	for _, n := range got {
+		duplicates += n - 1
+	}
+	t.Logf("%d signups accepted across %d SIGKILLs, all emailed; %d duplicate emails", len(accepted), rounds, duplicates)
+	p.signal(t, syscall.SIGTERM)
+	if code := p.wait(t, 30*time.Second); code != 0 {
+		t.Errorf("final shutdown exit %d", code)
+	}
+}
+
+// BenchmarkOutboxDrain sends a backlog of 10,000 pending emails to a local
+// go-smtp server and reports emails per second and SMTP sessions used.
+func BenchmarkOutboxDrain(b *testing.B) {
+	const n = 10000
+	var sessions int64
+	var elapsed time.Duration
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		srv, app := benchApp(b)
+		queueEmails(b, app, n)
+		b.StartTimer()
+		start := time.Now()
+		app.kickDelivery()
+		for range n {
+			<-srv.arrived
+		}
+		elapsed += time.Since(start)
+		b.StopTimer()
+		waitDrained(b, app)
+		sessions += srv.sessions.Load()
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(n*b.N)/elapsed.Seconds(), "emails/s")
+	b.ReportMetric(float64(sessions)/float64(b.N), "sessions")
+	b.ReportMetric(0, "ns/op")
+}
+
+// benchApp is a test application sending to a fresh local SMTP server.
+func benchApp(b *testing.B) (*testSMTP, *application) {
+	srv := startSMTP(b, nil)
+	return srv, newTestApp(b, srv, nil).application
+}
+
+// waitDrained waits until the outbox has nothing pending.
+func waitDrained(t testing.TB, app *application) {
+	waitFor(t, time.Minute, "the outbox to drain", func() bool {
+		pending, _, _ := app.store.outboxCounts(context.Background())
+		return pending == 0
+	})
+}
