@@ -232,7 +232,7 @@ var addrRE = regexp.MustCompile(`msg="starting server" addr=\S*:(\d+)`)
 
 // waitListening waits for the "starting server" log line and returns the
 // base URL it names.
-func waitListening(t *testing.T, logs *syncBuffer, timeout time.Duration) string {
+func waitListening(t testing.TB, logs *syncBuffer, timeout time.Duration) string {
 	t.Helper()
 	var url string
 	waitFor(t, timeout, "the server to listen", func() bool {
@@ -267,6 +267,10 @@ type inProcess struct {
 
 // startRun starts run() with args and returns once it listens.
 func startRun(t *testing.T, args []string, env map[string]string) *inProcess {
+	return startRunTB(t, args, env)
+}
+
+func startRunTB(t testing.TB, args []string, env map[string]string) *inProcess {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &inProcess{logs: &syncBuffer{}, cancel: cancel, done: make(chan struct{})}
@@ -291,7 +295,7 @@ func startRun(t *testing.T, args []string, env map[string]string) *inProcess {
 }
 
 // post sends body as JSON and decodes the JSON answer.
-func post(t *testing.T, method, url string, body any) (int, map[string]any) {
+func post(t testing.TB, method, url string, body any) (int, map[string]any) {
 	t.Helper()
 	b, err := json.Marshal(body)
 	if err != nil {
@@ -314,7 +318,7 @@ func post(t *testing.T, method, url string, body any) (int, map[string]any) {
 }
 
 // signup registers address and fails the test unless it is answered 202.
-func signup(t *testing.T, url, address string) {
+func signup(t testing.TB, url, address string) {
 	t.Helper()
 	status, body := post(t, "POST", url+"/v1/users", map[string]string{"name": "Test User", "email": address, "password": "pa55word1234"})
 	if status != http.StatusAccepted {
@@ -442,14 +446,14 @@ type process struct {
 }
 
 // startBinary runs the signup binary with args and waits until it listens.
-func startBinary(t *testing.T, args []string, env ...string) *process {
+func startBinary(t testing.TB, args []string, env ...string) *process {
 	t.Helper()
 	p := startBinaryNoWait(t, args, env...)
 	p.url = waitListening(t, p.logs, 20*time.Second)
 	return p
 }
 
-func startBinaryNoWait(t *testing.T, args []string, env ...string) *process {
+func startBinaryNoWait(t testing.TB, args []string, env ...string) *process {
 	t.Helper()
 	cmd := exec.Command(builtBinary(t), args...)
 	cmd.Env = append(os.Environ(), env...)
@@ -457,7 +461,7 @@ func startBinaryNoWait(t *testing.T, args []string, env ...string) *process {
 }
 
 // builtBinary returns the path of the signup binary, building it once.
-func builtBinary(t *testing.T) string {
+func builtBinary(t testing.TB) string {
 	t.Helper()
 	bin, err := binary()
 	if err != nil {
@@ -467,7 +471,7 @@ func builtBinary(t *testing.T) string {
 }
 
 // startCmd starts cmd, a signup process, collecting its output.
-func startCmd(t *testing.T, cmd *exec.Cmd) *process {
+func startCmd(t testing.TB, cmd *exec.Cmd) *process {
 	t.Helper()
 	args := cmd.Args
 	p := &process{cmd: cmd, logs: &syncBuffer{}, done: make(chan struct{})}
@@ -491,7 +495,7 @@ func startCmd(t *testing.T, cmd *exec.Cmd) *process {
 }
 
 // wait waits for the process to exit and returns its exit code.
-func (p *process) wait(t *testing.T, timeout time.Duration) int {
+func (p *process) wait(t testing.TB, timeout time.Duration) int {
 	t.Helper()
 	select {
 	case <-p.done:
@@ -502,7 +506,7 @@ func (p *process) wait(t *testing.T, timeout time.Duration) int {
 }
 
 // signal sends sig to the process.
-func (p *process) signal(t *testing.T, sig os.Signal) {
+func (p *process) signal(t testing.TB, sig os.Signal) {
 	t.Helper()
 	if err := p.cmd.Process.Signal(sig); err != nil {
 		t.Fatal(err)

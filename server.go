@@ -17,6 +17,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -54,6 +55,7 @@ type application struct {
 	stopping         chan struct{}      // closed when shutdown begins waiting for tasks
 	resched          chan struct{}      // tells the sweeper a retry time changed
 	sessions         chan struct{}      // one token per SMTP session running
+	hashSlots        chan struct{}      // one token per bcrypt hash running
 	deliveryQueued   atomic.Bool        // a deliverer is waiting for a session
 }
 
@@ -74,6 +76,7 @@ func newApplication(cfg config, logger *slog.Logger, st *store, m *mailer) *appl
 		stopping:         make(chan struct{}),
 		resched:          make(chan struct{}, 1),
 		sessions:         make(chan struct{}, maxSessions),
+		hashSlots:        make(chan struct{}, runtime.GOMAXPROCS(0)),
 	}
 	if cfg.limiterEnabled {
 		app.limiter = newLimiter(rate.Limit(cfg.limiterRPS), cfg.limiterBurst)
@@ -419,6 +422,30 @@ func validatePassword(v validator, password string) {
 	v.check(len(password) <= 72, "password", "must not be more than 72 bytes long")
 }
 
+// maxHashWait bounds how long a signup waits for a core to hash its
+// password; past it the service is overloaded and answers 503.
+const maxHashWait = time.Second
+
+// errBusy means no core came free for a password hash within maxHashWait.
+var errBusy = errors.New("busy")
+
+// hashPassword hashes password with bcrypt, running at most one hash per
+// core at a time so that memory and latency stay flat under load.
+func (app *application) hashPassword(ctx context.Context, password string) ([]byte, error) {
+	timer := time.NewTimer(maxHashWait)
+	defer timer.Stop()
+	select {
+	case app.hashSlots <- struct{}{}:
+	case <-timer.C:
+		app.metrics.shed.Add(1)
+		return nil, errBusy
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	defer func() { <-app.hashSlots }()
+	return bcrypt.GenerateFromPassword([]byte(password), app.cfg.bcryptCost)
+}
+
 // newToken returns a random activation token and the SHA-256 hash that is
 // all the database keeps of it.
 func newToken() (plaintext string, hash []byte) {
@@ -464,7 +491,12 @@ func (app *application) handleRegisterUser(w http.ResponseWriter, r *http.Reques
 		return
 	}
 
-	hash, err := bcrypt.GenerateFromPassword([]byte(input.Password), app.cfg.bcryptCost)
+	hash, err := app.hashPassword(r.Context(), input.Password)
+	if errors.Is(err, errBusy) {
+		w.Header().Set("Retry-After", "1")
+		app.errorResponse(w, r, http.StatusServiceUnavailable, "the server is busy; try again in a moment")
+		return
+	}
 	if err != nil {
 		app.serverError(w, r, err)
 		return
@@ -579,6 +611,7 @@ type metrics struct {
 	responses    expvar.Map // by status code
 	emailsSent   expvar.Int
 	emailsFailed expvar.Int
+	shed         expvar.Int // signups answered 503: no core free in time
 }
 
 func newMetrics() *metrics {
@@ -587,8 +620,8 @@ func newMetrics() *metrics {
 	return m
 }
 
-// handleMetrics shows the counters in expvar's JSON format, to loopback
-// clients only.
+// handleMetrics shows the counters as JSON, in the manner of expvar's
+// /debug/vars, to loopback clients only.
 func (app *application) handleMetrics(w http.ResponseWriter, r *http.Request) {
 	if !app.clientAddr(r).IsLoopback() {
 		app.errorResponse(w, r, http.StatusForbidden, "metrics are served to loopback clients only")
@@ -599,16 +632,20 @@ func (app *application) handleMetrics(w http.ResponseWriter, r *http.Request) {
 		app.serverError(w, r, err)
 		return
 	}
-	w.Header().Set("Content-Type", "application/json")
-	fmt.Fprintf(w, "{\n%q: %s,\n%q: %s,\n%q: %s,\n%q: %d,\n%q: %d,\n%q: %s,\n%q: %d,\n%q: %q\n}\n",
-		"requests", app.metrics.requests.String(),
-		"responses_by_status", app.metrics.responses.String(),
-		"background_tasks", strconv.FormatInt(app.tasks.Load(), 10),
-		"emails_pending", pending,
-		"emails_failed", failed,
-		"emails_sent", app.metrics.emailsSent.String(),
-		"emails_failed_since_start", app.metrics.emailsFailed.Value(),
-		"version", version())
+	vars := envelope{
+		"requests":                  app.metrics.requests.Value(),
+		"responses_by_status":       json.RawMessage(app.metrics.responses.String()),
+		"background_tasks":          app.tasks.Load(),
+		"emails_pending":            pending,
+		"emails_failed":             failed,
+		"emails_sent":               app.metrics.emailsSent.Value(),
+		"emails_failed_since_start": app.metrics.emailsFailed.Value(),
+		"signups_shed":              app.metrics.shed.Value(),
+		"version":                   version(),
+	}
+	if err := app.writeJSON(w, http.StatusOK, vars, nil); err != nil {
+		app.serverError(w, r, err)
+	}
 }
 
 // recoverPanic answers 500 to a request whose handler panicked.

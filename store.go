@@ -35,6 +35,10 @@ var (
 type store struct {
 	write *sql.DB
 	read  *sql.DB
+
+	// The statements of the hot path, prepared once on write: parsing the
+	// SQL is a good part of a small transaction's cost.
+	insertUserStmt, insertTokenStmt, insertEmailStmt, claimStmt, markSentStmt *sql.Stmt
 }
 
 // user is an account, as the API shows it.
@@ -90,6 +94,10 @@ func openStore(name string) (*store, error) {
 		st.close()
 		return nil, err
 	}
+	if err := st.prepare(); err != nil {
+		st.close()
+		return nil, err
+	}
 	return st, nil
 }
 
@@ -132,6 +140,27 @@ func (st *store) migrate() error {
 	return tx.Commit()
 }
 
+// prepare prepares the hot-path statements.
+func (st *store) prepare() error {
+	for stmt, query := range map[**sql.Stmt]string{
+		&st.insertUserStmt:  `INSERT INTO users (created_at, name, email, email_key, password_hash) VALUES (?, ?, ?, ?, ?) RETURNING id`,
+		&st.insertTokenStmt: `INSERT INTO tokens (hash, user_id, scope, expiry) VALUES (?, ?, 'activation', ?)`,
+		&st.insertEmailStmt: `INSERT INTO outbox (user_id, created_at, message_id, recipient, message, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id`,
+		&st.claimStmt: `UPDATE outbox SET claimed_until = ?
+			WHERE id IN (SELECT id FROM outbox
+				WHERE status = 'pending' AND next_attempt_at <= ? AND claimed_until <= ?
+				ORDER BY next_attempt_at, id LIMIT ?)
+			RETURNING id, user_id, created_at, message_id, recipient, message, attempts`,
+		&st.markSentStmt: `UPDATE outbox SET status = 'sent', message = NULL, attempts = attempts + 1, claimed_until = 0, last_error = '' WHERE id = ?`,
+	} {
+		var err error
+		if *stmt, err = st.write.Prepare(query); err != nil {
+			return fmt.Errorf("prepare %q: %w", query, err)
+		}
+	}
+	return nil
+}
+
 // millis turns t into the integer the database stores.
 func millis(t time.Time) int64 { return t.UnixMilli() }
 
@@ -143,9 +172,7 @@ func (st *store) insertUser(ctx context.Context, u *user, tokenHash []byte, toke
 		return err
 	}
 	defer tx.Rollback()
-	err = tx.QueryRowContext(ctx,
-		`INSERT INTO users (created_at, name, email, email_key, password_hash) VALUES (?, ?, ?, ?, ?) RETURNING id`,
-		millis(u.CreatedAt), u.Name, u.Email, strings.ToLower(u.Email), u.passwordHash).Scan(&u.ID)
+	err = tx.StmtContext(ctx, st.insertUserStmt).QueryRowContext(ctx, millis(u.CreatedAt), u.Name, u.Email, strings.ToLower(u.Email), u.passwordHash).Scan(&u.ID)
 	if err != nil {
 		var se *sqlite.Error
 		if errors.As(err, &se) && se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE {
@@ -154,7 +181,7 @@ func (st *store) insertUser(ctx context.Context, u *user, tokenHash []byte, toke
 		return err
 	}
 	e.UserID = u.ID
-	if err := insertTokenAndEmail(ctx, tx, tokenHash, tokenExpiry, e); err != nil {
+	if err := st.insertTokenAndEmail(ctx, tx, tokenHash, tokenExpiry, e); err != nil {
 		return err
 	}
 	return tx.Commit()
@@ -168,21 +195,17 @@ func (st *store) addActivationToken(ctx context.Context, tokenHash []byte, expir
 		return err
 	}
 	defer tx.Rollback()
-	if err := insertTokenAndEmail(ctx, tx, tokenHash, expiry, e); err != nil {
+	if err := st.insertTokenAndEmail(ctx, tx, tokenHash, expiry, e); err != nil {
 		return err
 	}
 	return tx.Commit()
 }
 
-func insertTokenAndEmail(ctx context.Context, tx *sql.Tx, tokenHash []byte, expiry time.Time, e *email) error {
-	_, err := tx.ExecContext(ctx, `INSERT INTO tokens (hash, user_id, scope, expiry) VALUES (?, ?, 'activation', ?)`,
-		tokenHash, e.UserID, millis(expiry))
-	if err != nil {
+func (st *store) insertTokenAndEmail(ctx context.Context, tx *sql.Tx, tokenHash []byte, expiry time.Time, e *email) error {
+	if _, err := tx.StmtContext(ctx, st.insertTokenStmt).ExecContext(ctx, tokenHash, e.UserID, millis(expiry)); err != nil {
 		return err
 	}
-	return tx.QueryRowContext(ctx,
-		`INSERT INTO outbox (user_id, created_at, message_id, recipient, message, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id`,
-		e.UserID, millis(e.CreatedAt), e.MessageID, e.Recipient, e.Message, millis(e.CreatedAt)).Scan(&e.ID)
+	return tx.StmtContext(ctx, st.insertEmailStmt).QueryRowContext(ctx, e.UserID, millis(e.CreatedAt), e.MessageID, e.Recipient, e.Message, millis(e.CreatedAt)).Scan(&e.ID)
 }
 
 const userColumns = `id, created_at, name, email, activated, password_hash`
@@ -241,13 +264,7 @@ func (st *store) purgeExpiredTokens(ctx context.Context, now time.Time) (int64, 
 // claimDue claims up to limit pending emails that are due at now and not
 // claimed by another deliverer, until now+lease.
 func (st *store) claimDue(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]*email, error) {
-	rows, err := st.write.QueryContext(ctx, `
-		UPDATE outbox SET claimed_until = ?
-		WHERE id IN (SELECT id FROM outbox
-			WHERE status = 'pending' AND next_attempt_at <= ? AND claimed_until <= ?
-			ORDER BY next_attempt_at, id LIMIT ?)
-		RETURNING id, user_id, created_at, message_id, recipient, message, attempts`,
-		millis(now.Add(lease)), millis(now), millis(now), limit)
+	rows, err := st.claimStmt.QueryContext(ctx, millis(now.Add(lease)), millis(now), millis(now), limit)
 	if err != nil {
 		return nil, err
 	}
@@ -267,8 +284,7 @@ func (st *store) claimDue(ctx context.Context, now time.Time, lease time.Duratio
 
 // markSent records that the SMTP server accepted e, and drops its content.
 func (st *store) markSent(ctx context.Context, e *email) error {
-	_, err := st.write.ExecContext(ctx,
-		`UPDATE outbox SET status = 'sent', message = NULL, attempts = attempts + 1, claimed_until = 0, last_error = '' WHERE id = ?`, e.ID)
+	_, err := st.markSentStmt.ExecContext(ctx, e.ID)
 	return err
 }
 

@@ -1,0 +1,266 @@
+package main
+
+// Load benchmarks against the real binary over loopback HTTP. They take
+// seconds per iteration; run them one at a time, e.g.
+//
+//	go test -run '^$' -bench BenchmarkSignupCeiling -benchtime 1x -count 5
+//
+// BENCHMARKS.md has the figures and the commands that reproduced them.
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+	"golang.org/x/crypto/bcrypt"
+)
+
+// loadResult is what a load run saw.
+type loadResult struct {
+	accepted  []string        // addresses answered 202
+	latencies []time.Duration // of the 202 answers
+	shed      int             // 503 answers
+	other     map[string]int  // anything else, by status or error
+	elapsed   time.Duration
+}
+
+func (r *loadResult) rate() float64 { return float64(len(r.accepted)) / r.elapsed.Seconds() }
+
+// p99 is the 99th percentile latency of accepted signups.
+func (r *loadResult) p99() time.Duration {
+	if len(r.latencies) == 0 {
+		return 0
+	}
+	l := slices.Clone(r.latencies)
+	slices.Sort(l)
+	return l[len(l)*99/100]
+}
+
+// load signs up users from clients goroutines for d.
+func load(url, prefix string, clients int, d time.Duration) *loadResult {
+	transport := &http.Transport{MaxIdleConnsPerHost: clients, MaxConnsPerHost: clients}
+	defer transport.CloseIdleConnections()
+	client := &http.Client{Transport: transport, Timeout: 30 * time.Second}
+	res := &loadResult{other: map[string]int{}}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	var seq atomic.Int64
+	start := time.Now()
+	end := start.Add(d)
+	for range clients {
+		wg.Go(func() {
+			for time.Now().Before(end) {
+				address := fmt.Sprintf("%s%d@example.com", prefix, seq.Add(1))
+				body := `{"name": "Load", "email": "` + address + `", "password": "pa55word"}`
+				t0 := time.Now()
+				r, err := client.Post(url+"/v1/users", "application/json", strings.NewReader(body))
+				took := time.Since(t0)
+				mu.Lock()
+				switch {
+				case err != nil:
+					res.other[err.Error()]++
+				case r.StatusCode == 202:
+					res.accepted = append(res.accepted, address)
+					res.latencies = append(res.latencies, took)
+				case r.StatusCode == 503:
+					res.shed++
+				default:
+					res.other[strconv.Itoa(r.StatusCode)]++
+				}
+				mu.Unlock()
+				if err == nil {
+					io.Copy(io.Discard, r.Body) // so the connection is reused
+					r.Body.Close()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	res.elapsed = time.Since(start)
+	return res
+}
+
+// hashRate is bcrypt hashes per second at cost with one goroutine per core:
+// the ceiling for signups per second.
+func hashRate(cost int, d time.Duration) float64 {
+	var n atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	end := start.Add(d)
+	for range runtime.GOMAXPROCS(0) {
+		wg.Go(func() {
+			for time.Now().Before(end) {
+				bcrypt.GenerateFromPassword([]byte("pa55word"), cost)
+				n.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	return float64(n.Load()) / time.Since(start).Seconds()
+}
+
+// procStatus reads a field of /proc/PID/status, in MB for memory fields.
+func procStatus(b testing.TB, pid int, field string) float64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, field+":"); ok {
+			kb, _ := strconv.ParseFloat(strings.Fields(rest)[0], 64)
+			return kb / 1024
+		}
+	}
+	b.Fatalf("no %s in /proc/%d/status", field, pid)
+	return 0
+}
+
+// startLoadBinary starts the binary at bcrypt cost, sending to a fresh test
+// SMTP server.
+func startLoadBinary(b *testing.B, cost int) (*process, *testSMTP) {
+	srv := startSMTP(b, nil)
+	args := append(baseArgs(b.TempDir()), smtpArgs(srv.host, srv.port)...)
+	args = append(args, "-bcrypt-cost", strconv.Itoa(cost))
+	return startBinary(b, args), srv
+}
+
+// stopAndCheckEmails stops p and fails unless every accepted address got an email.
+func stopAndCheckEmails(b *testing.B, p *process, srv *testSMTP, accepted []string) {
+	p.signal(b, syscall.SIGTERM)
+	if code := p.wait(b, time.Minute); code != 0 {
+		b.Fatalf("exit %d", code)
+	}
+	got := map[string]bool{}
+	for _, m := range srv.messages() {
+		got[m.to] = true
+	}
+	for _, a := range accepted {
+		if !got[a] {
+			b.Fatalf("%s was accepted but not emailed", a)
+		}
+	}
+}
+
+// BenchmarkSignupCeiling compares signups/s at bcrypt cost 12 with the
+// bcrypt ceiling measured in the same run. Target: ratio >= 90%.
+func BenchmarkSignupCeiling(b *testing.B) {
+	for range b.N {
+		ceiling := hashRate(12, 5*time.Second)
+		p, srv := startLoadBinary(b, 12)
+		res := load(p.url, "ceiling", 4*runtime.GOMAXPROCS(0), 10*time.Second)
+		if len(res.other) > 0 {
+			b.Fatalf("unexpected answers: %v", res.other)
+		}
+		stopAndCheckEmails(b, p, srv, res.accepted)
+		b.ReportMetric(ceiling, "hashes/s")
+		b.ReportMetric(res.rate(), "signups/s")
+		b.ReportMetric(100*res.rate()/ceiling, "%ceiling")
+		b.ReportMetric(0, "ns/op")
+	}
+}
+
+// BenchmarkSignupOverload drives 200 concurrent clients at bcrypt cost 12,
+// about 10x what the cores can hash. Targets: load shed with 503, accepted
+// p99 under 2 s, peak RSS under 100 MB, every accepted signup emailed.
+func BenchmarkSignupOverload(b *testing.B) {
+	for range b.N {
+		p, srv := startLoadBinary(b, 12)
+		res := load(p.url, "overload", 200, 15*time.Second)
+		peak := procStatus(b, p.cmd.Process.Pid, "VmHWM")
+		if len(res.other) > 0 {
+			b.Fatalf("unexpected answers: %v", res.other)
+		}
+		stopAndCheckEmails(b, p, srv, res.accepted)
+		b.ReportMetric(res.rate(), "signups/s")
+		b.ReportMetric(float64(res.shed)/res.elapsed.Seconds(), "shed/s")
+		b.ReportMetric(float64(res.p99().Milliseconds()), "p99-ms")
+		b.ReportMetric(peak, "peak-RSS-MB")
+		b.ReportMetric(0, "ns/op")
+	}
+}
+
+// BenchmarkSignupCheap measures everything but the hash: bcrypt cost 4,
+// each signup's transaction committed with synchronous=FULL and its email
+// sent. Target: >= 1,000 signups/s.
+func BenchmarkSignupCheap(b *testing.B) {
+	for range b.N {
+		p, srv := startLoadBinary(b, 4)
+		res := load(p.url, "cheap", 16, 5*time.Second)
+		if len(res.other) > 0 || res.shed > 0 {
+			b.Fatalf("unexpected answers: %v, %d shed", res.other, res.shed)
+		}
+		stopAndCheckEmails(b, p, srv, res.accepted)
+		b.ReportMetric(res.rate(), "signups/s")
+		b.ReportMetric(float64(res.p99().Microseconds())/1000, "p99-ms")
+		b.ReportMetric(0, "ns/op")
+	}
+}
+
+// BenchmarkFootprint measures idle RSS, start-up to accepting connections
+// on an existing database, idle SIGTERM to exit, and exit after the last
+// background task. Targets: 20 MB, 100 ms, 50 ms, 10 ms.
+func BenchmarkFootprint(b *testing.B) {
+	release := make(chan struct{})
+	var lastAccepted atomic.Int64 // unix nanoseconds when the slow server took the message
+	srv := startSMTP(b, func(s *testSMTP) {
+		s.data = func(int64, *smtp.Conn) error {
+			<-release
+			lastAccepted.Store(time.Now().UnixNano())
+			return nil
+		}
+	})
+	dir := b.TempDir()
+	args := append(baseArgs(dir), smtpArgs(srv.host, srv.port)...)
+	startBinary(b, args).signal(b, syscall.SIGTERM) // create the database
+	var startup, idleExit, taskExit time.Duration
+	var rssMB float64
+	for range b.N {
+		// Start-up: from exec to the first answered request.
+		t0 := time.Now()
+		p := startBinaryNoWait(b, args)
+		url := waitListening(b, p.logs, 10*time.Second)
+		for {
+			if r, err := http.Get(url + "/v1/healthcheck"); err == nil {
+				r.Body.Close()
+				break
+			}
+		}
+		startup += time.Since(t0)
+		time.Sleep(time.Second) // let the process settle before reading its RSS
+		rssMB += procStatus(b, p.cmd.Process.Pid, "VmRSS")
+
+		t0 = time.Now()
+		p.signal(b, syscall.SIGTERM)
+		p.wait(b, 10*time.Second)
+		idleExit += time.Since(t0)
+
+		// Exit after the last background task: an email in flight at
+		// SIGTERM, released after a while.
+		p = startBinary(b, args)
+		signup(b, p.url, fmt.Sprintf("foot%d@example.com", time.Now().UnixNano()))
+		waitFor(b, 10*time.Second, "the send", func() bool { return srv.sessions.Load() > 0 })
+		p.signal(b, syscall.SIGTERM)
+		waitFor(b, 10*time.Second, "draining", func() bool { return strings.Contains(p.logs.String(), "completing background tasks") })
+		release <- struct{}{}
+		p.wait(b, 10*time.Second)
+		taskExit += time.Since(time.Unix(0, lastAccepted.Load()))
+		srv.sessions.Store(0)
+	}
+	n := float64(b.N)
+	b.ReportMetric(rssMB/n, "idle-RSS-MB")
+	b.ReportMetric(float64(startup.Microseconds())/1000/n, "startup-ms")
+	b.ReportMetric(float64(idleExit.Microseconds())/1000/n, "idle-exit-ms")
+	b.ReportMetric(float64(taskExit.Microseconds())/1000/n, "exit-after-task-ms")
+	b.ReportMetric(0, "ns/op")
+}
