@@ -47,6 +47,8 @@ type testSMTP struct {
 	// data, if set, runs for each DATA before the message is accepted; n
 	// counts DATA commands from 1. A non-nil error is the reply.
 	data func(n int64, c *smtp.Conn) error
+	// mail, if set, runs for each MAIL FROM; n counts them from 1.
+	mail func(n int64) error
 	// auth, if set, is required: the PLAIN password it accepts for "user".
 	auth string
 	// tls, if set, offers STARTTLS; AUTH is then refused before it.
@@ -55,6 +57,7 @@ type testSMTP struct {
 	mu      sync.Mutex
 	msgs    []received
 	dataN   int64
+	mailN   int64
 	arrived chan struct{} // a message was accepted
 }
 
@@ -129,6 +132,15 @@ func (s *testSession) Auth(mech string) (sasl.Server, error) {
 func (s *testSession) Mail(from string, _ *smtp.MailOptions) error {
 	if s.srv.auth != "" && s.user == "" {
 		return &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "authentication required"}
+	}
+	s.srv.mu.Lock()
+	s.srv.mailN++
+	n := s.srv.mailN
+	s.srv.mu.Unlock()
+	if s.srv.mail != nil {
+		if err := s.srv.mail(n); err != nil {
+			return err
+		}
 	}
 	s.from = from
 	return nil

@@ -181,19 +181,23 @@ type smtpSession struct {
 	used bool // a message went over it: RSET before the next
 }
 
-// connectError is a failure to open a session: it concerns every message,
-// none in particular, so it is always worth a retry.
-type connectError struct{ err error }
+// sessionError is a failure that concerns the session, not the message:
+// connecting, TLS, logging in, MAIL FROM or RSET. Whatever its reply code,
+// it is worth a retry: the message itself was never refused.
+type sessionError struct {
+	step string
+	err  error
+}
 
-func (e *connectError) Error() string { return "connect: " + e.err.Error() }
-func (e *connectError) Unwrap() error { return e.err }
+func (e *sessionError) Error() string { return e.step + ": " + e.err.Error() }
+func (e *sessionError) Unwrap() error { return e.err }
 
 // open dials the server, secures the connection as -smtp-tls says, and
 // authenticates if a username is set.
 func (m *mailer) open(ctx context.Context) (*smtpSession, error) {
 	s, err := m.dial(ctx)
 	if err != nil {
-		return nil, &connectError{err}
+		return nil, &sessionError{"connect", err}
 	}
 	return s, nil
 }
@@ -287,12 +291,12 @@ func (s *smtpSession) close() {
 func (s *smtpSession) send(from string, e *email) error {
 	if s.used {
 		if err := s.Reset(); err != nil {
-			return err
+			return &sessionError{"RSET", err}
 		}
 	}
 	s.used = true
 	if err := s.Mail(from, nil); err != nil {
-		return err
+		return &sessionError{"MAIL FROM", err}
 	}
 	if err := s.Rcpt(e.Recipient, nil); err != nil {
 		return err
@@ -308,19 +312,21 @@ func (s *smtpSession) send(from string, e *email) error {
 	return w.Close()
 }
 
-// isPermanent reports whether err is a 5xx reply to a message: the server
-// will never take it. Failures to connect or log in never are.
+// isPermanent reports whether err is a 5xx reply to this message (to RCPT
+// or DATA): the server will never take it.
 func isPermanent(err error) bool {
 	var se *smtp.SMTPError
-	var ce *connectError
-	return errors.As(err, &se) && se.Code >= 500 && !errors.As(err, &ce)
+	var session *sessionError
+	return errors.As(err, &se) && se.Code >= 500 && !errors.As(err, &session)
 }
 
 // keepsConnection reports whether the session can carry another message
-// after err: the server replied, and did not say it is closing (421).
+// after err: the server refused this message alone, and did not say it is
+// closing (421).
 func keepsConnection(err error) bool {
 	var se *smtp.SMTPError
-	return errors.As(err, &se) && se.Code != 421
+	var session *sessionError
+	return errors.As(err, &se) && se.Code != 421 && !errors.As(err, &session)
 }
 
 // backoff returns how long to wait before attempt number attempt+1:
@@ -387,17 +393,20 @@ func (app *application) sendDue(ctx context.Context) {
 			app.kickDelivery() // a backlog: let another session help
 		}
 		for i, e := range batch {
-			if ctx.Err() == nil && s == nil {
+			var err error
+			if s == nil {
 				s, err = app.mailer.open(ctx)
-				if err != nil && ctx.Err() == nil {
-					// The server is unreachable: the whole batch waits for its retry.
-					for _, e := range batch[i:] {
-						app.recordFailure(dbctx, e, err)
-					}
-					break
-				}
+			}
+			if err == nil {
+				err = s.send(app.mailer.from, e)
+			}
+			if err == nil {
+				app.recordSent(dbctx, e)
+				continue
 			}
 			if ctx.Err() != nil {
+				// The shutdown deadline cut the exchange: the rest stays
+				// pending, unclaimed, for the next start.
 				for _, e := range batch[i:] {
 					if err := app.store.release(dbctx, e); err != nil {
 						app.logger.Error("release email", "id", e.ID, "error", err)
@@ -405,13 +414,12 @@ func (app *application) sendDue(ctx context.Context) {
 				}
 				return
 			}
-			err := s.send(app.mailer.from, e)
-			switch {
-			case err == nil:
-				app.recordSent(dbctx, e)
-				continue
-			case ctx.Err() != nil:
-				continue // released above, on the next turn
+			if s == nil {
+				// The server is unreachable: the whole batch waits for its retry.
+				for _, e := range batch[i:] {
+					app.recordFailure(dbctx, e, err)
+				}
+				break
 			}
 			app.recordFailure(dbctx, e, err)
 			if !keepsConnection(err) {
@@ -440,10 +448,9 @@ func (app *application) recordFailure(ctx context.Context, e *email, sendErr err
 	args := []any{"user_id", e.UserID, "message_id", e.MessageID, "attempt", attempt}
 	var se *smtp.SMTPError
 	if errors.As(sendErr, &se) {
-		args = append(args, "smtp_code", se.Code, "smtp_message", se.Message)
-	} else {
-		args = append(args, "error", sendErr.Error())
+		args = append(args, "smtp_code", se.Code)
 	}
+	args = append(args, "error", sendErr.Error())
 	now := app.now()
 	var err error
 	switch {

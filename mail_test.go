@@ -318,6 +318,27 @@ func TestRetryClassification(t *testing.T) {
 	}
 }
 
+func TestSenderRefusalIsRetried(t *testing.T) {
+	t.Parallel()
+	// A 5xx to MAIL FROM is about our sender, a configuration matter: the
+	// message was never refused, so it is not given up.
+	srv := startSMTP(t, func(s *testSMTP) {
+		s.mail = func(n int64) error {
+			if n == 1 {
+				return &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "sender not allowed"}
+			}
+			return nil
+		}
+	})
+	app := newTestApp(t, srv, nil)
+	app.background(app.sweep)
+	signup(t, app.url, "sender@example.com")
+	srv.waitMessages(t, 1, 10*time.Second)
+	if !containsLine(app.logs.String(), "will retry", "smtp_code=553", "MAIL FROM") {
+		t.Error("the refusal was not logged as a retry with its code")
+	}
+}
+
 func TestGivesUpAfter72Hours(t *testing.T) {
 	t.Parallel()
 	srv := startSMTP(t, func(s *testSMTP) { s.data = func(int64, *smtp.Conn) error { return tempFail } })
