@@ -41,6 +41,7 @@ const (
 	sweepIdle      = time.Minute      // the sweeper looks for due emails at least this often
 	sweepBusy      = 50 * time.Millisecond
 	tokenPurgeTick = time.Hour
+	checkpointTick = time.Minute // WAL truncated: sent tokens leave the files
 )
 
 // mailTemplate is one kind of email: its subject and bodies.
@@ -477,12 +478,13 @@ func (app *application) recordFailure(ctx context.Context, e *email, sendErr err
 }
 
 // sweep kicks delivery whenever pending emails fall due: at start-up (what a
-// crash or a shutdown deadline left behind), after retry waits, and purges
-// expired tokens. It returns at once when shutdown begins.
+// crash or a shutdown deadline left behind) and after retry waits. It also
+// purges expired tokens and truncates the WAL from time to time. It returns
+// at once when shutdown begins.
 func (app *application) sweep(ctx context.Context) {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
-	var lastPurge time.Time
+	var lastPurge, lastCheckpoint time.Time
 	for {
 		select {
 		case <-app.stopping:
@@ -493,6 +495,12 @@ func (app *application) sweep(ctx context.Context) {
 		case <-timer.C:
 		}
 		now := app.now()
+		if now.Sub(lastCheckpoint) >= checkpointTick {
+			lastCheckpoint = now
+			if err := app.store.checkpoint(ctx); err != nil {
+				app.logger.Error("checkpoint", "error", err)
+			}
+		}
 		if now.Sub(lastPurge) >= tokenPurgeTick {
 			lastPurge = now
 			if n, err := app.store.purgeExpiredTokens(ctx, now); err != nil {

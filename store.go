@@ -318,6 +318,14 @@ func (st *store) releaseAllClaims(ctx context.Context) error {
 	return err
 }
 
+// checkpoint copies the WAL into the database file and truncates it, so
+// that old page images, such as a sent message with its token, do not
+// linger in the WAL until it happens to be overwritten.
+func (st *store) checkpoint(ctx context.Context) error {
+	_, err := st.write.ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`)
+	return err
+}
+
 // outboxCounts returns how many emails are pending and how many failed.
 func (st *store) outboxCounts(ctx context.Context) (pending, failed int, err error) {
 	err = st.read.QueryRowContext(ctx, `SELECT
