@@ -306,14 +306,10 @@ func startRunTB(t testing.TB, args []string, env map[string]string) *inProcess {
 	return p
 }
 
-// post sends body as JSON and decodes the JSON answer.
-func post(t testing.TB, method, url string, body any) (int, map[string]any) {
+// do sends a raw body and returns the response and its decoded JSON.
+func do(t testing.TB, method, url, body string) (*http.Response, map[string]any) {
 	t.Helper()
-	b, err := json.Marshal(body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req, err := http.NewRequest(method, url, bytes.NewReader(b))
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -322,10 +318,22 @@ func post(t testing.TB, method, url string, body any) (int, map[string]any) {
 		t.Fatal(err)
 	}
 	defer res.Body.Close()
+	raw, _ := io.ReadAll(res.Body)
 	var out map[string]any
-	if err := json.NewDecoder(res.Body).Decode(&out); err != nil {
-		t.Fatalf("%s %s: decode answer: %v", method, url, err)
+	if err := json.Unmarshal(raw, &out); err != nil {
+		t.Fatalf("%s %s: answer is not JSON: %q", method, url, raw)
 	}
+	return res, out
+}
+
+// post sends body as JSON and returns the status and decoded JSON answer.
+func post(t testing.TB, method, url string, body any) (int, map[string]any) {
+	t.Helper()
+	b, err := json.Marshal(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, out := do(t, method, url, string(b))
 	return res.StatusCode, out
 }
 

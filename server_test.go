@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -12,26 +11,6 @@ import (
 	"testing"
 	"time"
 )
-
-// do sends a raw body and returns the status, headers and decoded JSON.
-func do(t *testing.T, method, url, body string) (*http.Response, map[string]any) {
-	t.Helper()
-	req, err := http.NewRequest(method, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	raw, _ := io.ReadAll(res.Body)
-	var out map[string]any
-	if err := json.Unmarshal(raw, &out); err != nil {
-		t.Fatalf("%s %s: answer is not JSON: %q", method, url, raw)
-	}
-	return res, out
-}
 
 func TestInputRules(t *testing.T) {
 	t.Parallel()
