@@ -196,7 +196,9 @@ func BenchmarkSignupOverload(b *testing.B) {
 func BenchmarkSignupCheap(b *testing.B) {
 	for range b.N {
 		p, srv := startLoadBinary(b, 4)
+		cpu0 := procCPU(b, p.cmd.Process.Pid)
 		res := load(p.url, "cheap", 16, 5*time.Second)
+		b.ReportMetric((procCPU(b, p.cmd.Process.Pid)-cpu0).Seconds()/res.elapsed.Seconds(), "service-cores")
 		if len(res.other) > 0 || res.shed > 0 {
 			b.Fatalf("unexpected answers: %v, %d shed", res.other, res.shed)
 		}
@@ -263,4 +265,16 @@ func BenchmarkFootprint(b *testing.B) {
 	b.ReportMetric(float64(idleExit.Microseconds())/1000/n, "idle-exit-ms")
 	b.ReportMetric(float64(taskExit.Microseconds())/1000/n, "exit-after-task-ms")
 	b.ReportMetric(0, "ns/op")
+}
+
+// procCPU is the user and system CPU time process pid has used.
+func procCPU(b testing.TB, pid int) time.Duration {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	f := strings.Fields(string(data)[strings.LastIndexByte(string(data), ')')+2:])
+	utime, _ := strconv.Atoi(f[11])
+	stime, _ := strconv.Atoi(f[12])
+	return time.Duration(utime+stime) * time.Second / 100 // USER_HZ
 }

@@ -590,7 +590,13 @@ func (s *captureSession) Data(r io.Reader) error {
 	}
 	name := fmt.Sprintf("%s-%d.eml", time.Now().UTC().Format("20060102T150405.000Z"), s.backend.seq.Add(1))
 	file := filepath.Join(s.backend.dir, name)
-	if err := os.WriteFile(file, msg, 0o600); err != nil {
+	// Write, then rename: a reader of the directory never sees half a message.
+	tmp := filepath.Join(s.backend.dir, "."+name+".tmp")
+	err = os.WriteFile(tmp, msg, 0o600)
+	if err == nil {
+		err = os.Rename(tmp, file)
+	}
+	if err != nil {
 		s.backend.logger.Error("mail capture", "error", err)
 		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "cannot write the message"}
 	}

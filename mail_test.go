@@ -405,6 +405,7 @@ func TestClaimedEmailSentOnce(t *testing.T) {
 		wg.Go(func() { app.sendDue(context.Background()) })
 	}
 	wg.Wait()
+	waitDrained(t, app.application) // deliverers kicked by a full batch, too
 	msgs := srv.messages()
 	seen := map[string]int{}
 	for _, m := range msgs {

@@ -334,9 +334,9 @@ func TestFileModes(t *testing.T) {
 		}
 		return len(files) > 0
 	})
-	if !containsLine(p.logs.String(), "email captured", "file="+eml) {
-		t.Error("the captured file was not logged")
-	}
+	waitFor(t, 10*time.Second, "the log of the captured file", func() bool {
+		return containsLine(p.logs.String(), "email captured", "file="+eml)
+	})
 	data, _ := os.ReadFile(eml)
 	tokenOf(t, data)
 	want := map[string]fs.FileMode{
