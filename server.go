@@ -56,6 +56,7 @@ type application struct {
 	resched          chan struct{}      // tells the sweeper a retry time changed
 	sessions         chan struct{}      // one token per SMTP session running
 	hashSlots        chan struct{}      // one token per bcrypt hash running
+	hashWait         time.Duration      // longest wait for a slot before 503
 	deliveryQueued   atomic.Bool        // a deliverer is waiting for a session
 }
 
@@ -77,6 +78,7 @@ func newApplication(cfg config, logger *slog.Logger, st *store, m *mailer) *appl
 		resched:          make(chan struct{}, 1),
 		sessions:         make(chan struct{}, maxSessions),
 		hashSlots:        make(chan struct{}, runtime.GOMAXPROCS(0)),
+		hashWait:         maxHashWait,
 	}
 	if cfg.limiterEnabled {
 		app.limiter = newLimiter(rate.Limit(cfg.limiterRPS), cfg.limiterBurst)
@@ -426,13 +428,13 @@ func validatePassword(v validator, password string) {
 // password; past it the service is overloaded and answers 503.
 const maxHashWait = time.Second
 
-// errBusy means no core came free for a password hash within maxHashWait.
+// errBusy means no core came free for a password hash in time.
 var errBusy = errors.New("busy")
 
 // hashPassword hashes password with bcrypt, running at most one hash per
 // core at a time so that memory and latency stay flat under load.
 func (app *application) hashPassword(ctx context.Context, password string) ([]byte, error) {
-	timer := time.NewTimer(maxHashWait)
+	timer := time.NewTimer(app.hashWait)
 	defer timer.Stop()
 	select {
 	case app.hashSlots <- struct{}{}:

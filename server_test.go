@@ -195,6 +195,7 @@ func TestConcurrentSignups(t *testing.T) {
 	t.Parallel()
 	srv := startSMTP(t, nil)
 	app := newTestApp(t, srv, nil) // bcrypt cost 4
+	app.hashWait = time.Minute     // this is about locking, not load shedding: a slow -race run must not shed
 	const n = 50
 	var wg sync.WaitGroup
 	statuses := make([]int, n)
@@ -234,4 +235,29 @@ func doNoFatal(method, url, body string) (int, map[string]any) {
 	var out map[string]any
 	json.NewDecoder(res.Body).Decode(&out)
 	return res.StatusCode, out
+}
+
+func TestOverloadSheds503(t *testing.T) {
+	t.Parallel()
+	app := newTestApp(t, startSMTP(t, nil), nil)
+	app.hashWait = 50 * time.Millisecond
+	for range cap(app.hashSlots) { // every core busy hashing
+		app.hashSlots <- struct{}{}
+	}
+	body := `{"name": "Busy", "email": "busy@example.com", "password": "pa55word"}`
+	res, out := do(t, "POST", app.url+"/v1/users", body)
+	if res.StatusCode != 503 || res.Header.Get("Retry-After") == "" || out["error"] == nil {
+		t.Fatalf("overloaded: %d Retry-After=%q %v", res.StatusCode, res.Header.Get("Retry-After"), out)
+	}
+	var users int
+	app.store.read.QueryRow(`SELECT count(*) FROM users`).Scan(&users)
+	if users != 0 {
+		t.Errorf("a shed signup was stored")
+	}
+	for range cap(app.hashSlots) {
+		<-app.hashSlots
+	}
+	if res, out = do(t, "POST", app.url+"/v1/users", body); res.StatusCode != 202 {
+		t.Errorf("after the load: %d %v", res.StatusCode, out)
+	}
 }
