@@ -53,10 +53,14 @@ func TestShutdownWaitsForEmailInProcess(t *testing.T) {
 	if got := len(srv.messages()); got != 1 {
 		t.Fatalf("SMTP server holds %d messages when run returned, want 1", got)
 	}
-	for _, want := range []string{"shutting down server", "completing background tasks", "stopped server"} {
-		if !strings.Contains(p.logs.String(), want) {
-			t.Errorf("logs lack %q", want)
+	// The log tells the story in order: the wait, the email, the stop.
+	logs, last := p.logs.String(), -1
+	for _, want := range []string{"shutting down server", "completing background tasks", "email sent", "stopped server"} {
+		i := strings.Index(logs, want)
+		if i < 0 || i < last {
+			t.Errorf("logs lack %q after the lines before it", want)
 		}
+		last = i
 	}
 	if !containsLine(p.logs.String(), "stopped server", "emails_pending=0") {
 		t.Error(`no "stopped server" line with emails_pending=0`)
