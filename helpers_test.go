@@ -51,6 +51,8 @@ type testSMTP struct {
 	mail func(n int64) error
 	// auth, if set, is required: the PLAIN password it accepts for "user".
 	auth string
+	// loginOnly offers AUTH LOGIN instead of PLAIN.
+	loginOnly bool
 	// tls, if set, offers STARTTLS; AUTH is then refused before it.
 	tls *tls.Config
 
@@ -113,20 +115,43 @@ type testSession struct {
 }
 
 func (s *testSession) AuthMechanisms() []string {
-	if s.srv.auth == "" {
+	switch {
+	case s.srv.auth == "":
 		return nil
+	case s.srv.loginOnly:
+		return []string{sasl.Login}
 	}
 	return []string{sasl.Plain}
 }
 
 func (s *testSession) Auth(mech string) (sasl.Server, error) {
-	return sasl.NewPlainServer(func(identity, username, password string) error {
+	check := func(username, password string) error {
 		if username != "user" || password != s.srv.auth {
 			return &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8}, Message: "bad credentials"}
 		}
 		s.user = username
 		return nil
-	}), nil
+	}
+	if mech == sasl.Login {
+		return &loginServer{check: check}, nil
+	}
+	return sasl.NewPlainServer(func(_, username, password string) error { return check(username, password) }), nil
+}
+
+// loginServer is the server side of AUTH LOGIN, which go-sasl lacks: the
+// user name comes as the initial response, the password after "Password:".
+type loginServer struct {
+	check    func(username, password string) error
+	username string
+	asked    bool
+}
+
+func (l *loginServer) Next(response []byte) ([]byte, bool, error) {
+	if !l.asked {
+		l.username, l.asked = string(response), true
+		return []byte("Password:"), false, nil
+	}
+	return nil, true, l.check(l.username, string(response))
 }
 
 func (s *testSession) Mail(from string, _ *smtp.MailOptions) error {

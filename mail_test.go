@@ -174,6 +174,16 @@ func TestStartTLSAndAuthPlain(t *testing.T) {
 	})
 }
 
+func TestAuthLoginWhenPlainIsNotOffered(t *testing.T) {
+	t.Parallel()
+	srv := startSMTP(t, func(s *testSMTP) { s.auth, s.loginOnly = "s3cret", true })
+	app := newTestApp(t, srv, func(cfg *config) { cfg.smtpUsername, cfg.smtpPassword = "user", "s3cret" })
+	signup(t, app.url, "login@example.com")
+	if m := srv.waitMessages(t, 1, 10*time.Second)[0]; m.user != "user" {
+		t.Errorf("sent without AUTH LOGIN (user %q)", m.user)
+	}
+}
+
 func TestImplicitTLS(t *testing.T) {
 	t.Parallel()
 	cert, pool := selfSigned(t)
