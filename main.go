@@ -110,6 +110,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		}
 		return cfg, nil, fmt.Errorf("%w: %v", errUsage, err)
 	}
+	if cfg.version {
+		return cfg, nil, nil // -version prints and exits, whatever else is set
+	}
 	if err := cfg.check(proxies); err != nil {
 		fmt.Fprintln(stderr, "signup:", err)
 		return cfg, nil, fmt.Errorf("%w: %v", errUsage, err)
