@@ -515,20 +515,14 @@ func (app *application) sweep(ctx context.Context) {
 			app.logger.Error("look for due emails", "error", err)
 		}
 		if ok {
-			if until := time.Until(next); until > 0 {
+			if until := next.Sub(now); until > 0 {
 				wait = min(wait, until)
 			} else {
 				app.kickDelivery()
 				wait = sweepBusy
 			}
 		}
-		if !timer.Stop() {
-			select {
-			case <-timer.C:
-			default:
-			}
-		}
-		timer.Reset(wait)
+		timer.Reset(wait) // since Go 1.23, Reset drops a stale expiry by itself
 	}
 }
 
