@@ -18,7 +18,7 @@ func TestActivationFlow(t *testing.T) {
 	srv := startSMTP(t, nil)
 	app := newTestApp(t, srv, nil)
 	signup(t, app.url, "flow@example.com")
-	token := tokenOf(t, srv.waitMessages(t, 1, 10*time.Second)[0].data)
+	token := firstToken(t, srv)
 	if len(token) != 26 {
 		t.Fatalf("token %q is not 26 characters", token)
 	}
@@ -61,7 +61,7 @@ func TestActivationTokenExpires(t *testing.T) {
 	clock := newClock(time.Now())
 	app.now = clock.now
 	signup(t, app.url, "expire@example.com")
-	token := tokenOf(t, srv.waitMessages(t, 1, 10*time.Second)[0].data)
+	token := firstToken(t, srv)
 
 	clock.add(tokenTTL + time.Second)
 	status, body := post(t, "PUT", app.url+"/v1/users/activated", map[string]string{"token": token})
@@ -79,7 +79,7 @@ func TestConcurrentActivationWithOneToken(t *testing.T) {
 	srv := startSMTP(t, nil)
 	app := newTestApp(t, srv, nil)
 	signup(t, app.url, "race@example.com")
-	token := tokenOf(t, srv.waitMessages(t, 1, 10*time.Second)[0].data)
+	token := firstToken(t, srv)
 
 	const n = 20
 	statuses := make([]int, n)
@@ -114,7 +114,7 @@ func TestResendActivationToken(t *testing.T) {
 	}
 
 	signup(t, app.url, "again@example.com")
-	first := tokenOf(t, srv.waitMessages(t, 1, 10*time.Second)[0].data)
+	first := firstToken(t, srv)
 	status, body := resend("AGAIN@example.com")
 	if status != 202 || body["message"] == nil {
 		t.Fatalf("resend: %d %v", status, body)

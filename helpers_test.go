@@ -303,11 +303,7 @@ type inProcess struct {
 }
 
 // startRun starts run() with args and returns once it listens.
-func startRun(t *testing.T, args []string, env map[string]string) *inProcess {
-	return startRunTB(t, args, env)
-}
-
-func startRunTB(t testing.TB, args []string, env map[string]string) *inProcess {
+func startRun(t testing.TB, args []string, env map[string]string) *inProcess {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &inProcess{logs: &syncBuffer{}, cancel: cancel, done: make(chan struct{})}
@@ -373,8 +369,14 @@ func signup(t testing.TB, url, address string) {
 
 var tokenRE = regexp.MustCompile(`\{"token": "([A-Z2-7]{26})"\}`)
 
+// firstToken waits for the first message at srv and returns its token.
+func firstToken(t testing.TB, srv *testSMTP) string {
+	t.Helper()
+	return tokenOf(t, srv.waitMessages(t, 1, 10*time.Second)[0].data)
+}
+
 // tokenOf reads the activation token out of a message's plain part.
-func tokenOf(t *testing.T, msg []byte) string {
+func tokenOf(t testing.TB, msg []byte) string {
 	t.Helper()
 	plain, _ := parts(t, msg)
 	m := tokenRE.FindStringSubmatch(plain)
@@ -385,7 +387,7 @@ func tokenOf(t *testing.T, msg []byte) string {
 }
 
 // parts decodes a multipart/alternative message into its plain and HTML bodies.
-func parts(t *testing.T, msg []byte) (plain, html string) {
+func parts(t testing.TB, msg []byte) (plain, html string) {
 	t.Helper()
 	r, err := mail.CreateReader(bytes.NewReader(msg))
 	if err != nil {
