@@ -352,8 +352,21 @@ func backoff(attempt int, min, max time.Duration) time.Duration {
 // the flag before claiming, so an email committed before a kick is always
 // seen by some deliverer.
 func (app *application) kickDelivery() {
+	if app.draining() {
+		return // what is due now waits for the next start
+	}
 	if app.deliveryQueued.CompareAndSwap(false, true) {
 		app.background(app.deliver)
+	}
+}
+
+// draining reports whether shutdown has begun waiting for background tasks.
+func (app *application) draining() bool {
+	select {
+	case <-app.stopping:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -371,8 +384,10 @@ func (app *application) deliver(ctx context.Context) {
 }
 
 // sendDue claims due emails a batch at a time and sends them over one SMTP
-// session until none is due. When ctx ends (the shutdown deadline), the
-// exchange in progress is cut and what is unsent stays pending.
+// session until none is due. Once shutdown begins it claims no further
+// batch: a draining process finishes what it holds, not what others keep
+// adding. When ctx ends (the shutdown deadline), the exchange in progress
+// is cut and what is unsent stays pending.
 func (app *application) sendDue(ctx context.Context) {
 	dbctx := context.WithoutCancel(ctx)
 	var s *smtpSession
@@ -381,7 +396,9 @@ func (app *application) sendDue(ctx context.Context) {
 			s.close()
 		}
 	}()
-	for ctx.Err() == nil {
+	// The first batch is claimed even while draining: this deliverer was
+	// kicked, before shutdown began, for an email committed then.
+	for first := true; ctx.Err() == nil && (first || !app.draining()); first = false {
 		batch, err := app.store.claimDue(dbctx, app.now(), claimLease, claimBatch)
 		if err != nil {
 			app.logger.Error("claim emails", "error", err)

@@ -221,6 +221,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("%w: unknown arguments %q", errUsage, rest)
 	}
 
+	unlock, err := lockDatabase(cfg.db)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	st, err := openStore(cfg.db)
 	if err != nil {
 		return err

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -212,4 +213,55 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(binaryDir)
 	}
 	os.Exit(code)
+}
+
+// TestDrainFinishesOnlyWhatItHolds: while another process sharing the
+// database keeps queueing emails, a draining process sends the emails it
+// claimed and claims no more, so its shutdown ends.
+func TestDrainFinishesOnlyWhatItHolds(t *testing.T) {
+	t.Parallel()
+	srv := startSMTP(t, slowData(20*time.Millisecond))
+	dir := t.TempDir()
+	p := startRun(t, append(baseArgs(dir), smtpArgs(srv.host, srv.port)...), nil)
+
+	other, err := openStore(filepath.Join(dir, "signup.db")) // the other process
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.close()
+	sender, _ := parseSender("Other <other@example.com>")
+	stop := make(chan struct{})
+	queued := make(chan struct{})
+	defer func() { close(stop); <-queued }()
+	go func() {
+		defer close(queued)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			u := &user{CreatedAt: time.Now(), Name: "Other", Email: fmt.Sprintf("other%d@example.com", i), passwordHash: []byte("x")}
+			token, hash := newToken()
+			e, _ := composeEmail(welcomeTemplate, sender, u, token, time.Now())
+			if err := other.insertUser(context.Background(), u, hash, time.Now().Add(tokenTTL), e); err != nil {
+				return
+			}
+			time.Sleep(2 * time.Millisecond) // the other process's signup rate
+		}
+	}()
+	signup(t, p.url, "kick@example.com") // its delivery finds the others' emails too
+	srv.waitMessages(t, 5, 10*time.Second)
+	p.cancel()
+	select {
+	case <-p.done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("shutdown kept draining what another process keeps queueing")
+	}
+	if p.err != nil {
+		t.Fatalf("run returned %v", p.err)
+	}
+	if containsLine(p.logs.String(), "stopped server", "emails_pending=0") {
+		t.Error("the drain sent everything: the other process was not adding faster than it drained")
+	}
 }

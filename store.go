@@ -6,11 +6,14 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/url"
 	"os"
 	"path"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"modernc.org/sqlite"
@@ -312,7 +315,8 @@ func (st *store) release(ctx context.Context, e *email) error {
 }
 
 // releaseAllClaims drops every claim: at start-up, claims left by a process
-// that crashed or was killed mid-send.
+// that crashed or was killed mid-send. Only the holder of the database lock
+// calls it, so no other process still holds any of them.
 func (st *store) releaseAllClaims(ctx context.Context) error {
 	_, err := st.write.ExecContext(ctx, `UPDATE outbox SET claimed_until = 0 WHERE status = 'pending' AND claimed_until > 0`)
 	return err
@@ -370,4 +374,31 @@ func backup(ctx context.Context, src, dest string) error {
 		return fmt.Errorf("backup: %w", err)
 	}
 	return nil
+}
+
+// errLocked means another process serves the database.
+var errLocked = errors.New("database in use")
+
+// lockDatabase takes the lock that lets one process at a time serve the
+// SQLite database at name: an exclusive flock on name+".lock", which holds
+// the owner's pid and is released when the process ends, however it ends.
+// backup and outbox do not take it.
+func lockDatabase(name string) (unlock func(), err error) {
+	lockName := name + ".lock"
+	f, err := os.OpenFile(lockName, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock database: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		holder, _ := io.ReadAll(f)
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%w: %s is served by another signup process (pid %s, holding %s); stop it first",
+				errLocked, name, strings.TrimSpace(string(holder)), lockName)
+		}
+		return nil, fmt.Errorf("lock database: %w", err)
+	}
+	f.Truncate(0)
+	f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	return func() { f.Close() }, nil
 }
