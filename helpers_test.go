@@ -33,6 +33,8 @@ type received struct {
 	from, to string
 	data     []byte
 	user     string // AUTH user, if any
+	session  int64  // which connection carried it, from 1
+	helo     string // the name the client gave in EHLO
 }
 
 // testSMTP is a real go-smtp server on 127.0.0.1:0 that records what it
@@ -49,6 +51,8 @@ type testSMTP struct {
 	data func(n int64, c *smtp.Conn) error
 	// mail, if set, runs for each MAIL FROM; n counts them from 1.
 	mail func(n int64) error
+	// rcpt, if set, runs for each RCPT TO; n counts them from 1.
+	rcpt func(n int64) error
 	// auth, if set, is required: the PLAIN password it accepts for "user".
 	auth string
 	// loginOnly offers AUTH LOGIN instead of PLAIN.
@@ -60,6 +64,7 @@ type testSMTP struct {
 	msgs    []received
 	dataN   int64
 	mailN   int64
+	rcptN   int64
 	arrived chan struct{} // a message was accepted
 }
 
@@ -83,14 +88,47 @@ func startSMTP(t testing.TB, setup func(s *testSMTP)) *testSMTP {
 	}
 	s.addr = ln.Addr().String()
 	s.host, s.port, _ = net.SplitHostPort(s.addr)
-	go srv.Serve(ln)
+	go srv.Serve(ehloListener{ln})
 	t.Cleanup(func() { srv.Close() })
 	return s
 }
 
 func (s *testSMTP) NewSession(c *smtp.Conn) (smtp.Session, error) {
-	s.sessions.Add(1)
-	return &testSession{srv: s, conn: c}, nil
+	return &testSession{srv: s, conn: c, id: s.sessions.Add(1), helo: c.Hostname()}, nil
+}
+
+// ehloListener counts the EHLO and HELO commands of each connection it
+// accepts (before TLS, if any), so the test server can act like OpenSMTPD.
+type ehloListener struct{ net.Listener }
+
+func (l ehloListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &ehloConn{Conn: c}, nil
+}
+
+type ehloConn struct {
+	net.Conn
+	line  []byte // the start of the line being read
+	ehlos atomic.Int64
+}
+
+func (c *ehloConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	for _, ch := range b[:n] {
+		if len(c.line) < 5 {
+			c.line = append(c.line, ch)
+			if cmd := strings.ToUpper(string(c.line)); cmd == "EHLO " || cmd == "HELO " {
+				c.ehlos.Add(1)
+			}
+		}
+		if ch == '\n' {
+			c.line = c.line[:0]
+		}
+	}
+	return n, err
 }
 
 // messages returns a copy of what the server accepted.
@@ -110,6 +148,8 @@ func (s *testSMTP) waitMessages(t testing.TB, n int, timeout time.Duration) []re
 type testSession struct {
 	srv      *testSMTP
 	conn     *smtp.Conn
+	id       int64
+	helo     string
 	from, to string
 	user     string
 }
@@ -155,6 +195,11 @@ func (l *loginServer) Next(response []byte) ([]byte, bool, error) {
 }
 
 func (s *testSession) Mail(from string, _ *smtp.MailOptions) error {
+	// OpenSMTPD answers a second EHLO with 503, and the client's next
+	// command finds it has not said hello: the same failure, one step on.
+	if c, ok := s.conn.Conn().(*ehloConn); ok && c.ehlos.Load() > 1 {
+		return &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "Invalid command: Already identified"}
+	}
 	if s.srv.auth != "" && s.user == "" {
 		return &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "authentication required"}
 	}
@@ -172,6 +217,15 @@ func (s *testSession) Mail(from string, _ *smtp.MailOptions) error {
 }
 
 func (s *testSession) Rcpt(to string, _ *smtp.RcptOptions) error {
+	s.srv.mu.Lock()
+	s.srv.rcptN++
+	n := s.srv.rcptN
+	s.srv.mu.Unlock()
+	if s.srv.rcpt != nil {
+		if err := s.srv.rcpt(n); err != nil {
+			return err
+		}
+	}
 	s.to = to
 	return nil
 }
@@ -191,7 +245,7 @@ func (s *testSession) Data(r io.Reader) error {
 		}
 	}
 	s.srv.mu.Lock()
-	s.srv.msgs = append(s.srv.msgs, received{from: s.from, to: s.to, data: data, user: s.user})
+	s.srv.msgs = append(s.srv.msgs, received{from: s.from, to: s.to, data: data, user: s.user, session: s.id, helo: s.helo})
 	s.srv.mu.Unlock()
 	s.srv.arrived <- struct{}{}
 	return nil

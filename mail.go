@@ -15,8 +15,10 @@ import (
 	"log/slog"
 	mrand "math/rand/v2"
 	"net"
+	"net/textproto"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -148,6 +150,7 @@ type mailer struct {
 	password string
 	rootCAs  *x509.CertPool // nil: the system's
 	from     string         // envelope sender
+	helo     string         // the name given in EHLO
 	logger   *slog.Logger
 
 	connectTimeout time.Duration // dial, TLS, greeting and AUTH together
@@ -167,6 +170,7 @@ func newMailer(cfg config, logger *slog.Logger) (*mailer, error) {
 		username:       cfg.smtpUsername,
 		password:       cfg.smtpPassword,
 		from:           sender.Address,
+		helo:           cfg.smtpHelo,
 		logger:         logger,
 		connectTimeout: 15 * time.Second,
 		commandTimeout: 30 * time.Second,
@@ -174,17 +178,25 @@ func newMailer(cfg config, logger *slog.Logger) (*mailer, error) {
 	}, nil
 }
 
+// Bounds on one SMTP session. Exim queues the 11th and later messages of a
+// connection instead of delivering them; a reply may not grow without end.
+const (
+	maxPerSession = 10
+	maxReplyBytes = 64 << 10
+	maxReplyLines = 100
+)
+
 // smtpSession is an open, authenticated connection, closed when the context
 // it was opened with is cancelled.
 type smtpSession struct {
 	*smtp.Client
 	stop func() bool
-	used bool // a message went over it: RSET before the next
+	sent int // messages accepted over it
 }
 
 // sessionError is a failure that concerns the session, not the message:
-// connecting, TLS, logging in, MAIL FROM or RSET. Whatever its reply code,
-// it is worth a retry: the message itself was never refused.
+// connecting, TLS, logging in or MAIL FROM. Whatever its reply code, it is
+// worth a retry: the message itself was never refused.
 type sessionError struct {
 	step string
 	err  error
@@ -192,6 +204,45 @@ type sessionError struct {
 
 func (e *sessionError) Error() string { return e.step + ": " + e.err.Error() }
 func (e *sessionError) Unwrap() error { return e.err }
+
+// rcptError is the server's refusal of RCPT TO: a bare 550, 551 or 553 there
+// is about the address.
+type rcptError struct{ err error }
+
+func (e *rcptError) Error() string { return "RCPT TO: " + e.err.Error() }
+func (e *rcptError) Unwrap() error { return e.err }
+
+// errReplyTooLong ends a session whose server sends an endless reply.
+var errReplyTooLong = fmt.Errorf("SMTP reply longer than %d bytes or %d lines", maxReplyBytes, maxReplyLines)
+
+// boundedConn caps each reply the server sends: what is read between two
+// writes of ours is one reply (go-smtp does not pipeline). It can replay a
+// greeting first, for a connection whose greeting was read before STARTTLS.
+type boundedConn struct {
+	net.Conn
+	replay       []byte
+	bytes, lines int
+}
+
+func (c *boundedConn) Write(b []byte) (int, error) {
+	c.bytes, c.lines = 0, 0
+	return c.Conn.Write(b)
+}
+
+func (c *boundedConn) Read(b []byte) (int, error) {
+	if len(c.replay) > 0 {
+		n := copy(b, c.replay)
+		c.replay = c.replay[n:]
+		return n, nil
+	}
+	n, err := c.Conn.Read(b)
+	c.bytes += n
+	c.lines += bytes.Count(b[:n], []byte("\n"))
+	if c.bytes > maxReplyBytes || c.lines > maxReplyLines {
+		return 0, errReplyTooLong
+	}
+	return n, err
+}
 
 // open dials the server, secures the connection as -smtp-tls says, and
 // authenticates if a username is set.
@@ -222,10 +273,11 @@ func (m *mailer) dial(ctx context.Context) (*smtpSession, error) {
 	}
 	// go-smtp sets its own deadline on each command; closing the connection
 	// is what stops an exchange at once when the context ends.
-	stopConnect := context.AfterFunc(connectCtx, func() { conn.Close() })
+	raw := conn
+	stopConnect := context.AfterFunc(connectCtx, func() { raw.Close() })
 	c, err := m.handshake(conn, tlsConfig)
 	if err != nil {
-		conn.Close()
+		raw.Close()
 		if connectCtx.Err() != nil && ctx.Err() == nil {
 			err = fmt.Errorf("%w (no answer within %v)", err, m.connectTimeout)
 		}
@@ -237,23 +289,30 @@ func (m *mailer) dial(ctx context.Context) (*smtpSession, error) {
 	}
 	c.CommandTimeout = m.commandTimeout
 	c.SubmissionTimeout = m.dataTimeout
-	return &smtpSession{Client: c, stop: context.AfterFunc(ctx, func() { conn.Close() })}, nil
+	return &smtpSession{Client: c, stop: context.AfterFunc(ctx, func() { raw.Close() })}, nil
 }
 
-// handshake greets the server, starts TLS where required and authenticates.
+// handshake greets the server with one EHLO (and one more over TLS, as RFC
+// 3207 requires), starts TLS where required and authenticates.
 func (m *mailer) handshake(conn net.Conn, tlsConfig *tls.Config) (*smtp.Client, error) {
-	var c *smtp.Client
+	bc := &boundedConn{Conn: conn}
 	if m.tlsMode == "starttls" {
-		var err error
-		if c, err = smtp.NewClientStartTLS(conn, tlsConfig); err != nil {
+		// go-smtp's STARTTLS says "EHLO localhost", which strict relays
+		// refuse: speak the few plain-text lines ourselves, then hand go-smtp
+		// the TLS connection with a greeting to read.
+		if err := m.startTLS(bc); err != nil {
 			return nil, err
 		}
-	} else {
-		c = smtp.NewClient(conn)
+		tc := tls.Client(conn, tlsConfig)
+		if err := tc.Handshake(); err != nil {
+			return nil, err
+		}
+		bc = &boundedConn{Conn: tc, replay: []byte("220 TLS started\r\n")}
 	}
-	// EHLO (again, over TLS) now: later calls such as SupportsAuth would
-	// swallow its error, a failed certificate check among them.
-	if err := c.Hello("localhost"); err != nil {
+	c := smtp.NewClient(bc)
+	// EHLO now: later calls such as SupportsAuth would swallow its error, a
+	// failed certificate check among them.
+	if err := c.Hello(m.helo); err != nil {
 		return nil, err
 	}
 	if m.username == "" {
@@ -279,6 +338,38 @@ func (m *mailer) handshake(conn net.Conn, tlsConfig *tls.Config) (*smtp.Client, 
 	return c, nil
 }
 
+// startTLS reads the greeting, says EHLO and asks for STARTTLS over the
+// plain connection, every reply bounded.
+func (m *mailer) startTLS(conn *boundedConn) error {
+	text := textproto.NewConn(conn)
+	expect := func(code int) (string, error) {
+		_, msg, err := text.ReadResponse(code)
+		var pe *textproto.Error
+		if errors.As(err, &pe) {
+			return "", &smtp.SMTPError{Code: pe.Code, Message: pe.Msg}
+		}
+		return msg, err
+	}
+	if _, err := expect(220); err != nil {
+		return err
+	}
+	if err := text.PrintfLine("EHLO %s", m.helo); err != nil {
+		return err
+	}
+	ext, err := expect(250)
+	if err != nil {
+		return err
+	}
+	if !slices.ContainsFunc(strings.Split(ext, "\n"), func(l string) bool { return strings.EqualFold(strings.TrimSpace(l), "STARTTLS") }) {
+		return errors.New("server does not offer STARTTLS (-smtp-tls starttls requires it)")
+	}
+	if err := text.PrintfLine("STARTTLS"); err != nil {
+		return err
+	}
+	_, err = expect(220)
+	return err
+}
+
 // close says goodbye and closes the connection.
 func (s *smtpSession) close() {
 	if err := s.Quit(); err != nil {
@@ -287,20 +378,21 @@ func (s *smtpSession) close() {
 	s.stop()
 }
 
-// send transmits e over s: MAIL, RCPT, DATA, after an RSET if s carried a
-// message before.
+// abort closes the connection without a word: after a failure its state is
+// unknown, and an RSET would cost a second EHLO, which some servers refuse.
+func (s *smtpSession) abort() {
+	s.Close()
+	s.stop()
+}
+
+// send transmits e over s: MAIL, RCPT, DATA. After a successful DATA the
+// transaction is over (RFC 5321 4.1.1.4): the next MAIL needs no RSET.
 func (s *smtpSession) send(from string, e *email) error {
-	if s.used {
-		if err := s.Reset(); err != nil {
-			return &sessionError{"RSET", err}
-		}
-	}
-	s.used = true
 	if err := s.Mail(from, nil); err != nil {
 		return &sessionError{"MAIL FROM", err}
 	}
 	if err := s.Rcpt(e.Recipient, nil); err != nil {
-		return err
+		return &rcptError{err}
 	}
 	w, err := s.Data()
 	if err != nil {
@@ -310,24 +402,29 @@ func (s *smtpSession) send(from string, e *email) error {
 		w.Close()
 		return err
 	}
-	return w.Close()
+	if err := w.Close(); err != nil {
+		return err
+	}
+	s.sent++
+	return nil
 }
 
-// isPermanent reports whether err is a 5xx reply to this message (to RCPT
-// or DATA): the server will never take it.
-func isPermanent(err error) bool {
+// refusesRecipient reports whether err is a 5xx reply about the recipient
+// address itself, which no retry will change: an enhanced code 5.1.x, or a
+// bare 550, 551 or 553 to RCPT. Any other 5xx (quota, policy, a full
+// mailbox, the server's own trouble) may pass later.
+func refusesRecipient(err error) bool {
 	var se *smtp.SMTPError
 	var session *sessionError
-	return errors.As(err, &se) && se.Code >= 500 && !errors.As(err, &session)
-}
-
-// keepsConnection reports whether the session can carry another message
-// after err: the server refused this message alone, and did not say it is
-// closing (421).
-func keepsConnection(err error) bool {
-	var se *smtp.SMTPError
-	var session *sessionError
-	return errors.As(err, &se) && se.Code != 421 && !errors.As(err, &session)
+	if !errors.As(err, &se) || se.Code < 500 || errors.As(err, &session) {
+		return false
+	}
+	if se.EnhancedCode[0] == 5 && se.EnhancedCode[1] == 1 {
+		return true
+	}
+	var rcpt *rcptError
+	bare := se.EnhancedCode == smtp.EnhancedCode{} || se.EnhancedCode == smtp.NoEnhancedCode
+	return bare && errors.As(err, &rcpt) && (se.Code == 550 || se.Code == 551 || se.Code == 553)
 }
 
 // backoff returns how long to wait before attempt number attempt+1:
@@ -411,6 +508,10 @@ func (app *application) sendDue(ctx context.Context) {
 			app.kickDelivery() // a backlog: let another session help
 		}
 		for i, e := range batch {
+			if s != nil && s.sent == maxPerSession {
+				s.close()
+				s = nil
+			}
 			var err error
 			if s == nil {
 				s, err = app.mailer.open(ctx)
@@ -440,11 +541,8 @@ func (app *application) sendDue(ctx context.Context) {
 				break
 			}
 			app.recordFailure(dbctx, e, err)
-			if !keepsConnection(err) {
-				s.Close()
-				s.stop()
-				s = nil
-			}
+			s.abort()
+			s = nil
 		}
 	}
 }
@@ -460,7 +558,7 @@ func (app *application) recordSent(ctx context.Context, e *email) {
 }
 
 // recordFailure logs a failed attempt at e once, and either schedules a
-// retry or, for a 5xx reply or after giveUpAfter, marks it failed.
+// retry or, for a refused address or after giveUpAfter, marks it failed.
 func (app *application) recordFailure(ctx context.Context, e *email, sendErr error) {
 	attempt := e.Attempts + 1
 	args := []any{"user_id", e.UserID, "message_id", e.MessageID, "attempt", attempt}
@@ -472,7 +570,7 @@ func (app *application) recordFailure(ctx context.Context, e *email, sendErr err
 	now := app.now()
 	var err error
 	switch {
-	case isPermanent(sendErr):
+	case refusesRecipient(sendErr):
 		app.metrics.emailsFailed.Add(1)
 		app.logger.Error("email rejected for good", args...)
 		err = app.store.markFailed(ctx, e, sendErr.Error())

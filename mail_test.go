@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -264,30 +266,47 @@ func TestBackoff(t *testing.T) {
 
 func TestRetryClassification(t *testing.T) {
 	t.Parallel()
+	reply := func(code int, enhanced smtp.EnhancedCode, msg string) func() error {
+		return func() error { return &smtp.SMTPError{Code: code, EnhancedCode: enhanced, Message: msg} }
+	}
+	bare := smtp.NoEnhancedCode
 	tests := []struct {
 		name       string
-		fail       func(n int64, c *smtp.Conn) error // for the first DATA only
+		rcpt, data func() error // the first reply to RCPT or DATA
 		wantFailed bool
 	}{
-		{"451 is retried", func(int64, *smtp.Conn) error { return tempFail }, false},
-		{"421 is retried", func(int64, *smtp.Conn) error {
-			return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "closing"}
-		}, false},
-		{"dropped connection is retried", func(_ int64, c *smtp.Conn) error { c.Conn().Close(); return tempFail }, false},
-		{"550 fails at once", func(int64, *smtp.Conn) error {
-			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
-		}, true},
-		{"plain error is a permanent 554", func(int64, *smtp.Conn) error { return fmt.Errorf("boom") }, true},
+		{name: "451 is retried", data: func() error { return tempFail }},
+		{name: "421 is retried", data: reply(421, smtp.EnhancedCode{4, 4, 2}, "closing")},
+		{name: "quota 550 5.4.5 is retried", data: reply(550, smtp.EnhancedCode{5, 4, 5}, "Daily sending quota exceeded")},
+		{name: "mailbox full 552 5.2.2 is retried", data: reply(552, smtp.EnhancedCode{5, 2, 2}, "mailbox full")},
+		{name: "policy 550 5.7.1 to RCPT is retried", rcpt: reply(550, smtp.EnhancedCode{5, 7, 1}, "relaying denied")},
+		{name: "server trouble 554 5.0.0 is retried", data: func() error { return fmt.Errorf("boom") }},
+		{name: "bare 550 to DATA is retried", data: reply(550, bare, "rejected")},
+		{name: "5.1.1 to RCPT fails", rcpt: reply(550, smtp.EnhancedCode{5, 1, 1}, "no such user"), wantFailed: true},
+		{name: "5.1.1 to DATA fails", data: reply(550, smtp.EnhancedCode{5, 1, 1}, "no such user"), wantFailed: true},
+		{name: "bare 550 to RCPT fails", rcpt: reply(550, bare, "no such user"), wantFailed: true},
+		{name: "bare 551 to RCPT fails", rcpt: reply(551, bare, "user not local"), wantFailed: true},
+		{name: "bare 553 to RCPT fails", rcpt: reply(553, bare, "mailbox name not allowed"), wantFailed: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			srv := startSMTP(t, func(s *testSMTP) {
-				s.data = func(n int64, c *smtp.Conn) error {
-					if n == 1 {
-						return tt.fail(n, c)
+				if tt.data != nil {
+					s.data = func(n int64, c *smtp.Conn) error {
+						if n == 1 {
+							return tt.data()
+						}
+						return nil
 					}
-					return nil
+				}
+				if tt.rcpt != nil {
+					s.rcpt = func(n int64) error {
+						if n == 1 {
+							return tt.rcpt()
+						}
+						return nil
+					}
 				}
 			})
 			app := newTestApp(t, srv, nil) // retries after 10-50ms
@@ -324,6 +343,113 @@ func TestRetryClassification(t *testing.T) {
 			waitFor(t, 10*time.Second, "the log of the second attempt succeeding", func() bool {
 				return containsLine(app.logs.String(), "email sent", "attempt=2")
 			})
+		})
+	}
+}
+
+// TestSessionsRealServersTake checks the SMTP dialogue against a server that
+// acts like OpenSMTPD (a second EHLO on a connection is refused) and records
+// the EHLO name and the messages of each connection: one EHLO per
+// connection, the -smtp-helo name, at most 10 messages per connection, and
+// after a refused recipient a new connection rather than RSET.
+func TestSessionsRealServersTake(t *testing.T) {
+	t.Parallel()
+	srv := startSMTP(t, func(s *testSMTP) {
+		s.rcpt = func(n int64) error {
+			if n == 5 {
+				return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
+			}
+			return nil
+		}
+	})
+	app := newTestApp(t, srv, func(cfg *config) { cfg.smtpHelo = "signup.example.org" })
+	const n = 35
+	queueEmails(t, app.application, n)
+	app.sendDue(context.Background())
+	waitDrained(t, app.application)
+	msgs := srv.messages()
+	if len(msgs) != n-1 {
+		t.Fatalf("%d messages arrived, want %d (one address refused)", len(msgs), n-1)
+	}
+	perSession := map[int64]int{}
+	for _, m := range msgs {
+		perSession[m.session]++
+		if m.helo != "signup.example.org" {
+			t.Errorf("EHLO %q, want the -smtp-helo name", m.helo)
+		}
+	}
+	for id, count := range perSession {
+		if count > maxPerSession {
+			t.Errorf("connection %d carried %d messages, want at most %d", id, count, maxPerSession)
+		}
+	}
+	if logs := app.logs.String(); strings.Contains(logs, "Already identified") || strings.Contains(logs, "will retry") {
+		t.Errorf("a second EHLO or a retry:\n%s", logs)
+	}
+	t.Logf("%d messages over %d connections", len(msgs), len(perSession))
+}
+
+func TestDefaultHelo(t *testing.T) {
+	t.Parallel()
+	got := defaultHelo("no-reply@mail.example.com")
+	if name, _ := os.Hostname(); strings.Contains(name, ".") {
+		if got != name {
+			t.Errorf("defaultHelo = %q, want the fully qualified host name %q", got, name)
+		}
+	} else if got != "mail.example.com" {
+		t.Errorf("defaultHelo = %q on host %q, want the sender's domain", got, name)
+	}
+}
+
+// TestEndlessReplyIsBounded: a server (or anyone on the path before TLS)
+// that sends an endless multi-line reply ends the session as a transport
+// error, retried, in every TLS mode; memory stays flat and shutdown is prompt.
+func TestEndlessReplyIsBounded(t *testing.T) {
+	t.Parallel()
+	for _, mode := range []string{"none", "starttls"} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var conns sync.WaitGroup
+			t.Cleanup(func() { ln.Close(); conns.Wait() })
+			go func() {
+				for {
+					c, err := ln.Accept()
+					if err != nil {
+						return
+					}
+					conns.Go(func() {
+						defer c.Close()
+						line := []byte("220-" + strings.Repeat("x", 70) + "\r\n")
+						for {
+							c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+							if _, err := c.Write(line); err != nil {
+								return
+							}
+						}
+					})
+				}
+			}()
+			host, port, _ := net.SplitHostPort(ln.Addr().String())
+			p := startRun(t, append(baseArgs(t.TempDir()), "-smtp-host", host, "-smtp-port", port, "-smtp-tls", mode, "-shutdown-timeout", "5s"), nil)
+			signup(t, p.url, "endless@example.com")
+			waitFor(t, 10*time.Second, "the bounded reply to end the attempt", func() bool {
+				return containsLine(p.logs.String(), "will retry", "SMTP reply longer than 65536 bytes or 100 lines")
+			})
+			var mem runtime.MemStats
+			runtime.ReadMemStats(&mem)
+			if mem.HeapInuse > 200<<20 {
+				t.Errorf("heap in use %d MB", mem.HeapInuse>>20)
+			}
+			start := time.Now()
+			p.cancel()
+			<-p.done
+			if p.err != nil || time.Since(start) > 3*time.Second {
+				t.Errorf("shutdown: %v after %v", p.err, time.Since(start))
+			}
 		})
 	}
 }
@@ -398,7 +524,7 @@ func TestBacklogReusesSessions(t *testing.T) {
 	srv.waitMessages(t, n, 20*time.Second)
 	sessions := srv.sessions.Load()
 	t.Logf("%d emails over %d SMTP sessions", n, sessions)
-	if sessions > maxSessions*2 {
+	if sessions > n/maxPerSession+maxSessions*2 {
 		t.Errorf("%d sessions for %d emails", sessions, n)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"time"
+	"unicode"
 )
 
 func main() {
@@ -45,6 +46,7 @@ type config struct {
 	smtpUsername    string
 	smtpPassword    string
 	smtpSender      string
+	smtpHelo        string
 	smtpTLS         string
 	mailDir         string
 	bcryptCost      int
@@ -79,6 +81,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.StringVar(&cfg.smtpUsername, "smtp-username", "", "SMTP AUTH user name")
 	fs.StringVar(&cfg.smtpPassword, "smtp-password", "", "SMTP AUTH password (best given as SIGNUP_SMTP_PASSWORD; never logged)")
 	fs.StringVar(&cfg.smtpSender, "smtp-sender", "Signup <no-reply@localhost>", "From `address` of the emails")
+	fs.StringVar(&cfg.smtpHelo, "smtp-helo", "", "`name` given in EHLO (default: this machine's fully qualified name, else the sender's domain)")
 	fs.StringVar(&cfg.smtpTLS, "smtp-tls", "starttls", "SMTP TLS `mode`: starttls (required, verified), tls (implicit) or none")
 	fs.StringVar(&cfg.mailDir, "mail-dir", "mail", "`directory` where development mail capture writes .eml files")
 	fs.IntVar(&cfg.bcryptCost, "bcrypt-cost", 12, "bcrypt `cost` of password hashes, 4-31")
@@ -153,8 +156,15 @@ func (cfg *config) check(proxies string) error {
 	case cfg.limiterRPS <= 0 || cfg.limiterBurst < 1:
 		return errors.New("-limiter-rps and -limiter-burst must be positive")
 	}
-	if _, err := parseSender(cfg.smtpSender); err != nil {
+	sender, err := parseSender(cfg.smtpSender)
+	if err != nil {
 		return fmt.Errorf("-smtp-sender: %v", err)
+	}
+	if cfg.smtpHelo == "" {
+		cfg.smtpHelo = defaultHelo(sender.Address)
+	}
+	if strings.ContainsFunc(cfg.smtpHelo, func(c rune) bool { return c <= ' ' || c > unicode.MaxASCII }) {
+		return fmt.Errorf("-smtp-helo %q must be a host name", cfg.smtpHelo)
 	}
 	if cfg.env != "production" {
 		return nil
@@ -168,6 +178,16 @@ func (cfg *config) check(proxies string) error {
 		return fmt.Errorf("production needs -bcrypt-cost of at least 10 (got %d): lower costs make stolen password hashes cheap to crack", cfg.bcryptCost)
 	}
 	return nil
+}
+
+// defaultHelo is the name to give in EHLO: this machine's name if it is fully
+// qualified (relays may refuse one that is not), else the sender's domain.
+func defaultHelo(sender string) string {
+	if name, err := os.Hostname(); err == nil && strings.Contains(name, ".") {
+		return name
+	}
+	_, domain, _ := strings.Cut(sender, "@")
+	return domain
 }
 
 // isLoopback reports whether host names this machine.
