@@ -486,6 +486,17 @@ func newTestApp(t testing.TB, srv *testSMTP, adjust func(cfg *config)) *testApp 
 	return &testApp{application: app, url: ts.URL, logs: logs}
 }
 
+// composer is an application with the default configuration and no store,
+// for tests that compose emails.
+func composer(t testing.TB) *application {
+	t.Helper()
+	cfg, _, err := parseConfig(baseArgs(t.TempDir()), func(string) string { return "" }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newApplication(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nil, nil)
+}
+
 // binary is the signup binary built once for the tests that need a real
 // process and real signals.
 var binary = sync.OnceValues(func() (string, error) {

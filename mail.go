@@ -40,7 +40,7 @@ const (
 	claimBatch     = 20               // emails claimed at a time by one session
 	claimLease     = 10 * time.Minute // how long a claim keeps other deliverers away
 	giveUpAfter    = 72 * time.Hour   // a temporary failure this long after signup is final
-	sweepIdle      = time.Minute      // the sweeper looks for due emails at least this often
+	sweepIdle      = 2 * time.Second  // the sweeper looks for due emails at least this often: another process may add some
 	sweepBusy      = 50 * time.Millisecond
 	tokenPurgeTick = time.Hour
 	checkpointTick = time.Minute // WAL truncated: sent tokens leave the files
@@ -62,10 +62,11 @@ func loadTemplate(name string) mailTemplate {
 	}
 }
 
-var (
-	welcomeTemplate    = loadTemplate("welcome")
-	activationTemplate = loadTemplate("activation")
-)
+// mailTemplates holds each kind of email by the name the outbox keeps.
+var mailTemplates = map[string]mailTemplate{
+	"welcome":    loadTemplate("welcome"),
+	"activation": loadTemplate("activation"),
+}
 
 // parseSender parses the -smtp-sender address.
 func parseSender(s string) (*mail.Address, error) {
@@ -79,10 +80,15 @@ func parseSender(s string) (*mail.Address, error) {
 	return addr, nil
 }
 
-// composeEmail writes the message of template t to u, carrying token, as an
-// outbox row. Only the address (validated) and the fixed subject go into
-// headers; the user's name appears in the bodies alone.
-func composeEmail(t mailTemplate, sender *mail.Address, u *user, token string, now time.Time) (*email, error) {
+// compose writes the email of this kind to u, carrying token, as an outbox
+// row. Only the address (validated) and the fixed subject go into headers;
+// the user's name appears in the bodies alone.
+func (app *application) compose(kind string, u *user, token string, now time.Time) (*email, error) {
+	t, ok := mailTemplates[kind]
+	if !ok {
+		return nil, fmt.Errorf("no email of kind %q", kind)
+	}
+	sender := app.sender
 	data := map[string]any{"Name": u.Name, "UserID": u.ID, "Token": token}
 	var subject, plain, html bytes.Buffer
 	if err := t.text.ExecuteTemplate(&subject, "subject", data); err != nil {
@@ -134,6 +140,7 @@ func composeEmail(t mailTemplate, sender *mail.Address, u *user, token string, n
 		return nil, err
 	}
 	return &email{
+		Kind:      kind,
 		UserID:    u.ID,
 		CreatedAt: now,
 		MessageID: "<" + messageID + ">",
@@ -562,9 +569,14 @@ func (app *application) recordSent(ctx context.Context, e *email) {
 func (app *application) recordFailure(ctx context.Context, e *email, sendErr error) {
 	attempt := e.Attempts + 1
 	args := []any{"user_id", e.UserID, "message_id", e.MessageID, "attempt", attempt}
+	why := sendErr.Error()
 	var se *smtp.SMTPError
 	if errors.As(sendErr, &se) {
 		args = append(args, "smtp_code", se.Code)
+		if c := se.EnhancedCode; c[0] > 0 {
+			args = append(args, "smtp_enhanced_code", fmt.Sprintf("%d.%d.%d", c[0], c[1], c[2]))
+			why = fmt.Sprintf("%s (%d.%d.%d)", why, c[0], c[1], c[2])
+		}
 	}
 	args = append(args, "error", sendErr.Error())
 	now := app.now()
@@ -573,15 +585,15 @@ func (app *application) recordFailure(ctx context.Context, e *email, sendErr err
 	case refusesRecipient(sendErr):
 		app.metrics.emailsFailed.Add(1)
 		app.logger.Error("email rejected for good", args...)
-		err = app.store.markFailed(ctx, e, sendErr.Error())
+		err = app.store.markFailed(ctx, e, why)
 	case now.Sub(e.CreatedAt) >= giveUpAfter:
 		app.metrics.emailsFailed.Add(1)
 		app.logger.Error("email given up after "+giveUpAfter.String(), args...)
-		err = app.store.markFailed(ctx, e, sendErr.Error())
+		err = app.store.markFailed(ctx, e, why)
 	default:
 		wait := backoff(attempt, app.cfg.mailRetryMin, app.cfg.mailRetryMax)
 		app.logger.Warn("email not sent, will retry", append(args, "retry_in", wait.String())...)
-		err = app.store.markRetry(ctx, e, now.Add(wait), sendErr.Error())
+		err = app.store.markRetry(ctx, e, now.Add(wait), why)
 		select {
 		case app.resched <- struct{}{}:
 		default:

@@ -26,9 +26,8 @@ import (
 
 func TestUserInputCannotReachHeaders(t *testing.T) {
 	t.Parallel()
-	sender, _ := parseSender("Signup <no-reply@example.com>")
 	u := &user{ID: 7, Name: "Eve\r\nBcc: mallory@evil.example\r\nSubject: pwned", Email: "eve@example.com"}
-	e, err := composeEmail(welcomeTemplate, sender, u, "ABCDEFGHIJKLMNOPQRSTUVWXYZ", time.Now())
+	e, err := composer(t).compose("welcome", u, "ABCDEFGHIJKLMNOPQRSTUVWXYZ", time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -558,7 +557,7 @@ func queueEmails(t testing.TB, app *application, n int) {
 	for i := range n {
 		u := &user{CreatedAt: time.Now(), Name: "Bulk", Email: fmt.Sprintf("bulk%d@example.com", i), passwordHash: []byte("x")}
 		token, hash := newToken()
-		e, err := composeEmail(welcomeTemplate, app.sender, u, token, time.Now())
+		e, err := app.compose("welcome", u, token, time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}

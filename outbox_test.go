@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -166,4 +169,55 @@ func waitDrained(t testing.TB, app *application) {
 		pending, _, _ := app.store.outboxCounts(context.Background())
 		return pending == 0
 	})
+}
+
+// TestOutboxListAndRetry: an email refused for good shows in `outbox list`;
+// `outbox retry -failed`, run beside the serving process, composes it afresh
+// and the service sends it within seconds, with a token that works.
+func TestOutboxListAndRetry(t *testing.T) {
+	t.Parallel()
+	var refuse atomic.Bool
+	refuse.Store(true)
+	srv := startSMTP(t, func(s *testSMTP) {
+		s.rcpt = func(int64) error {
+			if refuse.Load() {
+				return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
+			}
+			return nil
+		}
+	})
+	dir := t.TempDir()
+	args := append(baseArgs(dir), smtpArgs(srv.host, srv.port)...)
+	p := startBinary(t, args)
+	signup(t, p.url, "retry@example.com")
+	outbox := func(sub ...string) string {
+		t.Helper()
+		out, err := exec.Command(builtBinary(t), append(args, append([]string{"outbox"}, sub...)...)...).Output()
+		if err != nil {
+			t.Fatalf("outbox %v: %v\n%s", sub, err, out)
+		}
+		return string(out)
+	}
+	var entry outboxEntry
+	waitFor(t, 10*time.Second, "the email to fail", func() bool {
+		out := outbox("list", "-status", "failed", "-json")
+		return out != "" && json.Unmarshal([]byte(out), &entry) == nil
+	})
+	if entry.Recipient != "retry@example.com" || entry.Kind != "welcome" || entry.Attempts != 1 || !strings.Contains(entry.LastError, "5.1.1") {
+		t.Errorf("failed entry %+v", entry)
+	}
+
+	refuse.Store(false)
+	if out := outbox("retry", "-failed"); !strings.Contains(out, fmt.Sprintf("email %d to retry@example.com queued again", entry.ID)) {
+		t.Errorf("retry said %q", out)
+	}
+	msg := srv.waitMessages(t, 1, 10*time.Second)[0]
+	status, body := post(t, "PUT", p.url+"/v1/users/activated", map[string]string{"token": tokenOf(t, msg.data)})
+	if status != http.StatusOK {
+		t.Errorf("the retried email's token: %d %v", status, body)
+	}
+	table := outbox("list")
+	if !strings.HasPrefix(table, "ID  KIND") || !containsLine(table, "welcome", "sent", "retry@example.com") {
+		t.Errorf("outbox list:\n%s", table)
+	}
 }

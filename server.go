@@ -506,7 +506,7 @@ func (app *application) handleRegisterUser(w http.ResponseWriter, r *http.Reques
 	now := app.now().UTC()
 	u := &user{CreatedAt: now.Truncate(time.Millisecond), Name: input.Name, Email: input.Email, passwordHash: hash}
 	token, tokenHash := newToken()
-	e, err := composeEmail(welcomeTemplate, app.sender, u, token, now)
+	e, err := app.compose("welcome", u, token, now)
 	if err != nil {
 		app.serverError(w, r, err)
 		return
@@ -590,7 +590,7 @@ func (app *application) handleCreateActivationToken(w http.ResponseWriter, r *ht
 	}
 	now := app.now().UTC()
 	token, tokenHash := newToken()
-	e, err := composeEmail(activationTemplate, app.sender, u, token, now)
+	e, err := app.compose("activation", u, token, now)
 	if err != nil {
 		app.serverError(w, r, err)
 		return
@@ -604,6 +604,23 @@ func (app *application) handleCreateActivationToken(w http.ResponseWriter, r *ht
 	if err := app.writeJSON(w, http.StatusAccepted, msg, nil); err != nil {
 		app.serverError(w, r, err)
 	}
+}
+
+// retryEmail composes outbox email id afresh, with a new token where it
+// carries one, and queues it to be sent now. It returns the recipient.
+func (app *application) retryEmail(ctx context.Context, id int64) (string, error) {
+	kind, u, err := app.store.outboxUser(ctx, id)
+	if err != nil {
+		return "", err
+	}
+	now := app.now().UTC()
+	token, tokenHash := newToken()
+	e, err := app.compose(kind, u, token, now)
+	if err != nil {
+		return "", err
+	}
+	e.ID = id
+	return u.Email, app.store.requeue(ctx, e, tokenHash, now.Add(tokenTTL))
 }
 
 // metrics are the counters /debug/vars shows. They belong to one

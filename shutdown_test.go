@@ -229,7 +229,7 @@ func TestDrainFinishesOnlyWhatItHolds(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer other.close()
-	sender, _ := parseSender("Other <other@example.com>")
+	app := composer(t)
 	stop := make(chan struct{})
 	queued := make(chan struct{})
 	defer func() { close(stop); <-queued }()
@@ -243,7 +243,7 @@ func TestDrainFinishesOnlyWhatItHolds(t *testing.T) {
 			}
 			u := &user{CreatedAt: time.Now(), Name: "Other", Email: fmt.Sprintf("other%d@example.com", i), passwordHash: []byte("x")}
 			token, hash := newToken()
-			e, _ := composeEmail(welcomeTemplate, sender, u, token, time.Now())
+			e, _ := app.compose("welcome", u, token, time.Now())
 			if err := other.insertUser(context.Background(), u, hash, time.Now().Add(tokenTTL), e); err != nil {
 				return
 			}

@@ -57,6 +57,8 @@ type user struct {
 // email is one row of the outbox: a composed message and its delivery state.
 type email struct {
 	ID        int64
+	Kind      string // welcome, activation
+
 	UserID    int64
 	CreatedAt time.Time
 	MessageID string
@@ -148,7 +150,7 @@ func (st *store) prepare() error {
 	for stmt, query := range map[**sql.Stmt]string{
 		&st.insertUserStmt:  `INSERT INTO users (created_at, name, email, email_key, password_hash) VALUES (?, ?, ?, ?, ?) RETURNING id`,
 		&st.insertTokenStmt: `INSERT INTO tokens (hash, user_id, scope, expiry) VALUES (?, ?, 'activation', ?)`,
-		&st.insertEmailStmt: `INSERT INTO outbox (user_id, created_at, message_id, recipient, message, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id`,
+		&st.insertEmailStmt: `INSERT INTO outbox (kind, user_id, created_at, message_id, recipient, message, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id`,
 		&st.claimStmt: `UPDATE outbox SET claimed_until = ?
 			WHERE id IN (SELECT id FROM outbox
 				WHERE status = 'pending' AND next_attempt_at <= ? AND claimed_until <= ?
@@ -208,7 +210,7 @@ func (st *store) insertTokenAndEmail(ctx context.Context, tx *sql.Tx, tokenHash 
 	if _, err := tx.StmtContext(ctx, st.insertTokenStmt).ExecContext(ctx, tokenHash, e.UserID, millis(expiry)); err != nil {
 		return err
 	}
-	return tx.StmtContext(ctx, st.insertEmailStmt).QueryRowContext(ctx, e.UserID, millis(e.CreatedAt), e.MessageID, e.Recipient, e.Message, millis(e.CreatedAt)).Scan(&e.ID)
+	return tx.StmtContext(ctx, st.insertEmailStmt).QueryRowContext(ctx, e.Kind, e.UserID, millis(e.CreatedAt), e.MessageID, e.Recipient, e.Message, millis(e.CreatedAt)).Scan(&e.ID)
 }
 
 const userColumns = `id, created_at, name, email, activated, password_hash`
@@ -401,4 +403,86 @@ func lockDatabase(name string) (unlock func(), err error) {
 	f.Truncate(0)
 	f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	return func() { f.Close() }, nil
+}
+
+// outboxEntry is an email as `signup outbox list` shows it.
+type outboxEntry struct {
+	ID          int64     `json:"id"`
+	Kind        string    `json:"kind"`
+	Status      string    `json:"status"`
+	Recipient   string    `json:"recipient"`
+	Attempts    int       `json:"attempts"`
+	CreatedAt   time.Time `json:"created_at"`
+	NextAttempt time.Time `json:"next_attempt_at"`
+	LastError   string    `json:"last_error"`
+}
+
+// listOutbox returns the emails with status (all when empty), oldest first.
+func (st *store) listOutbox(ctx context.Context, status string) ([]outboxEntry, error) {
+	rows, err := st.read.QueryContext(ctx, `SELECT id, kind, status, recipient, attempts, created_at, next_attempt_at, last_error
+		FROM outbox WHERE ? = '' OR status = ? ORDER BY id`, status, status)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var list []outboxEntry
+	for rows.Next() {
+		var e outboxEntry
+		var created, next int64
+		if err := rows.Scan(&e.ID, &e.Kind, &e.Status, &e.Recipient, &e.Attempts, &created, &next, &e.LastError); err != nil {
+			return nil, err
+		}
+		e.CreatedAt, e.NextAttempt = time.UnixMilli(created).UTC(), time.UnixMilli(next).UTC()
+		list = append(list, e)
+	}
+	return list, rows.Err()
+}
+
+// errClaimed means an email is being sent right now.
+var errClaimed = errors.New("being sent right now")
+
+// outboxUser returns the kind of outbox row id and the user it goes to.
+func (st *store) outboxUser(ctx context.Context, id int64) (string, *user, error) {
+	var kind string
+	var userID int64
+	err := st.read.QueryRowContext(ctx, `SELECT kind, user_id FROM outbox WHERE id = ?`, id).Scan(&kind, &userID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil, errNotFound
+	}
+	if err != nil {
+		return "", nil, err
+	}
+	u, err := scanUser(st.read.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE id = ?`, userID))
+	return kind, u, err
+}
+
+// requeue replaces outbox row e.ID with e, composed afresh, due now, with
+// its attempts and the 72-hour window starting over. A new activation token
+// (tokenHash, unless nil) replaces the user's earlier ones.
+func (st *store) requeue(ctx context.Context, e *email, tokenHash []byte, tokenExpiry time.Time) error {
+	tx, err := st.write.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, `UPDATE outbox SET status = 'pending', message = ?, message_id = ?, created_at = ?,
+		next_attempt_at = ?, attempts = 0, claimed_until = 0, last_error = ''
+		WHERE id = ? AND NOT (status = 'pending' AND claimed_until > ?)`,
+		e.Message, e.MessageID, millis(e.CreatedAt), millis(e.CreatedAt), e.ID, millis(e.CreatedAt))
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return errClaimed
+	}
+	if tokenHash != nil {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE user_id = ? AND scope = 'activation'`, e.UserID); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO tokens (hash, user_id, scope, expiry) VALUES (?, ?, 'activation', ?)`,
+			tokenHash, e.UserID, millis(tokenExpiry)); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
 }
