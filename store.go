@@ -56,8 +56,8 @@ type user struct {
 
 // email is one row of the outbox: a composed message and its delivery state.
 type email struct {
-	ID        int64
-	Kind      string // welcome, activation
+	ID   int64
+	Kind string // welcome, activation
 
 	UserID    int64
 	CreatedAt time.Time
