@@ -439,3 +439,88 @@ func TestSecondInstanceRefused(t *testing.T) {
 	}
 	startBinary(t, args)
 }
+
+// TestDatabaseFileGone: when the database file is deleted or replaced while
+// the service runs, no signup is answered 202 from then on, an error names
+// what happened, and the service exits 1.
+func TestDatabaseFileGone(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name string
+		do   func(db string) error
+		want string
+	}{
+		{"deleted", os.Remove, "was deleted"},
+		{"replaced", func(db string) error {
+			if err := os.WriteFile(db+".new", nil, 0o600); err != nil {
+				return err
+			}
+			return os.Rename(db+".new", db)
+		}, "was replaced"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			srv := startSMTP(t, nil)
+			p := startBinary(t, append(baseArgs(dir), smtpArgs(srv.host, srv.port)...))
+			signup(t, p.url, "before@example.com")
+			if err := tt.do(filepath.Join(dir, "signup.db")); err != nil {
+				t.Fatal(err)
+			}
+			for i := 0; ; i++ {
+				status, _ := doNoFatal("POST", p.url+"/v1/users", fmt.Sprintf(`{"name": "A", "email": "after%d@example.com", "password": "pa55word"}`, i))
+				if status == 202 {
+					t.Fatalf("signup %d after the file was %s: 202", i, tt.name)
+				}
+				if status == 0 {
+					break // the service has shut down
+				}
+				if status != 503 {
+					t.Errorf("signup %d: status %d, want 503", i, status)
+				}
+			}
+			if code := p.wait(t, 10*time.Second); code != 1 {
+				t.Errorf("exit %d, want 1", code)
+			}
+			if !containsLine(p.logs.String(), "level=ERROR", "database file is gone", tt.want) {
+				t.Errorf("no error log saying the file %s", tt.name)
+			}
+		})
+	}
+}
+
+// TestFullDiskIs503: a database that cannot grow answers 503 with
+// Retry-After, and takes signups again once there is room.
+func TestFullDiskIs503(t *testing.T) {
+	t.Parallel()
+	srv := startSMTP(t, nil)
+	app := newTestApp(t, srv, nil)
+	var pages int
+	if err := app.store.write.QueryRow(`PRAGMA page_count`).Scan(&pages); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := app.store.write.Exec(fmt.Sprintf(`PRAGMA max_page_count = %d`, pages)); err != nil {
+		t.Fatal(err)
+	}
+	full := false
+	for i := 0; i < 500 && !full; i++ {
+		res, _ := do(t, "POST", app.url+"/v1/users", fmt.Sprintf(`{"name": %q, "email": "full%d@example.com", "password": "pa55word"}`, strings.Repeat("n", 400), i))
+		switch res.StatusCode {
+		case 202:
+		case 503:
+			full = true
+			if res.Header.Get("Retry-After") == "" {
+				t.Error("503 without Retry-After")
+			}
+		default:
+			t.Fatalf("signup %d: status %d", i, res.StatusCode)
+		}
+	}
+	if !full {
+		t.Fatal("the database never filled up")
+	}
+	if _, err := app.store.write.Exec(`PRAGMA max_page_count = 1073741823`); err != nil {
+		t.Fatal(err)
+	}
+	signup(t, app.url, "room@example.com")
+}

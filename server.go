@@ -58,6 +58,7 @@ type application struct {
 	hashSlots        chan struct{}      // one token per bcrypt hash running
 	hashWait         time.Duration      // longest wait for a slot before 503
 	deliveryQueued   atomic.Bool        // a deliverer is waiting for a session
+	dbGone           atomic.Bool        // the database file was deleted or replaced
 }
 
 // newApplication wires the dependencies together.
@@ -94,7 +95,7 @@ func (app *application) routes() http.Handler {
 	mux.HandleFunc("PUT /v1/users/activated", app.handleActivateUser)
 	mux.HandleFunc("POST /v1/tokens/activation", app.handleCreateActivationToken)
 	mux.HandleFunc("GET /debug/vars", app.handleMetrics)
-	return app.recoverPanic(app.countRequests(app.rateLimit(app.jsonErrors(mux))))
+	return app.recoverPanic(app.countRequests(app.refuseWhenGone(app.rateLimit(app.jsonErrors(mux)))))
 }
 
 // background runs fn in a goroutine that shutdown waits for. fn's context
@@ -148,6 +149,12 @@ func (app *application) serve(ctx context.Context, ln net.Listener, getenv func(
 	app.logger.Info("starting server", "addr", ln.Addr().String(), "env", app.cfg.env, "version", version())
 	sdNotify(getenv, "READY=1")
 
+	lost := make(chan error, 1)
+	stopWatch := make(chan struct{})
+	defer close(stopWatch)
+	go app.watchDatabase(stopWatch, lost)
+
+	var lostErr error
 	select {
 	case err := <-serveErr:
 		app.cancelBackground()
@@ -156,6 +163,8 @@ func (app *application) serve(ctx context.Context, ln net.Listener, getenv func(
 		app.logger.Info("shutting down server", "signal", sig.String())
 	case <-ctx.Done():
 		app.logger.Info("shutting down server", "signal", "none (context cancelled)")
+	case lostErr = <-lost:
+		app.logger.Error("shutting down server: the database file is gone; signups since are refused with 503", "error", lostErr)
 	}
 	sdNotify(getenv, "STOPPING=1")
 
@@ -163,7 +172,7 @@ func (app *application) serve(ctx context.Context, ln net.Listener, getenv func(
 	go func() { done <- app.shutdown(srv, ln, serveErr, &fresh) }()
 	select {
 	case err := <-done:
-		return err
+		return errors.Join(lostErr, err)
 	case sig := <-sigs:
 		app.cancelBackground()
 		return fmt.Errorf("forced exit on second signal (%v): undelivered emails stay pending for the next start", sig)
@@ -218,6 +227,26 @@ func (app *application) shutdown(srv *http.Server, ln net.Listener, serveErr <-c
 	}
 	app.logger.Info("stopped server", "emails_pending", pending, "took", time.Since(start).String())
 	return nil
+}
+
+// watchDatabase checks every second that the database file is still the
+// one opened; when it is not, it refuses every request from then on and
+// reports the error on lost, once.
+func (app *application) watchDatabase(stop <-chan struct{}, lost chan<- error) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-tick.C:
+		}
+		if err := app.store.check(); err != nil {
+			app.dbGone.Store(true)
+			lost <- err
+			return
+		}
+	}
 }
 
 // newConns tracks the connections accepted whose first request has not
@@ -368,7 +397,14 @@ func (app *application) errorResponse(w http.ResponseWriter, r *http.Request, st
 }
 
 // serverError logs err once, with the request, and answers a generic 500.
+// A database that cannot take writes (a full disk, say) is a 503 instead.
 func (app *application) serverError(w http.ResponseWriter, r *http.Request, err error) {
+	if isUnavailable(err) {
+		app.logger.Warn("database unavailable", "method", r.Method, "uri", r.URL.RequestURI(), "error", err)
+		w.Header().Set("Retry-After", "5")
+		app.errorResponse(w, r, http.StatusServiceUnavailable, "the service cannot store your request right now; try again in a moment")
+		return
+	}
 	app.logger.Error("internal error", "method", r.Method, "uri", r.URL.RequestURI(), "error", err)
 	app.errorResponse(w, r, http.StatusInternalServerError, "the server encountered a problem and could not process your request")
 }
@@ -679,6 +715,19 @@ func (app *application) recoverPanic(next http.Handler) http.Handler {
 				app.serverError(w, r, fmt.Errorf("panic: %v\n%s", p, debug.Stack()))
 			}
 		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// refuseWhenGone answers 503 to every request once the database file is
+// gone, while the service shuts down.
+func (app *application) refuseWhenGone(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if app.dbGone.Load() {
+			w.Header().Set("Retry-After", "5")
+			app.errorResponse(w, r, http.StatusServiceUnavailable, "the service is restarting; try again in a moment")
+			return
+		}
 		next.ServeHTTP(w, r)
 	})
 }

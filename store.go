@@ -39,6 +39,11 @@ type store struct {
 	write *sql.DB
 	read  *sql.DB
 
+	// The file at path when it was opened: if another takes its place, or
+	// none, commits go where no one will look again.
+	path     string
+	dev, ino uint64
+
 	// The statements of the hot path, prepared once on write: parsing the
 	// SQL is a good part of a small transaction's cost.
 	insertUserStmt, insertTokenStmt, insertEmailStmt, claimStmt, markSentStmt *sql.Stmt
@@ -74,7 +79,12 @@ func openStore(name string) (*store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", err)
 	}
+	info, err := f.Stat()
 	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	sys := info.Sys().(*syscall.Stat_t)
 
 	// synchronous(FULL): a commit that was answered 202 survives a power cut,
 	// not just a crash of the process. secure_delete: a sent message's
@@ -94,7 +104,7 @@ func openStore(name string) (*store, error) {
 		return nil, err
 	}
 	read.SetMaxOpenConns(4)
-	st := &store{write: write, read: read}
+	st := &store{write: write, read: read, path: name, dev: uint64(sys.Dev), ino: sys.Ino}
 	if err := st.migrate(); err != nil {
 		st.close()
 		return nil, err
@@ -104,6 +114,50 @@ func openStore(name string) (*store, error) {
 		return nil, err
 	}
 	return st, nil
+}
+
+// errDatabaseGone means the file at -db was deleted or replaced while the
+// database was open: what is written now is lost at the next start.
+var errDatabaseGone = errors.New("database file gone")
+
+// check reports errDatabaseGone if the file at the database's path is no
+// longer the one it opened.
+func (st *store) check() error {
+	info, err := os.Stat(st.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%w: %s was deleted", errDatabaseGone, st.path)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %v", errDatabaseGone, err)
+	}
+	sys := info.Sys().(*syscall.Stat_t)
+	if uint64(sys.Dev) != st.dev || sys.Ino != st.ino {
+		return fmt.Errorf("%w: %s was replaced by another file", errDatabaseGone, st.path)
+	}
+	return nil
+}
+
+// commit commits tx, and then makes sure it went to the file that -db
+// names: a caller answers its client only after that.
+func (st *store) commit(tx *sql.Tx) error {
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	return st.check()
+}
+
+// isUnavailable reports whether err means the database cannot take writes
+// for now or for good (a full disk, an I/O error, a busy lock, the file
+// gone): the client should try again later, not be told of a bug.
+func isUnavailable(err error) bool {
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		switch se.Code() & 0xff {
+		case sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_BUSY, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY:
+			return true
+		}
+	}
+	return errors.Is(err, errDatabaseGone)
 }
 
 // close closes both pools.
@@ -189,7 +243,7 @@ func (st *store) insertUser(ctx context.Context, u *user, tokenHash []byte, toke
 	if err := st.insertTokenAndEmail(ctx, tx, tokenHash, tokenExpiry, e); err != nil {
 		return err
 	}
-	return tx.Commit()
+	return st.commit(tx)
 }
 
 // addActivationToken stores a new activation token for e.UserID and the email
@@ -203,7 +257,7 @@ func (st *store) addActivationToken(ctx context.Context, tokenHash []byte, expir
 	if err := st.insertTokenAndEmail(ctx, tx, tokenHash, expiry, e); err != nil {
 		return err
 	}
-	return tx.Commit()
+	return st.commit(tx)
 }
 
 func (st *store) insertTokenAndEmail(ctx context.Context, tx *sql.Tx, tokenHash []byte, expiry time.Time, e *email) error {
@@ -254,7 +308,7 @@ func (st *store) activate(ctx context.Context, tokenHash []byte, now time.Time) 
 	if _, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE user_id = ? AND scope = 'activation'`, u.ID); err != nil {
 		return nil, err
 	}
-	return u, tx.Commit()
+	return u, st.commit(tx)
 }
 
 // purgeExpiredTokens deletes the tokens that expired before now.
@@ -484,5 +538,5 @@ func (st *store) requeue(ctx context.Context, e *email, tokenHash []byte, tokenE
 			return err
 		}
 	}
-	return tx.Commit()
+	return st.commit(tx)
 }
