@@ -8,8 +8,10 @@ package main
 // BENCHMARKS.md has the figures and the commands that reproduced them.
 
 import (
+	"bufio"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"runtime"
@@ -277,4 +279,67 @@ func procCPU(b testing.TB, pid int) time.Duration {
 	utime, _ := strconv.Atoi(f[11])
 	stime, _ := strconv.Atoi(f[12])
 	return time.Duration(utime+stime) * time.Second / 100 // USER_HZ
+}
+
+// BenchmarkIdleConnections opens 10,000 keep-alive connections from one
+// address, each with a request and then idle, and measures the service's
+// RSS and the healthcheck latency of another client meanwhile. Targets, with
+// the default caps: RSS < 100 MB, healthcheck < 100 ms. "uncapped" raises
+// the caps to 10,000, to show what they save.
+func BenchmarkIdleConnections(b *testing.B) {
+	b.Run("defaults", func(b *testing.B) { benchIdleConnections(b) })
+	b.Run("uncapped", func(b *testing.B) { benchIdleConnections(b, "-max-conns", "10100", "-max-conns-per-client", "10100") })
+}
+
+func benchIdleConnections(b *testing.B, args ...string) {
+	for range b.N {
+		srv := startSMTP(b, nil)
+		p := startBinary(b, append(append(baseArgs(b.TempDir()), smtpArgs(srv.host, srv.port)...), args...))
+		_, port, _ := net.SplitHostPort(strings.TrimPrefix(p.url, "http://"))
+		addr := net.JoinHostPort("127.0.0.1", port)
+		var conns []net.Conn
+		dialErrors := 0
+		for range 10000 {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				dialErrors++ // reset while connecting: the server refused it at once
+				continue
+			}
+			conns = append(conns, c)
+			fmt.Fprintf(c, "GET /v1/healthcheck HTTP/1.1\r\nHost: x\r\n\r\n")
+		}
+		vars := fetchVars(b, p.url, "127.0.0.2")
+		var latencies []time.Duration
+		for range 20 {
+			d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.3")}}
+			start := time.Now()
+			c, err := d.Dial("tcp", addr)
+			if err != nil {
+				b.Fatal(err)
+			}
+			fmt.Fprintf(c, "GET /v1/healthcheck HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+			res, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil || res.StatusCode != 200 {
+				b.Fatalf("healthcheck from another address: %v %v", res, err)
+			}
+			io.Copy(io.Discard, res.Body)
+			latencies = append(latencies, time.Since(start))
+			c.Close()
+		}
+		slices.Sort(latencies)
+		b.ReportMetric(procStatus(b, p.cmd.Process.Pid, "VmRSS"), "RSS-MB")
+		b.ReportMetric(procStatus(b, p.cmd.Process.Pid, "VmHWM"), "peak-RSS-MB")
+		b.ReportMetric(float64(latencies[len(latencies)/2].Microseconds())/1000, "healthcheck-median-ms")
+		b.ReportMetric(float64(latencies[len(latencies)-1].Microseconds())/1000, "healthcheck-max-ms")
+		b.ReportMetric(vars["connections_open"].(float64), "conns-held")
+		b.ReportMetric(vars["connections_refused"].(float64), "conns-refused")
+		b.ReportMetric(float64(dialErrors), "dials-reset")
+		for _, c := range conns {
+			c.Close()
+		}
+		p.signal(b, syscall.SIGTERM)
+		if code := p.wait(b, time.Minute); code != 0 {
+			b.Fatalf("exit %d", code)
+		}
+	}
 }

@@ -41,6 +41,7 @@ var errUsage = errors.New("usage")
 
 // config holds every setting that comes from flags or SIGNUP_* variables.
 type config struct {
+	host            string
 	port            int
 	env             string
 	db              string
@@ -60,6 +61,8 @@ type config struct {
 	limiterRPS      float64
 	limiterBurst    int
 	trustedProxies  []netip.Prefix
+	maxConns        int
+	maxConnsPerIP   int
 	version         bool
 }
 
@@ -82,6 +85,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		fmt.Fprint(stderr, "Every flag can also be set as SIGNUP_<NAME>, e.g. -smtp-password as SIGNUP_SMTP_PASSWORD.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
+	fs.StringVar(&cfg.host, "host", "", "`address` to listen on, e.g. 127.0.0.1 behind a reverse proxy (default: all interfaces)")
 	fs.IntVar(&cfg.port, "port", 4000, "HTTP `port`")
 	fs.StringVar(&cfg.env, "env", "development", "environment: development or production")
 	fs.StringVar(&cfg.db, "db", "signup.db", "SQLite database `file`")
@@ -101,6 +105,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.Float64Var(&cfg.limiterRPS, "limiter-rps", 2, "requests per second allowed per client")
 	fs.IntVar(&cfg.limiterBurst, "limiter-burst", 4, "burst of requests allowed per client")
 	fs.StringVar(&proxies, "trusted-proxies", "", "comma-separated `CIDRs` whose X-Forwarded-For is believed")
+	fs.IntVar(&cfg.maxConns, "max-conns", 2048, "most HTTP connections open at once; more are closed at once")
+	fs.IntVar(&cfg.maxConnsPerIP, "max-conns-per-client", 64, "most HTTP connections open at once from one client address (an IPv6 /64); a trusted proxy is not limited")
 	fs.BoolVar(&cfg.version, "version", false, "print the version and exit")
 
 	var envErr error
@@ -164,6 +170,8 @@ func (cfg *config) check(proxies string) error {
 		return errors.New("-mail-retry-min must be positive and at most -mail-retry-max")
 	case cfg.limiterRPS <= 0 || cfg.limiterBurst < 1:
 		return errors.New("-limiter-rps and -limiter-burst must be positive")
+	case cfg.maxConns < 1 || cfg.maxConnsPerIP < 1:
+		return errors.New("-max-conns and -max-conns-per-client must be positive")
 	}
 	sender, err := parseSender(cfg.smtpSender)
 	if err != nil {
@@ -278,7 +286,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		logger.Info("development mail capture", "dir", cfg.mailDir, "smtp", capture.addr)
 	}
 
-	ln, err := listen(cfg.port, getenv)
+	ln, err := listen(cfg.host, cfg.port, getenv)
 	if err != nil {
 		return err
 	}

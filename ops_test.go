@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -523,4 +525,81 @@ func TestFullDiskIs503(t *testing.T) {
 		t.Fatal(err)
 	}
 	signup(t, app.url, "room@example.com")
+}
+
+// TestConnectionCaps: idle connections past the per-client cap are closed
+// at once while other clients are served; past the overall cap, so is
+// everyone's.
+func TestConnectionCaps(t *testing.T) {
+	t.Parallel()
+	srv := startSMTP(t, nil)
+	p := startBinary(t, append(baseArgs(t.TempDir()), append(smtpArgs(srv.host, srv.port), "-host", "127.0.0.1", "-max-conns", "8", "-max-conns-per-client", "5")...))
+	_, port, _ := net.SplitHostPort(strings.TrimPrefix(p.url, "http://"))
+	dial := func(from string) net.Conn {
+		t.Helper()
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+		c, err := d.Dial("tcp", net.JoinHostPort("127.0.0.1", port))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	// closed reports whether the server closed c at once.
+	closed := func(c net.Conn) bool {
+		c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		_, err := c.Read(make([]byte, 1))
+		return err != nil && !errors.Is(err, os.ErrDeadlineExceeded)
+	}
+	healthy := func(from string) bool {
+		c := dial(from)
+		fmt.Fprintf(c, "GET /v1/healthcheck HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		res, err := http.ReadResponse(bufio.NewReader(c), nil)
+		return err == nil && res.StatusCode == 200
+	}
+
+	var idle []net.Conn
+	for range 5 {
+		idle = append(idle, dial("127.0.0.1"))
+	}
+	waitFor(t, 10*time.Second, "the idle connections to be accepted", func() bool {
+		return fetchVars(t, p.url, "127.0.0.2")["connections_open"] == 6.0 // and this one
+	})
+	if !closed(dial("127.0.0.1")) {
+		t.Error("a sixth connection from one address was kept open")
+	}
+	if !healthy("127.0.0.2") {
+		t.Error("another client was not served while one address is at its cap")
+	}
+	for range 3 {
+		idle = append(idle, dial("127.0.0.3"))
+	}
+	if !closed(dial("127.0.0.4")) {
+		t.Error("a connection past the overall cap was kept open")
+	}
+	for _, c := range idle[:2] {
+		c.Close()
+	}
+	waitFor(t, 10*time.Second, "a place to free up", func() bool { return healthy("127.0.0.4") })
+	if vars := fetchVars(t, p.url, "127.0.0.5"); vars["connections_refused"].(float64) < 2 {
+		t.Errorf("metrics do not count the refused connections: %v", vars)
+	}
+}
+
+// fetchVars returns /debug/vars, asked from the loopback address from.
+func fetchVars(t testing.TB, url, from string) map[string]any {
+	t.Helper()
+	client := &http.Client{Transport: &http.Transport{DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}).DialContext}}
+	defer client.CloseIdleConnections()
+	res, err := client.Get(url + "/debug/vars")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var vars map[string]any
+	if err := json.NewDecoder(res.Body).Decode(&vars); err != nil {
+		t.Fatal(err)
+	}
+	return vars
 }

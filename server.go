@@ -144,8 +144,10 @@ func (app *application) serve(ctx context.Context, ln net.Listener, getenv func(
 		ErrorLog:          slog.NewLogLogger(app.logger.Handler(), slog.LevelWarn),
 		ConnState:         fresh.track,
 	}
+	capped := &capListener{Listener: ln, max: app.cfg.maxConns, perClient: app.cfg.maxConnsPerIP,
+		exempt: app.trusted, metrics: app.metrics, open: map[netip.Addr]int{}}
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
+	go func() { serveErr <- srv.Serve(capped) }()
 	app.logger.Info("starting server", "addr", ln.Addr().String(), "env", app.cfg.env, "version", version())
 	sdNotify(getenv, "READY=1")
 
@@ -284,8 +286,8 @@ func (n *newConns) wait(ctx context.Context, limit time.Duration) {
 }
 
 // listen returns the socket systemd passed (LISTEN_FDS, socket activation)
-// or else a new listener on all interfaces at port.
-func listen(port int, getenv func(string) string) (net.Listener, error) {
+// or else a new listener at host (all interfaces when empty) and port.
+func listen(host string, port int, getenv func(string) string) (net.Listener, error) {
 	if getenv("LISTEN_PID") == strconv.Itoa(os.Getpid()) && getenv("LISTEN_FDS") != "" && getenv("LISTEN_FDS") != "0" {
 		f := os.NewFile(3, "LISTEN_FD_3")
 		ln, err := net.FileListener(f)
@@ -295,11 +297,88 @@ func listen(port int, getenv func(string) string) (net.Listener, error) {
 		}
 		return ln, nil
 	}
-	ln, err := net.Listen("tcp", ":"+strconv.Itoa(port))
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
 	if err != nil {
 		return nil, fmt.Errorf("listen: %w", err)
 	}
 	return ln, nil
+}
+
+// capListener caps the connections open at once, overall and per client
+// address, so that idle connections from one address can neither exhaust
+// file descriptors and memory nor starve other clients. A connection past
+// a cap is reset at once.
+type capListener struct {
+	net.Listener
+	max, perClient int
+	exempt         func(netip.Addr) bool // trusted proxies carry many clients
+	metrics        *metrics
+
+	mu    sync.Mutex
+	total int
+	open  map[netip.Addr]int
+}
+
+func (l *capListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		var addr netip.Addr
+		if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
+			addr = ap.Addr().Unmap()
+		}
+		key := clientKey(addr)
+		l.mu.Lock()
+		ok := l.total < l.max && (l.open[key] < l.perClient || l.exempt(addr))
+		if ok {
+			l.total++
+			l.open[key]++
+			l.metrics.connsOpen.Set(int64(l.total))
+		}
+		l.mu.Unlock()
+		if ok {
+			return &cappedConn{Conn: c, release: sync.OnceFunc(func() { l.release(key) })}, nil
+		}
+		l.metrics.connsRefused.Add(1)
+		if tc, isTCP := c.(*net.TCPConn); isTCP {
+			tc.SetLinger(0) // a reset: nothing lingers in TIME_WAIT
+		}
+		c.Close()
+	}
+}
+
+func (l *capListener) release(key netip.Addr) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.total--
+	l.metrics.connsOpen.Set(int64(l.total))
+	if l.open[key]--; l.open[key] == 0 {
+		delete(l.open, key)
+	}
+}
+
+// cappedConn gives its place back when closed.
+type cappedConn struct {
+	net.Conn
+	release func()
+}
+
+func (c *cappedConn) Close() error {
+	c.release()
+	return c.Conn.Close()
+}
+
+// clientKey is the address a client is counted by: itself, or for IPv6 its
+// /64, since one subscriber commonly holds a whole /64.
+func clientKey(addr netip.Addr) netip.Addr {
+	addr = addr.Unmap()
+	if addr.Is6() {
+		p, _ := addr.Prefix(64)
+		return p.Addr()
+	}
+	return addr
 }
 
 // sdNotify sends state to systemd if it asked for notifications
@@ -667,6 +746,8 @@ type metrics struct {
 	emailsSent   expvar.Int
 	emailsFailed expvar.Int
 	shed         expvar.Int // signups answered 503: no core free in time
+	connsRefused expvar.Int // connections closed at once: past a cap
+	connsOpen    expvar.Int
 }
 
 func newMetrics() *metrics {
@@ -696,6 +777,8 @@ func (app *application) handleMetrics(w http.ResponseWriter, r *http.Request) {
 		"emails_sent":               app.metrics.emailsSent.Value(),
 		"emails_failed_since_start": app.metrics.emailsFailed.Value(),
 		"signups_shed":              app.metrics.shed.Value(),
+		"connections_refused":       app.metrics.connsRefused.Value(),
+		"connections_open":          app.metrics.connsOpen.Value(),
 		"version":                   version(),
 	}
 	if err := app.writeJSON(w, http.StatusOK, vars, nil); err != nil {
@@ -845,7 +928,7 @@ func (l *limiter) allow(addr netip.Addr, now time.Time) bool {
 // rateLimit answers 429 to a client over its rate.
 func (app *application) rateLimit(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if app.limiter != nil && !app.limiter.allow(app.clientAddr(r), time.Now()) {
+		if app.limiter != nil && !app.limiter.allow(clientKey(app.clientAddr(r)), time.Now()) {
 			w.Header().Set("Retry-After", "1")
 			app.errorResponse(w, r, http.StatusTooManyRequests, "rate limit exceeded")
 			return
@@ -856,6 +939,8 @@ func (app *application) rateLimit(next http.Handler) http.Handler {
 
 // clientAddr is the address of the client: the peer, or, when the peer is
 // a trusted proxy, the right-most X-Forwarded-For address that is not one.
+// A hop that does not parse ends the walk: the client is then unknown (the
+// zero Addr), never the proxy itself, which may be loopback.
 func (app *application) clientAddr(r *http.Request) netip.Addr {
 	peer, err := netip.ParseAddrPort(r.RemoteAddr)
 	if err != nil {
@@ -865,11 +950,15 @@ func (app *application) clientAddr(r *http.Request) netip.Addr {
 	if !app.trusted(addr) {
 		return addr
 	}
-	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	forwarded := r.Header.Values("X-Forwarded-For")
+	if len(forwarded) == 0 {
+		return addr // the proxy's own request
+	}
+	hops := strings.Split(strings.Join(forwarded, ","), ",")
 	for i := len(hops) - 1; i >= 0; i-- {
 		hop, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
 		if err != nil {
-			break
+			return netip.Addr{}
 		}
 		addr = hop.Unmap()
 		if !app.trusted(addr) {

@@ -174,6 +174,15 @@ func TestRateLimitPerClient(t *testing.T) {
 	if got := get("10.9.9.9, 203.0.113.8"); got != 429 {
 		t.Errorf("second client with another spoofed hop: %d, want 429", got)
 	}
+	// IPv6 clients are counted by /64: another address in it shares the bucket.
+	get("2001:db8:1:2::1")
+	get("2001:db8:1:2::1")
+	if got := get("2001:db8:1:2:ffff::9"); got != 429 {
+		t.Errorf("another address in the same /64: %d, want 429", got)
+	}
+	if got := get("2001:db8:1:3::1"); got != 200 {
+		t.Errorf("an address in another /64: %d, want 200", got)
+	}
 }
 
 func TestClientAddrIgnoresForwardedFromUntrustedPeer(t *testing.T) {
@@ -188,6 +197,31 @@ func TestClientAddrIgnoresForwardedFromUntrustedPeer(t *testing.T) {
 	r.RemoteAddr = "10.1.2.3:1234"
 	if got := app.clientAddr(r); got.String() != "127.0.0.1" {
 		t.Errorf("trusted proxy: client %v, want 127.0.0.1", got)
+	}
+	// An unparsable hop ends the walk with an unknown client, never the
+	// (loopback) proxy: /debug/vars must not answer it.
+	app = newTestApp(t, startSMTP(t, nil), func(cfg *config) {
+		cfg.trustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+	}).application
+	r.RemoteAddr = "127.0.0.1:1234"
+	r.Header.Set("X-Forwarded-For", "203.0.113.9, not-an-address")
+	if got := app.clientAddr(r); got.IsValid() {
+		t.Errorf("bad hop: client %v, want unknown", got)
+	}
+	r = httptest.NewRequest("GET", "/debug/vars", nil)
+	r.RemoteAddr = "127.0.0.1:1234"
+	r.Header.Set("X-Forwarded-For", "garbage")
+	rec := httptest.NewRecorder()
+	app.routes().ServeHTTP(rec, r)
+	if rec.Code != http.StatusForbidden {
+		t.Errorf("/debug/vars through a loopback proxy with a bad hop: %d, want 403", rec.Code)
+	}
+	// The proxy's own request, without X-Forwarded-For, is the proxy's.
+	r.Header.Del("X-Forwarded-For")
+	rec = httptest.NewRecorder()
+	app.routes().ServeHTTP(rec, r)
+	if rec.Code != http.StatusOK {
+		t.Errorf("/debug/vars from the loopback proxy itself: %d, want 200", rec.Code)
 	}
 }
 

@@ -184,7 +184,7 @@ func TestBackgroundPanicDoesNotBreakShutdown(t *testing.T) {
 		panic("boom")
 	})
 	<-ran
-	ln, err := listen(0, func(string) string { return "" })
+	ln, err := listen("127.0.0.1", 0, func(string) string { return "" })
 	if err != nil {
 		t.Fatal(err)
 	}
