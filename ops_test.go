@@ -545,14 +545,26 @@ func TestConnectionCaps(t *testing.T) {
 		t.Cleanup(func() { c.Close() })
 		return c
 	}
-	// closed reports whether the server closed c at once.
-	closed := func(c net.Conn) bool {
+	// refused reports whether the server closed a new connection from
+	// address from at once (it may be reset before Dial even returns).
+	refused := func(from string) bool {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+		c, err := d.Dial("tcp", net.JoinHostPort("127.0.0.1", port))
+		if err != nil {
+			return true
+		}
+		defer c.Close()
 		c.SetReadDeadline(time.Now().Add(2 * time.Second))
-		_, err := c.Read(make([]byte, 1))
+		_, err = c.Read(make([]byte, 1))
 		return err != nil && !errors.Is(err, os.ErrDeadlineExceeded)
 	}
 	healthy := func(from string) bool {
-		c := dial(from)
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+		c, err := d.Dial("tcp", net.JoinHostPort("127.0.0.1", port))
+		if err != nil {
+			return false
+		}
+		defer c.Close()
 		fmt.Fprintf(c, "GET /v1/healthcheck HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
 		c.SetReadDeadline(time.Now().Add(5 * time.Second))
 		res, err := http.ReadResponse(bufio.NewReader(c), nil)
@@ -566,7 +578,7 @@ func TestConnectionCaps(t *testing.T) {
 	waitFor(t, 10*time.Second, "the idle connections to be accepted", func() bool {
 		return fetchVars(t, p.url, "127.0.0.2")["connections_open"] == 6.0 // and this one
 	})
-	if !closed(dial("127.0.0.1")) {
+	if !refused("127.0.0.1") {
 		t.Error("a sixth connection from one address was kept open")
 	}
 	if !healthy("127.0.0.2") {
@@ -575,7 +587,7 @@ func TestConnectionCaps(t *testing.T) {
 	for range 3 {
 		idle = append(idle, dial("127.0.0.3"))
 	}
-	if !closed(dial("127.0.0.4")) {
+	if !refused("127.0.0.4") {
 		t.Error("a connection past the overall cap was kept open")
 	}
 	for _, c := range idle[:2] {
