@@ -389,7 +389,8 @@ func signup(t testing.TB, url, address string) {
 	}
 }
 
-var tokenRE = regexp.MustCompile(`\{"token": "([A-Z2-7]{26})"\}`)
+// linkRE matches a link with a token on a line of its own.
+var linkRE = regexp.MustCompile(`(?m)^(https?://\S+/(?:activate|reset-password)\?token=([A-Z2-7]{26}))\r?$`)
 
 // firstToken waits for the first message at srv and returns its token.
 func firstToken(t testing.TB, srv *testSMTP) string {
@@ -397,15 +398,23 @@ func firstToken(t testing.TB, srv *testSMTP) string {
 	return tokenOf(t, srv.waitMessages(t, 1, 10*time.Second)[0].data)
 }
 
-// tokenOf reads the activation token out of a message's plain part.
+// tokenOf reads the token out of the link in a message's plain part.
 func tokenOf(t testing.TB, msg []byte) string {
 	t.Helper()
+	_, token := linkOf(t, msg)
+	return token
+}
+
+// linkOf returns the link with a token on a line of its own in a message's
+// plain part, and the token.
+func linkOf(t testing.TB, msg []byte) (link, token string) {
+	t.Helper()
 	plain, _ := parts(t, msg)
-	m := tokenRE.FindStringSubmatch(plain)
+	m := linkRE.FindStringSubmatch(plain)
 	if m == nil {
-		t.Fatalf("no token line in the plain part:\n%s", plain)
+		t.Fatalf("no line with a link and token in the plain part:\n%s", plain)
 	}
-	return m[1]
+	return m[1], m[2]
 }
 
 // parts decodes a multipart/alternative message into its plain and HTML bodies.
@@ -467,7 +476,7 @@ func newTestApp(t testing.TB, srv *testSMTP, adjust func(cfg *config)) *testApp 
 	if err != nil {
 		t.Fatal(err)
 	}
-	app := newApplication(cfg, logger, st, m)
+	app := newApplication(cfg, logger, st, m, embeddedTemplates(t))
 	ts := httptest.NewServer(app.routes())
 	t.Cleanup(func() {
 		ts.Close()
@@ -486,6 +495,16 @@ func newTestApp(t testing.TB, srv *testSMTP, adjust func(cfg *config)) *testApp 
 	return &testApp{application: app, url: ts.URL, logs: logs}
 }
 
+// embeddedTemplates returns the embedded templates, parsed.
+func embeddedTemplates(t testing.TB) *templates {
+	t.Helper()
+	tmpl, err := loadTemplates("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tmpl
+}
+
 // composer is an application with the default configuration and no store,
 // for tests that compose emails.
 func composer(t testing.TB) *application {
@@ -494,7 +513,7 @@ func composer(t testing.TB) *application {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return newApplication(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nil, nil)
+	return newApplication(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nil, nil, embeddedTemplates(t))
 }
 
 // binary is the signup binary built once for the tests that need a real

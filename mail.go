@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"embed"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -30,16 +29,13 @@ import (
 	"github.com/emersion/go-smtp"
 )
 
-//go:embed templates/*.tmpl
-var templateFS embed.FS
-
 // Delivery tuning. A claim outlives any single SMTP exchange; claims left by
 // a killed process are released at the next start.
 const (
 	maxSessions    = 4                // SMTP sessions at once
 	claimBatch     = 20               // emails claimed at a time by one session
 	claimLease     = 10 * time.Minute // how long a claim keeps other deliverers away
-	giveUpAfter    = 72 * time.Hour   // a temporary failure this long after signup is final
+	giveUpAfter    = 72 * time.Hour   // a temporary failure this long after queueing is final
 	sweepIdle      = 2 * time.Second  // the sweeper looks for due emails at least this often: another process may add some
 	sweepBusy      = 50 * time.Millisecond
 	tokenPurgeTick = time.Hour
@@ -52,20 +48,12 @@ type mailTemplate struct {
 	html *htmltemplate.Template
 }
 
-// loadTemplate parses templates/name.tmpl, whose "subject" and "plainBody"
-// are text and whose "htmlBody" is HTML, escaped.
-func loadTemplate(name string) mailTemplate {
-	file := "templates/" + name + ".tmpl"
-	return mailTemplate{
-		text: template.Must(template.ParseFS(templateFS, file)),
-		html: htmltemplate.Must(htmltemplate.ParseFS(templateFS, file)),
-	}
-}
-
-// mailTemplates holds each kind of email by the name the outbox keeps.
-var mailTemplates = map[string]mailTemplate{
-	"welcome":    loadTemplate("welcome"),
-	"activation": loadTemplate("activation"),
+// mailData is what an email template is given.
+type mailData struct {
+	AppName string
+	Name    string // as the user typed it: in the bodies only, escaped in HTML
+	Link    string // with its token, where the email carries one
+	Expires string // when the link stops working, in UTC; empty if it has no token
 }
 
 // parseSender parses the -smtp-sender address.
@@ -84,12 +72,33 @@ func parseSender(s string) (*mail.Address, error) {
 // row. Only the address (validated) and the fixed subject go into headers;
 // the user's name appears in the bodies alone.
 func (app *application) compose(kind string, u *user, token string, now time.Time) (*email, error) {
-	t, ok := mailTemplates[kind]
+	t, ok := app.templates.emails[kind]
 	if !ok {
 		return nil, fmt.Errorf("no email of kind %q", kind)
 	}
 	sender := app.sender
-	data := map[string]any{"Name": u.Name, "UserID": u.ID, "Token": token}
+	data := mailData{AppName: app.cfg.appName, Name: u.Name}
+	switch kind {
+	case "welcome", "activation":
+		data.Link = app.cfg.baseURL + "/activate?token=" + token
+		data.Expires = formatTime(now.Add(tokenTTL))
+	}
+	e, err := composeEmail(t, data, sender, u.Email, kind, now)
+	if err != nil {
+		return nil, err
+	}
+	e.UserID = u.ID
+	return e, nil
+}
+
+// formatTime is how emails and pages write a time: absolute, in UTC.
+func formatTime(t time.Time) string {
+	return t.UTC().Format("Monday 2 January 2006 at 15:04 UTC")
+}
+
+// composeEmail writes the email of template t with data, from sender to
+// the address to.
+func composeEmail(t mailTemplate, data mailData, sender *mail.Address, to, kind string, now time.Time) (*email, error) {
 	var subject, plain, html bytes.Buffer
 	if err := t.text.ExecuteTemplate(&subject, "subject", data); err != nil {
 		return nil, err
@@ -108,8 +117,9 @@ func (app *application) compose(kind string, u *user, token string, now time.Tim
 
 	var h mail.Header
 	h.SetAddressList("From", []*mail.Address{sender})
-	h.SetAddressList("To", []*mail.Address{{Address: u.Email}})
-	h.SetSubject(subject.String())
+	h.SetAddressList("To", []*mail.Address{{Address: to}})
+	h.SetSubject(strings.TrimSpace(subject.String()))
+	h.Set("Auto-Submitted", "auto-generated")
 	h.SetDate(now)
 	h.SetMessageID(messageID)
 
@@ -141,10 +151,9 @@ func (app *application) compose(kind string, u *user, token string, now time.Tim
 	}
 	return &email{
 		Kind:      kind,
-		UserID:    u.ID,
 		CreatedAt: now,
 		MessageID: "<" + messageID + ">",
-		Recipient: u.Email,
+		Recipient: to,
 		Message:   msg.Bytes(),
 	}, nil
 }
@@ -721,6 +730,34 @@ func (s *captureSession) Data(r io.Reader) error {
 		s.backend.logger.Error("mail capture", "error", err)
 		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "cannot write the message"}
 	}
-	s.backend.logger.Info("email captured", "to", strings.Join(s.to, ","), "file", file)
+	// In development only, the link goes in the log too, to click from the
+	// terminal: production never logs a token.
+	s.backend.logger.Info("email captured", "to", strings.Join(s.to, ","), "file", file, "link", plainLink(msg))
 	return nil
+}
+
+// plainLink returns the first line of msg's plain part that is a link, or "".
+func plainLink(msg []byte) string {
+	r, err := mail.CreateReader(bytes.NewReader(msg))
+	if err != nil {
+		return ""
+	}
+	for {
+		p, err := r.NextPart()
+		if err != nil {
+			return ""
+		}
+		if h, ok := p.Header.(*mail.InlineHeader); ok {
+			if ct, _, _ := h.ContentType(); ct != "text/plain" {
+				continue
+			}
+		}
+		body, _ := io.ReadAll(p.Body)
+		for line := range strings.Lines(string(body)) {
+			if line = strings.TrimSpace(line); strings.HasPrefix(line, "http://") || strings.HasPrefix(line, "https://") {
+				return line
+			}
+		}
+		return ""
+	}
 }

@@ -40,12 +40,15 @@ func TestUserInputCannotReachHeaders(t *testing.T) {
 		keys = append(keys, strings.ToLower(f.Key()))
 	}
 	slices.Sort(keys)
-	want := []string{"content-type", "date", "from", "message-id", "mime-version", "subject", "to"}
+	want := []string{"auto-submitted", "content-type", "date", "from", "message-id", "mime-version", "subject", "to"}
 	if !slices.Equal(keys, want) {
 		t.Errorf("header fields %v, want %v", keys, want)
 	}
-	if subject, _ := r.Header.Subject(); subject != "Welcome to Signup!" {
+	if subject, _ := r.Header.Subject(); subject != "Activate your Signup account" {
 		t.Errorf("Subject %q", subject)
+	}
+	if v := r.Header.Get("Auto-Submitted"); v != "auto-generated" {
+		t.Errorf("Auto-Submitted %q", v)
 	}
 	if to, _ := r.Header.AddressList("To"); len(to) != 1 || to[0].Address != "eve@example.com" || to[0].Name != "" {
 		t.Errorf("To %v", to)
@@ -54,8 +57,8 @@ func TestUserInputCannotReachHeaders(t *testing.T) {
 		t.Errorf("Message-ID header %q, outbox row %q", id, e.MessageID)
 	}
 	plain, html := parts(t, e.Message)
-	if !strings.Contains(plain, `{"token": "ABCDEFGHIJKLMNOPQRSTUVWXYZ"}`) || !strings.Contains(html, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") {
-		t.Error("a part lacks the token")
+	if link, _ := linkOf(t, e.Message); !strings.Contains(html, `href="`+link+`"`) {
+		t.Errorf("the HTML part lacks a link to %s:\n%s", link, html)
 	}
 	if !strings.Contains(plain, "Hi Eve") {
 		t.Error("the plain part lacks the name")

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"runtime/debug"
 	"strconv"
@@ -45,6 +46,11 @@ type config struct {
 	port            int
 	env             string
 	db              string
+	baseURL         string
+	baseURLDefault  bool // -base-url was not given: it follows the port listened on
+	appName         string
+	templates       string
+	corsOrigins     []string
 	smtpHost        string
 	smtpPort        int
 	smtpUsername    string
@@ -89,6 +95,11 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.IntVar(&cfg.port, "port", 4000, "HTTP `port`")
 	fs.StringVar(&cfg.env, "env", "development", "environment: development or production")
 	fs.StringVar(&cfg.db, "db", "signup.db", "SQLite database `file`")
+	fs.StringVar(&cfg.baseURL, "base-url", "", "public `URL` of this service, used in every link of every email (default http://localhost:<port>; required in production)")
+	fs.StringVar(&cfg.appName, "app-name", "Signup", "the product's `name` in emails and pages")
+	fs.StringVar(&cfg.templates, "templates", "", "`directory` whose files override the embedded email and page templates of the same name")
+	var origins string
+	fs.StringVar(&origins, "cors-trusted-origins", "", "space-separated `origins` whose browsers may call the API (CORS, and cross-origin POSTs allowed)")
 	fs.StringVar(&cfg.smtpHost, "smtp-host", "", "SMTP server `host`; empty in development = built-in mail capture into -mail-dir")
 	fs.IntVar(&cfg.smtpPort, "smtp-port", 587, "SMTP server `port`")
 	fs.StringVar(&cfg.smtpUsername, "smtp-username", "", "SMTP AUTH user name")
@@ -131,6 +142,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	if cfg.version {
 		return cfg, nil, nil // -version prints and exits, whatever else is set
 	}
+	cfg.corsOrigins = strings.Fields(origins)
 	if err := cfg.check(proxies); err != nil {
 		fmt.Fprintln(stderr, "signup:", err)
 		return cfg, nil, fmt.Errorf("%w: %v", errUsage, err)
@@ -180,6 +192,24 @@ func (cfg *config) check(proxies string) error {
 	if cfg.smtpHelo == "" {
 		cfg.smtpHelo = defaultHelo(sender.Address)
 	}
+	if cfg.appName == "" || strings.ContainsFunc(cfg.appName, unicode.IsControl) {
+		return errors.New("-app-name must be a name without control characters")
+	}
+	for _, o := range cfg.corsOrigins {
+		if u, err := url.Parse(o); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Path != "" {
+			return fmt.Errorf("-cors-trusted-origins: %q is not an origin like https://app.example.com", o)
+		}
+	}
+	baseSet := cfg.baseURL != ""
+	cfg.baseURLDefault = !baseSet
+	if !baseSet {
+		cfg.baseURL = "http://localhost:" + strconv.Itoa(cfg.port)
+	}
+	base, err := url.Parse(cfg.baseURL)
+	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" || base.RawQuery != "" || base.Fragment != "" {
+		return fmt.Errorf("-base-url %q must be an http:// or https:// URL such as https://signup.example.com", cfg.baseURL)
+	}
+	cfg.baseURL = strings.TrimSuffix(cfg.baseURL, "/")
 	if strings.ContainsFunc(cfg.smtpHelo, func(c rune) bool { return c <= ' ' || c > unicode.MaxASCII }) {
 		return fmt.Errorf("-smtp-helo %q must be a host name", cfg.smtpHelo)
 	}
@@ -187,6 +217,10 @@ func (cfg *config) check(proxies string) error {
 		return nil
 	}
 	switch {
+	case !baseSet:
+		return errors.New("production needs -base-url, the public URL of this service: every email links to it")
+	case base.Scheme != "https" && !isLoopback(base.Hostname()):
+		return fmt.Errorf("production needs an https:// -base-url (got %s): links in emails carry tokens, which must not cross the network in clear", cfg.baseURL)
 	case cfg.smtpHost == "":
 		return errors.New("production needs -smtp-host: there is no mail capture in production, and signups would never get their email")
 	case cfg.smtpTLS == "none" && !isLoopback(cfg.smtpHost):
@@ -249,12 +283,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
 
+	if len(rest) == 2 && rest[0] == "backup" {
+		return backup(ctx, cfg.db, rest[1])
+	}
+	tmpl, err := loadTemplates(cfg.templates)
+	if err != nil {
+		fmt.Fprintln(stderr, "signup:", err)
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
 	switch {
 	case len(rest) == 0:
-	case rest[0] == "backup" && len(rest) == 2:
-		return backup(ctx, cfg.db, rest[1])
 	case rest[0] == "outbox":
-		return outbox(ctx, cfg, rest[1:], stdout, stderr)
+		return outbox(ctx, cfg, tmpl, rest[1:], stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "signup: unknown arguments %q; run signup -h\n", rest)
 		return fmt.Errorf("%w: unknown arguments %q", errUsage, rest)
@@ -290,13 +330,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	app := newApplication(cfg, logger, st, mailer)
+	if cfg.baseURLDefault {
+		if addr, ok := ln.Addr().(*net.TCPAddr); ok {
+			cfg.baseURL = "http://localhost:" + strconv.Itoa(addr.Port)
+		}
+	}
+	app := newApplication(cfg, logger, st, mailer, tmpl)
 	return app.serve(ctx, ln, getenv)
 }
 
 // outbox runs `signup outbox list` and `signup outbox retry`, beside the
 // serving process or without one.
-func outbox(ctx context.Context, cfg config, args []string, stdout, stderr io.Writer) error {
+func outbox(ctx context.Context, cfg config, tmpl *templates, args []string, stdout, stderr io.Writer) error {
 	usage := fmt.Errorf("%w: outbox list [-status pending|failed|sent] [-json] | outbox retry (ID... | -failed)", errUsage)
 	if len(args) == 0 {
 		fmt.Fprintln(stderr, "signup:", usage)
@@ -369,7 +414,7 @@ func outbox(ctx context.Context, cfg config, args []string, stdout, stderr io.Wr
 			ids = append(ids, id)
 		}
 		logger := slog.New(slog.NewTextHandler(stderr, nil))
-		app := newApplication(cfg, logger, st, nil)
+		app := newApplication(cfg, logger, st, nil, tmpl)
 		var errs []error
 		for _, id := range ids {
 			to, err := app.retryEmail(ctx, id)

@@ -175,9 +175,14 @@ func TestProductionGuards(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"-env", "production"}, "production needs -smtp-host"},
-		{[]string{"-env", "production", "-smtp-host", "mail.example.com", "-smtp-tls", "none"}, "refuses -smtp-tls none to mail.example.com"},
-		{[]string{"-env", "production", "-smtp-host", "mail.example.com", "-bcrypt-cost", "8"}, "at least 10"},
+		{[]string{"-env", "production", "-smtp-host", "mail.example.com"}, "production needs -base-url"},
+		{[]string{"-env", "production", "-base-url", "http://signup.example.com"}, "production needs an https:// -base-url"},
+		{[]string{"-base-url", "signup.example.com"}, "must be an http:// or https:// URL"},
+		{[]string{"-env", "production", "-base-url", "https://signup.example.com"}, "production needs -smtp-host"},
+		{[]string{"-env", "production", "-base-url", "https://signup.example.com", "-smtp-host", "mail.example.com", "-smtp-tls", "none"}, "refuses -smtp-tls none to mail.example.com"},
+		{[]string{"-env", "production", "-base-url", "https://signup.example.com", "-smtp-host", "mail.example.com", "-bcrypt-cost", "8"}, "at least 10"},
+		{[]string{"-cors-trusted-origins", "app.example.com"}, "not an origin"},
+		{[]string{"-app-name", "Evil\r\nBcc: x"}, "without control characters"},
 		{[]string{"-env", "staging"}, "development or production"},
 		{[]string{"-bcrypt-cost", "3"}, "between 4 and 31"},
 		{[]string{"-smtp-tls", "maybe"}, "starttls, tls or none"},
@@ -192,12 +197,12 @@ func TestProductionGuards(t *testing.T) {
 		}
 	}
 	// Loopback without TLS is allowed in production.
-	if _, _, err := parseConfig([]string{"-env", "production", "-smtp-host", "127.0.0.1", "-smtp-tls", "none"}, func(string) string { return "" }, io.Discard); err != nil {
-		t.Errorf("production to a loopback relay without TLS: %v", err)
+	if _, _, err := parseConfig([]string{"-env", "production", "-base-url", "http://127.0.0.1:4000", "-smtp-host", "127.0.0.1", "-smtp-tls", "none"}, func(string) string { return "" }, io.Discard); err != nil {
+		t.Errorf("production on loopback without TLS: %v", err)
 	}
 
 	// The real binary exits 2 and says why.
-	p := startBinaryNoWait(t, []string{"-env", "production", "-db", filepath.Join(t.TempDir(), "x.db")})
+	p := startBinaryNoWait(t, []string{"-env", "production", "-db", filepath.Join(t.TempDir(), "x.db"), "-base-url", "https://signup.example.com"})
 	if code := p.wait(t, 20*time.Second); code != 2 {
 		t.Errorf("exit %d, want 2", code)
 	}
@@ -233,7 +238,8 @@ func TestEnvironmentAndFlags(t *testing.T) {
 	}
 	for _, flag := range []string{"-port", "-env", "-db", "-smtp-host", "-smtp-port", "-smtp-username", "-smtp-password", "-smtp-sender",
 		"-smtp-tls", "-mail-dir", "-bcrypt-cost", "-shutdown-timeout", "-mail-retry-min", "-mail-retry-max",
-		"-limiter-enabled", "-limiter-rps", "-limiter-burst", "-trusted-proxies", "-version"} {
+		"-limiter-enabled", "-limiter-rps", "-limiter-burst", "-trusted-proxies", "-version", "-host", "-base-url", "-app-name", "-templates",
+		"-cors-trusted-origins", "-smtp-helo", "-max-conns", "-max-conns-per-client"} {
 		if !strings.Contains(stderr.String(), "  "+flag) {
 			t.Errorf("-h does not list %s", flag)
 		}

@@ -59,10 +59,12 @@ type application struct {
 	hashWait         time.Duration      // longest wait for a slot before 503
 	deliveryQueued   atomic.Bool        // a deliverer is waiting for a session
 	dbGone           atomic.Bool        // the database file was deleted or replaced
+	templates        *templates
+	crossOrigin      *http.CrossOriginProtection
 }
 
 // newApplication wires the dependencies together.
-func newApplication(cfg config, logger *slog.Logger, st *store, m *mailer) *application {
+func newApplication(cfg config, logger *slog.Logger, st *store, m *mailer, t *templates) *application {
 	sender, _ := parseSender(cfg.smtpSender) // checked with the config
 	bgCtx, cancel := context.WithCancel(context.Background())
 	app := &application{
@@ -80,6 +82,11 @@ func newApplication(cfg config, logger *slog.Logger, st *store, m *mailer) *appl
 		sessions:         make(chan struct{}, maxSessions),
 		hashSlots:        make(chan struct{}, runtime.GOMAXPROCS(0)),
 		hashWait:         maxHashWait,
+		templates:        t,
+		crossOrigin:      http.NewCrossOriginProtection(),
+	}
+	for _, origin := range cfg.corsOrigins {
+		app.crossOrigin.AddTrustedOrigin(origin) // checked with the config
 	}
 	if cfg.limiterEnabled {
 		app.limiter = newLimiter(rate.Limit(cfg.limiterRPS), cfg.limiterBurst)
@@ -95,7 +102,16 @@ func (app *application) routes() http.Handler {
 	mux.HandleFunc("PUT /v1/users/activated", app.handleActivateUser)
 	mux.HandleFunc("POST /v1/tokens/activation", app.handleCreateActivationToken)
 	mux.HandleFunc("GET /debug/vars", app.handleMetrics)
-	return app.recoverPanic(app.countRequests(app.refuseWhenGone(app.rateLimit(app.jsonErrors(mux)))))
+
+	mux.HandleFunc("GET /{$}", app.handleRoot)
+	mux.HandleFunc("GET /signup", app.handleSignupPage)
+	mux.HandleFunc("POST /signup", app.handleSignupForm)
+	mux.HandleFunc("GET /activate", app.handleActivatePage)
+	mux.HandleFunc("POST /activate", app.handleActivateForm)
+	mux.HandleFunc("GET /resend", app.handleResendPage)
+	mux.HandleFunc("POST /resend", app.handleResendForm)
+	mux.HandleFunc("GET /static/style.css", app.handleStyle)
+	return app.recoverPanic(app.countRequests(app.refuseWhenGone(app.rateLimit(app.sameOrigin(app.jsonErrors(mux))))))
 }
 
 // background runs fn in a goroutine that shutdown waits for. fn's context
@@ -587,57 +603,68 @@ func (app *application) handleHealthcheck(w http.ResponseWriter, r *http.Request
 	}
 }
 
-// handleRegisterUser creates an account and, in the same transaction, its
-// activation token and welcome email, then starts delivery.
-func (app *application) handleRegisterUser(w http.ResponseWriter, r *http.Request) {
-	var input struct {
-		Name     string `json:"name"`
-		Email    string `json:"email"`
-		Password string `json:"password"`
-	}
-	if err := app.readJSON(w, r, &input); err != nil {
-		app.badRequest(w, r, err)
-		return
-	}
-	v := validator{}
-	validateName(v, input.Name)
-	validateEmail(v, input.Email)
-	validatePassword(v, input.Password)
-	if len(v) > 0 {
-		app.failedValidation(w, r, v)
-		return
-	}
+// signupInput is what a signup gives, by the API or the form.
+type signupInput struct {
+	Name     string `json:"name"`
+	Email    string `json:"email"`
+	Password string `json:"password"`
+}
 
-	hash, err := app.hashPassword(r.Context(), input.Password)
-	if errors.Is(err, errBusy) {
-		w.Header().Set("Retry-After", "1")
-		app.errorResponse(w, r, http.StatusServiceUnavailable, "the server is busy; try again in a moment")
-		return
+// register validates a signup and, if it is valid, creates the account
+// and, in the same transaction, its activation token and welcome email,
+// then starts delivery. It returns a message per invalid field, or an
+// error (errBusy when no core is free to hash the password).
+func (app *application) register(ctx context.Context, in signupInput) (validator, error) {
+	v := validator{}
+	validateName(v, in.Name)
+	validateEmail(v, in.Email)
+	validatePassword(v, in.Password)
+	if len(v) > 0 {
+		return v, nil
 	}
+	hash, err := app.hashPassword(ctx, in.Password)
 	if err != nil {
-		app.serverError(w, r, err)
-		return
+		return nil, err
 	}
 	now := app.now().UTC()
-	u := &user{CreatedAt: now.Truncate(time.Millisecond), Name: input.Name, Email: input.Email, passwordHash: hash}
+	u := &user{CreatedAt: now.Truncate(time.Millisecond), Name: in.Name, Email: in.Email, passwordHash: hash}
 	token, tokenHash := newToken()
 	e, err := app.compose("welcome", u, token, now)
 	if err != nil {
-		app.serverError(w, r, err)
-		return
+		return nil, err
 	}
-	err = app.store.insertUser(r.Context(), u, tokenHash, now.Add(tokenTTL), e)
+	err = app.store.insertUser(ctx, u, tokenHash, now.Add(tokenTTL), e)
 	if errors.Is(err, errDuplicateEmail) {
-		app.failedValidation(w, r, map[string]string{"email": errDuplicateEmail.Error()})
-		return
+		return validator{"email": errDuplicateEmail.Error()}, nil
 	}
 	if err != nil {
-		app.serverError(w, r, err)
-		return
+		return nil, err
 	}
 	app.kickDelivery()
-	if err := app.writeJSON(w, http.StatusAccepted, envelope{"user": u}, nil); err != nil {
+	return nil, nil
+}
+
+// handleRegisterUser signs up a user.
+func (app *application) handleRegisterUser(w http.ResponseWriter, r *http.Request) {
+	var in signupInput
+	if err := app.readJSON(w, r, &in); err != nil {
+		app.badRequest(w, r, err)
+		return
+	}
+	errs, err := app.register(r.Context(), in)
+	switch {
+	case errors.Is(err, errBusy):
+		w.Header().Set("Retry-After", "1")
+		app.errorResponse(w, r, http.StatusServiceUnavailable, "the server is busy; try again in a moment")
+	case err != nil:
 		app.serverError(w, r, err)
+	case len(errs) > 0:
+		app.failedValidation(w, r, errs)
+	default:
+		msg := envelope{"message": "check your inbox: an email is on its way with a link to activate your account"}
+		if err := app.writeJSON(w, http.StatusAccepted, msg, nil); err != nil {
+			app.serverError(w, r, err)
+		}
 	}
 }
 
@@ -659,8 +686,7 @@ func (app *application) handleActivateUser(w http.ResponseWriter, r *http.Reques
 		app.failedValidation(w, r, invalid)
 		return
 	}
-	sum := sha256.Sum256([]byte(input.Token))
-	u, err := app.store.activate(r.Context(), sum[:], app.now())
+	u, err := app.store.activate(r.Context(), tokenHash(input.Token), app.now())
 	if errors.Is(err, errNotFound) {
 		app.failedValidation(w, r, invalid)
 		return
@@ -674,8 +700,38 @@ func (app *application) handleActivateUser(w http.ResponseWriter, r *http.Reques
 	}
 }
 
-// handleCreateActivationToken emails a new activation token to an account
-// that is not activated yet.
+// resendActivation sends a new activation link to address if it belongs
+// to an account that is not activated yet, replacing its earlier links; for
+// any other address it does nothing. Only a malformed address is an error
+// the caller shows: the answer is otherwise the same whoever owns it.
+func (app *application) resendActivation(ctx context.Context, address string) (validator, error) {
+	v := validator{}
+	validateEmail(v, address)
+	if len(v) > 0 {
+		return v, nil
+	}
+	u, err := app.store.userByEmail(ctx, address)
+	if errors.Is(err, errNotFound) {
+		return nil, nil
+	}
+	if err != nil || u.Activated {
+		return nil, err
+	}
+	now := app.now().UTC()
+	token, tokenHash := newToken()
+	e, err := app.compose("activation", u, token, now)
+	if err != nil {
+		return nil, err
+	}
+	if err := app.store.replaceActivationToken(ctx, tokenHash, now.Add(tokenTTL), e); err != nil {
+		return nil, err
+	}
+	app.kickDelivery()
+	return nil, nil
+}
+
+// handleCreateActivationToken emails a new activation link to an account
+// that is not activated yet; it answers the same for any address.
 func (app *application) handleCreateActivationToken(w http.ResponseWriter, r *http.Request) {
 	var input struct {
 		Email string `json:"email"`
@@ -684,40 +740,17 @@ func (app *application) handleCreateActivationToken(w http.ResponseWriter, r *ht
 		app.badRequest(w, r, err)
 		return
 	}
-	v := validator{}
-	validateEmail(v, input.Email)
-	if len(v) > 0 {
-		app.failedValidation(w, r, v)
-		return
-	}
-	u, err := app.store.userByEmail(r.Context(), input.Email)
-	if errors.Is(err, errNotFound) {
-		app.failedValidation(w, r, map[string]string{"email": "no matching email address found"})
-		return
-	}
-	if err != nil {
+	errs, err := app.resendActivation(r.Context(), input.Email)
+	switch {
+	case err != nil:
 		app.serverError(w, r, err)
-		return
-	}
-	if u.Activated {
-		app.failedValidation(w, r, map[string]string{"email": "user has already been activated"})
-		return
-	}
-	now := app.now().UTC()
-	token, tokenHash := newToken()
-	e, err := app.compose("activation", u, token, now)
-	if err != nil {
-		app.serverError(w, r, err)
-		return
-	}
-	if err := app.store.addActivationToken(r.Context(), tokenHash, now.Add(tokenTTL), e); err != nil {
-		app.serverError(w, r, err)
-		return
-	}
-	app.kickDelivery()
-	msg := envelope{"message": "an email will be sent to you containing activation instructions"}
-	if err := app.writeJSON(w, http.StatusAccepted, msg, nil); err != nil {
-		app.serverError(w, r, err)
+	case len(errs) > 0:
+		app.failedValidation(w, r, errs)
+	default:
+		msg := envelope{"message": "if an account with this address is waiting for activation, an email is on its way with a new link"}
+		if err := app.writeJSON(w, http.StatusAccepted, msg, nil); err != nil {
+			app.serverError(w, r, err)
+		}
 	}
 }
 
@@ -809,6 +842,24 @@ func (app *application) refuseWhenGone(next http.Handler) http.Handler {
 		if app.dbGone.Load() {
 			w.Header().Set("Retry-After", "5")
 			app.errorResponse(w, r, http.StatusServiceUnavailable, "the service is restarting; try again in a moment")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// sameOrigin refuses a cross-origin POST, PUT or DELETE from a browser,
+// unless its origin is in -cors-trusted-origins, so that no web page can
+// make its visitors sign up or send emails: a JSON 403 on the API, a page
+// on the pages. Requests without browser headers (curl, servers) pass.
+func (app *application) sameOrigin(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := app.crossOrigin.Check(r); err != nil {
+			if strings.HasPrefix(r.URL.Path, "/v1/") {
+				app.errorResponse(w, r, http.StatusForbidden, "cross-origin request refused")
+			} else {
+				app.message(w, r, http.StatusForbidden, "Request refused", "This form can only be sent from this site's own pages.")
+			}
 			return
 		}
 		next.ServeHTTP(w, r)

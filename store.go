@@ -246,14 +246,18 @@ func (st *store) insertUser(ctx context.Context, u *user, tokenHash []byte, toke
 	return st.commit(tx)
 }
 
-// addActivationToken stores a new activation token for e.UserID and the email
-// that carries it, in one transaction.
-func (st *store) addActivationToken(ctx context.Context, tokenHash []byte, expiry time.Time, e *email) error {
+// replaceActivationToken stores a new activation token for e.UserID, in
+// place of the user's earlier ones, and the email that carries it, in one
+// transaction.
+func (st *store) replaceActivationToken(ctx context.Context, tokenHash []byte, expiry time.Time, e *email) error {
 	tx, err := st.write.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE user_id = ? AND scope = 'activation'`, e.UserID); err != nil {
+		return err
+	}
 	if err := st.insertTokenAndEmail(ctx, tx, tokenHash, expiry, e); err != nil {
 		return err
 	}
@@ -287,6 +291,35 @@ func scanUser(row interface{ Scan(...any) error }) (*user, error) {
 func (st *store) userByEmail(ctx context.Context, address string) (*user, error) {
 	return scanUser(st.read.QueryRowContext(ctx,
 		`SELECT `+userColumns+` FROM users WHERE email_key = ?`, strings.ToLower(address)))
+}
+
+// pendingUser returns the user, not activated yet, that holds the unexpired
+// activation token with this hash, or errNotFound.
+func (st *store) pendingUser(ctx context.Context, tokenHash []byte, now time.Time) (*user, error) {
+	return scanUser(st.read.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users
+		WHERE activated = 0 AND id = (SELECT user_id FROM tokens WHERE hash = ? AND scope = 'activation' AND expiry > ?)`,
+		tokenHash, millis(now)))
+}
+
+// cancelSignup deletes the account, not activated yet, that holds the
+// unexpired activation token with this hash, with its tokens and emails.
+// It returns errNotFound when there is no such account.
+func (st *store) cancelSignup(ctx context.Context, tokenHash []byte, now time.Time) error {
+	tx, err := st.write.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, `DELETE FROM users
+		WHERE activated = 0 AND id = (SELECT user_id FROM tokens WHERE hash = ? AND scope = 'activation' AND expiry > ?)`,
+		tokenHash, millis(now))
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return errNotFound
+	}
+	return st.commit(tx)
 }
 
 // activate marks as activated the user holding the unexpired activation

@@ -1,0 +1,348 @@
+package main
+
+// pages.go holds the templates of emails and pages (embedded, overridable
+// with -templates, all checked at start) and the HTML pages a person uses:
+// sign up, activate from the emailed link, ask for a new link.
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"embed"
+	"errors"
+	"fmt"
+	htmltemplate "html/template"
+	"io"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"text/template"
+	"time"
+)
+
+//go:embed templates
+var templateFS embed.FS
+
+// emailFiles names the template of each kind of email the outbox knows.
+var emailFiles = map[string]string{
+	"welcome":    "welcome.tmpl",
+	"activation": "activation.tmpl",
+}
+
+// pageFiles are the pages, each executed inside layout.html.
+var pageFiles = []string{"message.html", "signup.html", "activate.html", "resend.html"}
+
+// templates are the parsed email and page templates and the stylesheet.
+type templates struct {
+	emails map[string]mailTemplate
+	pages  map[string]*htmltemplate.Template
+	css    []byte
+}
+
+// loadTemplates parses every template, each from dir if a file of its name
+// is there, else the embedded one, and executes each against sample data,
+// so that a broken override stops the start, naming its file.
+func loadTemplates(dir string) (*templates, error) {
+	if dir != "" {
+		if err := checkOverrides(dir); err != nil {
+			return nil, err
+		}
+	}
+	read := func(name string) (string, string, error) {
+		if dir != "" {
+			path := filepath.Join(dir, name)
+			b, err := os.ReadFile(path)
+			if err == nil {
+				return string(b), path, nil
+			}
+			if !errors.Is(err, fs.ErrNotExist) {
+				return "", path, err
+			}
+		}
+		b, err := templateFS.ReadFile("templates/" + name)
+		return string(b), "templates/" + name + " (embedded)", err
+	}
+
+	t := &templates{emails: map[string]mailTemplate{}, pages: map[string]*htmltemplate.Template{}}
+	sample := mailData{AppName: "Signup", Name: "Sam <Sample>", Link: "https://signup.example.com/activate?token=SAMPLE", Expires: formatTime(time.Now())}
+	for kind, name := range emailFiles {
+		src, path, err := read(name)
+		if err != nil {
+			return nil, fmt.Errorf("template %s: %w", path, err)
+		}
+		var mt mailTemplate
+		if mt.text, err = template.New(name).Parse(src); err != nil {
+			return nil, fmt.Errorf("template %s: %w", path, err)
+		}
+		if mt.html, err = htmltemplate.New(name).Parse(src); err != nil {
+			return nil, fmt.Errorf("template %s: %w", path, err)
+		}
+		for _, part := range []string{"subject", "plainBody"} {
+			if err := mt.text.ExecuteTemplate(io.Discard, part, sample); err != nil {
+				return nil, fmt.Errorf("template %s: %w", path, err)
+			}
+		}
+		if err := mt.html.ExecuteTemplate(io.Discard, "htmlBody", sample); err != nil {
+			return nil, fmt.Errorf("template %s: %w", path, err)
+		}
+		t.emails[kind] = mt
+	}
+
+	layoutSrc, layoutPath, err := read("layout.html")
+	if err != nil {
+		return nil, fmt.Errorf("template %s: %w", layoutPath, err)
+	}
+	layout, err := htmltemplate.New("layout.html").Parse(layoutSrc)
+	if err != nil {
+		return nil, fmt.Errorf("template %s: %w", layoutPath, err)
+	}
+	samplePage := page{AppName: "Signup", Title: "Sample", Lines: []string{"A line."}, Link: "/signup", LinkText: "Sign up",
+		Form: map[string]string{"name": "Sam", "email": "sam@example.com"}, Errors: map[string]string{"email": "must be provided"},
+		Name: "Sam", SignedUpAt: formatTime(time.Now()), Token: "SAMPLE"}
+	for _, name := range pageFiles {
+		src, path, err := read(name)
+		if err != nil {
+			return nil, fmt.Errorf("template %s: %w", path, err)
+		}
+		pt := htmltemplate.Must(layout.Clone())
+		if _, err := pt.New(name).Parse(src); err != nil {
+			return nil, fmt.Errorf("template %s: %w", path, err)
+		}
+		if err := pt.ExecuteTemplate(io.Discard, "layout.html", samplePage); err != nil {
+			return nil, fmt.Errorf("template %s (in %s): %w", path, layoutPath, err)
+		}
+		t.pages[name] = pt
+	}
+	css, _, err := read("style.css")
+	if err != nil {
+		return nil, fmt.Errorf("template style.css: %w", err)
+	}
+	t.css = []byte(css)
+	return t, nil
+}
+
+// checkOverrides refuses a file in dir that overrides nothing: most likely
+// a typo, which would otherwise be silently ignored.
+func checkOverrides(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("-templates: %w", err)
+	}
+	known, _ := fs.Glob(templateFS, "templates/*")
+	for _, e := range entries {
+		if !slices.Contains(known, "templates/"+e.Name()) {
+			return fmt.Errorf("-templates: %s overrides no template; the templates are %s",
+				filepath.Join(dir, e.Name()), strings.TrimPrefix(strings.Join(known, ", "), "templates/"))
+		}
+	}
+	return nil
+}
+
+// page is what a page template is given: the fields each page uses.
+type page struct {
+	AppName    string
+	Title      string
+	Lines      []string          // paragraphs (message.html, resend.html)
+	Link       string            // a link under them, and its text
+	LinkText   string            //
+	Form       map[string]string // values to show again in the form
+	Errors     map[string]string // a message per field
+	Name       string            // activate.html: the signup's name and time
+	SignedUpAt string            //
+	Token      string            // activate.html: posted back by its buttons
+}
+
+// pageHeaders are sent with every page: no script, style or image from
+// elsewhere, no framing, and no Referer, since links carry tokens.
+var pageHeaders = map[string]string{
+	"Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'",
+	"Referrer-Policy":         "no-referrer",
+	"X-Content-Type-Options":  "nosniff",
+	"Content-Type":            "text/html; charset=utf-8",
+	"Cache-Control":           "no-store",
+}
+
+// render sends page name with status.
+func (app *application) render(w http.ResponseWriter, r *http.Request, status int, name string, p page) {
+	p.AppName = app.cfg.appName
+	var buf bytes.Buffer
+	if err := app.templates.pages[name].ExecuteTemplate(&buf, "layout.html", p); err != nil {
+		app.logger.Error("render page", "page", name, "method", r.Method, "uri", r.URL.RequestURI(), "error", err)
+		http.Error(w, "the server encountered a problem and could not process your request", http.StatusInternalServerError)
+		return
+	}
+	for k, v := range pageHeaders {
+		w.Header().Set(k, v)
+	}
+	w.WriteHeader(status)
+	w.Write(buf.Bytes())
+}
+
+// message renders message.html.
+func (app *application) message(w http.ResponseWriter, r *http.Request, status int, title string, lines ...string) {
+	app.render(w, r, status, "message.html", page{Title: title, Lines: lines})
+}
+
+// pageError renders the page for an error that is not the person's doing.
+func (app *application) pageError(w http.ResponseWriter, r *http.Request, err error) {
+	switch {
+	case errors.Is(err, errBusy):
+		w.Header().Set("Retry-After", "1")
+		app.message(w, r, http.StatusServiceUnavailable, "Too busy right now", "Many people are signing up at this moment. Please go back and try again in a few seconds.")
+	case isUnavailable(err):
+		app.logger.Warn("database unavailable", "method", r.Method, "uri", r.URL.RequestURI(), "error", err)
+		w.Header().Set("Retry-After", "5")
+		app.message(w, r, http.StatusServiceUnavailable, "Please try again", "We could not save your request just now. Please go back and try again in a moment.")
+	default:
+		app.logger.Error("internal error", "method", r.Method, "uri", r.URL.RequestURI(), "error", err)
+		app.message(w, r, http.StatusInternalServerError, "Something went wrong", "We could not process your request. Please try again later.")
+	}
+}
+
+// readForm parses a posted form of at most maxBodyBytes.
+func readForm(w http.ResponseWriter, r *http.Request) error {
+	r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
+	return r.ParseForm()
+}
+
+// handleStyle serves the stylesheet.
+func (app *application) handleStyle(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/css; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Cache-Control", "public, max-age=3600")
+	w.Write(app.templates.css)
+}
+
+// handleRoot sends a visitor to the signup form.
+func (app *application) handleRoot(w http.ResponseWriter, r *http.Request) {
+	http.Redirect(w, r, "/signup", http.StatusSeeOther)
+}
+
+// handleSignupPage shows the signup form.
+func (app *application) handleSignupPage(w http.ResponseWriter, r *http.Request) {
+	app.render(w, r, http.StatusOK, "signup.html", page{Title: "Create your account"})
+}
+
+// handleSignupForm signs up exactly as POST /v1/users does.
+func (app *application) handleSignupForm(w http.ResponseWriter, r *http.Request) {
+	if err := readForm(w, r); err != nil {
+		app.message(w, r, http.StatusBadRequest, "That did not work", "The form could not be read. Please go back and try again.")
+		return
+	}
+	in := signupInput{Name: r.PostForm.Get("name"), Email: r.PostForm.Get("email"), Password: r.PostForm.Get("password")}
+	errs, err := app.register(r.Context(), in)
+	if err != nil {
+		app.pageError(w, r, err)
+		return
+	}
+	if len(errs) > 0 {
+		app.render(w, r, http.StatusUnprocessableEntity, "signup.html", page{Title: "Create your account",
+			Form: map[string]string{"name": in.Name, "email": in.Email}, Errors: errs})
+		return
+	}
+	app.message(w, r, http.StatusOK, "Check your inbox",
+		"We have sent an email to "+in.Email+". Open the link in it to activate your account.",
+		"The link works for 3 days. Nothing there? Look in your spam folder, or ask for a new link on the resend page.")
+}
+
+// tokenHash is the SHA-256 hash under which a token is stored, or nil for a
+// string that cannot be a token.
+func tokenHash(token string) []byte {
+	if len(token) != 26 {
+		return nil
+	}
+	sum := sha256.Sum256([]byte(token))
+	return sum[:]
+}
+
+// invalidLink renders the resend form, saying that the link did not work.
+func (app *application) invalidLink(w http.ResponseWriter, r *http.Request) {
+	app.render(w, r, http.StatusUnprocessableEntity, "resend.html", page{Title: "This link does not work",
+		Lines: []string{"The link is invalid, has expired, or was used already. If your account is activated, there is nothing more to do.",
+			"Otherwise, enter your email address and we will send you a new link."}})
+}
+
+// handleActivatePage shows whose signup the link in the email is for, with
+// the buttons that act on it. It never uses the token: mail scanners fetch
+// every link (with GET or HEAD), and a person has not chosen yet.
+func (app *application) handleActivatePage(w http.ResponseWriter, r *http.Request) {
+	token := r.URL.Query().Get("token")
+	u, err := app.store.pendingUser(r.Context(), tokenHash(token), app.now())
+	if errors.Is(err, errNotFound) {
+		app.invalidLink(w, r)
+		return
+	}
+	if err != nil {
+		app.pageError(w, r, err)
+		return
+	}
+	app.render(w, r, http.StatusOK, "activate.html", page{Title: "Activate your account",
+		Name: u.Name, SignedUpAt: formatTime(u.CreatedAt), Token: token})
+}
+
+// handleActivateForm activates the account, or, for "This wasn't me",
+// deletes the pending signup and its tokens.
+func (app *application) handleActivateForm(w http.ResponseWriter, r *http.Request) {
+	if err := readForm(w, r); err != nil {
+		app.message(w, r, http.StatusBadRequest, "That did not work", "The form could not be read. Please go back and try again.")
+		return
+	}
+	hash := tokenHash(r.PostForm.Get("token"))
+	switch r.PostForm.Get("action") {
+	case "activate":
+		_, err := app.store.activate(r.Context(), hash, app.now())
+		if errors.Is(err, errNotFound) {
+			app.invalidLink(w, r)
+			return
+		}
+		if err != nil {
+			app.pageError(w, r, err)
+			return
+		}
+		app.message(w, r, http.StatusOK, "Your account is activated", "Thank you for confirming your email address. Your account is ready.")
+	case "cancel":
+		err := app.store.cancelSignup(r.Context(), hash, app.now())
+		if errors.Is(err, errNotFound) {
+			app.invalidLink(w, r)
+			return
+		}
+		if err != nil {
+			app.pageError(w, r, err)
+			return
+		}
+		app.message(w, r, http.StatusOK, "The signup is cancelled",
+			"The account that was waiting for activation with this email address, and everything it held, is deleted. You will get no more email about it.")
+	default:
+		app.message(w, r, http.StatusBadRequest, "That did not work", "Please use one of the buttons on the page the link in your email opened.")
+	}
+}
+
+// handleResendPage shows the form for a new activation link.
+func (app *application) handleResendPage(w http.ResponseWriter, r *http.Request) {
+	app.render(w, r, http.StatusOK, "resend.html", page{Title: "Get a new activation link",
+		Lines: []string{"Enter the email address you signed up with, and we will send it a new link."}})
+}
+
+// handleResendForm asks for a new activation link as the API does, and
+// answers the same page whoever owns the address.
+func (app *application) handleResendForm(w http.ResponseWriter, r *http.Request) {
+	if err := readForm(w, r); err != nil {
+		app.message(w, r, http.StatusBadRequest, "That did not work", "The form could not be read. Please go back and try again.")
+		return
+	}
+	address := r.PostForm.Get("email")
+	errs, err := app.resendActivation(r.Context(), address)
+	if err != nil {
+		app.pageError(w, r, err)
+		return
+	}
+	if len(errs) > 0 {
+		app.render(w, r, http.StatusUnprocessableEntity, "resend.html", page{Title: "Get a new activation link",
+			Form: map[string]string{"email": address}, Errors: errs})
+		return
+	}
+	app.message(w, r, http.StatusOK, "Check your inbox",
+		"If an account at "+address+" is waiting for activation, we have sent it a new link. Earlier links no longer work.")
+}
