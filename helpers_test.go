@@ -505,9 +505,9 @@ func embeddedTemplates(t testing.TB) *templates {
 	return tmpl
 }
 
-// composer is an application with the default configuration and no store,
+// testComposer is an application with the default configuration and no store,
 // for tests that compose emails.
-func composer(t testing.TB) *application {
+func testComposer(t testing.TB) *application {
 	t.Helper()
 	cfg, _, err := parseConfig(baseArgs(t.TempDir()), func(string) string { return "" }, io.Discard)
 	if err != nil {

@@ -48,6 +48,9 @@ type mailTemplate struct {
 	html *htmltemplate.Template
 }
 
+// tokenScope is the scope of the token each kind of email carries, if any.
+var tokenScope = map[string]string{"welcome": "activation", "activation": "activation"}
+
 // mailData is what an email template is given.
 type mailData struct {
 	AppName string
@@ -82,6 +85,8 @@ func (app *application) compose(kind string, u *user, token string, now time.Tim
 	case "welcome", "activation":
 		data.Link = app.cfg.baseURL + "/activate?token=" + token
 		data.Expires = formatTime(now.Add(tokenTTL))
+	case "account-exists":
+		data.Link = app.cfg.baseURL + "/forgot-password"
 	}
 	e, err := composeEmail(t, data, sender, u.Email, kind, now)
 	if err != nil {

@@ -27,7 +27,7 @@ import (
 func TestUserInputCannotReachHeaders(t *testing.T) {
 	t.Parallel()
 	u := &user{ID: 7, Name: "Eve\r\nBcc: mallory@evil.example\r\nSubject: pwned", Email: "eve@example.com"}
-	e, err := composer(t).compose("welcome", u, "ABCDEFGHIJKLMNOPQRSTUVWXYZ", time.Now())
+	e, err := testComposer(t).compose("welcome", u, "ABCDEFGHIJKLMNOPQRSTUVWXYZ", time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -560,11 +560,9 @@ func queueEmails(t testing.TB, app *application, n int) {
 	for i := range n {
 		u := &user{CreatedAt: time.Now(), Name: "Bulk", Email: fmt.Sprintf("bulk%d@example.com", i), passwordHash: []byte("x")}
 		token, hash := newToken()
-		e, err := app.compose("welcome", u, token, time.Now())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := app.store.insertUser(context.Background(), u, hash, time.Now().Add(tokenTTL), e); err != nil {
+		if _, err := app.store.signup(context.Background(), u, hash, time.Now().Add(tokenTTL), func(kind string, to *user) (*email, error) {
+			return app.compose(kind, to, token, time.Now())
+		}); err != nil {
 			t.Fatal(err)
 		}
 	}

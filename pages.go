@@ -27,8 +27,9 @@ var templateFS embed.FS
 
 // emailFiles names the template of each kind of email the outbox knows.
 var emailFiles = map[string]string{
-	"welcome":    "welcome.tmpl",
-	"activation": "activation.tmpl",
+	"welcome":        "welcome.tmpl",
+	"activation":     "activation.tmpl",
+	"account-exists": "account-exists.tmpl",
 }
 
 // pageFiles are the pages, each executed inside layout.html.
@@ -191,7 +192,7 @@ func (app *application) pageError(w http.ResponseWriter, r *http.Request, err er
 	case errors.Is(err, errBusy):
 		w.Header().Set("Retry-After", "1")
 		app.message(w, r, http.StatusServiceUnavailable, "Too busy right now", "Many people are signing up at this moment. Please go back and try again in a few seconds.")
-	case isUnavailable(err):
+	case isUnavailable(err) || app.store.check() != nil:
 		app.logger.Warn("database unavailable", "method", r.Method, "uri", r.URL.RequestURI(), "error", err)
 		w.Header().Set("Retry-After", "5")
 		app.message(w, r, http.StatusServiceUnavailable, "Please try again", "We could not save your request just now. Please go back and try again in a moment.")

@@ -19,6 +19,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -49,16 +50,18 @@ type application struct {
 	metrics *metrics
 
 	wg               sync.WaitGroup
-	tasks            atomic.Int64       // background tasks running
-	bgCtx            context.Context    // handed to background tasks
-	cancelBackground context.CancelFunc // at the shutdown deadline
-	stopping         chan struct{}      // closed when shutdown begins waiting for tasks
-	resched          chan struct{}      // tells the sweeper a retry time changed
-	sessions         chan struct{}      // one token per SMTP session running
-	hashSlots        chan struct{}      // one token per bcrypt hash running
-	hashWait         time.Duration      // longest wait for a slot before 503
-	deliveryQueued   atomic.Bool        // a deliverer is waiting for a session
-	dbGone           atomic.Bool        // the database file was deleted or replaced
+	tasks            atomic.Int64                               // background tasks running
+	bgCtx            context.Context                            // handed to background tasks
+	cancelBackground context.CancelFunc                         // at the shutdown deadline
+	stopping         chan struct{}                              // closed when shutdown begins waiting for tasks
+	resched          chan struct{}                              // tells the sweeper a retry time changed
+	sessions         chan struct{}                              // one token per SMTP session running
+	hashSlots        chan struct{}                              // one token per bcrypt hash running
+	hashWait         time.Duration                              // longest wait for a slot before 503
+	hashTime         atomic.Int64                               // how long a hash takes, in ns: a moving average
+	wait             func(ctx context.Context, d time.Duration) // sleep; tests record it
+	deliveryQueued   atomic.Bool                                // a deliverer is waiting for a session
+	dbGone           atomic.Bool                                // the database file was deleted or replaced
 	templates        *templates
 	crossOrigin      *http.CrossOriginProtection
 }
@@ -84,7 +87,9 @@ func newApplication(cfg config, logger *slog.Logger, st *store, m *mailer, t *te
 		hashWait:         maxHashWait,
 		templates:        t,
 		crossOrigin:      http.NewCrossOriginProtection(),
+		wait:             sleep,
 	}
+	app.hashTime.Store(int64(estimateHashTime(cfg.bcryptCost)))
 	for _, origin := range cfg.corsOrigins {
 		app.crossOrigin.AddTrustedOrigin(origin) // checked with the config
 	}
@@ -111,7 +116,7 @@ func (app *application) routes() http.Handler {
 	mux.HandleFunc("GET /resend", app.handleResendPage)
 	mux.HandleFunc("POST /resend", app.handleResendForm)
 	mux.HandleFunc("GET /static/style.css", app.handleStyle)
-	return app.recoverPanic(app.countRequests(app.refuseWhenGone(app.rateLimit(app.sameOrigin(app.jsonErrors(mux))))))
+	return app.recoverPanic(app.countRequests(app.refuseWhenGone(app.rateLimit(app.cors(app.sameOrigin(app.jsonErrors(mux)))))))
 }
 
 // background runs fn in a goroutine that shutdown waits for. fn's context
@@ -492,9 +497,10 @@ func (app *application) errorResponse(w http.ResponseWriter, r *http.Request, st
 }
 
 // serverError logs err once, with the request, and answers a generic 500.
-// A database that cannot take writes (a full disk, say) is a 503 instead.
+// A database that cannot take writes (a full disk, say), or whose file is
+// gone (a new read connection finds an empty one), is a 503 instead.
 func (app *application) serverError(w http.ResponseWriter, r *http.Request, err error) {
-	if isUnavailable(err) {
+	if isUnavailable(err) || app.store.check() != nil {
 		app.logger.Warn("database unavailable", "method", r.Method, "uri", r.URL.RequestURI(), "error", err)
 		w.Header().Set("Retry-After", "5")
 		app.errorResponse(w, r, http.StatusServiceUnavailable, "the service cannot store your request right now; try again in a moment")
@@ -576,7 +582,38 @@ func (app *application) hashPassword(ctx context.Context, password string) ([]by
 		return nil, ctx.Err()
 	}
 	defer func() { <-app.hashSlots }()
-	return bcrypt.GenerateFromPassword([]byte(password), app.cfg.bcryptCost)
+	app.metrics.hashes.Add(1)
+	start := time.Now()
+	hash, err := bcrypt.GenerateFromPassword([]byte(password), app.cfg.bcryptCost)
+	// A moving average of the last few hashes: what imitateHash waits.
+	took := int64(time.Since(start))
+	app.hashTime.Store((app.hashTime.Load()*7 + took) / 8)
+	return hash, err
+}
+
+// imitateHash waits as long as a password hash takes, without taking a
+// core: a request that needs no hash answers no sooner than one that does.
+func (app *application) imitateHash(ctx context.Context) {
+	app.wait(ctx, time.Duration(app.hashTime.Load()))
+}
+
+// sleep waits for d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+// estimateHashTime measures one hash at the lowest cost and scales it to
+// cost: each step doubles the work. A start-up measure that costs about a
+// millisecond, refined by every real hash.
+func estimateHashTime(cost int) time.Duration {
+	start := time.Now()
+	bcrypt.GenerateFromPassword([]byte("calibrate"), bcrypt.MinCost)
+	return time.Since(start) << (cost - bcrypt.MinCost)
 }
 
 // newToken returns a random activation token and the SHA-256 hash that is
@@ -610,9 +647,12 @@ type signupInput struct {
 	Password string `json:"password"`
 }
 
-// register validates a signup and, if it is valid, creates the account
-// and, in the same transaction, its activation token and welcome email,
-// then starts delivery. It returns a message per invalid field, or an
+// register validates a signup and, if it is valid, does what DESIGN.md
+// says for the state of the address (store.signup), then starts delivery.
+// The answer is the same whoever owns the address, and takes about the
+// same time: where no password hash is needed (an activated address, or
+// one over its send budget) it waits as long as a hash takes instead,
+// without taking a core. It returns a message per invalid field, or an
 // error (errBusy when no core is free to hash the password).
 func (app *application) register(ctx context.Context, in signupInput) (validator, error) {
 	v := validator{}
@@ -622,26 +662,40 @@ func (app *application) register(ctx context.Context, in signupInput) (validator
 	if len(v) > 0 {
 		return v, nil
 	}
-	hash, err := app.hashPassword(ctx, in.Password)
+	existing, over, err := app.store.addressState(ctx, in.Email, app.now())
 	if err != nil {
+		return nil, err
+	}
+	var hash []byte
+	if over || (existing != nil && existing.Activated) {
+		app.imitateHash(ctx)
+	} else if hash, err = app.hashPassword(ctx, in.Password); err != nil {
 		return nil, err
 	}
 	now := app.now().UTC()
 	u := &user{CreatedAt: now.Truncate(time.Millisecond), Name: in.Name, Email: in.Email, passwordHash: hash}
 	token, tokenHash := newToken()
-	e, err := app.compose("welcome", u, token, now)
+	kind, err := app.store.signup(ctx, u, tokenHash, now.Add(tokenTTL), func(kind string, to *user) (*email, error) {
+		return app.compose(kind, to, token, now)
+	})
+	if errors.Is(err, errOverBudget) {
+		app.overBudget(in.Email, "signup")
+		return nil, nil
+	}
 	if err != nil {
 		return nil, err
 	}
-	err = app.store.insertUser(ctx, u, tokenHash, now.Add(tokenTTL), e)
-	if errors.Is(err, errDuplicateEmail) {
-		return validator{"email": errDuplicateEmail.Error()}, nil
-	}
-	if err != nil {
-		return nil, err
-	}
+	app.logger.Info("signup", "user_id", u.ID, "email_kind", kind)
 	app.kickDelivery()
 	return nil, nil
+}
+
+// overBudget logs and counts a request whose email was not sent: its
+// address has had its share for now.
+func (app *application) overBudget(address, request string) {
+	app.metrics.overBudget.Add(1)
+	app.logger.Warn("send budget of the address spent: nothing sent, nothing changed", "request", request, "email", address,
+		"budget", fmt.Sprintf("%d per hour, %d per day", budgetPerHour, budgetPerDay))
 }
 
 // handleRegisterUser signs up a user.
@@ -710,20 +764,18 @@ func (app *application) resendActivation(ctx context.Context, address string) (v
 	if len(v) > 0 {
 		return v, nil
 	}
-	u, err := app.store.userByEmail(ctx, address)
-	if errors.Is(err, errNotFound) {
-		return nil, nil
-	}
-	if err != nil || u.Activated {
-		return nil, err
-	}
 	now := app.now().UTC()
 	token, tokenHash := newToken()
-	e, err := app.compose("activation", u, token, now)
-	if err != nil {
-		return nil, err
-	}
-	if err := app.store.replaceActivationToken(ctx, tokenHash, now.Add(tokenTTL), e); err != nil {
+	err := app.store.resend(ctx, address, tokenHash, now.Add(tokenTTL), func(kind string, to *user) (*email, error) {
+		return app.compose(kind, to, token, now)
+	})
+	switch {
+	case errors.Is(err, errNotFound):
+		return nil, nil
+	case errors.Is(err, errOverBudget):
+		app.overBudget(address, "resend")
+		return nil, nil
+	case err != nil:
 		return nil, err
 	}
 	app.kickDelivery()
@@ -768,7 +820,11 @@ func (app *application) retryEmail(ctx context.Context, id int64) (string, error
 		return "", err
 	}
 	e.ID = id
-	return u.Email, app.store.requeue(ctx, e, tokenHash, now.Add(tokenTTL))
+	scope := tokenScope[kind]
+	if scope == "" {
+		tokenHash = nil
+	}
+	return u.Email, app.store.requeue(ctx, e, tokenHash, scope, now.Add(tokenTTL))
 }
 
 // metrics are the counters /debug/vars shows. They belong to one
@@ -781,6 +837,8 @@ type metrics struct {
 	shed         expvar.Int // signups answered 503: no core free in time
 	connsRefused expvar.Int // connections closed at once: past a cap
 	connsOpen    expvar.Int
+	overBudget   expvar.Int // requests whose email was not sent: the address's budget was spent
+	hashes       expvar.Int // bcrypt hashes computed
 }
 
 func newMetrics() *metrics {
@@ -812,6 +870,8 @@ func (app *application) handleMetrics(w http.ResponseWriter, r *http.Request) {
 		"signups_shed":              app.metrics.shed.Value(),
 		"connections_refused":       app.metrics.connsRefused.Value(),
 		"connections_open":          app.metrics.connsOpen.Value(),
+		"emails_over_budget":        app.metrics.overBudget.Value(),
+		"password_hashes":           app.metrics.hashes.Value(),
 		"version":                   version(),
 	}
 	if err := app.writeJSON(w, http.StatusOK, vars, nil); err != nil {
@@ -842,6 +902,32 @@ func (app *application) refuseWhenGone(next http.Handler) http.Handler {
 		if app.dbGone.Load() {
 			w.Header().Set("Retry-After", "5")
 			app.errorResponse(w, r, http.StatusServiceUnavailable, "the service is restarting; try again in a moment")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// cors lets the browsers of -cors-trusted-origins call the API: their
+// requests get the CORS headers, and their preflights an answer.
+func (app *application) cors(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasPrefix(r.URL.Path, "/v1/") {
+			next.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Add("Vary", "Origin")
+		origin := r.Header.Get("Origin")
+		if origin == "" || !slices.Contains(app.cfg.corsOrigins, origin) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set("Access-Control-Allow-Origin", origin)
+		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+			w.Header().Set("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE")
+			w.Header().Set("Access-Control-Allow-Headers", "Authorization, Content-Type")
+			w.Header().Set("Access-Control-Max-Age", "600")
+			w.WriteHeader(http.StatusNoContent)
 			return
 		}
 		next.ServeHTTP(w, r)

@@ -54,7 +54,7 @@ func TestInputRules(t *testing.T) {
 		{"password of 8 bytes", ok("Ann", "ann@example.com", "12345678"), 202, "", ""},
 		{"password of 72 bytes", ok("Bo", "bo@example.com", strings.Repeat("p", 72)), 202, "", ""},
 		{"name of 500 bytes, unicode", ok(strings.Repeat("é", 250), "cy@example.com", "pa55word"), 202, "", ""},
-		{"duplicate, other case", ok("Ann", "ANN@Example.com", "pa55word"), 422, "email", "a user with this email address already exists"},
+		{"duplicate, other case: the same answer", ok("Ann", "ANN@Example.com", "pa55word"), 202, "", ""},
 	}
 	for _, tt := range tests { // not parallel: the duplicate case needs the earlier signup
 		t.Run(tt.name, func(t *testing.T) {

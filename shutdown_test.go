@@ -229,7 +229,7 @@ func TestDrainFinishesOnlyWhatItHolds(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer other.close()
-	app := composer(t)
+	app := testComposer(t)
 	stop := make(chan struct{})
 	queued := make(chan struct{})
 	defer func() { close(stop); <-queued }()
@@ -243,8 +243,9 @@ func TestDrainFinishesOnlyWhatItHolds(t *testing.T) {
 			}
 			u := &user{CreatedAt: time.Now(), Name: "Other", Email: fmt.Sprintf("other%d@example.com", i), passwordHash: []byte("x")}
 			token, hash := newToken()
-			e, _ := app.compose("welcome", u, token, time.Now())
-			if err := other.insertUser(context.Background(), u, hash, time.Now().Add(tokenTTL), e); err != nil {
+			if _, err := other.signup(context.Background(), u, hash, time.Now().Add(tokenTTL), func(kind string, to *user) (*email, error) {
+				return app.compose(kind, to, token, time.Now())
+			}); err != nil {
 				return
 			}
 			time.Sleep(2 * time.Millisecond) // the other process's signup rate

@@ -26,11 +26,8 @@ import (
 //go:embed migrations/*.sql
 var migrations embed.FS
 
-// Errors the handlers test for with errors.Is.
-var (
-	errDuplicateEmail = errors.New("a user with this email address already exists")
-	errNotFound       = errors.New("record not found")
-)
+// errNotFound means no row matched.
+var errNotFound = errors.New("record not found")
 
 // store is the SQLite database. Writes go through one connection, so
 // concurrent writers queue in Go instead of meeting SQLITE_BUSY; reads use a
@@ -203,7 +200,7 @@ func (st *store) migrate() error {
 func (st *store) prepare() error {
 	for stmt, query := range map[**sql.Stmt]string{
 		&st.insertUserStmt:  `INSERT INTO users (created_at, name, email, email_key, password_hash) VALUES (?, ?, ?, ?, ?) RETURNING id`,
-		&st.insertTokenStmt: `INSERT INTO tokens (hash, user_id, scope, expiry) VALUES (?, ?, 'activation', ?)`,
+		&st.insertTokenStmt: `INSERT INTO tokens (hash, user_id, scope, expiry) VALUES (?, ?, ?, ?)`,
 		&st.insertEmailStmt: `INSERT INTO outbox (kind, user_id, created_at, message_id, recipient, message, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id`,
 		&st.claimStmt: `UPDATE outbox SET claimed_until = ?
 			WHERE id IN (SELECT id FROM outbox
@@ -223,52 +220,149 @@ func (st *store) prepare() error {
 // millis turns t into the integer the database stores.
 func millis(t time.Time) int64 { return t.UnixMilli() }
 
-// insertUser stores u, its activation token hash and its welcome email in one
-// transaction, and sets u.ID.
-func (st *store) insertUser(ctx context.Context, u *user, tokenHash []byte, tokenExpiry time.Time, e *email) error {
-	tx, err := st.write.BeginTx(ctx, nil)
+// The send budget of an address: emails of every kind together.
+const (
+	budgetPerHour = 3
+	budgetPerDay  = 10
+)
+
+// errOverBudget means the address has had its share of emails for now.
+var errOverBudget = errors.New("send budget of the address spent")
+
+// overBudget reports whether address has had its share of emails by now.
+func overBudget(ctx context.Context, q interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}, address string, now time.Time) (bool, error) {
+	var hour, day int
+	err := q.QueryRowContext(ctx, `SELECT count(*) FILTER (WHERE sent_at > ?), count(*) FROM sends WHERE address_key = ? AND sent_at > ?`,
+		millis(now.Add(-time.Hour)), strings.ToLower(address), millis(now.Add(-24*time.Hour))).Scan(&hour, &day)
+	return hour >= budgetPerHour || day >= budgetPerDay, err
+}
+
+// addressState returns the account of address (nil if none) and whether
+// the address is over its send budget: what a handler needs to know before
+// it spends a password hash.
+func (st *store) addressState(ctx context.Context, address string, now time.Time) (*user, bool, error) {
+	u, err := st.userByEmail(ctx, address)
+	if errors.Is(err, errNotFound) {
+		u, err = nil, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	over, err := overBudget(ctx, st.read, address, now)
+	return u, over, err
+}
+
+// queue inserts e, and its token if tokenHash is set, spending one email of
+// the recipient's budget: errOverBudget if none is left.
+func (st *store) queue(ctx context.Context, tx *sql.Tx, e *email, tokenHash []byte, scope string, tokenExpiry time.Time) error {
+	over, err := overBudget(ctx, tx, e.Recipient, e.CreatedAt)
 	if err != nil {
 		return err
 	}
-	defer tx.Rollback()
-	err = tx.StmtContext(ctx, st.insertUserStmt).QueryRowContext(ctx, millis(u.CreatedAt), u.Name, u.Email, strings.ToLower(u.Email), u.passwordHash).Scan(&u.ID)
-	if err != nil {
-		var se *sqlite.Error
-		if errors.As(err, &se) && se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE {
-			return errDuplicateEmail
+	if over {
+		return errOverBudget
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO sends (address_key, sent_at) VALUES (?, ?)`, strings.ToLower(e.Recipient), millis(e.CreatedAt)); err != nil {
+		return err
+	}
+	if tokenHash != nil {
+		if _, err := tx.StmtContext(ctx, st.insertTokenStmt).ExecContext(ctx, tokenHash, e.UserID, scope, millis(tokenExpiry)); err != nil {
+			return err
 		}
-		return err
-	}
-	e.UserID = u.ID
-	if err := st.insertTokenAndEmail(ctx, tx, tokenHash, tokenExpiry, e); err != nil {
-		return err
-	}
-	return st.commit(tx)
-}
-
-// replaceActivationToken stores a new activation token for e.UserID, in
-// place of the user's earlier ones, and the email that carries it, in one
-// transaction.
-func (st *store) replaceActivationToken(ctx context.Context, tokenHash []byte, expiry time.Time, e *email) error {
-	tx, err := st.write.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE user_id = ? AND scope = 'activation'`, e.UserID); err != nil {
-		return err
-	}
-	if err := st.insertTokenAndEmail(ctx, tx, tokenHash, expiry, e); err != nil {
-		return err
-	}
-	return st.commit(tx)
-}
-
-func (st *store) insertTokenAndEmail(ctx context.Context, tx *sql.Tx, tokenHash []byte, expiry time.Time, e *email) error {
-	if _, err := tx.StmtContext(ctx, st.insertTokenStmt).ExecContext(ctx, tokenHash, e.UserID, millis(expiry)); err != nil {
-		return err
 	}
 	return tx.StmtContext(ctx, st.insertEmailStmt).QueryRowContext(ctx, e.Kind, e.UserID, millis(e.CreatedAt), e.MessageID, e.Recipient, e.Message, millis(e.CreatedAt)).Scan(&e.ID)
+}
+
+// composer makes the email of a kind for a user.
+type composer func(kind string, to *user) (*email, error)
+
+// signup does, in one transaction, what a signup does to the address of u,
+// by the state of that address:
+//   - new: u is created, with an activation token (tokenHash) and the
+//     welcome email;
+//   - pending: that account takes u's name, password hash and time, its
+//     earlier tokens are deleted, and it gets a new token and the welcome
+//     email;
+//   - activated: nothing changes; its owner gets the account-exists email.
+//
+// It returns the kind of email queued. Each counts against the address's
+// send budget: over it, nothing changes and it returns errOverBudget, as it
+// does when u has no password hash (the caller saw no need for one) but the
+// account turns out to need one.
+func (st *store) signup(ctx context.Context, u *user, tokenHash []byte, tokenExpiry time.Time, compose composer) (string, error) {
+	tx, err := st.write.BeginTx(ctx, nil)
+	if err != nil {
+		return "", err
+	}
+	defer tx.Rollback()
+	existing, err := scanUser(tx.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE email_key = ?`, strings.ToLower(u.Email)))
+	if err != nil && !errors.Is(err, errNotFound) {
+		return "", err
+	}
+	switch {
+	case existing != nil && existing.Activated:
+		e, err := compose("account-exists", existing)
+		if err != nil {
+			return "", err
+		}
+		if err := st.queue(ctx, tx, e, nil, "", time.Time{}); err != nil {
+			return "", err
+		}
+		return e.Kind, st.commit(tx)
+	case u.passwordHash == nil:
+		return "", errOverBudget
+	case existing != nil:
+		u.ID = existing.ID
+		if _, err := tx.ExecContext(ctx, `UPDATE users SET name = ?, password_hash = ?, created_at = ? WHERE id = ?`,
+			u.Name, u.passwordHash, millis(u.CreatedAt), u.ID); err != nil {
+			return "", err
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE user_id = ?`, u.ID); err != nil {
+			return "", err
+		}
+	default:
+		err := tx.StmtContext(ctx, st.insertUserStmt).QueryRowContext(ctx, millis(u.CreatedAt), u.Name, u.Email, strings.ToLower(u.Email), u.passwordHash).Scan(&u.ID)
+		if err != nil {
+			return "", err
+		}
+	}
+	e, err := compose("welcome", u)
+	if err != nil {
+		return "", err
+	}
+	if err := st.queue(ctx, tx, e, tokenHash, "activation", tokenExpiry); err != nil {
+		return "", err
+	}
+	return e.Kind, st.commit(tx)
+}
+
+// resend gives the account of address, if it is waiting for activation, a
+// new activation token (tokenHash) in place of its earlier ones, and queues
+// the activation email, in one transaction. It returns errNotFound for any
+// other address, and errOverBudget when the address has had its share.
+func (st *store) resend(ctx context.Context, address string, tokenHash []byte, tokenExpiry time.Time, compose composer) error {
+	tx, err := st.write.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	u, err := scanUser(tx.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE email_key = ? AND activated = 0`, strings.ToLower(address)))
+	if err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE user_id = ? AND scope = 'activation'`, u.ID); err != nil {
+		return err
+	}
+	e, err := compose("activation", u)
+	if err != nil {
+		return err
+	}
+	if err := st.queue(ctx, tx, e, tokenHash, "activation", tokenExpiry); err != nil {
+		return err
+	}
+	return st.commit(tx)
 }
 
 const userColumns = `id, created_at, name, email, activated, password_hash`
@@ -344,8 +438,12 @@ func (st *store) activate(ctx context.Context, tokenHash []byte, now time.Time) 
 	return u, st.commit(tx)
 }
 
-// purgeExpiredTokens deletes the tokens that expired before now.
+// purgeExpiredTokens deletes the tokens that expired before now, and the
+// send-budget records older than a day, which no budget counts any more.
 func (st *store) purgeExpiredTokens(ctx context.Context, now time.Time) (int64, error) {
+	if _, err := st.write.ExecContext(ctx, `DELETE FROM sends WHERE sent_at <= ?`, millis(now.Add(-24*time.Hour))); err != nil {
+		return 0, err
+	}
 	res, err := st.write.ExecContext(ctx, `DELETE FROM tokens WHERE expiry <= ?`, millis(now))
 	if err != nil {
 		return 0, err
@@ -544,9 +642,9 @@ func (st *store) outboxUser(ctx context.Context, id int64) (string, *user, error
 }
 
 // requeue replaces outbox row e.ID with e, composed afresh, due now, with
-// its attempts and the 72-hour window starting over. A new activation token
+// its attempts and the 72-hour window starting over. A new token of scope
 // (tokenHash, unless nil) replaces the user's earlier ones.
-func (st *store) requeue(ctx context.Context, e *email, tokenHash []byte, tokenExpiry time.Time) error {
+func (st *store) requeue(ctx context.Context, e *email, tokenHash []byte, scope string, tokenExpiry time.Time) error {
 	tx, err := st.write.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -563,11 +661,11 @@ func (st *store) requeue(ctx context.Context, e *email, tokenHash []byte, tokenE
 		return errClaimed
 	}
 	if tokenHash != nil {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE user_id = ? AND scope = 'activation'`, e.UserID); err != nil {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE user_id = ? AND scope = ?`, e.UserID, scope); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO tokens (hash, user_id, scope, expiry) VALUES (?, ?, 'activation', ?)`,
-			tokenHash, e.UserID, millis(tokenExpiry)); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO tokens (hash, user_id, scope, expiry) VALUES (?, ?, ?, ?)`,
+			tokenHash, e.UserID, scope, millis(tokenExpiry)); err != nil {
 			return err
 		}
 	}
