@@ -343,3 +343,42 @@ func benchIdleConnections(b *testing.B, args ...string) {
 		}
 	}
 }
+
+// BenchmarkSignupTiming times signups at cost 12, one at a time, for a new,
+// a pending and an activated address in turn, and reports each median and
+// the spread between them. Target: medians within 10%.
+func BenchmarkSignupTiming(b *testing.B) {
+	for range b.N {
+		p, srv := startLoadBinary(b, 12)
+		const n = 15
+		for i := range n {
+			signup(b, p.url, fmt.Sprintf("pending%d@example.com", i))
+			signup(b, p.url, fmt.Sprintf("owner%d@example.com", i))
+		}
+		for _, m := range srv.waitMessages(b, 2*n, time.Minute) {
+			if strings.HasPrefix(m.to, "owner") {
+				if status, body := post(b, "PUT", p.url+"/v1/users/activated", map[string]string{"token": tokenOf(b, m.data)}); status != 200 {
+					b.Fatalf("activate: %d %v", status, body)
+				}
+			}
+		}
+		times := map[string][]time.Duration{}
+		for i := range n {
+			for _, kind := range []string{"new", "pending", "owner"} {
+				start := time.Now()
+				signup(b, p.url, fmt.Sprintf("%s%d@example.com", kind, i))
+				times[kind] = append(times[kind], time.Since(start))
+			}
+		}
+		var medians []float64
+		for _, kind := range []string{"new", "pending", "owner"} {
+			slices.Sort(times[kind])
+			m := float64(times[kind][n/2].Microseconds()) / 1000
+			medians = append(medians, m)
+			b.ReportMetric(m, kind+"-median-ms")
+		}
+		b.ReportMetric(100*(slices.Max(medians)/slices.Min(medians)-1), "spread-%")
+		p.signal(b, syscall.SIGTERM)
+		p.wait(b, time.Minute)
+	}
+}
