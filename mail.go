@@ -48,8 +48,23 @@ type mailTemplate struct {
 	html *htmltemplate.Template
 }
 
-// tokenScope is the scope of the token each kind of email carries, if any.
-var tokenScope = map[string]string{"welcome": "activation", "activation": "activation"}
+// How long tokens live.
+const (
+	tokenTTL = 72 * time.Hour   // activation
+	resetTTL = 45 * time.Minute // password reset
+	authTTL  = 24 * time.Hour   // authentication (bearer)
+)
+
+// emailTokens gives the token each kind of email carries, if any: its
+// scope and how long it lives.
+var emailTokens = map[string]struct {
+	scope string
+	ttl   time.Duration
+}{
+	"welcome":        {"activation", tokenTTL},
+	"activation":     {"activation", tokenTTL},
+	"password-reset": {"password-reset", resetTTL},
+}
 
 // mailData is what an email template is given.
 type mailData struct {
@@ -85,6 +100,9 @@ func (app *application) compose(kind string, u *user, token string, now time.Tim
 	case "welcome", "activation":
 		data.Link = app.cfg.baseURL + "/activate?token=" + token
 		data.Expires = formatTime(now.Add(tokenTTL))
+	case "password-reset":
+		data.Link = app.cfg.baseURL + "/reset-password?token=" + token
+		data.Expires = formatTime(now.Add(resetTTL))
 	case "account-exists":
 		data.Link = app.cfg.baseURL + "/forgot-password"
 	}

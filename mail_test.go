@@ -560,7 +560,7 @@ func queueEmails(t testing.TB, app *application, n int) {
 	for i := range n {
 		u := &user{CreatedAt: time.Now(), Name: "Bulk", Email: fmt.Sprintf("bulk%d@example.com", i), passwordHash: []byte("x")}
 		token, hash := newToken()
-		if _, err := app.store.signup(context.Background(), u, hash, time.Now().Add(tokenTTL), func(kind string, to *user) (*email, error) {
+		if _, err := app.store.signup(context.Background(), u, hash, func(kind string, to *user) (*email, error) {
 			return app.compose(kind, to, token, time.Now())
 		}); err != nil {
 			t.Fatal(err)

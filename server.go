@@ -34,9 +34,6 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// tokenTTL is how long an activation token stays valid.
-const tokenTTL = 72 * time.Hour
-
 // application holds the service's dependencies and the state of its
 // background tasks.
 type application struct {
@@ -675,7 +672,7 @@ func (app *application) register(ctx context.Context, in signupInput) (validator
 	now := app.now().UTC()
 	u := &user{CreatedAt: now.Truncate(time.Millisecond), Name: in.Name, Email: in.Email, passwordHash: hash}
 	token, tokenHash := newToken()
-	kind, err := app.store.signup(ctx, u, tokenHash, now.Add(tokenTTL), func(kind string, to *user) (*email, error) {
+	kind, err := app.store.signup(ctx, u, tokenHash, func(kind string, to *user) (*email, error) {
 		return app.compose(kind, to, token, now)
 	})
 	if errors.Is(err, errOverBudget) {
@@ -766,7 +763,7 @@ func (app *application) resendActivation(ctx context.Context, address string) (v
 	}
 	now := app.now().UTC()
 	token, tokenHash := newToken()
-	err := app.store.resend(ctx, address, tokenHash, now.Add(tokenTTL), func(kind string, to *user) (*email, error) {
+	err := app.store.resend(ctx, address, tokenHash, func(kind string, to *user) (*email, error) {
 		return app.compose(kind, to, token, now)
 	})
 	switch {
@@ -820,11 +817,7 @@ func (app *application) retryEmail(ctx context.Context, id int64) (string, error
 		return "", err
 	}
 	e.ID = id
-	scope := tokenScope[kind]
-	if scope == "" {
-		tokenHash = nil
-	}
-	return u.Email, app.store.requeue(ctx, e, tokenHash, scope, now.Add(tokenTTL))
+	return u.Email, app.store.requeue(ctx, e, tokenHash)
 }
 
 // metrics are the counters /debug/vars shows. They belong to one

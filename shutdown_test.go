@@ -243,7 +243,7 @@ func TestDrainFinishesOnlyWhatItHolds(t *testing.T) {
 			}
 			u := &user{CreatedAt: time.Now(), Name: "Other", Email: fmt.Sprintf("other%d@example.com", i), passwordHash: []byte("x")}
 			token, hash := newToken()
-			if _, err := other.signup(context.Background(), u, hash, time.Now().Add(tokenTTL), func(kind string, to *user) (*email, error) {
+			if _, err := other.signup(context.Background(), u, hash, func(kind string, to *user) (*email, error) {
 				return app.compose(kind, to, token, time.Now())
 			}); err != nil {
 				return

@@ -254,9 +254,9 @@ func (st *store) addressState(ctx context.Context, address string, now time.Time
 	return u, over, err
 }
 
-// queue inserts e, and its token if tokenHash is set, spending one email of
-// the recipient's budget: errOverBudget if none is left.
-func (st *store) queue(ctx context.Context, tx *sql.Tx, e *email, tokenHash []byte, scope string, tokenExpiry time.Time) error {
+// queue inserts e, and the token it carries (emailTokens), spending one
+// email of the recipient's budget: errOverBudget if none is left.
+func (st *store) queue(ctx context.Context, tx *sql.Tx, e *email, tokenHash []byte) error {
 	over, err := overBudget(ctx, tx, e.Recipient, e.CreatedAt)
 	if err != nil {
 		return err
@@ -267,8 +267,8 @@ func (st *store) queue(ctx context.Context, tx *sql.Tx, e *email, tokenHash []by
 	if _, err := tx.ExecContext(ctx, `INSERT INTO sends (address_key, sent_at) VALUES (?, ?)`, strings.ToLower(e.Recipient), millis(e.CreatedAt)); err != nil {
 		return err
 	}
-	if tokenHash != nil {
-		if _, err := tx.StmtContext(ctx, st.insertTokenStmt).ExecContext(ctx, tokenHash, e.UserID, scope, millis(tokenExpiry)); err != nil {
+	if tok, ok := emailTokens[e.Kind]; ok {
+		if _, err := tx.StmtContext(ctx, st.insertTokenStmt).ExecContext(ctx, tokenHash, e.UserID, tok.scope, millis(e.CreatedAt.Add(tok.ttl))); err != nil {
 			return err
 		}
 	}
@@ -291,7 +291,7 @@ type composer func(kind string, to *user) (*email, error)
 // send budget: over it, nothing changes and it returns errOverBudget, as it
 // does when u has no password hash (the caller saw no need for one) but the
 // account turns out to need one.
-func (st *store) signup(ctx context.Context, u *user, tokenHash []byte, tokenExpiry time.Time, compose composer) (string, error) {
+func (st *store) signup(ctx context.Context, u *user, tokenHash []byte, compose composer) (string, error) {
 	tx, err := st.write.BeginTx(ctx, nil)
 	if err != nil {
 		return "", err
@@ -307,7 +307,7 @@ func (st *store) signup(ctx context.Context, u *user, tokenHash []byte, tokenExp
 		if err != nil {
 			return "", err
 		}
-		if err := st.queue(ctx, tx, e, nil, "", time.Time{}); err != nil {
+		if err := st.queue(ctx, tx, e, nil); err != nil {
 			return "", err
 		}
 		return e.Kind, st.commit(tx)
@@ -332,7 +332,7 @@ func (st *store) signup(ctx context.Context, u *user, tokenHash []byte, tokenExp
 	if err != nil {
 		return "", err
 	}
-	if err := st.queue(ctx, tx, e, tokenHash, "activation", tokenExpiry); err != nil {
+	if err := st.queue(ctx, tx, e, tokenHash); err != nil {
 		return "", err
 	}
 	return e.Kind, st.commit(tx)
@@ -342,7 +342,7 @@ func (st *store) signup(ctx context.Context, u *user, tokenHash []byte, tokenExp
 // new activation token (tokenHash) in place of its earlier ones, and queues
 // the activation email, in one transaction. It returns errNotFound for any
 // other address, and errOverBudget when the address has had its share.
-func (st *store) resend(ctx context.Context, address string, tokenHash []byte, tokenExpiry time.Time, compose composer) error {
+func (st *store) resend(ctx context.Context, address string, tokenHash []byte, compose composer) error {
 	tx, err := st.write.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -359,7 +359,7 @@ func (st *store) resend(ctx context.Context, address string, tokenHash []byte, t
 	if err != nil {
 		return err
 	}
-	if err := st.queue(ctx, tx, e, tokenHash, "activation", tokenExpiry); err != nil {
+	if err := st.queue(ctx, tx, e, tokenHash); err != nil {
 		return err
 	}
 	return st.commit(tx)
@@ -642,9 +642,9 @@ func (st *store) outboxUser(ctx context.Context, id int64) (string, *user, error
 }
 
 // requeue replaces outbox row e.ID with e, composed afresh, due now, with
-// its attempts and the 72-hour window starting over. A new token of scope
-// (tokenHash, unless nil) replaces the user's earlier ones.
-func (st *store) requeue(ctx context.Context, e *email, tokenHash []byte, scope string, tokenExpiry time.Time) error {
+// its attempts and the 72-hour window starting over. The new token it
+// carries, if its kind carries one, replaces the user's earlier ones.
+func (st *store) requeue(ctx context.Context, e *email, tokenHash []byte) error {
 	tx, err := st.write.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -660,12 +660,12 @@ func (st *store) requeue(ctx context.Context, e *email, tokenHash []byte, scope 
 	if n, _ := res.RowsAffected(); n == 0 {
 		return errClaimed
 	}
-	if tokenHash != nil {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE user_id = ? AND scope = ?`, e.UserID, scope); err != nil {
+	if tok, ok := emailTokens[e.Kind]; ok {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE user_id = ? AND scope = ?`, e.UserID, tok.scope); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO tokens (hash, user_id, scope, expiry) VALUES (?, ?, ?, ?)`,
-			tokenHash, e.UserID, scope, millis(tokenExpiry)); err != nil {
+			tokenHash, e.UserID, tok.scope, millis(e.CreatedAt.Add(tok.ttl))); err != nil {
 			return err
 		}
 	}
