@@ -382,3 +382,41 @@ func BenchmarkSignupTiming(b *testing.B) {
 		p.wait(b, time.Minute)
 	}
 }
+
+// BenchmarkLoginTiming times failed logins at cost 12, one at a time: an
+// unknown address and a wrong password in turn. Target: medians within 10%.
+func BenchmarkLoginTiming(b *testing.B) {
+	for range b.N {
+		p, srv := startLoadBinary(b, 12)
+		const n = 15
+		for i := range n {
+			signup(b, p.url, fmt.Sprintf("known%d@example.com", i))
+		}
+		for _, m := range srv.waitMessages(b, n, time.Minute) {
+			if status, body := post(b, "PUT", p.url+"/v1/users/activated", map[string]string{"token": tokenOf(b, m.data)}); status != 200 {
+				b.Fatalf("activate: %d %v", status, body)
+			}
+		}
+		times := map[string][]time.Duration{}
+		for i := range n {
+			for kind, address := range map[string]string{"unknown": fmt.Sprintf("unknown%d@example.com", i), "wrong-password": fmt.Sprintf("known%d@example.com", i)} {
+				start := time.Now()
+				status, _ := post(b, "POST", p.url+"/v1/tokens/authentication", map[string]string{"email": address, "password": "not-the-password"})
+				times[kind] = append(times[kind], time.Since(start))
+				if status != 401 {
+					b.Fatalf("%s: %d", kind, status)
+				}
+			}
+		}
+		var medians []float64
+		for _, kind := range []string{"unknown", "wrong-password"} {
+			slices.Sort(times[kind])
+			m := float64(times[kind][n/2].Microseconds()) / 1000
+			medians = append(medians, m)
+			b.ReportMetric(m, kind+"-median-ms")
+		}
+		b.ReportMetric(100*(slices.Max(medians)/slices.Min(medians)-1), "spread-%")
+		p.signal(b, syscall.SIGTERM)
+		p.wait(b, time.Minute)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,11 +18,20 @@ import (
 	"github.com/emersion/go-smtp"
 )
 
-// TestCrashesLoseNoEmail signs users up against a flaky SMTP server while
-// killing the process with SIGKILL at random moments, then restarts it:
-// every address that was ever accepted must receive its welcome email.
+// TestCrashesLoseNoEmail signs users up (or asks for password resets of
+// activated accounts) against a flaky SMTP server while killing the process
+// with SIGKILL at random moments, then restarts it: every address that was
+// ever accepted must receive its email.
 func TestCrashesLoseNoEmail(t *testing.T) {
 	t.Parallel()
+	t.Run("welcome", func(t *testing.T) { t.Parallel(); testCrashes(t, "/v1/users", "Activate your Signup account") })
+	t.Run("password reset", func(t *testing.T) {
+		t.Parallel()
+		testCrashes(t, "/v1/tokens/password-reset", "Reset your Signup password")
+	})
+}
+
+func testCrashes(t *testing.T, path, subject string) {
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 1))
@@ -46,6 +56,26 @@ func TestCrashesLoseNoEmail(t *testing.T) {
 	dir := t.TempDir()
 	args := append(baseArgs(dir), smtpArgs(srv.host, srv.port)...)
 	args = append(args, "-mail-retry-min", "10ms", "-mail-retry-max", "200ms")
+	const resetAccounts = 5000
+	if path == "/v1/tokens/password-reset" {
+		// Activated accounts to reset, written straight into the database.
+		st, err := openStore(filepath.Join(dir, "signup.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tx, _ := st.write.Begin()
+		for i := range resetAccounts {
+			address := fmt.Sprintf("crash%d@example.com", i)
+			if _, err := tx.Exec(`INSERT INTO users (created_at, name, email, email_key, password_hash, activated) VALUES (?, 'Crash', ?, ?, 'x', 1)`,
+				millis(time.Now()), address, address); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		st.close()
+	}
 
 	accepted := map[string]bool{}
 	var unsure []string // the answer was lost
@@ -53,12 +83,15 @@ func TestCrashesLoseNoEmail(t *testing.T) {
 	client := &http.Client{Timeout: 5 * time.Second}
 	try := func(url, address string) (ok, answered bool) {
 		body := fmt.Sprintf(`{"name": "Crash", "email": %q, "password": "pa55word"}`, address)
-		res, err := client.Post(url+"/v1/users", "application/json", strings.NewReader(body))
+		if path != "/v1/users" {
+			body = fmt.Sprintf(`{"email": %q}`, address)
+		}
+		res, err := client.Post(url+path, "application/json", strings.NewReader(body))
 		if err != nil {
 			return false, false
 		}
 		res.Body.Close()
-		return res.StatusCode == 202 || res.StatusCode == 422, true
+		return res.StatusCode == 202, true
 	}
 
 	const rounds = 6
@@ -76,6 +109,10 @@ func TestCrashesLoseNoEmail(t *testing.T) {
 				case <-stop:
 					return
 				default:
+				}
+				if next == resetAccounts {
+					<-stop
+					return
 				}
 				address := fmt.Sprintf("crash%d@example.com", next)
 				next++
@@ -110,7 +147,9 @@ func TestCrashesLoseNoEmail(t *testing.T) {
 	waitFor(t, 60*time.Second, "an email for every accepted signup", func() bool {
 		clear(got)
 		for _, m := range srv.messages() {
-			got[m.to]++
+			if strings.Contains(string(m.data), "Subject: "+subject) {
+				got[m.to]++
+			}
 		}
 		for address := range accepted {
 			if got[address] == 0 {
@@ -123,7 +162,7 @@ func TestCrashesLoseNoEmail(t *testing.T) {
 	for _, n := range got {
 		duplicates += n - 1
 	}
-	t.Logf("%d signups accepted across %d SIGKILLs, all emailed; %d duplicate emails", len(accepted), rounds, duplicates)
+	t.Logf("%d requests accepted across %d SIGKILLs, all emailed; %d duplicate emails", len(accepted), rounds, duplicates)
 	p.signal(t, syscall.SIGTERM)
 	if code := p.wait(t, 30*time.Second); code != 0 {
 		t.Errorf("final shutdown exit %d", code)

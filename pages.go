@@ -30,10 +30,11 @@ var emailFiles = map[string]string{
 	"welcome":        "welcome.tmpl",
 	"activation":     "activation.tmpl",
 	"account-exists": "account-exists.tmpl",
+	"password-reset": "password-reset.tmpl",
 }
 
 // pageFiles are the pages, each executed inside layout.html.
-var pageFiles = []string{"message.html", "signup.html", "activate.html", "resend.html"}
+var pageFiles = []string{"message.html", "signup.html", "activate.html", "resend.html", "forgot-password.html", "reset-password.html"}
 
 // templates are the parsed email and page templates and the stylesheet.
 type templates struct {
@@ -346,4 +347,74 @@ func (app *application) handleResendForm(w http.ResponseWriter, r *http.Request)
 	}
 	app.message(w, r, http.StatusOK, "Check your inbox",
 		"If an account at "+address+" is waiting for activation, we have sent it a new link. Earlier links no longer work.")
+}
+
+// handleForgotPage shows the form for a password reset link.
+func (app *application) handleForgotPage(w http.ResponseWriter, r *http.Request) {
+	app.render(w, r, http.StatusOK, "forgot-password.html", page{Title: "Reset your password",
+		Lines: []string{"Enter the email address of your account, and we will send it a link to choose a new password."}})
+}
+
+// handleForgotForm asks for a password reset as the API does, and answers
+// the same page whoever owns the address.
+func (app *application) handleForgotForm(w http.ResponseWriter, r *http.Request) {
+	if err := readForm(w, r); err != nil {
+		app.message(w, r, http.StatusBadRequest, "That did not work", "The form could not be read. Please go back and try again.")
+		return
+	}
+	address := r.PostForm.Get("email")
+	errs, err := app.requestReset(r.Context(), address)
+	if err != nil {
+		app.pageError(w, r, err)
+		return
+	}
+	if len(errs) > 0 {
+		app.render(w, r, http.StatusUnprocessableEntity, "forgot-password.html", page{Title: "Reset your password",
+			Form: map[string]string{"email": address}, Errors: errs})
+		return
+	}
+	app.message(w, r, http.StatusOK, "Check your inbox",
+		"If an account has the address "+address+", we have sent it a link to choose a new password. The link works for 45 minutes.")
+}
+
+// handleResetPage shows the form for a new password. It looks the token up
+// to say at once if the link is dead, and never uses it: the button does.
+func (app *application) handleResetPage(w http.ResponseWriter, r *http.Request) {
+	token := r.URL.Query().Get("token")
+	if _, err := app.store.userByToken(r.Context(), tokenHash(token), "password-reset", app.now()); errors.Is(err, errNotFound) {
+		app.deadResetLink(w, r)
+		return
+	} else if err != nil {
+		app.pageError(w, r, err)
+		return
+	}
+	app.render(w, r, http.StatusOK, "reset-password.html", page{Title: "Choose a new password", Token: token})
+}
+
+// handleResetForm sets the new password as PUT /v1/users/password does.
+func (app *application) handleResetForm(w http.ResponseWriter, r *http.Request) {
+	if err := readForm(w, r); err != nil {
+		app.message(w, r, http.StatusBadRequest, "That did not work", "The form could not be read. Please go back and try again.")
+		return
+	}
+	token := r.PostForm.Get("token")
+	errs, err := app.resetPassword(r.Context(), token, r.PostForm.Get("password"))
+	switch {
+	case err != nil:
+		app.pageError(w, r, err)
+	case errs["token"] != "":
+		app.deadResetLink(w, r)
+	case len(errs) > 0:
+		app.render(w, r, http.StatusUnprocessableEntity, "reset-password.html", page{Title: "Choose a new password", Token: token, Errors: errs})
+	default:
+		app.message(w, r, http.StatusOK, "Your password is changed",
+			"Log in with your new password. Every session that was open with the old one is signed out.")
+	}
+}
+
+// deadResetLink says that a reset link does not work, and where to get one.
+func (app *application) deadResetLink(w http.ResponseWriter, r *http.Request) {
+	app.render(w, r, http.StatusUnprocessableEntity, "message.html", page{Title: "This link does not work",
+		Lines: []string{"The link is invalid, has expired (links work for 45 minutes), or was used already."},
+		Link:  "/forgot-password", LinkText: "Get a new link"})
 }

@@ -294,7 +294,8 @@ func browser(t *testing.T) context.Context {
 // TestBrowserSignupAndActivate is a person's way through, in a real
 // headless Chromium against the real binary with development mail capture:
 // / → the signup form → "check your inbox" → the link in the captured
-// email → "Activate my account" → "activated".
+// email → "Activate my account" → "activated"; then a forgotten password:
+// /forgot-password → the email → /reset-password → logged in with the new.
 func TestBrowserSignupAndActivate(t *testing.T) {
 	t.Parallel()
 	ctx := browser(t)
@@ -362,5 +363,49 @@ func TestBrowserSignupAndActivate(t *testing.T) {
 	}
 	if !strings.Contains(who, "Ada Lovelace") {
 		t.Errorf("the activation page does not name the signup:\n%s", who)
+	}
+
+	// Forgot the password: /forgot-password → the email → /reset-password →
+	// a new password, which then logs in.
+	err = chromedp.Do(ctx,
+		chromedp.Navigate(p.url+"/forgot-password"),
+		chromedp.WaitVisible(chromedp.CSS(`#email`)),
+		chromedp.SendKeys(chromedp.CSS(`#email`), "ada@example.com"),
+		chromedp.Click(chromedp.CSS(`button[type=submit]`)),
+		chromedp.WaitVisible(`//h1[text()="Check your inbox"]`),
+	)
+	if err != nil {
+		t.Fatalf("asking for a reset in the browser: %v\n%s", err, p.logs)
+	}
+	var resetEML string
+	waitFor(t, 10*time.Second, "the captured reset email", func() bool {
+		files, _ := filepath.Glob(filepath.Join(dir, "mail", "*.eml"))
+		for _, f := range files {
+			if f != eml {
+				resetEML = f
+			}
+		}
+		return resetEML != ""
+	})
+	data, err = os.ReadFile(resetEML)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resetLink, _ := linkOf(t, data)
+	err = chromedp.Do(ctx,
+		chromedp.Navigate(resetLink),
+		chromedp.WaitVisible(chromedp.CSS(`#password`)),
+		chromedp.SendKeys(chromedp.CSS(`#password`), "difference-engine"),
+		chromedp.Click(chromedp.CSS(`button[type=submit]`)),
+		chromedp.WaitVisible(`//h1[text()="Your password is changed"]`),
+	)
+	if err != nil {
+		t.Fatalf("resetting the password in the browser: %v\n%s", err, p.logs)
+	}
+	if status, _ := post(t, "POST", p.url+"/v1/tokens/authentication", map[string]string{"email": "ada@example.com", "password": "difference-engine"}); status != 201 {
+		t.Errorf("login with the new password: %d", status)
+	}
+	if status, _ := post(t, "POST", p.url+"/v1/tokens/authentication", map[string]string{"email": "ada@example.com", "password": "analytical-engine"}); status != 401 {
+		t.Errorf("login with the old password: %d", status)
 	}
 }

@@ -170,6 +170,12 @@ func TestPreHijacking(t *testing.T) {
 		bcrypt.CompareHashAndPassword(u.passwordHash, []byte("attacker-pass")) == nil {
 		t.Errorf("the account is not the newest signup's: name %q", u.Name)
 	}
+	if status, _, _ := login(t, app.url, "victim@example.com", "attacker-pass"); status != 401 {
+		t.Errorf("the first signer's password logs in: %d", status)
+	}
+	if status, _, _ := login(t, app.url, "victim@example.com", "victim-pass"); status != 201 {
+		t.Errorf("the newest signer's password does not log in: %d", status)
+	}
 }
 
 // TestSendBudget: 20 resends at once from 20 client addresses send at most

@@ -103,6 +103,11 @@ func (app *application) routes() http.Handler {
 	mux.HandleFunc("POST /v1/users", app.handleRegisterUser)
 	mux.HandleFunc("PUT /v1/users/activated", app.handleActivateUser)
 	mux.HandleFunc("POST /v1/tokens/activation", app.handleCreateActivationToken)
+	mux.HandleFunc("POST /v1/tokens/authentication", app.handleCreateAuthToken)
+	mux.HandleFunc("DELETE /v1/tokens/authentication", app.handleDeleteAuthToken)
+	mux.HandleFunc("GET /v1/users/me", app.handleMe)
+	mux.HandleFunc("POST /v1/tokens/password-reset", app.handleCreateResetToken)
+	mux.HandleFunc("PUT /v1/users/password", app.handleResetPassword)
 	mux.HandleFunc("GET /debug/vars", app.handleMetrics)
 
 	mux.HandleFunc("GET /{$}", app.handleRoot)
@@ -112,6 +117,10 @@ func (app *application) routes() http.Handler {
 	mux.HandleFunc("POST /activate", app.handleActivateForm)
 	mux.HandleFunc("GET /resend", app.handleResendPage)
 	mux.HandleFunc("POST /resend", app.handleResendForm)
+	mux.HandleFunc("GET /forgot-password", app.handleForgotPage)
+	mux.HandleFunc("POST /forgot-password", app.handleForgotForm)
+	mux.HandleFunc("GET /reset-password", app.handleResetPage)
+	mux.HandleFunc("POST /reset-password", app.handleResetForm)
 	mux.HandleFunc("GET /static/style.css", app.handleStyle)
 	return app.recoverPanic(app.countRequests(app.refuseWhenGone(app.rateLimit(app.cors(app.sameOrigin(app.jsonErrors(mux)))))))
 }
@@ -565,27 +574,38 @@ const maxHashWait = time.Second
 // errBusy means no core came free for a password hash in time.
 var errBusy = errors.New("busy")
 
-// hashPassword hashes password with bcrypt, running at most one hash per
-// core at a time so that memory and latency stay flat under load.
+// hashPassword hashes password with bcrypt on one of the hashing slots.
 func (app *application) hashPassword(ctx context.Context, password string) ([]byte, error) {
+	var hash []byte
+	var hashErr error
+	err := app.onHashSlot(ctx, func() {
+		hash, hashErr = bcrypt.GenerateFromPassword([]byte(password), app.cfg.bcryptCost)
+	})
+	return hash, errors.Join(err, hashErr)
+}
+
+// onHashSlot runs fn, a bcrypt hash or comparison, when one of the hashing
+// slots is free: at most one per core at a time, so that memory and latency
+// stay flat under load. It returns errBusy if none frees up in time.
+func (app *application) onHashSlot(ctx context.Context, fn func()) error {
 	timer := time.NewTimer(app.hashWait)
 	defer timer.Stop()
 	select {
 	case app.hashSlots <- struct{}{}:
 	case <-timer.C:
 		app.metrics.shed.Add(1)
-		return nil, errBusy
+		return errBusy
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return ctx.Err()
 	}
 	defer func() { <-app.hashSlots }()
 	app.metrics.hashes.Add(1)
 	start := time.Now()
-	hash, err := bcrypt.GenerateFromPassword([]byte(password), app.cfg.bcryptCost)
+	fn()
 	// A moving average of the last few hashes: what imitateHash waits.
 	took := int64(time.Since(start))
 	app.hashTime.Store((app.hashTime.Load()*7 + took) / 8)
-	return hash, err
+	return nil
 }
 
 // imitateHash waits as long as a password hash takes, without taking a
@@ -704,11 +724,8 @@ func (app *application) handleRegisterUser(w http.ResponseWriter, r *http.Reques
 	}
 	errs, err := app.register(r.Context(), in)
 	switch {
-	case errors.Is(err, errBusy):
-		w.Header().Set("Retry-After", "1")
-		app.errorResponse(w, r, http.StatusServiceUnavailable, "the server is busy; try again in a moment")
 	case err != nil:
-		app.serverError(w, r, err)
+		app.hashError(w, r, err)
 	case len(errs) > 0:
 		app.failedValidation(w, r, errs)
 	default:

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -87,6 +88,41 @@ func TestSignalDrainsEmail(t *testing.T) {
 				t.Errorf("no shutting down line naming %v", sig)
 			}
 		})
+	}
+}
+
+// TestSignalDrainsResetEmail: a password reset email in flight when SIGTERM
+// comes is sent before the process exits 0, like a welcome email.
+func TestSignalDrainsResetEmail(t *testing.T) {
+	t.Parallel()
+	var slow atomic.Bool
+	srv := startSMTP(t, func(s *testSMTP) {
+		s.data = func(int64, *smtp.Conn) error {
+			if slow.Load() {
+				time.Sleep(time.Second)
+			}
+			return nil
+		}
+	})
+	p := startBinary(t, append(baseArgs(t.TempDir()), smtpArgs(srv.host, srv.port)...))
+	signup(t, p.url, "reset@example.com")
+	if status, body := post(t, "PUT", p.url+"/v1/users/activated", map[string]string{"token": firstToken(t, srv)}); status != 200 {
+		t.Fatalf("activate: %d %v", status, body)
+	}
+	slow.Store(true)
+	if status, _ := post(t, "POST", p.url+"/v1/tokens/password-reset", map[string]string{"email": "reset@example.com"}); status != 202 {
+		t.Fatalf("reset: %d", status)
+	}
+	p.signal(t, syscall.SIGTERM)
+	if code := p.wait(t, 20*time.Second); code != 0 {
+		t.Fatalf("exit code %d, want 0", code)
+	}
+	msgs := srv.messages()
+	if len(msgs) != 2 || !strings.Contains(string(msgs[1].data), "Subject: Reset your Signup password") {
+		t.Fatalf("%d messages after exit; want the welcome and the reset email", len(msgs))
+	}
+	if !containsLine(p.logs.String(), "stopped server", "emails_pending=0") {
+		t.Error(`no "stopped server" line with emails_pending=0`)
 	}
 }
 

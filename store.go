@@ -365,6 +365,134 @@ func (st *store) resend(ctx context.Context, address string, tokenHash []byte, c
 	return st.commit(tx)
 }
 
+// The login throttle: at most this many failed attempts per address in the
+// window; more are refused until the oldest leaves it.
+const (
+	maxFailedLogins = 5
+	loginWindow     = 15 * time.Minute
+)
+
+// errThrottled means an address has had its failed logins for now.
+var errThrottled = errors.New("too many failed login attempts")
+
+// beginLogin records a login attempt on address, which counts as failed
+// until loginSucceeded clears it (so concurrent guesses cannot overshoot),
+// and returns the account of address, or nil. With maxFailedLogins attempts
+// already in the window it records nothing and returns errThrottled and
+// how long until the oldest leaves the window.
+func (st *store) beginLogin(ctx context.Context, address string, now time.Time) (*user, time.Duration, error) {
+	tx, err := st.write.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer tx.Rollback()
+	key := strings.ToLower(address)
+	var n int
+	var oldest sql.NullInt64
+	if err := tx.QueryRowContext(ctx, `SELECT count(*), min(attempted_at) FROM login_attempts WHERE address_key = ? AND attempted_at > ?`,
+		key, millis(now.Add(-loginWindow))).Scan(&n, &oldest); err != nil {
+		return nil, 0, err
+	}
+	if n >= maxFailedLogins {
+		return nil, time.UnixMilli(oldest.Int64).Add(loginWindow).Sub(now), errThrottled
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO login_attempts (address_key, attempted_at) VALUES (?, ?)`, key, millis(now)); err != nil {
+		return nil, 0, err
+	}
+	u, err := scanUser(tx.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE email_key = ?`, key))
+	if errors.Is(err, errNotFound) {
+		u, err = nil, nil
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	return u, 0, st.commit(tx)
+}
+
+// loginSucceeded clears the failed attempts on u's address and stores a
+// bearer token (its hash) for u, valid for authTTL.
+func (st *store) loginSucceeded(ctx context.Context, u *user, tokenHash []byte, now time.Time) error {
+	tx, err := st.write.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `DELETE FROM login_attempts WHERE address_key = ?`, strings.ToLower(u.Email)); err != nil {
+		return err
+	}
+	if _, err := tx.StmtContext(ctx, st.insertTokenStmt).ExecContext(ctx, tokenHash, u.ID, "authentication", millis(now.Add(authTTL))); err != nil {
+		return err
+	}
+	return st.commit(tx)
+}
+
+// userByToken returns the user holding the unexpired token of scope with
+// this hash, or errNotFound.
+func (st *store) userByToken(ctx context.Context, tokenHash []byte, scope string, now time.Time) (*user, error) {
+	return scanUser(st.read.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users
+		WHERE id = (SELECT user_id FROM tokens WHERE hash = ? AND scope = ? AND expiry > ?)`, tokenHash, scope, millis(now)))
+}
+
+// deleteToken deletes the token of scope with this hash.
+func (st *store) deleteToken(ctx context.Context, tokenHash []byte, scope string) error {
+	_, err := st.write.ExecContext(ctx, `DELETE FROM tokens WHERE hash = ? AND scope = ?`, tokenHash, scope)
+	return err
+}
+
+// requestReset queues, in one transaction, what a password reset for
+// address sends: for an activated account, the password-reset email with a
+// new token (tokenHash) in place of its earlier ones; for a pending one,
+// the activation email, as resend does. It returns the kind queued,
+// errNotFound for an unknown address, errOverBudget over the budget.
+func (st *store) requestReset(ctx context.Context, address string, tokenHash []byte, compose composer) (string, error) {
+	tx, err := st.write.BeginTx(ctx, nil)
+	if err != nil {
+		return "", err
+	}
+	defer tx.Rollback()
+	u, err := scanUser(tx.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE email_key = ?`, strings.ToLower(address)))
+	if err != nil {
+		return "", err
+	}
+	kind := "password-reset"
+	if !u.Activated {
+		kind = "activation"
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE user_id = ? AND scope = ?`, u.ID, emailTokens[kind].scope); err != nil {
+		return "", err
+	}
+	e, err := compose(kind, u)
+	if err != nil {
+		return "", err
+	}
+	if err := st.queue(ctx, tx, e, tokenHash); err != nil {
+		return "", err
+	}
+	return kind, st.commit(tx)
+}
+
+// resetPassword sets the password hash of the user holding the unexpired
+// password-reset token with this hash, marks the account activated (the
+// reset proved the inbox), and deletes every token of the user: reset,
+// activation and authentication. It returns errNotFound for no such token.
+func (st *store) resetPassword(ctx context.Context, tokenHash, passwordHash []byte, now time.Time) (*user, error) {
+	tx, err := st.write.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	u, err := scanUser(tx.QueryRowContext(ctx, `UPDATE users SET password_hash = ?, activated = 1
+		WHERE id = (SELECT user_id FROM tokens WHERE hash = ? AND scope = 'password-reset' AND expiry > ?)
+		RETURNING `+userColumns, passwordHash, tokenHash, millis(now)))
+	if err != nil {
+		return nil, err
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE user_id = ?`, u.ID); err != nil {
+		return nil, err
+	}
+	return u, st.commit(tx)
+}
+
 const userColumns = `id, created_at, name, email, activated, password_hash`
 
 func scanUser(row interface{ Scan(...any) error }) (*user, error) {
@@ -439,9 +567,12 @@ func (st *store) activate(ctx context.Context, tokenHash []byte, now time.Time) 
 }
 
 // purgeExpiredTokens deletes the tokens that expired before now, and the
-// send-budget records older than a day, which no budget counts any more.
+// send-budget and login-attempt records that no window counts any more.
 func (st *store) purgeExpiredTokens(ctx context.Context, now time.Time) (int64, error) {
 	if _, err := st.write.ExecContext(ctx, `DELETE FROM sends WHERE sent_at <= ?`, millis(now.Add(-24*time.Hour))); err != nil {
+		return 0, err
+	}
+	if _, err := st.write.ExecContext(ctx, `DELETE FROM login_attempts WHERE attempted_at <= ?`, millis(now.Add(-loginWindow))); err != nil {
 		return 0, err
 	}
 	res, err := st.write.ExecContext(ctx, `DELETE FROM tokens WHERE expiry <= ?`, millis(now))

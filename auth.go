@@ -1,0 +1,253 @@
+package main
+
+// auth.go holds logging in (bearer tokens, the login throttle) and
+// resetting a forgotten password, for the API; pages.go has the pages.
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+)
+
+// checkPassword compares password with hash, on one of the hashing slots
+// (a comparison costs as much as a hash).
+func (app *application) checkPassword(ctx context.Context, hash []byte, password string) (bool, error) {
+	var match bool
+	err := app.onHashSlot(ctx, func() {
+		match = bcrypt.CompareHashAndPassword(hash, []byte(password)) == nil
+	})
+	return match, err
+}
+
+// handleCreateAuthToken logs in: a bearer token for the right email and
+// password of an activated account. An unknown address and a wrong password
+// get the same 401 in about the same time; a pending account, 403; after
+// maxFailedLogins failures on the address in loginWindow, 429 until the
+// oldest leaves the window, from any client.
+func (app *application) handleCreateAuthToken(w http.ResponseWriter, r *http.Request) {
+	var input struct {
+		Email    string `json:"email"`
+		Password string `json:"password"`
+	}
+	if err := app.readJSON(w, r, &input); err != nil {
+		app.badRequest(w, r, err)
+		return
+	}
+	v := validator{}
+	validateEmail(v, input.Email)
+	v.check(input.Password != "", "password", "must be provided")
+	if len(v) > 0 {
+		app.failedValidation(w, r, v)
+		return
+	}
+
+	now := app.now()
+	u, retry, err := app.store.beginLogin(r.Context(), input.Email, now)
+	if errors.Is(err, errThrottled) {
+		app.logger.Warn("login throttled", "email", input.Email, "retry_after", retry.Round(time.Second).String())
+		w.Header().Set("Retry-After", strconv.Itoa(int(retry.Seconds())+1))
+		app.errorResponse(w, r, http.StatusTooManyRequests, "too many failed login attempts for this account; try again later")
+		return
+	}
+	if err != nil {
+		app.serverError(w, r, err)
+		return
+	}
+	match := false
+	if u == nil {
+		app.imitateHash(r.Context()) // as long as a comparison takes
+	} else if match, err = app.checkPassword(r.Context(), u.passwordHash, input.Password); err != nil {
+		app.hashError(w, r, err)
+		return
+	}
+	if !match {
+		app.errorResponse(w, r, http.StatusUnauthorized, "invalid authentication credentials")
+		return
+	}
+	if !u.Activated {
+		app.errorResponse(w, r, http.StatusForbidden, "your account is not activated yet: open the link in the email we sent you")
+		return
+	}
+	token, hash := newToken()
+	if err := app.store.loginSucceeded(r.Context(), u, hash, now); err != nil {
+		app.serverError(w, r, err)
+		return
+	}
+	data := envelope{"authentication_token": map[string]any{"token": token, "expiry": now.Add(authTTL).UTC().Truncate(time.Second)}}
+	if err := app.writeJSON(w, http.StatusCreated, data, nil); err != nil {
+		app.serverError(w, r, err)
+	}
+}
+
+// bearer returns the user of the request's bearer token and the token's
+// hash, or answers 401 with WWW-Authenticate and returns nil.
+func (app *application) bearer(w http.ResponseWriter, r *http.Request) (*user, []byte) {
+	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	hash := tokenHash(strings.TrimSpace(token))
+	var u *user
+	var err error
+	if ok && hash != nil {
+		u, err = app.store.userByToken(r.Context(), hash, "authentication", app.now())
+	}
+	if err != nil && !errors.Is(err, errNotFound) {
+		app.serverError(w, r, err)
+		return nil, nil
+	}
+	if u == nil {
+		w.Header().Set("WWW-Authenticate", "Bearer")
+		app.errorResponse(w, r, http.StatusUnauthorized, "invalid or missing authentication token")
+		return nil, nil
+	}
+	return u, hash
+}
+
+// handleMe answers the user of the bearer token.
+func (app *application) handleMe(w http.ResponseWriter, r *http.Request) {
+	u, _ := app.bearer(w, r)
+	if u == nil {
+		return
+	}
+	if err := app.writeJSON(w, http.StatusOK, envelope{"user": u}, nil); err != nil {
+		app.serverError(w, r, err)
+	}
+}
+
+// handleDeleteAuthToken logs out: the bearer token is revoked.
+func (app *application) handleDeleteAuthToken(w http.ResponseWriter, r *http.Request) {
+	u, hash := app.bearer(w, r)
+	if u == nil {
+		return
+	}
+	if err := app.store.deleteToken(r.Context(), hash, "authentication"); err != nil {
+		app.serverError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// requestReset sends what a password reset for address sends
+// (store.requestReset). Only a malformed address is an error the caller
+// shows: the answer is otherwise the same whoever owns it.
+func (app *application) requestReset(ctx context.Context, address string) (validator, error) {
+	v := validator{}
+	validateEmail(v, address)
+	if len(v) > 0 {
+		return v, nil
+	}
+	now := app.now().UTC()
+	token, tokenHash := newToken()
+	_, err := app.store.requestReset(ctx, address, tokenHash, func(kind string, to *user) (*email, error) {
+		return app.compose(kind, to, token, now)
+	})
+	switch {
+	case errors.Is(err, errNotFound):
+		return nil, nil
+	case errors.Is(err, errOverBudget):
+		app.overBudget(address, "password reset")
+		return nil, nil
+	case err != nil:
+		return nil, err
+	}
+	app.kickDelivery()
+	return nil, nil
+}
+
+// handleCreateResetToken asks for a password reset email; the answer is
+// the same for any address.
+func (app *application) handleCreateResetToken(w http.ResponseWriter, r *http.Request) {
+	var input struct {
+		Email string `json:"email"`
+	}
+	if err := app.readJSON(w, r, &input); err != nil {
+		app.badRequest(w, r, err)
+		return
+	}
+	errs, err := app.requestReset(r.Context(), input.Email)
+	switch {
+	case err != nil:
+		app.serverError(w, r, err)
+	case len(errs) > 0:
+		app.failedValidation(w, r, errs)
+	default:
+		msg := envelope{"message": "if an account has this address, an email is on its way with a link to reset its password"}
+		if err := app.writeJSON(w, http.StatusAccepted, msg, nil); err != nil {
+			app.serverError(w, r, err)
+		}
+	}
+}
+
+// resetPassword sets a new password with a reset token. It returns a
+// message per invalid field (the password's rules, or the token), or an
+// error.
+func (app *application) resetPassword(ctx context.Context, token, password string) (validator, error) {
+	v := validator{}
+	validatePassword(v, password)
+	v.check(token != "", "token", "must be provided")
+	if len(v) > 0 {
+		return v, nil
+	}
+	invalid := validator{"token": "invalid or expired password reset token"}
+	hash := tokenHash(token)
+	if hash == nil {
+		return invalid, nil
+	}
+	// Check the token before spending a hash on the password.
+	if _, err := app.store.userByToken(ctx, hash, "password-reset", app.now()); errors.Is(err, errNotFound) {
+		return invalid, nil
+	} else if err != nil {
+		return nil, err
+	}
+	passwordHash, err := app.hashPassword(ctx, password)
+	if err != nil {
+		return nil, err
+	}
+	u, err := app.store.resetPassword(ctx, hash, passwordHash, app.now())
+	if errors.Is(err, errNotFound) {
+		return invalid, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	app.logger.Info("password reset", "user_id", u.ID)
+	return nil, nil
+}
+
+// handleResetPassword sets a new password with a reset token.
+func (app *application) handleResetPassword(w http.ResponseWriter, r *http.Request) {
+	var input struct {
+		Password string `json:"password"`
+		Token    string `json:"token"`
+	}
+	if err := app.readJSON(w, r, &input); err != nil {
+		app.badRequest(w, r, err)
+		return
+	}
+	errs, err := app.resetPassword(r.Context(), input.Token, input.Password)
+	switch {
+	case err != nil:
+		app.hashError(w, r, err)
+	case len(errs) > 0:
+		app.failedValidation(w, r, errs)
+	default:
+		msg := envelope{"message": "your password was reset; log in with the new one"}
+		if err := app.writeJSON(w, http.StatusOK, msg, nil); err != nil {
+			app.serverError(w, r, err)
+		}
+	}
+}
+
+// hashError answers an error from a step that hashes: 503 when no core
+// came free in time, else as serverError.
+func (app *application) hashError(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, errBusy) {
+		w.Header().Set("Retry-After", "1")
+		app.errorResponse(w, r, http.StatusServiceUnavailable, "the server is busy; try again in a moment")
+		return
+	}
+	app.serverError(w, r, err)
+}

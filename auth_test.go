@@ -1,0 +1,341 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// activatedUser signs address up with password and activates it.
+func activatedUser(t *testing.T, app *testApp, srv *testSMTP, address, password string) {
+	t.Helper()
+	n := len(srv.messages())
+	status, body := post(t, "POST", app.url+"/v1/users", map[string]string{"name": "Test User", "email": address, "password": password})
+	if status != 202 {
+		t.Fatalf("signup: %d %v", status, body)
+	}
+	activate(t, app.url, srv.waitMessages(t, n+1, 10*time.Second)[n])
+}
+
+// login posts the credentials and returns the status, the body and the
+// token, if any.
+func login(t *testing.T, base, address, password string) (int, map[string]any, string) {
+	t.Helper()
+	status, body := post(t, "POST", base+"/v1/tokens/authentication", map[string]string{"email": address, "password": password})
+	token := ""
+	if tok, ok := body["authentication_token"].(map[string]any); ok {
+		token, _ = tok["token"].(string)
+	}
+	return status, body, token
+}
+
+// withBearer sends method to path with the bearer token and returns the
+// response.
+func withBearer(t *testing.T, method, url, token string) *http.Response {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	return res
+}
+
+func TestLogin(t *testing.T) {
+	t.Parallel()
+	srv := startSMTP(t, nil)
+	app := newTestApp(t, srv, nil)
+	activatedUser(t, app, srv, "ada@example.com", "right-password")
+	signup(t, app.url, "pending@example.com") // password pa55word1234
+
+	status, body, token := login(t, app.url, "ADA@example.com", "right-password")
+	if status != 201 || len(token) != 26 || strings.Trim(token, "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567") != "" {
+		t.Fatalf("login: %d %v", status, body)
+	}
+	expiry, _ := time.Parse(time.RFC3339, body["authentication_token"].(map[string]any)["expiry"].(string))
+	if d := time.Until(expiry); d < 23*time.Hour || d > 24*time.Hour {
+		t.Errorf("expiry %v, want 24 hours on", expiry)
+	}
+	// Stored only as a SHA-256 hash.
+	sum := sha256.Sum256([]byte(token))
+	var hashed, plain int
+	app.store.read.QueryRow(`SELECT count(*) FROM tokens WHERE hash = ? AND scope = 'authentication'`, sum[:]).Scan(&hashed)
+	app.store.read.QueryRow(`SELECT count(*) FROM tokens WHERE hash = ?`, []byte(token)).Scan(&plain)
+	if hashed != 1 || plain != 0 {
+		t.Errorf("stored by hash %d, in plain %d", hashed, plain)
+	}
+
+	_, wrong, _ := login(t, app.url, "ada@example.com", "wrong-password")
+	status, unknown, _ := login(t, app.url, "nobody@example.com", "right-password")
+	if status != 401 || fmt.Sprint(wrong) != fmt.Sprint(unknown) || unknown["error"] != "invalid authentication credentials" {
+		t.Errorf("wrong password %v and unknown address %d %v: want one 401", wrong, status, unknown)
+	}
+	if status, body, _ := login(t, app.url, "pending@example.com", "pa55word1234"); status != 403 {
+		t.Errorf("pending account: %d %v", status, body)
+	}
+	if status, _, _ := login(t, app.url, "pending@example.com", "wrong-password"); status != 401 {
+		t.Errorf("pending account, wrong password: %d", status)
+	}
+	if status, _ := post(t, "POST", app.url+"/v1/tokens/authentication", map[string]string{"email": "bad", "password": "x"}); status != 422 {
+		t.Errorf("malformed address: %d", status)
+	}
+}
+
+// TestLoginUnknownAddressWaitsLikeAHash: an unknown address costs no bcrypt
+// comparison but waits as long as one takes; a wrong password compares.
+func TestLoginUnknownAddressWaitsLikeAHash(t *testing.T) {
+	t.Parallel()
+	srv := startSMTP(t, nil)
+	app := newTestApp(t, srv, nil)
+	activatedUser(t, app, srv, "ada@example.com", "right-password")
+	var mu sync.Mutex
+	var waits []time.Duration
+	app.wait = func(_ context.Context, d time.Duration) {
+		mu.Lock()
+		defer mu.Unlock()
+		waits = append(waits, d)
+	}
+	hashes := app.metrics.hashes.Value()
+	typical := time.Duration(app.hashTime.Load())
+	login(t, app.url, "nobody@example.com", "whatever-password")
+	mu.Lock()
+	got := append([]time.Duration(nil), waits...)
+	mu.Unlock()
+	if len(got) != 1 || got[0] != typical || app.metrics.hashes.Value() != hashes {
+		t.Errorf("unknown address: waits %v (want one of %v), %d hashes", got, typical, app.metrics.hashes.Value()-hashes)
+	}
+	login(t, app.url, "ada@example.com", "wrong-password")
+	if app.metrics.hashes.Value() != hashes+1 {
+		t.Error("a wrong password was not compared")
+	}
+}
+
+// TestLoginThrottle: after 5 failed attempts on one address within 15
+// minutes, from 5 client addresses, further attempts are 429, even with
+// the right password, until the window passes; unknown addresses alike.
+func TestLoginThrottle(t *testing.T) {
+	t.Parallel()
+	srv := startSMTP(t, nil)
+	clock := newClock(time.Now())
+	app := newTestApp(t, srv, func(cfg *config) {
+		cfg.limiterEnabled, cfg.limiterRPS, cfg.limiterBurst = true, 2, 4
+		cfg.trustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
+	})
+	activatedUser(t, app, srv, "ada@example.com", "right-password")
+	app.now = clock.now
+	attempt := func(from, address, password string) *http.Response {
+		req, _ := http.NewRequest("POST", app.url+"/v1/tokens/authentication",
+			strings.NewReader(fmt.Sprintf(`{"email": %q, "password": %q}`, address, password)))
+		req.Header.Set("X-Forwarded-For", from)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res
+	}
+	for _, address := range []string{"ada@example.com", "nobody@example.com"} {
+		for i := range 5 {
+			if res := attempt(fmt.Sprintf("203.0.113.%d", i+1), address, "guess"); res.StatusCode != 401 {
+				t.Fatalf("%s guess %d: %d", address, i+1, res.StatusCode)
+			}
+		}
+		res := attempt("203.0.113.99", address, "right-password")
+		if res.StatusCode != 429 || res.Header.Get("Retry-After") == "" {
+			t.Errorf("%s, sixth attempt from a new client: %d, Retry-After %q; want 429", address, res.StatusCode, res.Header.Get("Retry-After"))
+		}
+	}
+	clock.add(loginWindow)
+	if res := attempt("203.0.113.100", "ada@example.com", "right-password"); res.StatusCode != 201 {
+		t.Errorf("after the window: %d", res.StatusCode)
+	}
+}
+
+func TestMeAndLogout(t *testing.T) {
+	t.Parallel()
+	srv := startSMTP(t, nil)
+	app := newTestApp(t, srv, nil)
+	activatedUser(t, app, srv, "ada@example.com", "right-password")
+	_, _, token := login(t, app.url, "ada@example.com", "right-password")
+
+	req, _ := http.NewRequest("GET", app.url+"/v1/users/me", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	res, body := func() (*http.Response, map[string]any) {
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		var out map[string]any
+		decodeJSON(t, res, &out)
+		return res, out
+	}()
+	u, _ := body["user"].(map[string]any)
+	if res.StatusCode != 200 || u["email"] != "ada@example.com" || u["activated"] != true {
+		t.Errorf("/me: %d %v", res.StatusCode, body)
+	}
+	for _, tok := range []string{"", "AAAAAAAAAAAAAAAAAAAAAAAAAA", "short"} {
+		if res := withBearer(t, "GET", app.url+"/v1/users/me", tok); res.StatusCode != 401 || res.Header.Get("WWW-Authenticate") != "Bearer" {
+			t.Errorf("/me with %q: %d %v", tok, res.StatusCode, res.Header)
+		}
+	}
+	if res := withBearer(t, "DELETE", app.url+"/v1/tokens/authentication", token); res.StatusCode != 204 {
+		t.Errorf("logout: %d", res.StatusCode)
+	}
+	if res := withBearer(t, "GET", app.url+"/v1/users/me", token); res.StatusCode != 401 {
+		t.Errorf("/me after logout: %d", res.StatusCode)
+	}
+	if res := withBearer(t, "DELETE", app.url+"/v1/tokens/authentication", token); res.StatusCode != 401 {
+		t.Errorf("logout again: %d", res.StatusCode)
+	}
+
+	// A token expires after 24 hours, and the sweeper's purge removes it.
+	_, _, token = login(t, app.url, "ada@example.com", "right-password")
+	clock := newClock(time.Now().Add(authTTL))
+	app.now = clock.now
+	if res := withBearer(t, "GET", app.url+"/v1/users/me", token); res.StatusCode != 401 {
+		t.Errorf("/me with an expired token: %d", res.StatusCode)
+	}
+	if n, err := app.store.purgeExpiredTokens(context.Background(), clock.now()); err != nil || n != 1 {
+		t.Errorf("purged %d tokens (%v), want the expired bearer token", n, err)
+	}
+}
+
+// TestPasswordReset is the whole flow by the API: the link read from the
+// received email, the new password set, the old password and the old bearer
+// token dead, the link single use.
+func TestPasswordReset(t *testing.T) {
+	t.Parallel()
+	srv := startSMTP(t, nil)
+	app := newTestApp(t, srv, nil)
+	activatedUser(t, app, srv, "ada@example.com", "old-password")
+	_, _, bearer := login(t, app.url, "ada@example.com", "old-password")
+
+	reset := func(address string) map[string]any {
+		status, body := post(t, "POST", app.url+"/v1/tokens/password-reset", map[string]string{"email": address})
+		if status != 202 {
+			t.Fatalf("reset %s: %d %v", address, status, body)
+		}
+		return body
+	}
+	if fmt.Sprint(reset("ada@example.com")) != fmt.Sprint(reset("nobody@example.com")) {
+		t.Error("the answer differs for an unknown address")
+	}
+	msg := srv.waitMessages(t, 2, 10*time.Second)[1]
+	plain, _ := parts(t, msg.data)
+	link, token := linkOf(t, msg.data)
+	if msg.to != "ada@example.com" || !strings.HasPrefix(link, app.cfg.baseURL+"/reset-password?token=") ||
+		!strings.Contains(string(msg.data), "Subject: Reset your Signup password") || !strings.Contains(plain, "UTC") {
+		t.Fatalf("reset email to %s:\n%s", msg.to, plain)
+	}
+
+	if status, body := post(t, "PUT", app.url+"/v1/users/password", map[string]string{"password": "short", "token": token}); status != 422 || body["error"].(map[string]any)["password"] == nil {
+		t.Errorf("a short password: %d %v", status, body)
+	}
+	if status, body := post(t, "PUT", app.url+"/v1/users/password", map[string]string{"password": "new-password", "token": token}); status != 200 {
+		t.Fatalf("reset: %d %v", status, body)
+	}
+	if status, body := post(t, "PUT", app.url+"/v1/users/password", map[string]string{"password": "newer-password", "token": token}); status != 422 ||
+		body["error"].(map[string]any)["token"] != "invalid or expired password reset token" {
+		t.Errorf("the link used twice: %d %v", status, body)
+	}
+	if status, _, _ := login(t, app.url, "ada@example.com", "old-password"); status != 401 {
+		t.Errorf("the old password: %d", status)
+	}
+	if status, _, _ := login(t, app.url, "ada@example.com", "new-password"); status != 201 {
+		t.Errorf("the new password: %d", status)
+	}
+	if res := withBearer(t, "GET", app.url+"/v1/users/me", bearer); res.StatusCode != 401 {
+		t.Errorf("the old bearer token after a reset: %d", res.StatusCode)
+	}
+
+	// Nothing went to the unknown address.
+	waitDrained(t, app.application)
+	for _, m := range srv.messages() {
+		if m.to != "ada@example.com" {
+			t.Errorf("sent to %s", m.to)
+		}
+	}
+}
+
+// TestResetOfPendingAccount: a reset for a pending account sends the
+// activation email instead; a reset token (here made by hand) also
+// activates it, since the reset proved the inbox.
+func TestResetOfPendingAccount(t *testing.T) {
+	t.Parallel()
+	srv := startSMTP(t, nil)
+	app := newTestApp(t, srv, nil)
+	signup(t, app.url, "pending@example.com")
+	firstToken(t, srv)
+	post(t, "POST", app.url+"/v1/tokens/password-reset", map[string]string{"email": "pending@example.com"})
+	msg := srv.waitMessages(t, 2, 10*time.Second)[1]
+	if !strings.Contains(string(msg.data), "Subject: Your new Signup activation link") {
+		t.Errorf("a reset for a pending account sent:\n%s", msg.data)
+	}
+	token, hash := newToken()
+	u, _ := app.store.userByEmail(context.Background(), "pending@example.com")
+	if _, err := app.store.write.Exec(`INSERT INTO tokens (hash, user_id, scope, expiry) VALUES (?, ?, 'password-reset', ?)`, hash, u.ID, millis(time.Now().Add(resetTTL))); err != nil {
+		t.Fatal(err)
+	}
+	if status, body := post(t, "PUT", app.url+"/v1/users/password", map[string]string{"password": "new-password", "token": token}); status != 200 {
+		t.Fatalf("reset: %d %v", status, body)
+	}
+	if status, _, _ := login(t, app.url, "pending@example.com", "new-password"); status != 201 {
+		t.Errorf("login after the reset of a pending account: %d", status)
+	}
+}
+
+func TestResetPages(t *testing.T) {
+	t.Parallel()
+	srv := startSMTP(t, nil)
+	app := newTestApp(t, srv, nil)
+	activatedUser(t, app, srv, "ada@example.com", "old-password")
+
+	if status, body := get(t, app.url, "/forgot-password"); status != 200 || !strings.Contains(body, `<form method="post" action="/forgot-password"`) {
+		t.Errorf("GET /forgot-password: %d\n%s", status, body)
+	}
+	_, known := form(t, app.url, "/forgot-password", url.Values{"email": {"ada@example.com"}})
+	_, unknown := form(t, app.url, "/forgot-password", url.Values{"email": {"nobody@example.com"}})
+	if strings.ReplaceAll(known, "ada@", "nobody@") != unknown {
+		t.Errorf("forgot-password pages differ by owner:\n%s\n---\n%s", known, unknown)
+	}
+	link, token := linkOf(t, srv.waitMessages(t, 2, 10*time.Second)[1].data)
+	path := strings.TrimPrefix(link, app.cfg.baseURL)
+	for range 2 { // GET never uses the token
+		if status, body := get(t, app.url, path); status != 200 || !strings.Contains(body, `name="token" value="`+token+`"`) {
+			t.Fatalf("GET %s: %d\n%s", path, status, body)
+		}
+	}
+	if status, body := form(t, app.url, "/reset-password", url.Values{"token": {token}, "password": {"short"}}); status != 422 || !strings.Contains(body, "Password must be at least 8 bytes long") {
+		t.Errorf("a short password: %d\n%s", status, body)
+	}
+	if status, body := form(t, app.url, "/reset-password", url.Values{"token": {token}, "password": {"new-password"}}); status != 200 || !strings.Contains(body, "Your password is changed") {
+		t.Fatalf("reset: %d\n%s", status, body)
+	}
+	if status, body := get(t, app.url, path); status != 422 || !strings.Contains(body, `href="/forgot-password"`) {
+		t.Errorf("a used link: %d\n%s", status, body)
+	}
+	if status, _, _ := login(t, app.url, "ada@example.com", "new-password"); status != 201 {
+		t.Errorf("login with the new password: %d", status)
+	}
+}
+
+// decodeJSON decodes res's body into dst.
+func decodeJSON(t *testing.T, res *http.Response, dst any) {
+	t.Helper()
+	if err := json.NewDecoder(res.Body).Decode(dst); err != nil {
+		t.Fatalf("answer is not JSON: %v", err)
+	}
+}
