@@ -94,7 +94,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.StringVar(&cfg.host, "host", "", "`address` to listen on, e.g. 127.0.0.1 behind a reverse proxy (default: all interfaces)")
 	fs.IntVar(&cfg.port, "port", 4000, "HTTP `port`")
 	fs.StringVar(&cfg.env, "env", "development", "environment: development or production")
-	fs.StringVar(&cfg.db, "db", "signup.db", "SQLite database `file`")
+	fs.StringVar(&cfg.db, "db", "signup.db", "SQLite database `file`, or a postgres:// URL for several instances")
 	fs.StringVar(&cfg.baseURL, "base-url", "", "public `URL` of this service, used in every link of every email (default http://localhost:<port>; required in production)")
 	fs.StringVar(&cfg.appName, "app-name", "Signup", "the product's `name` in emails and pages")
 	fs.StringVar(&cfg.templates, "templates", "", "`directory` whose files override the embedded email and page templates of the same name")
@@ -284,6 +284,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
 
 	if len(rest) == 2 && rest[0] == "backup" {
+		if isPostgresURL(cfg.db) {
+			fmt.Fprintln(stderr, "signup: backup copies an SQLite database; for PostgreSQL use pg_dump, e.g. pg_dump --format=custom --file=signup.dump", cfg.db)
+			return fmt.Errorf("%w: backup of a PostgreSQL database", errUsage)
+		}
 		return backup(ctx, cfg.db, rest[1])
 	}
 	tmpl, err := loadTemplates(cfg.templates)
@@ -300,11 +304,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("%w: unknown arguments %q", errUsage, rest)
 	}
 
-	unlock, err := lockDatabase(cfg.db)
-	if err != nil {
-		return err
+	if !isPostgresURL(cfg.db) { // several instances may share PostgreSQL
+		unlock, err := lockDatabase(cfg.db)
+		if err != nil {
+			return err
+		}
+		defer unlock()
 	}
-	defer unlock()
 	st, err := openStore(cfg.db)
 	if err != nil {
 		return err

@@ -150,8 +150,13 @@ func (app *application) serve(ctx context.Context, ln net.Listener, getenv func(
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sigs)
 
-	if err := app.store.releaseAllClaims(ctx); err != nil {
-		return err
+	// With SQLite this process holds the database lock: any claim is left
+	// by one that died. On PostgreSQL other instances' claims are theirs
+	// until their lease expires.
+	if app.store.engine == "sqlite" {
+		if err := app.store.releaseAllClaims(ctx); err != nil {
+			return err
+		}
 	}
 	pending, failed, err := app.store.outboxCounts(ctx)
 	if err != nil {
@@ -180,8 +185,17 @@ func (app *application) serve(ctx context.Context, ln net.Listener, getenv func(
 
 	lost := make(chan error, 1)
 	stopWatch := make(chan struct{})
-	defer close(stopWatch)
-	go app.watchDatabase(stopWatch, lost)
+	watching := make(chan struct{}, 2)
+	defer func() {
+		close(stopWatch)
+		<-watching
+		<-watching
+		if err := app.store.releaseOwnClaims(context.Background()); err != nil {
+			app.logger.Error("release claims", "error", err)
+		}
+	}()
+	go func() { app.watchDatabase(stopWatch, lost); watching <- struct{}{} }()
+	go func() { app.renewClaims(stopWatch); watching <- struct{}{} }()
 
 	var lostErr error
 	select {
@@ -274,6 +288,24 @@ func (app *application) watchDatabase(stop <-chan struct{}, lost chan<- error) {
 			app.dbGone.Store(true)
 			lost <- err
 			return
+		}
+	}
+}
+
+// renewClaims extends this instance's claims on emails every third of a
+// lease, until stop is closed: while it lives no other instance takes them
+// over, and once it dies they are free within one lease.
+func (app *application) renewClaims(stop <-chan struct{}) {
+	tick := time.NewTicker(claimLease / 3)
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-tick.C:
+		}
+		if err := app.store.renewClaims(context.Background(), app.now(), claimLease); err != nil {
+			app.logger.Error("renew claims", "error", err)
 		}
 	}
 }

@@ -242,11 +242,15 @@ func TestBackgroundPanicDoesNotBreakShutdown(t *testing.T) {
 	}
 }
 
-// TestMain removes the binary the tests built.
+// TestMain removes the binary the tests built, and stops the PostgreSQL
+// server they started.
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if binaryDir != "" {
 		os.RemoveAll(binaryDir)
+	}
+	if pgStop != nil {
+		pgStop()
 	}
 	os.Exit(code)
 }

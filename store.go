@@ -6,6 +6,7 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"crypto/rand"
 	"io"
 	"io/fs"
 	"net/url"
@@ -20,21 +21,30 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 )
 
-// migrations holds the schema, one numbered file per version; the database
-// remembers the last applied in PRAGMA user_version.
+// migrations holds the schema of each engine, one numbered file per
+// version, in migrations/sqlite and migrations/postgres. SQLite remembers
+// the last applied in PRAGMA user_version, PostgreSQL in schema_migrations.
 //
-//go:embed migrations/*.sql
+//go:embed migrations
 var migrations embed.FS
 
 // errNotFound means no row matched.
 var errNotFound = errors.New("record not found")
 
-// store is the SQLite database. Writes go through one connection, so
-// concurrent writers queue in Go instead of meeting SQLITE_BUSY; reads use a
-// pool of their own.
+// store is the database: SQLite by default, or PostgreSQL when several
+// instances share it. One set of methods serves both; the few statements
+// that differ are chosen at open (see postgres.go). With SQLite, writes go
+// through one connection, so concurrent writers queue in Go instead of
+// meeting SQLITE_BUSY, and reads use a pool of their own; with PostgreSQL
+// both are one pool.
 type store struct {
-	write *sql.DB
-	read  *sql.DB
+	engine string // "sqlite" or "postgres"
+	write  *sql.DB
+	read   *sql.DB
+
+	// instance names this process in the claims it takes on emails, so that
+	// it releases only its own: unique per process, even on one host.
+	instance string
 
 	// The file at path when it was opened: if another takes its place, or
 	// none, commits go where no one will look again.
@@ -69,9 +79,13 @@ type email struct {
 	Attempts  int
 }
 
-// openStore opens (creating if needed) the database file at name, readable
-// by its owner only, and migrates it to the latest schema.
+// openStore opens the database that -db names, a PostgreSQL URL or an
+// SQLite file (created if needed, readable by its owner only), and
+// migrates it to the latest schema.
 func openStore(name string) (*store, error) {
+	if isPostgresURL(name) {
+		return openPostgres(name)
+	}
 	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", err)
@@ -86,8 +100,11 @@ func openStore(name string) (*store, error) {
 	// synchronous(FULL): a commit that was answered 202 survives a power cut,
 	// not just a crash of the process. secure_delete: a sent message's
 	// token is overwritten in the file, not just unlinked.
+	// mode=rw: a connection never creates the file (created above), so
+	// one opened after the file was deleted fails instead of starting an
+	// empty database there.
 	dsn := "file:" + (&url.URL{Path: name}).EscapedPath() +
-		"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)" +
+		"?mode=rw&_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)" +
 		"&_pragma=synchronous(FULL)&_pragma=secure_delete(1)&_txlock=immediate"
 	write, err := sql.Open("sqlite", dsn)
 	if err != nil {
@@ -101,7 +118,7 @@ func openStore(name string) (*store, error) {
 		return nil, err
 	}
 	read.SetMaxOpenConns(4)
-	st := &store{write: write, read: read, path: name, dev: uint64(sys.Dev), ino: sys.Ino}
+	st := &store{engine: "sqlite", write: write, read: read, instance: instanceName(), path: name, dev: uint64(sys.Dev), ino: sys.Ino}
 	if err := st.migrate(); err != nil {
 		st.close()
 		return nil, err
@@ -118,8 +135,11 @@ func openStore(name string) (*store, error) {
 var errDatabaseGone = errors.New("database file gone")
 
 // check reports errDatabaseGone if the file at the database's path is no
-// longer the one it opened.
+// longer the one it opened. A PostgreSQL database has no file to watch.
 func (st *store) check() error {
+	if st.path == "" {
+		return nil
+	}
 	info, err := os.Stat(st.path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("%w: %s was deleted", errDatabaseGone, st.path)
@@ -154,18 +174,33 @@ func isUnavailable(err error) bool {
 			return true
 		}
 	}
-	return errors.Is(err, errDatabaseGone)
+	return errors.Is(err, errDatabaseGone) || postgresUnavailable(err)
 }
 
 // close closes both pools.
 func (st *store) close() error {
+	if st.read == st.write {
+		return st.write.Close()
+	}
 	return errors.Join(st.read.Close(), st.write.Close())
 }
 
-// migrate applies, in one transaction, the migrations newer than the
+// instanceName is a name for this process, unique even among processes on
+// one host: the host name, the pid and a random part.
+func instanceName() string {
+	host, _ := os.Hostname()
+	b := make([]byte, 4)
+	rand.Read(b)
+	return fmt.Sprintf("%s/%d/%x", host, os.Getpid(), b)
+}
+
+// migrate applies, in one transaction, the SQLite migrations newer than the
 // database's user_version.
 func (st *store) migrate() error {
-	names, err := fs.Glob(migrations, "migrations/*.sql")
+	if st.engine == "postgres" {
+		return st.migratePostgres()
+	}
+	names, err := fs.Glob(migrations, "migrations/sqlite/*.sql")
 	if err != nil {
 		return err
 	}
@@ -199,15 +234,16 @@ func (st *store) migrate() error {
 // prepare prepares the hot-path statements.
 func (st *store) prepare() error {
 	for stmt, query := range map[**sql.Stmt]string{
-		&st.insertUserStmt:  `INSERT INTO users (created_at, name, email, email_key, password_hash) VALUES (?, ?, ?, ?, ?) RETURNING id`,
-		&st.insertTokenStmt: `INSERT INTO tokens (hash, user_id, scope, expiry) VALUES (?, ?, ?, ?)`,
-		&st.insertEmailStmt: `INSERT INTO outbox (kind, user_id, created_at, message_id, recipient, message, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id`,
-		&st.claimStmt: `UPDATE outbox SET claimed_until = ?
+		&st.insertUserStmt:  `INSERT INTO users (created_at, name, email, email_key, password_hash) VALUES ($1, $2, $3, $4, $5) RETURNING id`,
+		&st.insertTokenStmt: `INSERT INTO tokens (hash, user_id, scope, expiry) VALUES ($1, $2, $3, $4)`,
+		&st.insertEmailStmt: `INSERT INTO outbox (kind, user_id, created_at, message_id, recipient, message, next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id`,
+		// Claims from several instances at once skip each other's rows.
+		&st.claimStmt: `UPDATE outbox SET claimed_until = $1, claimed_by = $5
 			WHERE id IN (SELECT id FROM outbox
-				WHERE status = 'pending' AND next_attempt_at <= ? AND claimed_until <= ?
-				ORDER BY next_attempt_at, id LIMIT ?)
-			RETURNING id, user_id, created_at, message_id, recipient, message, attempts`,
-		&st.markSentStmt: `UPDATE outbox SET status = 'sent', message = NULL, attempts = attempts + 1, claimed_until = 0, last_error = '' WHERE id = ?`,
+				WHERE status = 'pending' AND next_attempt_at <= $2 AND claimed_until <= $3
+				ORDER BY next_attempt_at, id LIMIT $4` + st.skipLocked() + `)
+			RETURNING id, kind, user_id, created_at, message_id, recipient, message, attempts`,
+		&st.markSentStmt: `UPDATE outbox SET status = 'sent', message = NULL, attempts = attempts + 1, claimed_until = 0, last_error = '' WHERE id = $1`,
 	} {
 		var err error
 		if *stmt, err = st.write.Prepare(query); err != nil {
@@ -234,7 +270,7 @@ func overBudget(ctx context.Context, q interface {
 	QueryRowContext(context.Context, string, ...any) *sql.Row
 }, address string, now time.Time) (bool, error) {
 	var hour, day int
-	err := q.QueryRowContext(ctx, `SELECT count(*) FILTER (WHERE sent_at > ?), count(*) FROM sends WHERE address_key = ? AND sent_at > ?`,
+	err := q.QueryRowContext(ctx, `SELECT count(*) FILTER (WHERE sent_at > $1), count(*) FROM sends WHERE address_key = $2 AND sent_at > $3`,
 		millis(now.Add(-time.Hour)), strings.ToLower(address), millis(now.Add(-24*time.Hour))).Scan(&hour, &day)
 	return hour >= budgetPerHour || day >= budgetPerDay, err
 }
@@ -264,7 +300,7 @@ func (st *store) queue(ctx context.Context, tx *sql.Tx, e *email, tokenHash []by
 	if over {
 		return errOverBudget
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO sends (address_key, sent_at) VALUES (?, ?)`, strings.ToLower(e.Recipient), millis(e.CreatedAt)); err != nil {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO sends (address_key, sent_at) VALUES ($1, $2)`, strings.ToLower(e.Recipient), millis(e.CreatedAt)); err != nil {
 		return err
 	}
 	if tok, ok := emailTokens[e.Kind]; ok {
@@ -297,7 +333,10 @@ func (st *store) signup(ctx context.Context, u *user, tokenHash []byte, compose 
 		return "", err
 	}
 	defer tx.Rollback()
-	existing, err := scanUser(tx.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE email_key = ?`, strings.ToLower(u.Email)))
+	if err := st.lockAddress(ctx, tx, u.Email); err != nil {
+		return "", err
+	}
+	existing, err := scanUser(tx.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE email_key = $1`, strings.ToLower(u.Email)))
 	if err != nil && !errors.Is(err, errNotFound) {
 		return "", err
 	}
@@ -315,11 +354,11 @@ func (st *store) signup(ctx context.Context, u *user, tokenHash []byte, compose 
 		return "", errOverBudget
 	case existing != nil:
 		u.ID = existing.ID
-		if _, err := tx.ExecContext(ctx, `UPDATE users SET name = ?, password_hash = ?, created_at = ? WHERE id = ?`,
+		if _, err := tx.ExecContext(ctx, `UPDATE users SET name = $1, password_hash = $2, created_at = $3 WHERE id = $4`,
 			u.Name, u.passwordHash, millis(u.CreatedAt), u.ID); err != nil {
 			return "", err
 		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE user_id = ?`, u.ID); err != nil {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE user_id = $1`, u.ID); err != nil {
 			return "", err
 		}
 	default:
@@ -348,11 +387,14 @@ func (st *store) resend(ctx context.Context, address string, tokenHash []byte, c
 		return err
 	}
 	defer tx.Rollback()
-	u, err := scanUser(tx.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE email_key = ? AND activated = 0`, strings.ToLower(address)))
+	if err := st.lockAddress(ctx, tx, address); err != nil {
+		return err
+	}
+	u, err := scanUser(tx.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE email_key = $1 AND activated = 0`, strings.ToLower(address)))
 	if err != nil {
 		return err
 	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE user_id = ? AND scope = 'activation'`, u.ID); err != nil {
+	if _, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE user_id = $1 AND scope = 'activation'`, u.ID); err != nil {
 		return err
 	}
 	e, err := compose("activation", u)
@@ -386,20 +428,23 @@ func (st *store) beginLogin(ctx context.Context, address string, now time.Time) 
 		return nil, 0, err
 	}
 	defer tx.Rollback()
+	if err := st.lockAddress(ctx, tx, address); err != nil {
+		return nil, 0, err
+	}
 	key := strings.ToLower(address)
 	var n int
 	var oldest sql.NullInt64
-	if err := tx.QueryRowContext(ctx, `SELECT count(*), min(attempted_at) FROM login_attempts WHERE address_key = ? AND attempted_at > ?`,
+	if err := tx.QueryRowContext(ctx, `SELECT count(*), min(attempted_at) FROM login_attempts WHERE address_key = $1 AND attempted_at > $2`,
 		key, millis(now.Add(-loginWindow))).Scan(&n, &oldest); err != nil {
 		return nil, 0, err
 	}
 	if n >= maxFailedLogins {
 		return nil, time.UnixMilli(oldest.Int64).Add(loginWindow).Sub(now), errThrottled
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO login_attempts (address_key, attempted_at) VALUES (?, ?)`, key, millis(now)); err != nil {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO login_attempts (address_key, attempted_at) VALUES ($1, $2)`, key, millis(now)); err != nil {
 		return nil, 0, err
 	}
-	u, err := scanUser(tx.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE email_key = ?`, key))
+	u, err := scanUser(tx.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE email_key = $1`, key))
 	if errors.Is(err, errNotFound) {
 		u, err = nil, nil
 	}
@@ -417,7 +462,7 @@ func (st *store) loginSucceeded(ctx context.Context, u *user, tokenHash []byte, 
 		return err
 	}
 	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, `DELETE FROM login_attempts WHERE address_key = ?`, strings.ToLower(u.Email)); err != nil {
+	if _, err := tx.ExecContext(ctx, `DELETE FROM login_attempts WHERE address_key = $1`, strings.ToLower(u.Email)); err != nil {
 		return err
 	}
 	if _, err := tx.StmtContext(ctx, st.insertTokenStmt).ExecContext(ctx, tokenHash, u.ID, "authentication", millis(now.Add(authTTL))); err != nil {
@@ -430,12 +475,12 @@ func (st *store) loginSucceeded(ctx context.Context, u *user, tokenHash []byte, 
 // this hash, or errNotFound.
 func (st *store) userByToken(ctx context.Context, tokenHash []byte, scope string, now time.Time) (*user, error) {
 	return scanUser(st.read.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users
-		WHERE id = (SELECT user_id FROM tokens WHERE hash = ? AND scope = ? AND expiry > ?)`, tokenHash, scope, millis(now)))
+		WHERE id = (SELECT user_id FROM tokens WHERE hash = $1 AND scope = $2 AND expiry > $3)`, tokenHash, scope, millis(now)))
 }
 
 // deleteToken deletes the token of scope with this hash.
 func (st *store) deleteToken(ctx context.Context, tokenHash []byte, scope string) error {
-	_, err := st.write.ExecContext(ctx, `DELETE FROM tokens WHERE hash = ? AND scope = ?`, tokenHash, scope)
+	_, err := st.write.ExecContext(ctx, `DELETE FROM tokens WHERE hash = $1 AND scope = $2`, tokenHash, scope)
 	return err
 }
 
@@ -450,7 +495,10 @@ func (st *store) requestReset(ctx context.Context, address string, tokenHash []b
 		return "", err
 	}
 	defer tx.Rollback()
-	u, err := scanUser(tx.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE email_key = ?`, strings.ToLower(address)))
+	if err := st.lockAddress(ctx, tx, address); err != nil {
+		return "", err
+	}
+	u, err := scanUser(tx.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE email_key = $1`, strings.ToLower(address)))
 	if err != nil {
 		return "", err
 	}
@@ -458,7 +506,7 @@ func (st *store) requestReset(ctx context.Context, address string, tokenHash []b
 	if !u.Activated {
 		kind = "activation"
 	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE user_id = ? AND scope = ?`, u.ID, emailTokens[kind].scope); err != nil {
+	if _, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE user_id = $1 AND scope = $2`, u.ID, emailTokens[kind].scope); err != nil {
 		return "", err
 	}
 	e, err := compose(kind, u)
@@ -481,13 +529,13 @@ func (st *store) resetPassword(ctx context.Context, tokenHash, passwordHash []by
 		return nil, err
 	}
 	defer tx.Rollback()
-	u, err := scanUser(tx.QueryRowContext(ctx, `UPDATE users SET password_hash = ?, activated = 1
-		WHERE id = (SELECT user_id FROM tokens WHERE hash = ? AND scope = 'password-reset' AND expiry > ?)
+	u, err := scanUser(tx.QueryRowContext(ctx, `UPDATE users SET password_hash = $1, activated = 1
+		WHERE id = (SELECT user_id FROM tokens WHERE hash = $2 AND scope = 'password-reset' AND expiry > $3)
 		RETURNING `+userColumns, passwordHash, tokenHash, millis(now)))
 	if err != nil {
 		return nil, err
 	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE user_id = ?`, u.ID); err != nil {
+	if _, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE user_id = $1`, u.ID); err != nil {
 		return nil, err
 	}
 	return u, st.commit(tx)
@@ -512,14 +560,14 @@ func scanUser(row interface{ Scan(...any) error }) (*user, error) {
 // userByEmail finds a user by email address, regardless of case.
 func (st *store) userByEmail(ctx context.Context, address string) (*user, error) {
 	return scanUser(st.read.QueryRowContext(ctx,
-		`SELECT `+userColumns+` FROM users WHERE email_key = ?`, strings.ToLower(address)))
+		`SELECT `+userColumns+` FROM users WHERE email_key = $1`, strings.ToLower(address)))
 }
 
 // pendingUser returns the user, not activated yet, that holds the unexpired
 // activation token with this hash, or errNotFound.
 func (st *store) pendingUser(ctx context.Context, tokenHash []byte, now time.Time) (*user, error) {
 	return scanUser(st.read.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users
-		WHERE activated = 0 AND id = (SELECT user_id FROM tokens WHERE hash = ? AND scope = 'activation' AND expiry > ?)`,
+		WHERE activated = 0 AND id = (SELECT user_id FROM tokens WHERE hash = $1 AND scope = 'activation' AND expiry > $2)`,
 		tokenHash, millis(now)))
 }
 
@@ -533,7 +581,7 @@ func (st *store) cancelSignup(ctx context.Context, tokenHash []byte, now time.Ti
 	}
 	defer tx.Rollback()
 	res, err := tx.ExecContext(ctx, `DELETE FROM users
-		WHERE activated = 0 AND id = (SELECT user_id FROM tokens WHERE hash = ? AND scope = 'activation' AND expiry > ?)`,
+		WHERE activated = 0 AND id = (SELECT user_id FROM tokens WHERE hash = $1 AND scope = 'activation' AND expiry > $2)`,
 		tokenHash, millis(now))
 	if err != nil {
 		return err
@@ -555,12 +603,12 @@ func (st *store) activate(ctx context.Context, tokenHash []byte, now time.Time) 
 	defer tx.Rollback()
 	u, err := scanUser(tx.QueryRowContext(ctx,
 		`UPDATE users SET activated = 1
-		WHERE id = (SELECT user_id FROM tokens WHERE hash = ? AND scope = 'activation' AND expiry > ?)
+		WHERE id = (SELECT user_id FROM tokens WHERE hash = $1 AND scope = 'activation' AND expiry > $2)
 		RETURNING `+userColumns, tokenHash, millis(now)))
 	if err != nil {
 		return nil, err
 	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE user_id = ? AND scope = 'activation'`, u.ID); err != nil {
+	if _, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE user_id = $1 AND scope = 'activation'`, u.ID); err != nil {
 		return nil, err
 	}
 	return u, st.commit(tx)
@@ -569,23 +617,24 @@ func (st *store) activate(ctx context.Context, tokenHash []byte, now time.Time) 
 // purgeExpiredTokens deletes the tokens that expired before now, and the
 // send-budget and login-attempt records that no window counts any more.
 func (st *store) purgeExpiredTokens(ctx context.Context, now time.Time) (int64, error) {
-	if _, err := st.write.ExecContext(ctx, `DELETE FROM sends WHERE sent_at <= ?`, millis(now.Add(-24*time.Hour))); err != nil {
+	if _, err := st.write.ExecContext(ctx, `DELETE FROM sends WHERE sent_at <= $1`, millis(now.Add(-24*time.Hour))); err != nil {
 		return 0, err
 	}
-	if _, err := st.write.ExecContext(ctx, `DELETE FROM login_attempts WHERE attempted_at <= ?`, millis(now.Add(-loginWindow))); err != nil {
+	if _, err := st.write.ExecContext(ctx, `DELETE FROM login_attempts WHERE attempted_at <= $1`, millis(now.Add(-loginWindow))); err != nil {
 		return 0, err
 	}
-	res, err := st.write.ExecContext(ctx, `DELETE FROM tokens WHERE expiry <= ?`, millis(now))
+	res, err := st.write.ExecContext(ctx, `DELETE FROM tokens WHERE expiry <= $1`, millis(now))
 	if err != nil {
 		return 0, err
 	}
 	return res.RowsAffected()
 }
 
-// claimDue claims up to limit pending emails that are due at now and not
-// claimed by another deliverer, until now+lease.
+// claimDue claims for this instance up to limit pending emails that are due
+// at now and not claimed by another deliverer (or whose claim has expired),
+// until now+lease.
 func (st *store) claimDue(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]*email, error) {
-	rows, err := st.claimStmt.QueryContext(ctx, millis(now.Add(lease)), millis(now), millis(now), limit)
+	rows, err := st.claimStmt.QueryContext(ctx, millis(now.Add(lease)), millis(now), millis(now), limit, st.instance)
 	if err != nil {
 		return nil, err
 	}
@@ -594,7 +643,7 @@ func (st *store) claimDue(ctx context.Context, now time.Time, lease time.Duratio
 	for rows.Next() {
 		var e email
 		var created int64
-		if err := rows.Scan(&e.ID, &e.UserID, &created, &e.MessageID, &e.Recipient, &e.Message, &e.Attempts); err != nil {
+		if err := rows.Scan(&e.ID, &e.Kind, &e.UserID, &created, &e.MessageID, &e.Recipient, &e.Message, &e.Attempts); err != nil {
 			return nil, err
 		}
 		e.CreatedAt = time.UnixMilli(created).UTC()
@@ -612,7 +661,7 @@ func (st *store) markSent(ctx context.Context, e *email) error {
 // markRetry records a failed attempt at e and when to try again.
 func (st *store) markRetry(ctx context.Context, e *email, next time.Time, lastErr string) error {
 	_, err := st.write.ExecContext(ctx,
-		`UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, claimed_until = 0, last_error = ? WHERE id = ?`,
+		`UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $1, claimed_until = 0, last_error = $2 WHERE id = $3`,
 		millis(next), lastErr, e.ID)
 	return err
 }
@@ -620,7 +669,7 @@ func (st *store) markRetry(ctx context.Context, e *email, next time.Time, lastEr
 // markFailed records that e will never be sent, and drops its content.
 func (st *store) markFailed(ctx context.Context, e *email, lastErr string) error {
 	_, err := st.write.ExecContext(ctx,
-		`UPDATE outbox SET status = 'failed', message = NULL, attempts = attempts + 1, claimed_until = 0, last_error = ? WHERE id = ?`,
+		`UPDATE outbox SET status = 'failed', message = NULL, attempts = attempts + 1, claimed_until = 0, last_error = $1 WHERE id = $2`,
 		lastErr, e.ID)
 	return err
 }
@@ -628,22 +677,42 @@ func (st *store) markFailed(ctx context.Context, e *email, lastErr string) error
 // release gives up the claim on e without counting an attempt, so that it
 // is sent as soon as a deliverer is free (or at the next start).
 func (st *store) release(ctx context.Context, e *email) error {
-	_, err := st.write.ExecContext(ctx, `UPDATE outbox SET claimed_until = 0 WHERE id = ?`, e.ID)
+	_, err := st.write.ExecContext(ctx, `UPDATE outbox SET claimed_until = 0 WHERE id = $1`, e.ID)
 	return err
 }
 
 // releaseAllClaims drops every claim: at start-up, claims left by a process
-// that crashed or was killed mid-send. Only the holder of the database lock
-// calls it, so no other process still holds any of them.
+// that crashed or was killed mid-send. Only the holder of an SQLite
+// database's lock calls it, so no other process still holds any of them.
 func (st *store) releaseAllClaims(ctx context.Context) error {
 	_, err := st.write.ExecContext(ctx, `UPDATE outbox SET claimed_until = 0 WHERE status = 'pending' AND claimed_until > 0`)
 	return err
 }
 
+// releaseOwnClaims drops this instance's claims: at shutdown, so that
+// other instances send what it did not.
+func (st *store) releaseOwnClaims(ctx context.Context) error {
+	_, err := st.write.ExecContext(ctx, `UPDATE outbox SET claimed_until = 0 WHERE claimed_by = $1 AND status = 'pending' AND claimed_until > 0`, st.instance)
+	return err
+}
+
+// renewClaims extends this instance's live claims to now+lease: while it
+// runs, no other instance takes them over; once it dies, they expire
+// within one lease.
+func (st *store) renewClaims(ctx context.Context, now time.Time, lease time.Duration) error {
+	_, err := st.write.ExecContext(ctx, `UPDATE outbox SET claimed_until = $1 WHERE claimed_by = $2 AND status = 'pending' AND claimed_until > $3`,
+		millis(now.Add(lease)), st.instance, millis(now))
+	return err
+}
+
 // checkpoint copies the WAL into the database file and truncates it, so
 // that old page images, such as a sent message with its token, do not
-// linger in the WAL until it happens to be overwritten.
+// linger in the WAL until it happens to be overwritten. PostgreSQL has no
+// such step.
 func (st *store) checkpoint(ctx context.Context) error {
+	if st.engine == "postgres" {
+		return nil
+	}
 	_, err := st.write.ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`)
 	return err
 }
@@ -661,7 +730,7 @@ func (st *store) outboxCounts(ctx context.Context) (pending, failed int, err err
 func (st *store) nextDue(ctx context.Context) (time.Time, bool, error) {
 	var next sql.NullInt64
 	err := st.read.QueryRowContext(ctx,
-		`SELECT min(max(next_attempt_at, claimed_until)) FROM outbox WHERE status = 'pending'`).Scan(&next)
+		`SELECT min(CASE WHEN next_attempt_at > claimed_until THEN next_attempt_at ELSE claimed_until END) FROM outbox WHERE status = 'pending'`).Scan(&next)
 	if err != nil || !next.Valid {
 		return time.Time{}, false, err
 	}
@@ -687,7 +756,7 @@ func backup(ctx context.Context, src, dest string) error {
 		return err
 	}
 	defer st.close()
-	if _, err := st.write.ExecContext(ctx, `VACUUM INTO ?`, dest); err != nil {
+	if _, err := st.write.ExecContext(ctx, `VACUUM INTO $1`, dest); err != nil {
 		os.Remove(dest)
 		return fmt.Errorf("backup: %w", err)
 	}
@@ -736,7 +805,7 @@ type outboxEntry struct {
 // listOutbox returns the emails with status (all when empty), oldest first.
 func (st *store) listOutbox(ctx context.Context, status string) ([]outboxEntry, error) {
 	rows, err := st.read.QueryContext(ctx, `SELECT id, kind, status, recipient, attempts, created_at, next_attempt_at, last_error
-		FROM outbox WHERE ? = '' OR status = ? ORDER BY id`, status, status)
+		FROM outbox WHERE $1 = '' OR status = $2 ORDER BY id`, status, status)
 	if err != nil {
 		return nil, err
 	}
@@ -761,14 +830,14 @@ var errClaimed = errors.New("being sent right now")
 func (st *store) outboxUser(ctx context.Context, id int64) (string, *user, error) {
 	var kind string
 	var userID int64
-	err := st.read.QueryRowContext(ctx, `SELECT kind, user_id FROM outbox WHERE id = ?`, id).Scan(&kind, &userID)
+	err := st.read.QueryRowContext(ctx, `SELECT kind, user_id FROM outbox WHERE id = $1`, id).Scan(&kind, &userID)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", nil, errNotFound
 	}
 	if err != nil {
 		return "", nil, err
 	}
-	u, err := scanUser(st.read.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE id = ?`, userID))
+	u, err := scanUser(st.read.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE id = $1`, userID))
 	return kind, u, err
 }
 
@@ -781,9 +850,9 @@ func (st *store) requeue(ctx context.Context, e *email, tokenHash []byte) error 
 		return err
 	}
 	defer tx.Rollback()
-	res, err := tx.ExecContext(ctx, `UPDATE outbox SET status = 'pending', message = ?, message_id = ?, created_at = ?,
-		next_attempt_at = ?, attempts = 0, claimed_until = 0, last_error = ''
-		WHERE id = ? AND NOT (status = 'pending' AND claimed_until > ?)`,
+	res, err := tx.ExecContext(ctx, `UPDATE outbox SET status = 'pending', message = $1, message_id = $2, created_at = $3,
+		next_attempt_at = $4, attempts = 0, claimed_until = 0, last_error = ''
+		WHERE id = $5 AND NOT (status = 'pending' AND claimed_until > $6)`,
 		e.Message, e.MessageID, millis(e.CreatedAt), millis(e.CreatedAt), e.ID, millis(e.CreatedAt))
 	if err != nil {
 		return err
@@ -792,10 +861,10 @@ func (st *store) requeue(ctx context.Context, e *email, tokenHash []byte) error 
 		return errClaimed
 	}
 	if tok, ok := emailTokens[e.Kind]; ok {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE user_id = ? AND scope = ?`, e.UserID, tok.scope); err != nil {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE user_id = $1 AND scope = $2`, e.UserID, tok.scope); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO tokens (hash, user_id, scope, expiry) VALUES (?, ?, ?, ?)`,
+		if _, err := tx.ExecContext(ctx, `INSERT INTO tokens (hash, user_id, scope, expiry) VALUES ($1, $2, $3, $4)`,
 			tokenHash, e.UserID, tok.scope, millis(e.CreatedAt.Add(tok.ttl))); err != nil {
 			return err
 		}

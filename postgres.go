@@ -1,0 +1,138 @@
+package main
+
+// postgres.go holds what differs when the store is PostgreSQL, which lets
+// several instances share one database: opening it, migrating under an
+// advisory lock, and the statements that only it needs. Every query of the
+// store is written once, with $n placeholders, which both engines take.
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"path"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" database/sql driver
+)
+
+// isPostgresURL reports whether -db names a PostgreSQL database.
+func isPostgresURL(db string) bool {
+	return strings.HasPrefix(db, "postgres://") || strings.HasPrefix(db, "postgresql://")
+}
+
+// openPostgres connects to the database at url and migrates it.
+func openPostgres(url string) (*store, error) {
+	db, err := sql.Open("pgx", url)
+	if err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	db.SetMaxOpenConns(16)
+	db.SetMaxIdleConns(16)
+	st := &store{engine: "postgres", write: db, read: db, instance: instanceName()}
+	if err := st.migrate(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := st.prepare(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return st, nil
+}
+
+// migrationLock is the advisory lock under which instances migrate, so
+// that two starting together do not race.
+const migrationLock = 7_462_819_530
+
+// migratePostgres applies the migrations in migrations/postgres that
+// schema_migrations does not list, each in a transaction, holding the
+// migration lock.
+func (st *store) migratePostgres() error {
+	ctx := context.Background()
+	conn, err := st.write.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `SELECT pg_advisory_lock($1)`, migrationLock); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	defer conn.ExecContext(ctx, `SELECT pg_advisory_unlock($1)`, migrationLock)
+	if _, err := conn.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY)`); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	var current int
+	if err := conn.QueryRowContext(ctx, `SELECT coalesce(max(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	names, err := fs.Glob(migrations, "migrations/postgres/*.sql")
+	if err != nil {
+		return err
+	}
+	if current > len(names) {
+		return fmt.Errorf("database schema version %d is newer than this binary knows (%d)", current, len(names))
+	}
+	for i, name := range names[current:] {
+		schema, err := migrations.ReadFile(name)
+		if err != nil {
+			return err
+		}
+		tx, err := conn.BeginTx(ctx, nil)
+		if err != nil {
+			return fmt.Errorf("migrate: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, string(schema)); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migrate %s: %w", path.Base(name), err)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version) VALUES ($1)`, current+i+1); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migrate: %w", err)
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("migrate: %w", err)
+		}
+	}
+	return nil
+}
+
+// skipLocked ends the subquery that picks emails to claim: on PostgreSQL,
+// instances claiming at once skip each other's rows instead of waiting.
+// SQLite has one writer at a time and no such clause.
+func (st *store) skipLocked() string {
+	if st.engine == "postgres" {
+		return " FOR UPDATE SKIP LOCKED"
+	}
+	return ""
+}
+
+// lockAddress serializes, until tx ends, the transactions about one
+// address: "count, then insert if under the limit" (the send budget, the
+// login throttle) and "look, then create or replace" (a signup) would
+// otherwise race between instances under READ COMMITTED. SQLite runs one
+// write transaction at a time and needs nothing.
+func (st *store) lockAddress(ctx context.Context, tx *sql.Tx, address string) error {
+	if st.engine != "postgres" {
+		return nil
+	}
+	_, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, strings.ToLower(address))
+	return err
+}
+
+// postgresUnavailable reports whether err means PostgreSQL cannot be
+// reached or cannot take writes for now: the connection, the server
+// shutting down, a full disk (classes 08, 53, 57P).
+func postgresUnavailable(err error) bool {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return strings.HasPrefix(pe.Code, "08") || strings.HasPrefix(pe.Code, "53") || strings.HasPrefix(pe.Code, "57P")
+	}
+	var ce *pgconn.ConnectError
+	var ne *net.OpError
+	return errors.As(err, &ce) || errors.As(err, &ne) || errors.Is(err, driver.ErrBadConn)
+}
