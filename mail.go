@@ -33,11 +33,11 @@ import (
 // by a killed process are released at the next start (SQLite) or expire
 // within a lease (PostgreSQL, where other instances take them over).
 const (
-	maxSessions    = 4                // SMTP sessions at once
-	claimBatch     = 20               // emails claimed at a time by one session
-	claimLease     = time.Minute      // how long a claim keeps other deliverers away; renewed while its instance lives
-	giveUpAfter    = 72 * time.Hour   // a temporary failure this long after queueing is final
-	sweepIdle      = 2 * time.Second  // the sweeper looks for due emails at least this often: another process may add some
+	maxSessions    = 4               // SMTP sessions at once
+	claimBatch     = 20              // emails claimed at a time by one session
+	claimLease     = time.Minute     // how long a claim keeps other deliverers away; renewed while its instance lives
+	giveUpAfter    = 72 * time.Hour  // a temporary failure this long after queueing is final
+	sweepIdle      = 2 * time.Second // the sweeper looks for due emails at least this often: another process may add some
 	sweepBusy      = 50 * time.Millisecond
 	tokenPurgeTick = time.Hour
 	checkpointTick = time.Minute // WAL truncated: sent tokens leave the files

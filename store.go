@@ -2,11 +2,11 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql"
 	"embed"
 	"errors"
 	"fmt"
-	"crypto/rand"
 	"io"
 	"io/fs"
 	"net/url"
