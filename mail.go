@@ -35,7 +35,6 @@ import (
 const (
 	maxSessions    = 4               // SMTP sessions at once
 	claimBatch     = 20              // emails claimed at a time by one session
-	claimLease     = time.Minute     // how long a claim keeps other deliverers away; renewed while its instance lives
 	giveUpAfter    = 72 * time.Hour  // a temporary failure this long after queueing is final
 	sweepIdle      = 2 * time.Second // the sweeper looks for due emails at least this often: another process may add some
 	sweepBusy      = 50 * time.Millisecond
@@ -536,7 +535,7 @@ func (app *application) sendDue(ctx context.Context) {
 	// The first batch is claimed even while draining: this deliverer was
 	// kicked, before shutdown began, for an email committed then.
 	for first := true; ctx.Err() == nil && (first || !app.draining()); first = false {
-		batch, err := app.store.claimDue(dbctx, app.now(), claimLease, claimBatch)
+		batch, err := app.store.claimDue(dbctx, app.now(), app.cfg.claimLease, claimBatch)
 		if err != nil {
 			app.logger.Error("claim emails", "error", err)
 			return

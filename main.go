@@ -63,6 +63,7 @@ type config struct {
 	shutdownTimeout time.Duration
 	mailRetryMin    time.Duration
 	mailRetryMax    time.Duration
+	claimLease      time.Duration
 	limiterEnabled  bool
 	limiterRPS      float64
 	limiterBurst    int
@@ -112,6 +113,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.DurationVar(&cfg.shutdownTimeout, "shutdown-timeout", 30*time.Second, "deadline for draining requests and background tasks together")
 	fs.DurationVar(&cfg.mailRetryMin, "mail-retry-min", 2*time.Second, "shortest wait before retrying an email")
 	fs.DurationVar(&cfg.mailRetryMax, "mail-retry-max", 10*time.Minute, "longest wait before retrying an email")
+	fs.DurationVar(&cfg.claimLease, "mail-claim-lease", time.Minute, "how long an instance's claim on an email lasts unless renewed: on PostgreSQL, how soon another instance sends the emails of one that died")
 	fs.BoolVar(&cfg.limiterEnabled, "limiter-enabled", true, "rate-limit requests per client")
 	fs.Float64Var(&cfg.limiterRPS, "limiter-rps", 2, "requests per second allowed per client")
 	fs.IntVar(&cfg.limiterBurst, "limiter-burst", 4, "burst of requests allowed per client")
@@ -180,6 +182,8 @@ func (cfg *config) check(proxies string) error {
 		return errors.New("-shutdown-timeout must be positive")
 	case cfg.mailRetryMin <= 0 || cfg.mailRetryMax < cfg.mailRetryMin:
 		return errors.New("-mail-retry-min must be positive and at most -mail-retry-max")
+	case cfg.claimLease < time.Second:
+		return errors.New("-mail-claim-lease must be at least 1s")
 	case cfg.limiterRPS <= 0 || cfg.limiterBurst < 1:
 		return errors.New("-limiter-rps and -limiter-burst must be positive")
 	case cfg.maxConns < 1 || cfg.maxConnsPerIP < 1:

@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	osuser "os/user"
@@ -14,7 +16,9 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // errNoPostgres means this machine has no PostgreSQL server to start.
@@ -127,5 +131,205 @@ func engines(t *testing.T) map[string]func(t *testing.T) string {
 	return map[string]func(t *testing.T) string{
 		"sqlite":   func(t *testing.T) string { return filepath.Join(t.TempDir(), "signup.db") },
 		"postgres": func(t *testing.T) string { return postgresURL(t) },
+	}
+}
+
+// pgArgs are the flags of an instance on the PostgreSQL database db.
+func pgArgs(t *testing.T, db string, srv *testSMTP, extra ...string) []string {
+	args := []string{"-db", db, "-port", "0", "-bcrypt-cost", "4", "-limiter-enabled=false", "-mail-dir", filepath.Join(t.TempDir(), "mail")}
+	return append(append(args, smtpArgs(srv.host, srv.port)...), extra...)
+}
+
+// TestPostgresTwoInstances runs the flows of a person and of a script
+// across two instances sharing one PostgreSQL database: every step may land
+// on either, and budgets and throttles hold across both.
+func TestPostgresTwoInstances(t *testing.T) {
+	t.Parallel()
+	db := postgresURL(t)
+	srv := startSMTP(t, nil)
+	a := startBinary(t, pgArgs(t, db, srv))
+	b := startBinary(t, pgArgs(t, db, srv))
+
+	// Sign up on one, activate from the emailed link on the other, by the page.
+	status, _ := form(t, a.url, "/signup", url.Values{"name": {"Ada"}, "email": {"ada@example.com"}, "password": {"first-password"}})
+	if status != 200 {
+		t.Fatalf("signup form: %d", status)
+	}
+	_, token := linkOf(t, srv.waitMessages(t, 1, 10*time.Second)[0].data)
+	if status, page := get(t, b.url, "/activate?token="+token); status != 200 || !strings.Contains(page, "<strong>Ada</strong>") {
+		t.Fatalf("activation page on the other instance: %d\n%s", status, page)
+	}
+	if status, page := form(t, b.url, "/activate", url.Values{"token": {token}, "action": {"activate"}}); status != 200 || !strings.Contains(page, "activated") {
+		t.Fatalf("activate: %d\n%s", status, page)
+	}
+
+	// Log in on one, use the token on the other.
+	status, body := post(t, "POST", a.url+"/v1/tokens/authentication", map[string]string{"email": "ada@example.com", "password": "first-password"})
+	bearer, _ := body["authentication_token"].(map[string]any)["token"].(string)
+	if status != 201 || withBearerStatus(t, "GET", b.url+"/v1/users/me", bearer) != 200 {
+		t.Fatalf("login on one instance, /me on the other: %d %v", status, body)
+	}
+
+	// Reset on one, set the password on the other: the old bearer token dies.
+	post(t, "POST", b.url+"/v1/tokens/password-reset", map[string]string{"email": "ada@example.com"})
+	_, reset := linkOf(t, srv.waitMessages(t, 2, 10*time.Second)[1].data)
+	if status, body := post(t, "PUT", a.url+"/v1/users/password", map[string]string{"password": "second-password", "token": reset}); status != 200 {
+		t.Fatalf("reset: %d %v", status, body)
+	}
+	if withBearerStatus(t, "GET", a.url+"/v1/users/me", bearer) != 401 {
+		t.Error("the bearer token outlived the reset")
+	}
+	if status, _ := post(t, "POST", b.url+"/v1/tokens/authentication", map[string]string{"email": "ada@example.com", "password": "second-password"}); status != 201 {
+		t.Errorf("login with the new password: %d", status)
+	}
+
+	// The send budget holds across both: a signup and 10 resends, 3 emails.
+	signup(t, b.url, "flood@example.com")
+	for i := range 10 {
+		post(t, "POST", []string{a.url, b.url}[i%2]+"/v1/tokens/activation", map[string]string{"email": "flood@example.com"})
+	}
+	// The login throttle holds across both: 5 failures, then 429 anywhere.
+	for i := range 5 {
+		if status, _ := post(t, "POST", []string{a.url, b.url}[i%2]+"/v1/tokens/authentication", map[string]string{"email": "ada@example.com", "password": "guess"}); status != 401 {
+			t.Fatalf("guess %d: %d", i, status)
+		}
+	}
+	for _, p := range []*process{a, b} {
+		if status, _ := post(t, "POST", p.url+"/v1/tokens/authentication", map[string]string{"email": "ada@example.com", "password": "second-password"}); status != 429 {
+			t.Errorf("sixth attempt: %d, want 429", status)
+		}
+	}
+	signup(t, a.url, "marker@example.com")
+	waitFor(t, 10*time.Second, "the marker email", func() bool {
+		return slices.ContainsFunc(srv.messages(), func(m received) bool { return m.to == "marker@example.com" })
+	})
+	flood := 0
+	for _, m := range srv.messages() {
+		if m.to == "flood@example.com" {
+			flood++
+		}
+	}
+	if flood != budgetPerHour {
+		t.Errorf("%d emails to one address across two instances, want %d", flood, budgetPerHour)
+	}
+
+	for _, p := range []*process{a, b} {
+		p.signal(t, syscall.SIGTERM)
+		if code := p.wait(t, 20*time.Second); code != 0 {
+			t.Errorf("exit %d", code)
+		}
+	}
+}
+
+// withBearerStatus sends method to url with the bearer token and returns
+// the status.
+func withBearerStatus(t *testing.T, method, url, token string) int {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	return res.StatusCode
+}
+
+// TestPostgresInstanceDies: signups spread over two instances on one
+// PostgreSQL while one is SIGKILLed twice in the middle of sending and
+// restarted: every accepted signup gets its email (what the dead one had
+// claimed goes out once its lease expires), and duplicates are at most
+// the sends in flight at each kill.
+func TestPostgresInstanceDies(t *testing.T) {
+	t.Parallel()
+	db := postgresURL(t)
+	srv := startSMTP(t, slowData(5*time.Millisecond))
+	args := pgArgs(t, db, srv, "-mail-claim-lease", "2s", "-mail-retry-min", "10ms", "-mail-retry-max", "100ms")
+	a := startBinary(t, args)
+	b := startBinary(t, args)
+
+	var mu sync.Mutex
+	var accepted []string
+	urls := []string{a.url, b.url}
+	stop := make(chan struct{})
+	var clients sync.WaitGroup
+	stopClients := sync.OnceFunc(func() { close(stop); clients.Wait() })
+	t.Cleanup(stopClients)
+	client := &http.Client{Timeout: 10 * time.Second}
+	for c := range 4 {
+		clients.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				mu.Lock()
+				url := urls[(c+i)%2]
+				mu.Unlock()
+				address := fmt.Sprintf("spread%d-%d@example.com", c, i)
+				res, err := client.Post(url+"/v1/users", "application/json",
+					strings.NewReader(fmt.Sprintf(`{"name": "S", "email": %q, "password": "pa55word"}`, address)))
+				if err != nil {
+					continue // that instance is down
+				}
+				res.Body.Close()
+				if res.StatusCode == 202 {
+					mu.Lock()
+					accepted = append(accepted, address)
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	count := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(accepted)
+	}
+	for kill := range 2 {
+		before := count()
+		waitFor(t, 20*time.Second, "signups before the kill", func() bool { return count() > before+100 })
+		a.signal(t, syscall.SIGKILL)
+		a.wait(t, 10*time.Second)
+		t.Logf("kill %d: %d accepted so far, %d emails sent", kill+1, count(), len(srv.messages()))
+		a = startBinary(t, args)
+		mu.Lock()
+		urls[0] = a.url
+		mu.Unlock()
+	}
+	before := count()
+	waitFor(t, 20*time.Second, "signups after the kills", func() bool { return count() > before+100 })
+	stopClients()
+
+	mu.Lock()
+	want := slices.Clone(accepted)
+	mu.Unlock()
+	got := map[string]int{}
+	waitFor(t, 60*time.Second, "an email for every accepted signup", func() bool {
+		clear(got)
+		for _, m := range srv.messages() {
+			got[m.to]++
+		}
+		for _, address := range want {
+			if got[address] == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	duplicates := 0
+	for _, n := range got {
+		duplicates += n - 1
+	}
+	t.Logf("%d signups over two instances, one killed twice: all emailed, %d duplicates", len(want), duplicates)
+	if duplicates > 2*maxSessions {
+		t.Errorf("%d duplicates; at most %d sends are in flight at each of 2 kills", duplicates, maxSessions)
+	}
+	for _, p := range []*process{a, b} {
+		p.signal(t, syscall.SIGTERM)
+		if code := p.wait(t, 30*time.Second); code != 0 {
+			t.Errorf("exit %d", code)
+		}
 	}
 }

@@ -296,7 +296,7 @@ func (app *application) watchDatabase(stop <-chan struct{}, lost chan<- error) {
 // lease, until stop is closed: while it lives no other instance takes them
 // over, and once it dies they are free within one lease.
 func (app *application) renewClaims(stop <-chan struct{}) {
-	tick := time.NewTicker(claimLease / 3)
+	tick := time.NewTicker(app.cfg.claimLease / 3)
 	defer tick.Stop()
 	for {
 		select {
@@ -304,7 +304,7 @@ func (app *application) renewClaims(stop <-chan struct{}) {
 			return
 		case <-tick.C:
 		}
-		if err := app.store.renewClaims(context.Background(), app.now(), claimLease); err != nil {
+		if err := app.store.renewClaims(context.Background(), app.now(), app.cfg.claimLease); err != nil {
 			app.logger.Error("renew claims", "error", err)
 		}
 	}

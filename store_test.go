@@ -61,6 +61,9 @@ func signupAs(t *testing.T, st *store, address, name string) (string, string, er
 	return kind, token, err
 }
 
+// lease is the claim lease of the store tests.
+const lease = time.Minute
+
 var storeTests = []storeTest{
 	{"signup by the state of the address", func(t *testing.T, open func() *store) {
 		st, ctx := open(), context.Background()
@@ -176,7 +179,7 @@ var storeTests = []storeTest{
 			claimed[i] = map[int64]bool{}
 			wg.Go(func() {
 				for {
-					batch, err := stores[i].claimDue(context.Background(), time.Now(), claimLease, 7)
+					batch, err := stores[i].claimDue(context.Background(), time.Now(), lease, 7)
 					if err != nil {
 						t.Error(err)
 						return
@@ -202,7 +205,7 @@ var storeTests = []storeTest{
 		if err := stores[0].releaseOwnClaims(context.Background()); err != nil {
 			t.Fatal(err)
 		}
-		again, _ := stores[1].claimDue(context.Background(), time.Now(), claimLease, 100)
+		again, _ := stores[1].claimDue(context.Background(), time.Now(), lease, 100)
 		if len(again) != len(claimed[0]) {
 			t.Errorf("after instance 0 released its %d claims, instance 1 could claim %d", len(claimed[0]), len(again))
 		}
@@ -219,19 +222,19 @@ var storeTests = []storeTest{
 			t.Fatal(err)
 		}
 		now := time.Now()
-		if got, _ := a.claimDue(ctx, now, claimLease, 10); len(got) != 1 {
+		if got, _ := a.claimDue(ctx, now, lease, 10); len(got) != 1 {
 			t.Fatalf("claimed %d", len(got))
 		}
-		if got, _ := b.claimDue(ctx, now.Add(claimLease/2), claimLease, 10); len(got) != 0 {
+		if got, _ := b.claimDue(ctx, now.Add(lease/2), lease, 10); len(got) != 0 {
 			t.Errorf("another instance took a live claim")
 		}
-		if err := a.renewClaims(ctx, now.Add(claimLease/2), claimLease); err != nil {
+		if err := a.renewClaims(ctx, now.Add(lease/2), lease); err != nil {
 			t.Fatal(err)
 		}
-		if got, _ := b.claimDue(ctx, now.Add(claimLease+time.Second), claimLease, 10); len(got) != 0 {
+		if got, _ := b.claimDue(ctx, now.Add(lease+time.Second), lease, 10); len(got) != 0 {
 			t.Errorf("another instance took a renewed claim")
 		}
-		if got, _ := b.claimDue(ctx, now.Add(2*claimLease), claimLease, 10); len(got) != 1 {
+		if got, _ := b.claimDue(ctx, now.Add(2*lease), lease, 10); len(got) != 1 {
 			t.Errorf("an expired claim was not taken over")
 		}
 	}},
@@ -269,7 +272,7 @@ var storeTests = []storeTest{
 	{"retry composes afresh", func(t *testing.T, open func() *store) {
 		st, ctx := open(), context.Background()
 		_, first, _ := signupAs(t, st, "retry@example.com", "R")
-		batch, _ := st.claimDue(ctx, time.Now(), claimLease, 10)
+		batch, _ := st.claimDue(ctx, time.Now(), lease, 10)
 		if len(batch) != 1 {
 			t.Fatalf("claimed %d", len(batch))
 		}
