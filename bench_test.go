@@ -420,3 +420,85 @@ func BenchmarkLoginTiming(b *testing.B) {
 		p.wait(b, time.Minute)
 	}
 }
+
+// BenchmarkSignupCeilingPostgres is BenchmarkSignupCeiling on PostgreSQL.
+// Target: ratio >= 90%.
+func BenchmarkSignupCeilingPostgres(b *testing.B) {
+	for range b.N {
+		ceiling := hashRate(12, 5*time.Second)
+		srv := startSMTP(b, nil)
+		args := append(baseArgs(b.TempDir()), smtpArgs(srv.host, srv.port)...)
+		p := startBinary(b, append(args, "-bcrypt-cost", "12", "-db", postgresURL(b)))
+		res := load(p.url, "ceiling", 4*runtime.GOMAXPROCS(0), 10*time.Second)
+		if len(res.other) > 0 {
+			b.Fatalf("unexpected answers: %v", res.other)
+		}
+		stopAndCheckEmails(b, p, srv, res.accepted)
+		b.ReportMetric(ceiling, "hashes/s")
+		b.ReportMetric(res.rate(), "signups/s")
+		b.ReportMetric(100*res.rate()/ceiling, "%ceiling")
+		b.ReportMetric(0, "ns/op")
+	}
+}
+
+// BenchmarkOutboxDrainPostgres queues 10,000 welcome emails in one
+// PostgreSQL database, starts two instances on it and times them until the
+// SMTP server has accepted every email. Target: >= 1,000 emails/s together.
+func BenchmarkOutboxDrainPostgres(b *testing.B) {
+	const n = 10000
+	for range b.N {
+		db := postgresURL(b)
+		st, err := openStore(db)
+		if err != nil {
+			b.Fatal(err)
+		}
+		app := testComposer(b)
+		tx, err := st.write.Begin()
+		if err != nil {
+			b.Fatal(err)
+		}
+		for i := range n {
+			u := &user{CreatedAt: time.Now(), Name: "Bulk", Email: fmt.Sprintf("bulk%d@example.com", i), passwordHash: []byte("x")}
+			if err := tx.Stmt(st.insertUserStmt).QueryRow(millis(u.CreatedAt), u.Name, u.Email, u.Email, u.passwordHash).Scan(&u.ID); err != nil {
+				b.Fatal(err)
+			}
+			e, _ := app.compose("welcome", u, "AAAAAAAAAAAAAAAAAAAAAAAAAA", time.Now())
+			var id int64
+			if err := tx.Stmt(st.insertEmailStmt).QueryRow(e.Kind, u.ID, millis(e.CreatedAt), e.MessageID, e.Recipient, e.Message, millis(e.CreatedAt)).Scan(&id); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := tx.Commit(); err != nil {
+			b.Fatal(err)
+		}
+		st.close()
+
+		srv := startSMTP(b, nil)
+		args := append(baseArgs(b.TempDir()), append(smtpArgs(srv.host, srv.port), "-db", db)...)
+		start := time.Now()
+		instances := []*process{startBinaryNoWait(b, args), startBinaryNoWait(b, args)}
+		for range n {
+			<-srv.arrived
+		}
+		elapsed := time.Since(start)
+		var sentBy []float64 // emails each instance sent
+		for _, p := range instances {
+			p.signal(b, syscall.SIGTERM)
+			if code := p.wait(b, time.Minute); code != 0 {
+				b.Fatalf("exit %d", code)
+			}
+			sentBy = append(sentBy, float64(strings.Count(p.logs.String(), `msg="email sent"`)))
+		}
+		got := map[string]bool{}
+		for _, m := range srv.messages() {
+			got[m.to] = true
+		}
+		if len(got) != n {
+			b.Fatalf("%d distinct recipients, want %d", len(got), n)
+		}
+		b.ReportMetric(float64(n)/elapsed.Seconds(), "emails/s")
+		b.ReportMetric(float64(len(srv.messages())-n), "duplicates")
+		b.ReportMetric(slices.Min(sentBy), "emails-by-the-lesser-instance")
+		b.ReportMetric(0, "ns/op")
+	}
+}
