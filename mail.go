@@ -39,7 +39,6 @@ const (
 	sweepIdle      = 2 * time.Second // the sweeper looks for due emails at least this often: another process may add some
 	sweepBusy      = 50 * time.Millisecond
 	tokenPurgeTick = time.Hour
-	checkpointTick = time.Minute // WAL truncated: sent tokens leave the files
 )
 
 // mailTemplate is one kind of email: its subject and bodies.
@@ -644,6 +643,7 @@ func (app *application) sweep(ctx context.Context) {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	var lastPurge, lastCheckpoint time.Time
+	stuck := false // the last checkpoint could not truncate the WAL
 	for {
 		select {
 		case <-app.stopping:
@@ -654,11 +654,19 @@ func (app *application) sweep(ctx context.Context) {
 		case <-timer.C:
 		}
 		now := app.now()
-		if now.Sub(lastCheckpoint) >= checkpointTick {
+		if now.Sub(lastCheckpoint) >= app.cfg.checkpointInterval {
 			lastCheckpoint = now
-			if err := app.store.checkpoint(ctx); err != nil {
+			truncated, err := app.store.checkpoint(ctx)
+			switch {
+			case err != nil:
 				app.logger.Error("checkpoint", "error", err)
+			case !truncated && !stuck:
+				app.logger.Warn("checkpoint could not truncate the WAL: another process (a Litestream replica, say) reads an older snapshot; " +
+					"sent tokens leave the WAL once it catches up, when the WAL starts over")
+			case truncated && stuck:
+				app.logger.Info("checkpoint truncates the WAL again")
 			}
+			stuck = err == nil && !truncated
 		}
 		if now.Sub(lastPurge) >= tokenPurgeTick {
 			lastPurge = now

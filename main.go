@@ -42,35 +42,36 @@ var errUsage = errors.New("usage")
 
 // config holds every setting that comes from flags or SIGNUP_* variables.
 type config struct {
-	host            string
-	port            int
-	env             string
-	db              string
-	baseURL         string
-	baseURLDefault  bool // -base-url was not given: it follows the port listened on
-	appName         string
-	templates       string
-	corsOrigins     []string
-	smtpHost        string
-	smtpPort        int
-	smtpUsername    string
-	smtpPassword    string
-	smtpSender      string
-	smtpHelo        string
-	smtpTLS         string
-	mailDir         string
-	bcryptCost      int
-	shutdownTimeout time.Duration
-	mailRetryMin    time.Duration
-	mailRetryMax    time.Duration
-	claimLease      time.Duration
-	limiterEnabled  bool
-	limiterRPS      float64
-	limiterBurst    int
-	trustedProxies  []netip.Prefix
-	maxConns        int
-	maxConnsPerIP   int
-	version         bool
+	host               string
+	port               int
+	env                string
+	db                 string
+	baseURL            string
+	baseURLDefault     bool // -base-url was not given: it follows the port listened on
+	appName            string
+	templates          string
+	corsOrigins        []string
+	smtpHost           string
+	smtpPort           int
+	smtpUsername       string
+	smtpPassword       string
+	smtpSender         string
+	smtpHelo           string
+	smtpTLS            string
+	mailDir            string
+	bcryptCost         int
+	shutdownTimeout    time.Duration
+	mailRetryMin       time.Duration
+	mailRetryMax       time.Duration
+	claimLease         time.Duration
+	checkpointInterval time.Duration
+	limiterEnabled     bool
+	limiterRPS         float64
+	limiterBurst       int
+	trustedProxies     []netip.Prefix
+	maxConns           int
+	maxConnsPerIP      int
+	version            bool
 }
 
 // parseConfig reads flags from args, with SIGNUP_<NAME> variables from
@@ -114,6 +115,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.DurationVar(&cfg.mailRetryMin, "mail-retry-min", 2*time.Second, "shortest wait before retrying an email")
 	fs.DurationVar(&cfg.mailRetryMax, "mail-retry-max", 10*time.Minute, "longest wait before retrying an email")
 	fs.DurationVar(&cfg.claimLease, "mail-claim-lease", time.Minute, "how long an instance's claim on an email lasts unless renewed: on PostgreSQL, how soon another instance sends the emails of one that died")
+	fs.DurationVar(&cfg.checkpointInterval, "checkpoint-interval", time.Minute, "SQLite: how often the WAL is checkpointed and truncated, so that sent tokens leave the files")
 	fs.BoolVar(&cfg.limiterEnabled, "limiter-enabled", true, "rate-limit requests per client")
 	fs.Float64Var(&cfg.limiterRPS, "limiter-rps", 2, "requests per second allowed per client")
 	fs.IntVar(&cfg.limiterBurst, "limiter-burst", 4, "burst of requests allowed per client")
@@ -184,6 +186,8 @@ func (cfg *config) check(proxies string) error {
 		return errors.New("-mail-retry-min must be positive and at most -mail-retry-max")
 	case cfg.claimLease < time.Second:
 		return errors.New("-mail-claim-lease must be at least 1s")
+	case cfg.checkpointInterval <= 0:
+		return errors.New("-checkpoint-interval must be positive")
 	case cfg.limiterRPS <= 0 || cfg.limiterBurst < 1:
 		return errors.New("-limiter-rps and -limiter-burst must be positive")
 	case cfg.maxConns < 1 || cfg.maxConnsPerIP < 1:

@@ -41,6 +41,7 @@ type store struct {
 	engine string // "sqlite" or "postgres"
 	write  *sql.DB
 	read   *sql.DB
+	ckpt   *sql.DB // SQLite: one connection that checkpoints without waiting
 
 	// instance names this process in the claims it takes on emails, so that
 	// it releases only its own: unique per process, even on one host.
@@ -99,13 +100,15 @@ func openStore(name string) (*store, error) {
 
 	// synchronous(FULL): a commit that was answered 202 survives a power cut,
 	// not just a crash of the process. secure_delete: a sent message's
-	// token is overwritten in the file, not just unlinked.
+	// token is overwritten in the file, not just unlinked. journal_size_limit(0):
+	// whenever the WAL starts over, its file is cut to what is written
+	// then, so old frames (a sent token among them) do not linger in its tail.
 	// mode=rw: a connection never creates the file (created above), so
 	// one opened after the file was deleted fails instead of starting an
 	// empty database there.
 	dsn := "file:" + (&url.URL{Path: name}).EscapedPath() +
 		"?mode=rw&_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)" +
-		"&_pragma=synchronous(FULL)&_pragma=secure_delete(1)&_txlock=immediate"
+		"&_pragma=synchronous(FULL)&_pragma=secure_delete(1)&_pragma=journal_size_limit(0)&_txlock=immediate"
 	write, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, err
@@ -118,7 +121,16 @@ func openStore(name string) (*store, error) {
 		return nil, err
 	}
 	read.SetMaxOpenConns(4)
-	st := &store{engine: "sqlite", write: write, read: read, instance: instanceName(), path: name, dev: uint64(sys.Dev), ino: sys.Ino}
+	// The checkpoint gives up at once rather than wait for a reader (a
+	// Litestream replica holds one): waiting would hold back every writer.
+	ckpt, err := sql.Open("sqlite", strings.Replace(dsn, "busy_timeout(5000)", "busy_timeout(0)", 1))
+	if err != nil {
+		write.Close()
+		read.Close()
+		return nil, err
+	}
+	ckpt.SetMaxOpenConns(1)
+	st := &store{engine: "sqlite", write: write, read: read, ckpt: ckpt, instance: instanceName(), path: name, dev: uint64(sys.Dev), ino: sys.Ino}
 	if err := st.migrate(); err != nil {
 		st.close()
 		return nil, err
@@ -182,7 +194,7 @@ func (st *store) close() error {
 	if st.read == st.write {
 		return st.write.Close()
 	}
-	return errors.Join(st.read.Close(), st.write.Close())
+	return errors.Join(st.read.Close(), st.write.Close(), st.ckpt.Close())
 }
 
 // instanceName is a name for this process, unique even among processes on
@@ -707,14 +719,21 @@ func (st *store) renewClaims(ctx context.Context, now time.Time, lease time.Dura
 
 // checkpoint copies the WAL into the database file and truncates it, so
 // that old page images, such as a sent message with its token, do not
-// linger in the WAL until it happens to be overwritten. PostgreSQL has no
-// such step.
-func (st *store) checkpoint(ctx context.Context) error {
+// linger in the WAL until it happens to be overwritten. It never waits: if
+// another process reads an older snapshot (a Litestream replica holds a
+// read transaction), it does what it can and reports truncated false.
+// PostgreSQL has no such step.
+func (st *store) checkpoint(ctx context.Context) (truncated bool, err error) {
 	if st.engine == "postgres" {
-		return nil
+		return true, nil
 	}
-	_, err := st.write.ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`)
-	return err
+	var busy, log, done int
+	err = st.ckpt.QueryRowContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &log, &done)
+	var se *sqlite.Error
+	if errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_BUSY {
+		return false, nil
+	}
+	return err == nil && busy == 0, err
 }
 
 // outboxCounts returns how many emails are pending and how many failed.
