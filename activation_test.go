@@ -171,8 +171,12 @@ func TestNoPlaintextSecretsInDatabase(t *testing.T) {
 		t.Fatalf("signup: %d %v", status, body)
 	}
 	waitFor(t, 10*time.Second, "a failed attempt", func() bool { return containsLine(app.logs.String(), "will retry") })
-	var message []byte
-	app.store.read.QueryRow(`SELECT message FROM outbox`).Scan(&message)
+	var sealed []byte
+	app.store.read.QueryRow(`SELECT message FROM outbox`).Scan(&sealed)
+	message, err := app.store.openMessage(sealed)
+	if err != nil {
+		t.Fatal(err)
+	}
 	token := tokenOf(t, message)
 
 	dbFiles := func() []byte {
@@ -183,10 +187,14 @@ func TestNoPlaintextSecretsInDatabase(t *testing.T) {
 		}
 		return all
 	}
-	// While the email waits, its token is in the outbox (this shows the
-	// check below can see it), and the password never is.
-	if files := dbFiles(); !bytes.Contains(files, []byte(token)) || bytes.Contains(files, []byte(password)) {
+	// While the email waits, the outbox holds its message sealed with the
+	// key beside the database: the token is in no database file, nor is the
+	// password; the key opens the message (above).
+	if files := dbFiles(); bytes.Contains(files, []byte(token)) || bytes.Contains(files, []byte(password)) || bytes.Contains(files, message[:40]) {
 		t.Fatalf("pending: token present %v, password present %v", bytes.Contains(files, []byte(token)), bytes.Contains(files, []byte(password)))
+	}
+	if info, err := os.Stat(app.cfg.db + ".key"); err != nil || info.Mode().Perm() != 0o600 || info.Size() != 32 {
+		t.Errorf("the message key: %v %v", info, err)
 	}
 
 	mu.Lock()

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"database/sql"
 	"fmt"
 	"os"
@@ -27,8 +28,8 @@ const litestreamYML = `dbs:
 // TestLitestreamReplica runs a real `litestream replicate` beside the
 // service across several of its checkpoints: signups stay fast (the
 // checkpoint never waits for Litestream's read transaction), the log says
-// when the WAL cannot be truncated, and `litestream restore` brings back
-// every answered signup.
+// when the WAL cannot be truncated, no token reaches the files, and
+// `litestream restore` brings back every answered signup.
 func TestLitestreamReplica(t *testing.T) {
 	t.Parallel()
 	bin, err := exec.LookPath("litestream")
@@ -69,10 +70,27 @@ func TestLitestreamReplica(t *testing.T) {
 		t.Error("no WARN line saying the checkpoint could not truncate the WAL")
 	}
 
-	srv.waitMessages(t, len(answered), 20*time.Second)
+	var tokens [][]byte
+	for _, m := range srv.waitMessages(t, len(answered), 20*time.Second) {
+		tokens = append(tokens, []byte(tokenOf(t, m.data)))
+	}
 	waitFor(t, 20*time.Second, "every email marked sent", func() bool {
 		return strings.Count(p.logs.String(), `msg="email sent"`) >= len(answered)
 	})
+	// No token is in the local files, even with the WAL never truncated:
+	// messages are sealed with the key beside the database.
+	noTokens := func(files ...string) {
+		t.Helper()
+		for _, f := range files {
+			b, _ := os.ReadFile(f)
+			for _, token := range tokens {
+				if bytes.Contains(b, token) {
+					t.Fatalf("%s holds a token", f)
+				}
+			}
+		}
+	}
+	noTokens(db, db+"-wal")
 
 	p.signal(t, syscall.SIGTERM)
 	if code := p.wait(t, 20*time.Second); code != 0 {
@@ -94,6 +112,7 @@ func TestLitestreamReplica(t *testing.T) {
 	if err := rdb.QueryRow(`PRAGMA integrity_check`).Scan(&check); err != nil || check != "ok" {
 		t.Fatalf("integrity_check of the restored database: %q %v", check, err)
 	}
+	noTokens(restored)
 	var n int
 	rdb.QueryRow(`SELECT count(*) FROM users`).Scan(&n)
 	if n != len(answered) {

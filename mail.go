@@ -546,6 +546,10 @@ func (app *application) sendDue(ctx context.Context) {
 			app.kickDelivery() // a backlog: let another session help
 		}
 		for i, e := range batch {
+			if e.unsealErr != nil {
+				app.recompose(dbctx, e)
+				continue
+			}
 			if s != nil && s.sent == maxPerSession {
 				s.close()
 				s = nil
@@ -583,6 +587,23 @@ func (app *application) sendDue(ctx context.Context) {
 			s = nil
 		}
 	}
+}
+
+// recompose composes afresh, with a new token, an email whose stored
+// message cannot be opened (the database was restored without its key
+// file), and leaves it due now.
+func (app *application) recompose(ctx context.Context, e *email) {
+	if err := app.store.release(ctx, e); err != nil {
+		app.logger.Error("release email", "id", e.ID, "error", err)
+		return
+	}
+	if _, err := app.retryEmail(ctx, e.ID); err != nil {
+		app.logger.Error("compose email afresh", "id", e.ID, "error", err)
+		return
+	}
+	app.logger.Warn("email composed afresh with a new link: its stored message was sealed with another key (a database restored without its .key file?)",
+		"user_id", e.UserID, "old_message_id", e.MessageID)
+	app.kickDelivery()
 }
 
 // recordSent marks e sent and logs it.

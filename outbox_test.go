@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -258,5 +259,44 @@ func TestOutboxListAndRetry(t *testing.T) {
 	table := outbox("list")
 	if !strings.HasPrefix(table, "ID  KIND") || !containsLine(table, "welcome", "sent", "retry@example.com") {
 		t.Errorf("outbox list:\n%s", table)
+	}
+}
+
+// TestRestoredWithoutKey: a database restored without its .key file (on
+// another machine, say) cannot open its pending messages; they are composed
+// afresh with new links, which work.
+func TestRestoredWithoutKey(t *testing.T) {
+	t.Parallel()
+	var down atomic.Bool
+	down.Store(true)
+	srv := startSMTP(t, func(s *testSMTP) {
+		s.data = func(int64, *smtp.Conn) error {
+			if down.Load() {
+				return tempFail
+			}
+			return nil
+		}
+	})
+	dir := t.TempDir()
+	args := append(baseArgs(dir), smtpArgs(srv.host, srv.port)...)
+	p := startBinary(t, args)
+	signup(t, p.url, "restored@example.com")
+	waitFor(t, 10*time.Second, "a failed attempt", func() bool { return containsLine(p.logs.String(), "will retry") })
+	p.signal(t, syscall.SIGTERM)
+	if code := p.wait(t, 20*time.Second); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	if err := os.Remove(filepath.Join(dir, "signup.db.key")); err != nil {
+		t.Fatal(err)
+	}
+
+	down.Store(false)
+	p = startBinary(t, args)
+	msg := srv.waitMessages(t, 1, 10*time.Second)[0]
+	if status, body := post(t, "PUT", p.url+"/v1/users/activated", map[string]string{"token": tokenOf(t, msg.data)}); status != 200 {
+		t.Errorf("the new link: %d %v", status, body)
+	}
+	if !containsLine(p.logs.String(), "level=WARN", "composed afresh") {
+		t.Error("no WARN line about the email composed afresh")
 	}
 }

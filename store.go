@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/aes"
+	"crypto/cipher"
 	"crypto/rand"
 	"database/sql"
 	"embed"
@@ -47,6 +49,9 @@ type store struct {
 	// it releases only its own: unique per process, even on one host.
 	instance string
 
+	// seal encrypts composed messages (SQLite only): nil stores them as they are.
+	seal cipher.AEAD
+
 	// The file at path when it was opened: if another takes its place, or
 	// none, commits go where no one will look again.
 	path     string
@@ -78,6 +83,8 @@ type email struct {
 	Recipient string
 	Message   []byte
 	Attempts  int
+
+	unsealErr error // the stored message could not be opened: compose it afresh
 }
 
 // openStore opens the database that -db names, a PostgreSQL URL or an
@@ -130,7 +137,14 @@ func openStore(name string) (*store, error) {
 		return nil, err
 	}
 	ckpt.SetMaxOpenConns(1)
-	st := &store{engine: "sqlite", write: write, read: read, ckpt: ckpt, instance: instanceName(), path: name, dev: uint64(sys.Dev), ino: sys.Ino}
+	seal, err := loadSealKey(name + ".key")
+	if err != nil {
+		write.Close()
+		read.Close()
+		ckpt.Close()
+		return nil, err
+	}
+	st := &store{engine: "sqlite", write: write, read: read, ckpt: ckpt, instance: instanceName(), seal: seal, path: name, dev: uint64(sys.Dev), ino: sys.Ino}
 	if err := st.migrate(); err != nil {
 		st.close()
 		return nil, err
@@ -140,6 +154,78 @@ func openStore(name string) (*store, error) {
 		return nil, err
 	}
 	return st, nil
+}
+
+// loadSealKey reads the key that seals composed messages from path, beside
+// the database, creating it (32 random bytes, mode 0600) if it is missing.
+// Copies of the database alone — a Litestream replica, a backup, the WAL's
+// old frames — then hold no readable token: the key never enters them.
+func loadSealKey(path string) (cipher.AEAD, error) {
+	key, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		key = make([]byte, 32)
+		rand.Read(key)
+		err = writeNewFile(path, key)
+		if errors.Is(err, fs.ErrExist) { // another process made it first
+			key, err = os.ReadFile(path)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("message key: %w", err)
+	}
+	if len(key) != 32 {
+		return nil, fmt.Errorf("message key %s: %d bytes, want 32", path, len(key))
+	}
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(block)
+}
+
+// writeNewFile writes data to a new file at path, mode 0600, durably.
+func writeNewFile(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	return errors.Join(err, f.Sync(), f.Close())
+}
+
+// sealed messages start with this byte; a composed message never does.
+const sealedVersion = 1
+
+// sealMessage encrypts msg for the outbox, if this store seals.
+func (st *store) sealMessage(msg []byte) []byte {
+	if st.seal == nil || msg == nil {
+		return msg
+	}
+	nonce := make([]byte, st.seal.NonceSize(), st.seal.NonceSize()+len(msg)+st.seal.Overhead()+1)
+	rand.Read(nonce)
+	return append([]byte{sealedVersion}, st.seal.Seal(nonce, nonce, msg, nil)...)
+}
+
+// errUnsealable means a sealed message cannot be opened with this key (the
+// database was restored on another machine without its key file): the
+// email must be composed afresh.
+var errUnsealable = errors.New("message sealed with another key")
+
+// openMessage decrypts a message from the outbox; one stored unsealed (by
+// PostgreSQL, or before sealing existed) comes back as it is.
+func (st *store) openMessage(blob []byte) ([]byte, error) {
+	if len(blob) == 0 || blob[0] != sealedVersion {
+		return blob, nil
+	}
+	if st.seal == nil || len(blob) < 1+st.seal.NonceSize() {
+		return nil, errUnsealable
+	}
+	n := st.seal.NonceSize()
+	msg, err := st.seal.Open(nil, blob[1:1+n], blob[1+n:], nil)
+	if err != nil {
+		return nil, errUnsealable
+	}
+	return msg, nil
 }
 
 // errDatabaseGone means the file at -db was deleted or replaced while the
@@ -320,7 +406,7 @@ func (st *store) queue(ctx context.Context, tx *sql.Tx, e *email, tokenHash []by
 			return err
 		}
 	}
-	return tx.StmtContext(ctx, st.insertEmailStmt).QueryRowContext(ctx, e.Kind, e.UserID, millis(e.CreatedAt), e.MessageID, e.Recipient, e.Message, millis(e.CreatedAt)).Scan(&e.ID)
+	return tx.StmtContext(ctx, st.insertEmailStmt).QueryRowContext(ctx, e.Kind, e.UserID, millis(e.CreatedAt), e.MessageID, e.Recipient, st.sealMessage(e.Message), millis(e.CreatedAt)).Scan(&e.ID)
 }
 
 // composer makes the email of a kind for a user.
@@ -655,9 +741,11 @@ func (st *store) claimDue(ctx context.Context, now time.Time, lease time.Duratio
 	for rows.Next() {
 		var e email
 		var created int64
-		if err := rows.Scan(&e.ID, &e.Kind, &e.UserID, &created, &e.MessageID, &e.Recipient, &e.Message, &e.Attempts); err != nil {
+		var blob []byte
+		if err := rows.Scan(&e.ID, &e.Kind, &e.UserID, &created, &e.MessageID, &e.Recipient, &blob, &e.Attempts); err != nil {
 			return nil, err
 		}
+		e.Message, e.unsealErr = st.openMessage(blob)
 		e.CreatedAt = time.UnixMilli(created).UTC()
 		emails = append(emails, &e)
 	}
@@ -872,7 +960,7 @@ func (st *store) requeue(ctx context.Context, e *email, tokenHash []byte) error 
 	res, err := tx.ExecContext(ctx, `UPDATE outbox SET status = 'pending', message = $1, message_id = $2, created_at = $3,
 		next_attempt_at = $4, attempts = 0, claimed_until = 0, last_error = ''
 		WHERE id = $5 AND NOT (status = 'pending' AND claimed_until > $6)`,
-		e.Message, e.MessageID, millis(e.CreatedAt), millis(e.CreatedAt), e.ID, millis(e.CreatedAt))
+		st.sealMessage(e.Message), e.MessageID, millis(e.CreatedAt), millis(e.CreatedAt), e.ID, millis(e.CreatedAt))
 	if err != nil {
 		return err
 	}
