@@ -137,21 +137,34 @@ func startLoadBinary(b *testing.B, cost int) (*process, *testSMTP) {
 	return startBinary(b, args), srv
 }
 
-// stopAndCheckEmails stops p and fails unless every accepted address got an email.
+// stopAndCheckEmails stops p and fails unless every accepted address got an
+// email: those still pending at the stop (shutdown sends only what it had
+// claimed) from the next start, on the same database.
 func stopAndCheckEmails(b *testing.B, p *process, srv *testSMTP, accepted []string) {
 	p.signal(b, syscall.SIGTERM)
 	if code := p.wait(b, time.Minute); code != 0 {
 		b.Fatalf("exit %d", code)
 	}
-	got := map[string]bool{}
-	for _, m := range srv.messages() {
-		got[m.to] = true
-	}
-	for _, a := range accepted {
-		if !got[a] {
-			b.Fatalf("%s was accepted but not emailed", a)
+	missing := func() []string {
+		got := map[string]bool{}
+		for _, m := range srv.messages() {
+			got[m.to] = true
 		}
+		var out []string
+		for _, a := range accepted {
+			if !got[a] {
+				out = append(out, a)
+			}
+		}
+		return out
 	}
+	if len(missing()) == 0 {
+		return
+	}
+	next := startBinary(b, p.cmd.Args[1:])
+	waitFor(b, time.Minute, "the emails left pending to go out at the next start", func() bool { return len(missing()) == 0 })
+	next.signal(b, syscall.SIGTERM)
+	next.wait(b, time.Minute)
 }
 
 // BenchmarkSignupCeiling compares signups/s at bcrypt cost 12 with the

@@ -711,12 +711,12 @@ func (app *application) register(ctx context.Context, in signupInput) (validator
 	if len(v) > 0 {
 		return v, nil
 	}
-	existing, over, err := app.store.addressState(ctx, in.Email, app.now())
+	activated, over, err := app.store.addressState(ctx, in.Email, app.now())
 	if err != nil {
 		return nil, err
 	}
 	var hash []byte
-	if over || (existing != nil && existing.Activated) {
+	if over || activated {
 		app.imitateHash(ctx)
 	} else if hash, err = app.hashPassword(ctx, in.Password); err != nil {
 		return nil, err
@@ -724,7 +724,18 @@ func (app *application) register(ctx context.Context, in signupInput) (validator
 	now := app.now().UTC()
 	u := &user{CreatedAt: now.Truncate(time.Millisecond), Name: in.Name, Email: in.Email, passwordHash: hash}
 	token, tokenHash := newToken()
+	// The welcome email, composed before the transaction so that the
+	// templates do not run while it holds the database's one writer.
+	welcome, err := app.compose("welcome", u, token, now)
+	if err != nil {
+		return nil, err
+	}
 	kind, err := app.store.signup(ctx, u, tokenHash, func(kind string, to *user) (*email, error) {
+		if kind == "welcome" {
+			e := *welcome
+			e.UserID = to.ID
+			return &e, nil
+		}
 		return app.compose(kind, to, token, now)
 	})
 	if errors.Is(err, errOverBudget) {
@@ -734,7 +745,7 @@ func (app *application) register(ctx context.Context, in signupInput) (validator
 	if err != nil {
 		return nil, err
 	}
-	app.logger.Info("signup", "user_id", u.ID, "email_kind", kind)
+	app.logger.Debug("signup", "user_id", u.ID, "email_kind", kind)
 	app.kickDelivery()
 	return nil, nil
 }

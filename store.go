@@ -60,6 +60,7 @@ type store struct {
 	// The statements of the hot path, prepared once on write: parsing the
 	// SQL is a good part of a small transaction's cost.
 	insertUserStmt, insertTokenStmt, insertEmailStmt, claimStmt, markSentStmt *sql.Stmt
+	userByKeyStmt, spendStmt, insertNewUserStmt                               *sql.Stmt
 }
 
 // user is an account, as the API shows it.
@@ -107,15 +108,13 @@ func openStore(name string) (*store, error) {
 
 	// synchronous(FULL): a commit that was answered 202 survives a power cut,
 	// not just a crash of the process. secure_delete: a sent message's
-	// token is overwritten in the file, not just unlinked. journal_size_limit(0):
-	// whenever the WAL starts over, its file is cut to what is written
-	// then, so old frames (a sent token among them) do not linger in its tail.
+	// token is overwritten in the file, not just unlinked.
 	// mode=rw: a connection never creates the file (created above), so
 	// one opened after the file was deleted fails instead of starting an
 	// empty database there.
 	dsn := "file:" + (&url.URL{Path: name}).EscapedPath() +
 		"?mode=rw&_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)" +
-		"&_pragma=synchronous(FULL)&_pragma=secure_delete(1)&_pragma=journal_size_limit(0)&_txlock=immediate"
+		"&_pragma=synchronous(FULL)&_pragma=secure_delete(1)&_txlock=immediate"
 	write, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, err
@@ -341,7 +340,15 @@ func (st *store) prepare() error {
 				WHERE status = 'pending' AND next_attempt_at <= $2 AND claimed_until <= $3
 				ORDER BY next_attempt_at, id LIMIT $4` + st.skipLocked() + `)
 			RETURNING id, kind, user_id, created_at, message_id, recipient, message, attempts`,
-		&st.markSentStmt: `UPDATE outbox SET status = 'sent', message = NULL, attempts = attempts + 1, claimed_until = 0, last_error = '' WHERE id = $1`,
+		&st.markSentStmt:  `UPDATE outbox SET status = 'sent', message = NULL, attempts = attempts + 1, claimed_until = 0, last_error = '' WHERE id = $1`,
+		&st.userByKeyStmt: `SELECT ` + userColumns + ` FROM users WHERE email_key = $1`,
+		// One email of the address's budget, if any is left.
+		&st.spendStmt: `INSERT INTO sends (address_key, sent_at) SELECT $1, $2
+			WHERE (SELECT count(*) FROM sends WHERE address_key = $1 AND sent_at > $3) < $4
+			AND (SELECT count(*) FROM sends WHERE address_key = $1 AND sent_at > $5) < $6`,
+		// A new address's account, or nothing if the address has one.
+		&st.insertNewUserStmt: `INSERT INTO users (created_at, name, email, email_key, password_hash) VALUES ($1, $2, $3, $4, $5)
+			ON CONFLICT (email_key) DO NOTHING RETURNING id`,
 	} {
 		var err error
 		if *stmt, err = st.write.Prepare(query); err != nil {
@@ -363,43 +370,29 @@ const (
 // errOverBudget means the address has had its share of emails for now.
 var errOverBudget = errors.New("send budget of the address spent")
 
-// overBudget reports whether address has had its share of emails by now.
-func overBudget(ctx context.Context, q interface {
-	QueryRowContext(context.Context, string, ...any) *sql.Row
-}, address string, now time.Time) (bool, error) {
+// addressState reports whether address has an activated account, and
+// whether it is over its send budget: what a signup needs to know before it
+// spends a password hash. One query: it runs before every signup.
+func (st *store) addressState(ctx context.Context, address string, now time.Time) (activated, over bool, err error) {
+	var act sql.NullInt64
 	var hour, day int
-	err := q.QueryRowContext(ctx, `SELECT count(*) FILTER (WHERE sent_at > $1), count(*) FROM sends WHERE address_key = $2 AND sent_at > $3`,
-		millis(now.Add(-time.Hour)), strings.ToLower(address), millis(now.Add(-24*time.Hour))).Scan(&hour, &day)
-	return hour >= budgetPerHour || day >= budgetPerDay, err
-}
-
-// addressState returns the account of address (nil if none) and whether
-// the address is over its send budget: what a handler needs to know before
-// it spends a password hash.
-func (st *store) addressState(ctx context.Context, address string, now time.Time) (*user, bool, error) {
-	u, err := st.userByEmail(ctx, address)
-	if errors.Is(err, errNotFound) {
-		u, err = nil, nil
-	}
-	if err != nil {
-		return nil, false, err
-	}
-	over, err := overBudget(ctx, st.read, address, now)
-	return u, over, err
+	err = st.read.QueryRowContext(ctx, `SELECT (SELECT activated FROM users WHERE email_key = $1),
+		(SELECT count(*) FROM sends WHERE address_key = $1 AND sent_at > $2),
+		(SELECT count(*) FROM sends WHERE address_key = $1 AND sent_at > $3)`,
+		strings.ToLower(address), millis(now.Add(-time.Hour)), millis(now.Add(-24*time.Hour))).Scan(&act, &hour, &day)
+	return act.Valid && act.Int64 == 1, hour >= budgetPerHour || day >= budgetPerDay, err
 }
 
 // queue inserts e, and the token it carries (emailTokens), spending one
 // email of the recipient's budget: errOverBudget if none is left.
 func (st *store) queue(ctx context.Context, tx *sql.Tx, e *email, tokenHash []byte) error {
-	over, err := overBudget(ctx, tx, e.Recipient, e.CreatedAt)
+	res, err := tx.StmtContext(ctx, st.spendStmt).ExecContext(ctx, strings.ToLower(e.Recipient), millis(e.CreatedAt),
+		millis(e.CreatedAt.Add(-time.Hour)), budgetPerHour, millis(e.CreatedAt.Add(-24*time.Hour)), budgetPerDay)
 	if err != nil {
 		return err
 	}
-	if over {
+	if n, _ := res.RowsAffected(); n == 0 {
 		return errOverBudget
-	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO sends (address_key, sent_at) VALUES ($1, $2)`, strings.ToLower(e.Recipient), millis(e.CreatedAt)); err != nil {
-		return err
 	}
 	if tok, ok := emailTokens[e.Kind]; ok {
 		if _, err := tx.StmtContext(ctx, st.insertTokenStmt).ExecContext(ctx, tokenHash, e.UserID, tok.scope, millis(e.CreatedAt.Add(tok.ttl))); err != nil {
@@ -434,11 +427,24 @@ func (st *store) signup(ctx context.Context, u *user, tokenHash []byte, compose 
 	if err := st.lockAddress(ctx, tx, u.Email); err != nil {
 		return "", err
 	}
-	existing, err := scanUser(tx.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE email_key = $1`, strings.ToLower(u.Email)))
-	if err != nil && !errors.Is(err, errNotFound) {
-		return "", err
+	// Most signups are for a new address: try that first.
+	var existing *user
+	inserted := false
+	if u.passwordHash != nil {
+		err := tx.StmtContext(ctx, st.insertNewUserStmt).QueryRowContext(ctx, millis(u.CreatedAt), u.Name, u.Email, strings.ToLower(u.Email), u.passwordHash).Scan(&u.ID)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return "", err
+		}
+		inserted = err == nil
+	}
+	if !inserted {
+		existing, err = scanUser(tx.StmtContext(ctx, st.userByKeyStmt).QueryRowContext(ctx, strings.ToLower(u.Email)))
+		if err != nil && !errors.Is(err, errNotFound) {
+			return "", err
+		}
 	}
 	switch {
+	case inserted:
 	case existing != nil && existing.Activated:
 		e, err := compose("account-exists", existing)
 		if err != nil {
@@ -460,10 +466,7 @@ func (st *store) signup(ctx context.Context, u *user, tokenHash []byte, compose 
 			return "", err
 		}
 	default:
-		err := tx.StmtContext(ctx, st.insertUserStmt).QueryRowContext(ctx, millis(u.CreatedAt), u.Name, u.Email, strings.ToLower(u.Email), u.passwordHash).Scan(&u.ID)
-		if err != nil {
-			return "", err
-		}
+		return "", errOverBudget // no hash for an account that needs one (see above)
 	}
 	e, err := compose("welcome", u)
 	if err != nil {
