@@ -239,7 +239,7 @@ func TestEnvironmentAndFlags(t *testing.T) {
 	for _, flag := range []string{"-port", "-env", "-db", "-smtp-host", "-smtp-port", "-smtp-username", "-smtp-password", "-smtp-sender",
 		"-smtp-tls", "-mail-dir", "-bcrypt-cost", "-shutdown-timeout", "-mail-retry-min", "-mail-retry-max",
 		"-limiter-enabled", "-limiter-rps", "-limiter-burst", "-trusted-proxies", "-version", "-host", "-base-url", "-app-name", "-templates",
-		"-cors-trusted-origins", "-smtp-helo", "-max-conns", "-max-conns-per-client"} {
+		"-cors-trusted-origins", "-smtp-helo", "-max-conns", "-max-conns-per-client", "-checkpoint-interval", "-mail-claim-lease"} {
 		if !strings.Contains(stderr.String(), "  "+flag) {
 			t.Errorf("-h does not list %s", flag)
 		}
