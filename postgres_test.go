@@ -333,3 +333,14 @@ func TestPostgresInstanceDies(t *testing.T) {
 		}
 	}
 }
+
+// TestBackupOfPostgresPointsToPgDump: backup copies SQLite only; with a
+// PostgreSQL URL it exits 2 and names pg_dump.
+func TestBackupOfPostgresPointsToPgDump(t *testing.T) {
+	t.Parallel()
+	cmd := exec.Command(builtBinary(t), "-db", "postgres://signup@db.invalid/signup", "backup", filepath.Join(t.TempDir(), "copy"))
+	out, _ := cmd.CombinedOutput()
+	if code := cmd.ProcessState.ExitCode(); code != 2 || !strings.Contains(string(out), "pg_dump") {
+		t.Errorf("exit %d, output %q; want 2 and a pointer to pg_dump", code, out)
+	}
+}
