@@ -131,54 +131,19 @@ func (app *application) handleDeleteAuthToken(w http.ResponseWriter, r *http.Req
 }
 
 // requestReset sends what a password reset for address sends
-// (store.requestReset). Only a malformed address is an error the caller
-// shows: the answer is otherwise the same whoever owns it.
+// (store.requestReset); the answer is the same whoever owns it.
 func (app *application) requestReset(ctx context.Context, address string) (validator, error) {
-	v := validator{}
-	validateEmail(v, address)
-	if len(v) > 0 {
-		return v, nil
-	}
-	now := app.now().UTC()
-	token, tokenHash := newToken()
-	_, err := app.store.requestReset(ctx, address, tokenHash, func(kind string, to *user) (*email, error) {
-		return app.compose(kind, to, token, now)
+	return app.mailAddress(ctx, address, "password reset", func(tokenHash []byte, compose composer) error {
+		_, err := app.store.requestReset(ctx, address, tokenHash, compose)
+		return err
 	})
-	switch {
-	case errors.Is(err, errNotFound):
-		return nil, nil
-	case errors.Is(err, errOverBudget):
-		app.overBudget(address, "password reset")
-		return nil, nil
-	case err != nil:
-		return nil, err
-	}
-	app.kickDelivery()
-	return nil, nil
 }
 
 // handleCreateResetToken asks for a password reset email; the answer is
 // the same for any address.
 func (app *application) handleCreateResetToken(w http.ResponseWriter, r *http.Request) {
-	var input struct {
-		Email string `json:"email"`
-	}
-	if err := app.readJSON(w, r, &input); err != nil {
-		app.badRequest(w, r, err)
-		return
-	}
-	errs, err := app.requestReset(r.Context(), input.Email)
-	switch {
-	case err != nil:
-		app.serverError(w, r, err)
-	case len(errs) > 0:
-		app.failedValidation(w, r, errs)
-	default:
-		msg := envelope{"message": "if an account has this address, an email is on its way with a link to reset its password"}
-		if err := app.writeJSON(w, http.StatusAccepted, msg, nil); err != nil {
-			app.serverError(w, r, err)
-		}
-	}
+	app.handleEmailRequest(w, r, app.requestReset,
+		"if an account has this address, an email is on its way with a link to reset its password")
 }
 
 // resetPassword sets a new password with a reset token. It returns a

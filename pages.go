@@ -6,6 +6,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"embed"
 	"errors"
@@ -327,26 +328,32 @@ func (app *application) handleResendPage(w http.ResponseWriter, r *http.Request)
 		Lines: []string{"Enter the email address you signed up with, and we will send it a new link."}})
 }
 
-// handleResendForm asks for a new activation link as the API does, and
-// answers the same page whoever owns the address.
-func (app *application) handleResendForm(w http.ResponseWriter, r *http.Request) {
+// emailForm handles a posted form that asks for an email to its address,
+// as the API does (send), and answers the same page whoever owns the
+// address: done (with the address for its %s), or the form (page name,
+// title) again for a malformed one.
+func (app *application) emailForm(w http.ResponseWriter, r *http.Request, send func(ctx context.Context, address string) (validator, error), name, title, done string) {
 	if err := readForm(w, r); err != nil {
 		app.message(w, r, http.StatusBadRequest, "That did not work", "The form could not be read. Please go back and try again.")
 		return
 	}
 	address := r.PostForm.Get("email")
-	errs, err := app.resendActivation(r.Context(), address)
+	errs, err := send(r.Context(), address)
 	if err != nil {
 		app.pageError(w, r, err)
 		return
 	}
 	if len(errs) > 0 {
-		app.render(w, r, http.StatusUnprocessableEntity, "resend.html", page{Title: "Get a new activation link",
-			Form: map[string]string{"email": address}, Errors: errs})
+		app.render(w, r, http.StatusUnprocessableEntity, name, page{Title: title, Form: map[string]string{"email": address}, Errors: errs})
 		return
 	}
-	app.message(w, r, http.StatusOK, "Check your inbox",
-		"If an account at "+address+" is waiting for activation, we have sent it a new link. Earlier links no longer work.")
+	app.message(w, r, http.StatusOK, "Check your inbox", fmt.Sprintf(done, address))
+}
+
+// handleResendForm asks for a new activation link.
+func (app *application) handleResendForm(w http.ResponseWriter, r *http.Request) {
+	app.emailForm(w, r, app.resendActivation, "resend.html", "Get a new activation link",
+		"If an account at %s is waiting for activation, we have sent it a new link. Earlier links no longer work.")
 }
 
 // handleForgotPage shows the form for a password reset link.
@@ -355,26 +362,10 @@ func (app *application) handleForgotPage(w http.ResponseWriter, r *http.Request)
 		Lines: []string{"Enter the email address of your account, and we will send it a link to choose a new password."}})
 }
 
-// handleForgotForm asks for a password reset as the API does, and answers
-// the same page whoever owns the address.
+// handleForgotForm asks for a password reset link.
 func (app *application) handleForgotForm(w http.ResponseWriter, r *http.Request) {
-	if err := readForm(w, r); err != nil {
-		app.message(w, r, http.StatusBadRequest, "That did not work", "The form could not be read. Please go back and try again.")
-		return
-	}
-	address := r.PostForm.Get("email")
-	errs, err := app.requestReset(r.Context(), address)
-	if err != nil {
-		app.pageError(w, r, err)
-		return
-	}
-	if len(errs) > 0 {
-		app.render(w, r, http.StatusUnprocessableEntity, "forgot-password.html", page{Title: "Reset your password",
-			Form: map[string]string{"email": address}, Errors: errs})
-		return
-	}
-	app.message(w, r, http.StatusOK, "Check your inbox",
-		"If an account has the address "+address+", we have sent it a link to choose a new password. The link works for 45 minutes.")
+	app.emailForm(w, r, app.requestReset, "forgot-password.html", "Reset your password",
+		"If an account has the address %s, we have sent it a link to choose a new password. The link works for 45 minutes.")
 }
 
 // handleResetPage shows the form for a new password. It looks the token up

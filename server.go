@@ -811,11 +811,12 @@ func (app *application) handleActivateUser(w http.ResponseWriter, r *http.Reques
 	}
 }
 
-// resendActivation sends a new activation link to address if it belongs
-// to an account that is not activated yet, replacing its earlier links; for
-// any other address it does nothing. Only a malformed address is an error
-// the caller shows: the answer is otherwise the same whoever owns it.
-func (app *application) resendActivation(ctx context.Context, address string) (validator, error) {
+// mailAddress validates address and, if it is well formed, has queue
+// store what goes to it (with a new token, composed on demand), then starts
+// delivery. Only a malformed address is an error the caller shows: the
+// answer is otherwise the same whoever owns it — an address with no email
+// due (errNotFound) or over its send budget included.
+func (app *application) mailAddress(ctx context.Context, address, request string, queue func(tokenHash []byte, compose composer) error) (validator, error) {
 	v := validator{}
 	validateEmail(v, address)
 	if len(v) > 0 {
@@ -823,14 +824,14 @@ func (app *application) resendActivation(ctx context.Context, address string) (v
 	}
 	now := app.now().UTC()
 	token, tokenHash := newToken()
-	err := app.store.resend(ctx, address, tokenHash, func(kind string, to *user) (*email, error) {
+	err := queue(tokenHash, func(kind string, to *user) (*email, error) {
 		return app.compose(kind, to, token, now)
 	})
 	switch {
 	case errors.Is(err, errNotFound):
 		return nil, nil
 	case errors.Is(err, errOverBudget):
-		app.overBudget(address, "resend")
+		app.overBudget(address, request)
 		return nil, nil
 	case err != nil:
 		return nil, err
@@ -839,9 +840,18 @@ func (app *application) resendActivation(ctx context.Context, address string) (v
 	return nil, nil
 }
 
-// handleCreateActivationToken emails a new activation link to an account
-// that is not activated yet; it answers the same for any address.
-func (app *application) handleCreateActivationToken(w http.ResponseWriter, r *http.Request) {
+// resendActivation sends a new activation link to address if it belongs
+// to an account that is not activated yet, replacing its earlier links; for
+// any other address it does nothing.
+func (app *application) resendActivation(ctx context.Context, address string) (validator, error) {
+	return app.mailAddress(ctx, address, "resend", func(tokenHash []byte, compose composer) error {
+		return app.store.resend(ctx, address, tokenHash, compose)
+	})
+}
+
+// handleEmailRequest answers a JSON {"email": …} request that may send an
+// email: 202 with message, whoever owns the address.
+func (app *application) handleEmailRequest(w http.ResponseWriter, r *http.Request, send func(ctx context.Context, address string) (validator, error), message string) {
 	var input struct {
 		Email string `json:"email"`
 	}
@@ -849,18 +859,24 @@ func (app *application) handleCreateActivationToken(w http.ResponseWriter, r *ht
 		app.badRequest(w, r, err)
 		return
 	}
-	errs, err := app.resendActivation(r.Context(), input.Email)
+	errs, err := send(r.Context(), input.Email)
 	switch {
 	case err != nil:
 		app.serverError(w, r, err)
 	case len(errs) > 0:
 		app.failedValidation(w, r, errs)
 	default:
-		msg := envelope{"message": "if an account with this address is waiting for activation, an email is on its way with a new link"}
-		if err := app.writeJSON(w, http.StatusAccepted, msg, nil); err != nil {
+		if err := app.writeJSON(w, http.StatusAccepted, envelope{"message": message}, nil); err != nil {
 			app.serverError(w, r, err)
 		}
 	}
+}
+
+// handleCreateActivationToken emails a new activation link to an account
+// that is not activated yet; it answers the same for any address.
+func (app *application) handleCreateActivationToken(w http.ResponseWriter, r *http.Request) {
+	app.handleEmailRequest(w, r, app.resendActivation,
+		"if an account with this address is waiting for activation, an email is on its way with a new link")
 }
 
 // retryEmail composes outbox email id afresh, with a new token where it
