@@ -1,0 +1,185 @@
+package main
+
+// clients.go holds what the service knows of its clients: their address
+// (behind trusted proxies; an IPv6 client is its /64), the rate limit per
+// client, and the caps on open connections.
+
+import (
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// capListener caps the connections open at once, overall and per client
+// address, so that idle connections from one address can neither exhaust
+// file descriptors and memory nor starve other clients. A connection past
+// a cap is reset at once.
+type capListener struct {
+	net.Listener
+	max, perClient int
+	exempt         func(netip.Addr) bool // trusted proxies carry many clients
+	metrics        *metrics
+
+	mu    sync.Mutex
+	total int
+	open  map[netip.Addr]int
+}
+
+func (l *capListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		var addr netip.Addr
+		if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
+			addr = ap.Addr().Unmap()
+		}
+		key := clientKey(addr)
+		l.mu.Lock()
+		ok := l.total < l.max && (l.open[key] < l.perClient || l.exempt(addr))
+		if ok {
+			l.total++
+			l.open[key]++
+			l.metrics.connsOpen.Set(int64(l.total))
+		}
+		l.mu.Unlock()
+		if ok {
+			return &cappedConn{Conn: c, release: sync.OnceFunc(func() { l.release(key) })}, nil
+		}
+		l.metrics.connsRefused.Add(1)
+		if tc, isTCP := c.(*net.TCPConn); isTCP {
+			tc.SetLinger(0) // a reset: nothing lingers in TIME_WAIT
+		}
+		c.Close()
+	}
+}
+
+func (l *capListener) release(key netip.Addr) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.total--
+	l.metrics.connsOpen.Set(int64(l.total))
+	if l.open[key]--; l.open[key] == 0 {
+		delete(l.open, key)
+	}
+}
+
+// cappedConn gives its place back when closed.
+type cappedConn struct {
+	net.Conn
+	release func()
+}
+
+func (c *cappedConn) Close() error {
+	c.release()
+	return c.Conn.Close()
+}
+
+// clientKey is the address a client is counted by: itself, or for IPv6 its
+// /64, since one subscriber commonly holds a whole /64.
+func clientKey(addr netip.Addr) netip.Addr {
+	addr = addr.Unmap()
+	if addr.Is6() {
+		p, _ := addr.Prefix(64)
+		return p.Addr()
+	}
+	return addr
+}
+
+// limiter holds a token bucket per client address, forgetting clients idle
+// for a few minutes.
+type limiter struct {
+	rps       rate.Limit
+	burst     int
+	mu        sync.Mutex
+	clients   map[netip.Addr]*client
+	lastSweep time.Time
+}
+
+type client struct {
+	limiter  *rate.Limiter
+	lastSeen time.Time
+}
+
+func newLimiter(rps rate.Limit, burst int) *limiter {
+	return &limiter{rps: rps, burst: burst, clients: make(map[netip.Addr]*client), lastSweep: time.Now()}
+}
+
+// allow takes a token from addr's bucket.
+func (l *limiter) allow(addr netip.Addr, now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if now.Sub(l.lastSweep) > time.Minute {
+		for a, c := range l.clients {
+			if now.Sub(c.lastSeen) > 3*time.Minute {
+				delete(l.clients, a)
+			}
+		}
+		l.lastSweep = now
+	}
+	c, ok := l.clients[addr]
+	if !ok {
+		c = &client{limiter: rate.NewLimiter(l.rps, l.burst)}
+		l.clients[addr] = c
+	}
+	c.lastSeen = now
+	return c.limiter.AllowN(now, 1)
+}
+
+// rateLimit answers 429 to a client over its rate.
+func (app *application) rateLimit(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if app.limiter != nil && !app.limiter.allow(clientKey(app.clientAddr(r)), time.Now()) {
+			w.Header().Set("Retry-After", "1")
+			app.errorResponse(w, r, http.StatusTooManyRequests, "rate limit exceeded")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// clientAddr is the address of the client: the peer, or, when the peer is
+// a trusted proxy, the right-most X-Forwarded-For address that is not one.
+// A hop that does not parse ends the walk: the client is then unknown (the
+// zero Addr), never the proxy itself, which may be loopback.
+func (app *application) clientAddr(r *http.Request) netip.Addr {
+	peer, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	addr := peer.Addr().Unmap()
+	if !app.trusted(addr) {
+		return addr
+	}
+	forwarded := r.Header.Values("X-Forwarded-For")
+	if len(forwarded) == 0 {
+		return addr // the proxy's own request
+	}
+	hops := strings.Split(strings.Join(forwarded, ","), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		hop, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			return netip.Addr{}
+		}
+		addr = hop.Unmap()
+		if !app.trusted(addr) {
+			break
+		}
+	}
+	return addr
+}
+
+func (app *application) trusted(addr netip.Addr) bool {
+	for _, p := range app.cfg.trustedProxies {
+		if p.Contains(addr) {
+			return true
+		}
+	}
+	return false
+}
