@@ -63,7 +63,7 @@ func TestLitestreamReplica(t *testing.T) {
 		slowest = max(slowest, time.Since(start))
 	}
 	t.Logf("%d signups beside litestream, the slowest %v", len(answered), slowest)
-	if slowest > 2*time.Second {
+	if slowest > 3*time.Second { // the old checkpoint held the writer for its 5 s busy timeout
 		t.Errorf("a signup took %v: a checkpoint held back the writer", slowest)
 	}
 	if !containsLine(p.logs.String(), "level=WARN", "checkpoint could not truncate the WAL") {
