@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -100,19 +99,11 @@ func TestLoginUnknownAddressWaitsLikeAHash(t *testing.T) {
 	srv := startSMTP(t, nil)
 	app := newTestApp(t, srv, nil)
 	activatedUser(t, app, srv, "ada@example.com", "right-password")
-	var mu sync.Mutex
-	var waits []time.Duration
-	app.wait = func(_ context.Context, d time.Duration) {
-		mu.Lock()
-		defer mu.Unlock()
-		waits = append(waits, d)
-	}
+	waited := recordWaits(app.application)
 	hashes := app.metrics.hashes.Value()
 	typical := time.Duration(app.hashTime.Load())
 	login(t, app.url, "nobody@example.com", "whatever-password")
-	mu.Lock()
-	got := append([]time.Duration(nil), waits...)
-	mu.Unlock()
+	got := waited()
 	if len(got) != 1 || got[0] != typical || app.metrics.hashes.Value() != hashes {
 		t.Errorf("unknown address: waits %v (want one of %v), %d hashes", got, typical, app.metrics.hashes.Value()-hashes)
 	}

@@ -625,3 +625,20 @@ func containsLine(logs string, parts ...string) bool {
 	}
 	return false
 }
+
+// recordWaits makes app record, instead of sleeping, each wait it would
+// make in place of a password hash, and returns what it has recorded so far.
+func recordWaits(app *application) func() []time.Duration {
+	var mu sync.Mutex
+	var waits []time.Duration
+	app.wait = func(_ context.Context, d time.Duration) {
+		mu.Lock()
+		defer mu.Unlock()
+		waits = append(waits, d)
+	}
+	return func() []time.Duration {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]time.Duration(nil), waits...)
+	}
+}

@@ -93,18 +93,7 @@ func TestNoHashWhereNoneIsNeeded(t *testing.T) {
 	t.Parallel()
 	srv := startSMTP(t, nil)
 	app := newTestApp(t, srv, nil)
-	var mu sync.Mutex
-	var waits []time.Duration
-	app.wait = func(_ context.Context, d time.Duration) {
-		mu.Lock()
-		defer mu.Unlock()
-		waits = append(waits, d)
-	}
-	waited := func() []time.Duration {
-		mu.Lock()
-		defer mu.Unlock()
-		return append([]time.Duration(nil), waits...)
-	}
+	waited := recordWaits(app.application)
 
 	signup(t, app.url, "owner@example.com") // new: a hash, no wait
 	if h := app.metrics.hashes.Value(); h != 1 || len(waited()) != 0 {

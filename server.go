@@ -649,10 +649,6 @@ func (app *application) handleActivateUser(w http.ResponseWriter, r *http.Reques
 		app.failedValidation(w, r, map[string]string{"token": "must be provided"})
 		return
 	}
-	if len(input.Token) != 26 {
-		app.failedValidation(w, r, invalid)
-		return
-	}
 	u, err := app.store.activate(r.Context(), tokenHash(input.Token), app.now())
 	if errors.Is(err, errNotFound) {
 		app.failedValidation(w, r, invalid)

@@ -59,8 +59,8 @@ type store struct {
 
 	// The statements of the hot path, prepared once on write: parsing the
 	// SQL is a good part of a small transaction's cost.
-	insertUserStmt, insertTokenStmt, insertEmailStmt, claimStmt, markSentStmt *sql.Stmt
-	userByKeyStmt, spendStmt, insertNewUserStmt                               *sql.Stmt
+	insertTokenStmt, insertEmailStmt, claimStmt, markSentStmt *sql.Stmt
+	userByKeyStmt, spendStmt, insertNewUserStmt               *sql.Stmt
 }
 
 // user is an account, as the API shows it.
@@ -331,7 +331,6 @@ func (st *store) migrate() error {
 // prepare prepares the hot-path statements.
 func (st *store) prepare() error {
 	for stmt, query := range map[**sql.Stmt]string{
-		&st.insertUserStmt:  `INSERT INTO users (created_at, name, email, email_key, password_hash) VALUES ($1, $2, $3, $4, $5) RETURNING id`,
 		&st.insertTokenStmt: `INSERT INTO tokens (hash, user_id, scope, expiry) VALUES ($1, $2, $3, $4)`,
 		&st.insertEmailStmt: `INSERT INTO outbox (kind, user_id, created_at, message_id, recipient, message, next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id`,
 		// Claims from several instances at once skip each other's rows.
