@@ -156,7 +156,7 @@ func (app *application) handleCreateAuthToken(w http.ResponseWriter, r *http.Req
 // hash, or answers 401 with WWW-Authenticate and returns nil.
 func (app *application) bearer(w http.ResponseWriter, r *http.Request) (*user, []byte) {
 	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	hash := tokenHash(strings.TrimSpace(token))
+	hash := hashToken(strings.TrimSpace(token))
 	var u *user
 	var err error
 	if ok && hash != nil {
@@ -198,11 +198,11 @@ func (app *application) handleDeleteAuthToken(w http.ResponseWriter, r *http.Req
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// requestReset sends what a password reset for address sends
-// (store.requestReset); the answer is the same whoever owns it.
-func (app *application) requestReset(ctx context.Context, address string) (validator, error) {
+// requestPasswordReset sends what a password reset for address sends
+// (store.requestPasswordReset); the answer is the same whoever owns it.
+func (app *application) requestPasswordReset(ctx context.Context, address string) (validator, error) {
 	return app.mailAddress(ctx, address, "password reset", func(tokenHash []byte, compose composer) error {
-		_, err := app.store.requestReset(ctx, address, tokenHash, compose)
+		_, err := app.store.queuePasswordReset(ctx, address, tokenHash, compose)
 		return err
 	})
 }
@@ -210,7 +210,7 @@ func (app *application) requestReset(ctx context.Context, address string) (valid
 // handleCreateResetToken asks for a password reset email; the answer is
 // the same for any address.
 func (app *application) handleCreateResetToken(w http.ResponseWriter, r *http.Request) {
-	app.handleEmailRequest(w, r, app.requestReset,
+	app.handleEmailRequest(w, r, app.requestPasswordReset,
 		"if an account has this address, an email is on its way with a link to reset its password")
 }
 
@@ -225,7 +225,7 @@ func (app *application) resetPassword(ctx context.Context, token, password strin
 		return v, nil
 	}
 	invalid := validator{"token": "invalid or expired password reset token"}
-	hash := tokenHash(token)
+	hash := hashToken(token)
 	if hash == nil {
 		return invalid, nil
 	}
@@ -239,7 +239,7 @@ func (app *application) resetPassword(ctx context.Context, token, password strin
 	if err != nil {
 		return nil, err
 	}
-	u, err := app.store.resetPassword(ctx, hash, passwordHash, app.now())
+	u, err := app.store.setPasswordByToken(ctx, hash, passwordHash, app.now())
 	if errors.Is(err, errNotFound) {
 		return invalid, nil
 	}

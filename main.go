@@ -147,16 +147,16 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		return cfg, nil, nil // -version prints and exits, whatever else is set
 	}
 	cfg.corsOrigins = strings.Fields(origins)
-	if err := cfg.check(proxies); err != nil {
+	if err := cfg.validate(proxies); err != nil {
 		fmt.Fprintln(stderr, "signup:", err)
 		return cfg, nil, fmt.Errorf("%w: %v", errUsage, err)
 	}
 	return cfg, fs.Args(), nil
 }
 
-// check validates the values that flag parsing cannot, including the
+// validate validates the values that flag parsing cannot, including the
 // production guards.
-func (cfg *config) check(proxies string) error {
+func (cfg *config) validate(proxies string) error {
 	for p := range strings.SplitSeq(proxies, ",") {
 		if p = strings.TrimSpace(p); p == "" {
 			continue

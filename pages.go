@@ -194,7 +194,7 @@ func (app *application) pageError(w http.ResponseWriter, r *http.Request, err er
 	case errors.Is(err, errBusy):
 		w.Header().Set("Retry-After", "1")
 		app.message(w, r, http.StatusServiceUnavailable, "Too busy right now", "Many people are signing up at this moment. Please go back and try again in a few seconds.")
-	case isUnavailable(err) || app.store.check() != nil:
+	case isUnavailable(err) || app.store.checkFile() != nil:
 		app.logger.Warn("database unavailable", "method", r.Method, "uri", r.URL.RequestURI(), "error", err)
 		w.Header().Set("Retry-After", "5")
 		app.message(w, r, http.StatusServiceUnavailable, "Please try again", "We could not save your request just now. Please go back and try again in a moment.")
@@ -235,7 +235,7 @@ func (app *application) handleSignupForm(w http.ResponseWriter, r *http.Request)
 		return
 	}
 	in := signupInput{Name: r.PostForm.Get("name"), Email: r.PostForm.Get("email"), Password: r.PostForm.Get("password")}
-	errs, err := app.register(r.Context(), in)
+	errs, err := app.signup(r.Context(), in)
 	if err != nil {
 		app.pageError(w, r, err)
 		return
@@ -250,9 +250,9 @@ func (app *application) handleSignupForm(w http.ResponseWriter, r *http.Request)
 		"The link works for 3 days. Nothing there? Look in your spam folder, or ask for a new link on the resend page.")
 }
 
-// tokenHash is the SHA-256 hash under which a token is stored, or nil for a
+// hashToken is the SHA-256 hash under which a token is stored, or nil for a
 // string that cannot be a token.
-func tokenHash(token string) []byte {
+func hashToken(token string) []byte {
 	if len(token) != 26 {
 		return nil
 	}
@@ -272,7 +272,7 @@ func (app *application) invalidLink(w http.ResponseWriter, r *http.Request) {
 // every link (with GET or HEAD), and a person has not chosen yet.
 func (app *application) handleActivatePage(w http.ResponseWriter, r *http.Request) {
 	token := r.URL.Query().Get("token")
-	u, err := app.store.pendingUser(r.Context(), tokenHash(token), app.now())
+	u, err := app.store.pendingUser(r.Context(), hashToken(token), app.now())
 	if errors.Is(err, errNotFound) {
 		app.invalidLink(w, r)
 		return
@@ -292,7 +292,7 @@ func (app *application) handleActivateForm(w http.ResponseWriter, r *http.Reques
 		app.message(w, r, http.StatusBadRequest, "That did not work", "The form could not be read. Please go back and try again.")
 		return
 	}
-	hash := tokenHash(r.PostForm.Get("token"))
+	hash := hashToken(r.PostForm.Get("token"))
 	switch r.PostForm.Get("action") {
 	case "activate":
 		_, err := app.store.activate(r.Context(), hash, app.now())
@@ -364,7 +364,7 @@ func (app *application) handleForgotPage(w http.ResponseWriter, r *http.Request)
 
 // handleForgotForm asks for a password reset link.
 func (app *application) handleForgotForm(w http.ResponseWriter, r *http.Request) {
-	app.emailForm(w, r, app.requestReset, "forgot-password.html", "Reset your password",
+	app.emailForm(w, r, app.requestPasswordReset, "forgot-password.html", "Reset your password",
 		"If an account has the address %s, we have sent it a link to choose a new password. The link works for 45 minutes.")
 }
 
@@ -372,7 +372,7 @@ func (app *application) handleForgotForm(w http.ResponseWriter, r *http.Request)
 // to say at once if the link is dead, and never uses it: the button does.
 func (app *application) handleResetPage(w http.ResponseWriter, r *http.Request) {
 	token := r.URL.Query().Get("token")
-	if _, err := app.store.userByToken(r.Context(), tokenHash(token), "password-reset", app.now()); errors.Is(err, errNotFound) {
+	if _, err := app.store.userByToken(r.Context(), hashToken(token), "password-reset", app.now()); errors.Is(err, errNotFound) {
 		app.deadResetLink(w, r)
 		return
 	} else if err != nil {

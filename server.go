@@ -99,7 +99,7 @@ func newApplication(cfg config, logger *slog.Logger, st *store, m *mailer, t *te
 func (app *application) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/healthcheck", app.handleHealthcheck)
-	mux.HandleFunc("POST /v1/users", app.handleRegisterUser)
+	mux.HandleFunc("POST /v1/users", app.handleSignup)
 	mux.HandleFunc("PUT /v1/users/activated", app.handleActivateUser)
 	mux.HandleFunc("POST /v1/tokens/activation", app.handleCreateActivationToken)
 	mux.HandleFunc("POST /v1/tokens/authentication", app.handleCreateAuthToken)
@@ -283,7 +283,7 @@ func (app *application) watchDatabase(stop <-chan struct{}, lost chan<- error) {
 			return
 		case <-tick.C:
 		}
-		if err := app.store.check(); err != nil {
+		if err := app.store.checkFile(); err != nil {
 			app.dbGone.Store(true)
 			lost <- err
 			return
@@ -460,7 +460,7 @@ func (app *application) errorResponse(w http.ResponseWriter, r *http.Request, st
 // A database that cannot take writes (a full disk, say), or whose file is
 // gone (a new read connection finds an empty one), is a 503 instead.
 func (app *application) serverError(w http.ResponseWriter, r *http.Request, err error) {
-	if isUnavailable(err) || app.store.check() != nil {
+	if isUnavailable(err) || app.store.checkFile() != nil {
 		app.logger.Warn("database unavailable", "method", r.Method, "uri", r.URL.RequestURI(), "error", err)
 		w.Header().Set("Retry-After", "5")
 		app.errorResponse(w, r, http.StatusServiceUnavailable, "the service cannot store your request right now; try again in a moment")
@@ -552,14 +552,14 @@ type signupInput struct {
 	Password string `json:"password"`
 }
 
-// register validates a signup and, if it is valid, does what DESIGN.md
+// signup validates a signup and, if it is valid, does what DESIGN.md
 // says for the state of the address (store.signup), then starts delivery.
 // The answer is the same whoever owns the address, and takes about the
 // same time: where no password hash is needed (an activated address, or
 // one over its send budget) it waits as long as a hash takes instead,
 // without taking a core. It returns a message per invalid field, or an
 // error (errBusy when no core is free to hash the password).
-func (app *application) register(ctx context.Context, in signupInput) (validator, error) {
+func (app *application) signup(ctx context.Context, in signupInput) (validator, error) {
 	v := validator{}
 	validateName(v, in.Name)
 	validateEmail(v, in.Email)
@@ -614,14 +614,14 @@ func (app *application) overBudget(address, request string) {
 		"budget", fmt.Sprintf("%d per hour, %d per day", budgetPerHour, budgetPerDay))
 }
 
-// handleRegisterUser signs up a user.
-func (app *application) handleRegisterUser(w http.ResponseWriter, r *http.Request) {
+// handleSignup signs up a user.
+func (app *application) handleSignup(w http.ResponseWriter, r *http.Request) {
 	var in signupInput
 	if err := app.readJSON(w, r, &in); err != nil {
 		app.badRequest(w, r, err)
 		return
 	}
-	errs, err := app.register(r.Context(), in)
+	errs, err := app.signup(r.Context(), in)
 	switch {
 	case err != nil:
 		app.hashError(w, r, err)
@@ -649,7 +649,7 @@ func (app *application) handleActivateUser(w http.ResponseWriter, r *http.Reques
 		app.failedValidation(w, r, map[string]string{"token": "must be provided"})
 		return
 	}
-	u, err := app.store.activate(r.Context(), tokenHash(input.Token), app.now())
+	u, err := app.store.activate(r.Context(), hashToken(input.Token), app.now())
 	if errors.Is(err, errNotFound) {
 		app.failedValidation(w, r, invalid)
 		return

@@ -231,9 +231,9 @@ func (st *store) openMessage(blob []byte) ([]byte, error) {
 // database was open: what is written now is lost at the next start.
 var errDatabaseGone = errors.New("database file gone")
 
-// check reports errDatabaseGone if the file at the database's path is no
+// checkFile reports errDatabaseGone if the file at the database's path is no
 // longer the one it opened. A PostgreSQL database has no file to watch.
-func (st *store) check() error {
+func (st *store) checkFile() error {
 	if st.path == "" {
 		return nil
 	}
@@ -257,7 +257,7 @@ func (st *store) commit(tx *sql.Tx) error {
 	if err := tx.Commit(); err != nil {
 		return err
 	}
-	return st.check()
+	return st.checkFile()
 }
 
 // isUnavailable reports whether err means the database cannot take writes
@@ -584,12 +584,12 @@ func (st *store) deleteToken(ctx context.Context, tokenHash []byte, scope string
 	return err
 }
 
-// requestReset queues, in one transaction, what a password reset for
+// queuePasswordReset queues, in one transaction, what a password reset for
 // address sends: for an activated account, the password-reset email with a
 // new token (tokenHash) in place of its earlier ones; for a pending one,
 // the activation email, as resend does. It returns the kind queued,
 // errNotFound for an unknown address, errOverBudget over the budget.
-func (st *store) requestReset(ctx context.Context, address string, tokenHash []byte, compose composer) (string, error) {
+func (st *store) queuePasswordReset(ctx context.Context, address string, tokenHash []byte, compose composer) (string, error) {
 	tx, err := st.write.BeginTx(ctx, nil)
 	if err != nil {
 		return "", err
@@ -619,11 +619,11 @@ func (st *store) requestReset(ctx context.Context, address string, tokenHash []b
 	return kind, st.commit(tx)
 }
 
-// resetPassword sets the password hash of the user holding the unexpired
+// setPasswordByToken sets the password hash of the user holding the unexpired
 // password-reset token with this hash, marks the account activated (the
 // reset proved the inbox), and deletes every token of the user: reset,
 // activation and authentication. It returns errNotFound for no such token.
-func (st *store) resetPassword(ctx context.Context, tokenHash, passwordHash []byte, now time.Time) (*user, error) {
+func (st *store) setPasswordByToken(ctx context.Context, tokenHash, passwordHash []byte, now time.Time) (*user, error) {
 	tx, err := st.write.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, err

@@ -75,10 +75,10 @@ var storeTests = []storeTest{
 		if err != nil || kind != "welcome" {
 			t.Fatalf("pending: %q %v", kind, err)
 		}
-		if _, err := st.pendingUser(ctx, tokenHash(first), time.Now()); !errors.Is(err, errNotFound) {
+		if _, err := st.pendingUser(ctx, hashToken(first), time.Now()); !errors.Is(err, errNotFound) {
 			t.Errorf("the first token still works: %v", err)
 		}
-		u, err := st.activate(ctx, tokenHash(second), time.Now())
+		u, err := st.activate(ctx, hashToken(second), time.Now())
 		if err != nil || u.Name != "Second" || !u.Activated || u.Email != "Ann@example.com" {
 			t.Fatalf("activate: %+v %v", u, err)
 		}
@@ -242,7 +242,7 @@ var storeTests = []storeTest{
 	{"password reset", func(t *testing.T, open func() *store) {
 		st, ctx := open(), context.Background()
 		_, activation, _ := signupAs(t, st, "reset@example.com", "R")
-		if _, err := st.activate(ctx, tokenHash(activation), time.Now()); err != nil {
+		if _, err := st.activate(ctx, hashToken(activation), time.Now()); err != nil {
 			t.Fatal(err)
 		}
 		bearer, bearerHash := newToken()
@@ -251,20 +251,20 @@ var storeTests = []storeTest{
 			t.Fatal(err)
 		}
 		token, hash := newToken()
-		kind, err := st.requestReset(ctx, "reset@example.com", hash, composeFor(t, token))
+		kind, err := st.queuePasswordReset(ctx, "reset@example.com", hash, composeFor(t, token))
 		if err != nil || kind != "password-reset" {
 			t.Fatalf("request: %q %v", kind, err)
 		}
-		if _, err := st.requestReset(ctx, "nobody@example.com", hash, composeFor(t, token)); !errors.Is(err, errNotFound) {
+		if _, err := st.queuePasswordReset(ctx, "nobody@example.com", hash, composeFor(t, token)); !errors.Is(err, errNotFound) {
 			t.Errorf("an unknown address: %v", err)
 		}
-		if _, err := st.resetPassword(ctx, tokenHash(token), []byte("new-hash"), time.Now()); err != nil {
+		if _, err := st.setPasswordByToken(ctx, hashToken(token), []byte("new-hash"), time.Now()); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := st.userByToken(ctx, tokenHash(bearer), "authentication", time.Now()); !errors.Is(err, errNotFound) {
+		if _, err := st.userByToken(ctx, hashToken(bearer), "authentication", time.Now()); !errors.Is(err, errNotFound) {
 			t.Errorf("the bearer token survived the reset: %v", err)
 		}
-		if _, err := st.resetPassword(ctx, tokenHash(token), []byte("again"), time.Now()); !errors.Is(err, errNotFound) {
+		if _, err := st.setPasswordByToken(ctx, hashToken(token), []byte("again"), time.Now()); !errors.Is(err, errNotFound) {
 			t.Errorf("the reset token worked twice: %v", err)
 		}
 	}},
@@ -292,10 +292,10 @@ var storeTests = []storeTest{
 		if err := st.requeue(ctx, e, hash); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := st.pendingUser(ctx, tokenHash(first), time.Now()); !errors.Is(err, errNotFound) {
+		if _, err := st.pendingUser(ctx, hashToken(first), time.Now()); !errors.Is(err, errNotFound) {
 			t.Error("the old token still works")
 		}
-		if _, err := st.pendingUser(ctx, tokenHash(token), time.Now()); err != nil {
+		if _, err := st.pendingUser(ctx, hashToken(token), time.Now()); err != nil {
 			t.Errorf("the new token: %v", err)
 		}
 		if pending, _ := st.listOutbox(ctx, "pending"); len(pending) != 1 || pending[0].Attempts != 0 {
