@@ -7,141 +7,10 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"embed"
 	"errors"
 	"fmt"
-	htmltemplate "html/template"
-	"io"
-	"io/fs"
 	"net/http"
-	"os"
-	"path/filepath"
-	"slices"
-	"strings"
-	"text/template"
-	"time"
 )
-
-//go:embed templates
-var templateFS embed.FS
-
-// emailFiles names the template of each kind of email the outbox knows.
-var emailFiles = map[string]string{
-	"welcome":        "welcome.tmpl",
-	"activation":     "activation.tmpl",
-	"account-exists": "account-exists.tmpl",
-	"password-reset": "password-reset.tmpl",
-}
-
-// pageFiles are the pages, each executed inside layout.html.
-var pageFiles = []string{"message.html", "signup.html", "activate.html", "resend.html", "forgot-password.html", "reset-password.html"}
-
-// templates are the parsed email and page templates and the stylesheet.
-type templates struct {
-	emails map[string]mailTemplate
-	pages  map[string]*htmltemplate.Template
-	css    []byte
-}
-
-// loadTemplates parses every template, each from dir if a file of its name
-// is there, else the embedded one, and executes each against sample data,
-// so that a broken override stops the start, naming its file.
-func loadTemplates(dir string) (*templates, error) {
-	if dir != "" {
-		if err := checkOverrides(dir); err != nil {
-			return nil, err
-		}
-	}
-	read := func(name string) (string, string, error) {
-		if dir != "" {
-			path := filepath.Join(dir, name)
-			b, err := os.ReadFile(path)
-			if err == nil {
-				return string(b), path, nil
-			}
-			if !errors.Is(err, fs.ErrNotExist) {
-				return "", path, err
-			}
-		}
-		b, err := templateFS.ReadFile("templates/" + name)
-		return string(b), "templates/" + name + " (embedded)", err
-	}
-
-	t := &templates{emails: map[string]mailTemplate{}, pages: map[string]*htmltemplate.Template{}}
-	sample := mailData{AppName: "Signup", Name: "Sam <Sample>", Link: "https://signup.example.com/activate?token=SAMPLE", Expires: formatTime(time.Now())}
-	for kind, name := range emailFiles {
-		src, path, err := read(name)
-		if err != nil {
-			return nil, fmt.Errorf("template %s: %w", path, err)
-		}
-		var mt mailTemplate
-		if mt.text, err = template.New(name).Parse(src); err != nil {
-			return nil, fmt.Errorf("template %s: %w", path, err)
-		}
-		if mt.html, err = htmltemplate.New(name).Parse(src); err != nil {
-			return nil, fmt.Errorf("template %s: %w", path, err)
-		}
-		for _, part := range []string{"subject", "plainBody"} {
-			if err := mt.text.ExecuteTemplate(io.Discard, part, sample); err != nil {
-				return nil, fmt.Errorf("template %s: %w", path, err)
-			}
-		}
-		if err := mt.html.ExecuteTemplate(io.Discard, "htmlBody", sample); err != nil {
-			return nil, fmt.Errorf("template %s: %w", path, err)
-		}
-		t.emails[kind] = mt
-	}
-
-	layoutSrc, layoutPath, err := read("layout.html")
-	if err != nil {
-		return nil, fmt.Errorf("template %s: %w", layoutPath, err)
-	}
-	layout, err := htmltemplate.New("layout.html").Parse(layoutSrc)
-	if err != nil {
-		return nil, fmt.Errorf("template %s: %w", layoutPath, err)
-	}
-	samplePage := page{AppName: "Signup", Title: "Sample", Lines: []string{"A line."}, Link: "/signup", LinkText: "Sign up",
-		Form: map[string]string{"name": "Sam", "email": "sam@example.com"}, Errors: map[string]string{"email": "must be provided"},
-		Name: "Sam", SignedUpAt: formatTime(time.Now()), Token: "SAMPLE"}
-	for _, name := range pageFiles {
-		src, path, err := read(name)
-		if err != nil {
-			return nil, fmt.Errorf("template %s: %w", path, err)
-		}
-		pt := htmltemplate.Must(layout.Clone())
-		if _, err := pt.New(name).Parse(src); err != nil {
-			return nil, fmt.Errorf("template %s: %w", path, err)
-		}
-		if err := pt.ExecuteTemplate(io.Discard, "layout.html", samplePage); err != nil {
-			return nil, fmt.Errorf("template %s (in %s): %w", path, layoutPath, err)
-		}
-		t.pages[name] = pt
-	}
-	css, _, err := read("style.css")
-	if err != nil {
-		return nil, fmt.Errorf("template style.css: %w", err)
-	}
-	t.css = []byte(css)
-	return t, nil
-}
-
-// checkOverrides refuses a file in dir that overrides nothing: most likely
-// a typo, which would otherwise be silently ignored.
-func checkOverrides(dir string) error {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return fmt.Errorf("-templates: %w", err)
-	}
-	known, _ := fs.Glob(templateFS, "templates/*")
-	for _, e := range entries {
-		if !slices.Contains(known, "templates/"+e.Name()) {
-			return fmt.Errorf("-templates: %s overrides no template; the templates are %s",
-				filepath.Join(dir, e.Name()), strings.TrimPrefix(strings.Join(known, ", "), "templates/"))
-		}
-	}
-	return nil
-}
 
 // page is what a page template is given: the fields each page uses.
 type page struct {
@@ -248,16 +117,6 @@ func (app *application) handleSignupForm(w http.ResponseWriter, r *http.Request)
 	app.message(w, r, http.StatusOK, "Check your inbox",
 		"We have sent an email to "+in.Email+". Open the link in it to activate your account.",
 		"The link works for 3 days. Nothing there? Look in your spam folder, or ask for a new link on the resend page.")
-}
-
-// hashToken is the SHA-256 hash under which a token is stored, or nil for a
-// string that cannot be a token.
-func hashToken(token string) []byte {
-	if len(token) != 26 {
-		return nil
-	}
-	sum := sha256.Sum256([]byte(token))
-	return sum[:]
 }
 
 // invalidLink renders the resend form, saying that the link did not work.

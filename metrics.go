@@ -1,0 +1,61 @@
+package main
+
+import (
+	"encoding/json"
+	"expvar"
+	"net/http"
+)
+
+// metrics.go holds the counters and the /debug/vars handler that shows them.
+
+// metrics are the counters /debug/vars shows. They belong to one
+// application, not to expvar's global registry, so tests can run several.
+type metrics struct {
+	requests     expvar.Int
+	responses    expvar.Map // by status code
+	emailsSent   expvar.Int
+	emailsFailed expvar.Int
+	shed         expvar.Int // signups answered 503: no core free in time
+	connsRefused expvar.Int // connections closed at once: past a cap
+	connsOpen    expvar.Int
+	overBudget   expvar.Int // requests whose email was not sent: the address's budget was spent
+	hashes       expvar.Int // bcrypt hashes computed
+}
+
+func newMetrics() *metrics {
+	m := &metrics{}
+	m.responses.Init()
+	return m
+}
+
+// handleMetrics shows the counters as JSON, in the manner of expvar's
+// /debug/vars, to loopback clients only.
+func (app *application) handleMetrics(w http.ResponseWriter, r *http.Request) {
+	if !app.clientAddr(r).IsLoopback() {
+		app.errorResponse(w, r, http.StatusForbidden, "metrics are served to loopback clients only")
+		return
+	}
+	pending, failed, err := app.store.outboxCounts(r.Context())
+	if err != nil {
+		app.serverError(w, r, err)
+		return
+	}
+	vars := envelope{
+		"requests":                  app.metrics.requests.Value(),
+		"responses_by_status":       json.RawMessage(app.metrics.responses.String()),
+		"background_tasks":          app.tasks.Load(),
+		"emails_pending":            pending,
+		"emails_failed":             failed,
+		"emails_sent":               app.metrics.emailsSent.Value(),
+		"emails_failed_since_start": app.metrics.emailsFailed.Value(),
+		"signups_shed":              app.metrics.shed.Value(),
+		"connections_refused":       app.metrics.connsRefused.Value(),
+		"connections_open":          app.metrics.connsOpen.Value(),
+		"emails_over_budget":        app.metrics.overBudget.Value(),
+		"password_hashes":           app.metrics.hashes.Value(),
+		"version":                   version(),
+	}
+	if err := app.writeJSON(w, http.StatusOK, vars, nil); err != nil {
+		app.serverError(w, r, err)
+	}
+}

@@ -1,0 +1,130 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"unicode/utf8"
+)
+
+// respond.go reads JSON requests and writes JSON answers, errors included: one
+// helper per kind of error answer.
+
+// envelope is a JSON response body.
+type envelope map[string]any
+
+// writeJSON sends data as JSON with status.
+func (app *application) writeJSON(w http.ResponseWriter, status int, data any, headers http.Header) error {
+	js, err := json.MarshalIndent(data, "", "\t")
+	if err != nil {
+		return err
+	}
+	for key, value := range headers {
+		w.Header()[key] = value
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(append(js, '\n'))
+	return nil
+}
+
+// maxBodyBytes bounds a request body.
+const maxBodyBytes = 1 << 20
+
+// errTooLarge marks a body over maxBodyBytes: a 413, not a 400.
+var errTooLarge = fmt.Errorf("body must not be larger than %d bytes", maxBodyBytes)
+
+// readJSON decodes the body, one JSON object with no unknown fields, into
+// dst, with an error message a client can act on.
+func (app *application) readJSON(w http.ResponseWriter, r *http.Request, dst any) error {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	if err != nil {
+		var maxBytesError *http.MaxBytesError
+		if errors.As(err, &maxBytesError) {
+			return errTooLarge
+		}
+		return fmt.Errorf("reading body: %w", err)
+	}
+	// encoding/json would quietly turn invalid UTF-8 into U+FFFD.
+	if !utf8.Valid(body) {
+		return errors.New("body must be valid UTF-8")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(dst); err != nil {
+		var syntaxError *json.SyntaxError
+		var typeError *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &syntaxError):
+			return fmt.Errorf("body contains badly-formed JSON (at character %d)", syntaxError.Offset)
+		case errors.Is(err, io.ErrUnexpectedEOF):
+			return errors.New("body contains badly-formed JSON")
+		case errors.As(err, &typeError):
+			if typeError.Field != "" {
+				return fmt.Errorf("body contains incorrect JSON type for field %q", typeError.Field)
+			}
+			return fmt.Errorf("body must be a JSON object (incorrect JSON type at character %d)", typeError.Offset)
+		case errors.Is(err, io.EOF):
+			return errors.New("body must not be empty")
+		case strings.HasPrefix(err.Error(), "json: unknown field "):
+			return fmt.Errorf("body contains unknown key %s", strings.TrimPrefix(err.Error(), "json: unknown field "))
+		default:
+			return err
+		}
+	}
+	if err := dec.Decode(&struct{}{}); !errors.Is(err, io.EOF) {
+		return errors.New("body must only contain a single JSON value")
+	}
+	return nil
+}
+
+// errorResponse sends {"error": message} with status.
+func (app *application) errorResponse(w http.ResponseWriter, r *http.Request, status int, message any) {
+	if err := app.writeJSON(w, status, envelope{"error": message}, nil); err != nil {
+		app.logger.Error("write response", "method", r.Method, "uri", r.URL.RequestURI(), "error", err)
+		w.WriteHeader(http.StatusInternalServerError)
+	}
+}
+
+// serverError logs err once, with the request, and answers a generic 500.
+// A database that cannot take writes (a full disk, say), or whose file is
+// gone (a new read connection finds an empty one), is a 503 instead.
+func (app *application) serverError(w http.ResponseWriter, r *http.Request, err error) {
+	if isUnavailable(err) || app.store.checkFile() != nil {
+		app.logger.Warn("database unavailable", "method", r.Method, "uri", r.URL.RequestURI(), "error", err)
+		w.Header().Set("Retry-After", "5")
+		app.errorResponse(w, r, http.StatusServiceUnavailable, "the service cannot store your request right now; try again in a moment")
+		return
+	}
+	app.logger.Error("internal error", "method", r.Method, "uri", r.URL.RequestURI(), "error", err)
+	app.errorResponse(w, r, http.StatusInternalServerError, "the server encountered a problem and could not process your request")
+}
+
+// badRequest answers 400, or 413 for a body that is too large.
+func (app *application) badRequest(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, errTooLarge) {
+		app.errorResponse(w, r, http.StatusRequestEntityTooLarge, err.Error())
+		return
+	}
+	app.errorResponse(w, r, http.StatusBadRequest, err.Error())
+}
+
+// failedValidation answers 422 with a message per field.
+func (app *application) failedValidation(w http.ResponseWriter, r *http.Request, errs map[string]string) {
+	app.errorResponse(w, r, http.StatusUnprocessableEntity, errs)
+}
+
+// hashError answers an error from a step that hashes: 503 when no core
+// came free in time, else as serverError.
+func (app *application) hashError(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, errBusy) {
+		w.Header().Set("Retry-After", "1")
+		app.errorResponse(w, r, http.StatusServiceUnavailable, "the server is busy; try again in a moment")
+		return
+	}
+	app.serverError(w, r, err)
+}

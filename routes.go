@@ -1,0 +1,200 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"runtime/debug"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// routes.go lists every route and the middleware every request passes through.
+
+// routes lists every route of the API.
+func (app *application) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/healthcheck", app.handleHealthcheck)
+	mux.HandleFunc("POST /v1/users", app.handleSignup)
+	mux.HandleFunc("PUT /v1/users/activated", app.handleActivateUser)
+	mux.HandleFunc("POST /v1/tokens/activation", app.handleCreateActivationToken)
+	mux.HandleFunc("POST /v1/tokens/authentication", app.handleCreateAuthToken)
+	mux.HandleFunc("DELETE /v1/tokens/authentication", app.handleDeleteAuthToken)
+	mux.HandleFunc("GET /v1/users/me", app.handleMe)
+	mux.HandleFunc("POST /v1/tokens/password-reset", app.handleCreateResetToken)
+	mux.HandleFunc("PUT /v1/users/password", app.handleResetPassword)
+	mux.HandleFunc("GET /debug/vars", app.handleMetrics)
+
+	mux.HandleFunc("GET /{$}", app.handleRoot)
+	mux.HandleFunc("GET /signup", app.handleSignupPage)
+	mux.HandleFunc("POST /signup", app.handleSignupForm)
+	mux.HandleFunc("GET /activate", app.handleActivatePage)
+	mux.HandleFunc("POST /activate", app.handleActivateForm)
+	mux.HandleFunc("GET /resend", app.handleResendPage)
+	mux.HandleFunc("POST /resend", app.handleResendForm)
+	mux.HandleFunc("GET /forgot-password", app.handleForgotPage)
+	mux.HandleFunc("POST /forgot-password", app.handleForgotForm)
+	mux.HandleFunc("GET /reset-password", app.handleResetPage)
+	mux.HandleFunc("POST /reset-password", app.handleResetForm)
+	mux.HandleFunc("GET /static/style.css", app.handleStyle)
+	return app.recoverPanic(app.countRequests(app.refuseWhenGone(app.rateLimit(app.cors(app.sameOrigin(app.jsonErrors(mux)))))))
+}
+
+// handleHealthcheck reports that the service is up, and its version.
+func (app *application) handleHealthcheck(w http.ResponseWriter, r *http.Request) {
+	data := envelope{
+		"status": "available",
+		"system_info": map[string]string{
+			"environment": app.cfg.env,
+			"version":     version(),
+		},
+	}
+	if err := app.writeJSON(w, http.StatusOK, data, nil); err != nil {
+		app.serverError(w, r, err)
+	}
+}
+
+// recoverPanic answers 500 to a request whose handler panicked.
+func (app *application) recoverPanic(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					panic(p)
+				}
+				w.Header().Set("Connection", "close")
+				app.serverError(w, r, fmt.Errorf("panic: %v\n%s", p, debug.Stack()))
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// refuseWhenGone answers 503 to every request once the database file is
+// gone, while the service shuts down.
+func (app *application) refuseWhenGone(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if app.dbGone.Load() {
+			w.Header().Set("Retry-After", "5")
+			app.errorResponse(w, r, http.StatusServiceUnavailable, "the service is restarting; try again in a moment")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// cors lets the browsers of -cors-trusted-origins call the API: their
+// requests get the CORS headers, and their preflights an answer.
+func (app *application) cors(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasPrefix(r.URL.Path, "/v1/") {
+			next.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Add("Vary", "Origin")
+		origin := r.Header.Get("Origin")
+		if origin == "" || !slices.Contains(app.cfg.corsOrigins, origin) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set("Access-Control-Allow-Origin", origin)
+		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+			w.Header().Set("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE")
+			w.Header().Set("Access-Control-Allow-Headers", "Authorization, Content-Type")
+			w.Header().Set("Access-Control-Max-Age", "600")
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// sameOrigin refuses a cross-origin POST, PUT or DELETE from a browser,
+// unless its origin is in -cors-trusted-origins, so that no web page can
+// make its visitors sign up or send emails: a JSON 403 on the API, a page
+// on the pages. Requests without browser headers (curl, servers) pass.
+func (app *application) sameOrigin(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := app.crossOrigin.Check(r); err != nil {
+			if strings.HasPrefix(r.URL.Path, "/v1/") {
+				app.errorResponse(w, r, http.StatusForbidden, "cross-origin request refused")
+			} else {
+				app.message(w, r, http.StatusForbidden, "Request refused", "This form can only be sent from this site's own pages.")
+			}
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// statusRecorder remembers the status a handler wrote.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(status int) {
+	if s.status == 0 {
+		s.status = status
+	}
+	s.ResponseWriter.WriteHeader(status)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// countRequests counts requests, and responses by status.
+func (app *application) countRequests(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		app.metrics.requests.Add(1)
+		rec := &statusRecorder{ResponseWriter: w}
+		defer func() {
+			if rec.status == 0 {
+				rec.status = http.StatusOK
+			}
+			app.metrics.responses.Add(strconv.Itoa(rec.status), 1)
+		}()
+		next.ServeHTTP(rec, r)
+	})
+}
+
+// jsonErrors answers 404 and 405 (with Allow) in JSON instead of the
+// ServeMux's plain text.
+func (app *application) jsonErrors(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h, pattern := mux.Handler(r)
+		if pattern != "" {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		probe := &headerProbe{header: http.Header{}}
+		h.ServeHTTP(probe, r)
+		switch probe.status {
+		case http.StatusMethodNotAllowed:
+			w.Header().Set("Allow", probe.header.Get("Allow"))
+			app.errorResponse(w, r, http.StatusMethodNotAllowed, fmt.Sprintf("the %s method is not supported for this resource", r.Method))
+		case http.StatusNotFound:
+			app.errorResponse(w, r, http.StatusNotFound, "the requested resource could not be found")
+		default: // a redirect to the clean path
+			h.ServeHTTP(w, r)
+		}
+	})
+}
+
+// headerProbe records what the ServeMux's own error handler would send.
+type headerProbe struct {
+	header http.Header
+	status int
+}
+
+func (p *headerProbe) Header() http.Header { return p.header }
+
+func (p *headerProbe) Write(b []byte) (int, error) { return len(b), nil }
+
+func (p *headerProbe) WriteHeader(status int) { p.status = status }

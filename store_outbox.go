@@ -1,0 +1,225 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"strings"
+	"time"
+)
+
+// store_outbox.go keeps the outbox: queueing an email with the change that
+// causes it, claiming, recording each attempt, and what `signup outbox` reads.
+
+// email is one row of the outbox: a composed message and its delivery state.
+type email struct {
+	ID   int64
+	Kind string // welcome, activation
+
+	UserID    int64
+	CreatedAt time.Time
+	MessageID string
+	Recipient string
+	Message   []byte
+	Attempts  int
+
+	unsealErr error // the stored message could not be opened: compose it afresh
+}
+
+// queue inserts e, and the token it carries (emailTokens), spending one
+// email of the recipient's budget: errOverBudget if none is left.
+func (st *store) queue(ctx context.Context, tx *sql.Tx, e *email, tokenHash []byte) error {
+	res, err := tx.StmtContext(ctx, st.spendStmt).ExecContext(ctx, strings.ToLower(e.Recipient), millis(e.CreatedAt),
+		millis(e.CreatedAt.Add(-time.Hour)), budgetPerHour, millis(e.CreatedAt.Add(-24*time.Hour)), budgetPerDay)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return errOverBudget
+	}
+	if tok, ok := emailTokens[e.Kind]; ok {
+		if _, err := tx.StmtContext(ctx, st.insertTokenStmt).ExecContext(ctx, tokenHash, e.UserID, tok.scope, millis(e.CreatedAt.Add(tok.ttl))); err != nil {
+			return err
+		}
+	}
+	return tx.StmtContext(ctx, st.insertEmailStmt).QueryRowContext(ctx, e.Kind, e.UserID, millis(e.CreatedAt), e.MessageID, e.Recipient, st.sealMessage(e.Message), millis(e.CreatedAt)).Scan(&e.ID)
+}
+
+// claimDue claims for this instance up to limit pending emails that are due
+// at now and not claimed by another deliverer (or whose claim has expired),
+// until now+lease.
+func (st *store) claimDue(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]*email, error) {
+	rows, err := st.claimStmt.QueryContext(ctx, millis(now.Add(lease)), millis(now), millis(now), limit, st.instance)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var emails []*email
+	for rows.Next() {
+		var e email
+		var created int64
+		var blob []byte
+		if err := rows.Scan(&e.ID, &e.Kind, &e.UserID, &created, &e.MessageID, &e.Recipient, &blob, &e.Attempts); err != nil {
+			return nil, err
+		}
+		e.Message, e.unsealErr = st.openMessage(blob)
+		e.CreatedAt = time.UnixMilli(created).UTC()
+		emails = append(emails, &e)
+	}
+	return emails, rows.Err()
+}
+
+// markSent records that the SMTP server accepted e, and drops its content.
+func (st *store) markSent(ctx context.Context, e *email) error {
+	_, err := st.markSentStmt.ExecContext(ctx, e.ID)
+	return err
+}
+
+// markRetry records a failed attempt at e and when to try again.
+func (st *store) markRetry(ctx context.Context, e *email, next time.Time, lastErr string) error {
+	_, err := st.write.ExecContext(ctx,
+		`UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $1, claimed_until = 0, last_error = $2 WHERE id = $3`,
+		millis(next), lastErr, e.ID)
+	return err
+}
+
+// markFailed records that e will never be sent, and drops its content.
+func (st *store) markFailed(ctx context.Context, e *email, lastErr string) error {
+	_, err := st.write.ExecContext(ctx,
+		`UPDATE outbox SET status = 'failed', message = NULL, attempts = attempts + 1, claimed_until = 0, last_error = $1 WHERE id = $2`,
+		lastErr, e.ID)
+	return err
+}
+
+// release gives up the claim on e without counting an attempt, so that it
+// is sent as soon as a deliverer is free (or at the next start).
+func (st *store) release(ctx context.Context, e *email) error {
+	_, err := st.write.ExecContext(ctx, `UPDATE outbox SET claimed_until = 0 WHERE id = $1`, e.ID)
+	return err
+}
+
+// releaseAllClaims drops every claim: at start-up, claims left by a process
+// that crashed or was killed mid-send. Only the holder of an SQLite
+// database's lock calls it, so no other process still holds any of them.
+func (st *store) releaseAllClaims(ctx context.Context) error {
+	_, err := st.write.ExecContext(ctx, `UPDATE outbox SET claimed_until = 0 WHERE status = 'pending' AND claimed_until > 0`)
+	return err
+}
+
+// releaseOwnClaims drops this instance's claims: at shutdown, so that
+// other instances send what it did not.
+func (st *store) releaseOwnClaims(ctx context.Context) error {
+	_, err := st.write.ExecContext(ctx, `UPDATE outbox SET claimed_until = 0 WHERE claimed_by = $1 AND status = 'pending' AND claimed_until > 0`, st.instance)
+	return err
+}
+
+// renewClaims extends this instance's live claims to now+lease: while it
+// runs, no other instance takes them over; once it dies, they expire
+// within one lease.
+func (st *store) renewClaims(ctx context.Context, now time.Time, lease time.Duration) error {
+	_, err := st.write.ExecContext(ctx, `UPDATE outbox SET claimed_until = $1 WHERE claimed_by = $2 AND status = 'pending' AND claimed_until > $3`,
+		millis(now.Add(lease)), st.instance, millis(now))
+	return err
+}
+
+// outboxCounts returns how many emails are pending and how many failed.
+func (st *store) outboxCounts(ctx context.Context) (pending, failed int, err error) {
+	err = st.read.QueryRowContext(ctx, `SELECT
+		(SELECT count(*) FROM outbox WHERE status = 'pending'),
+		(SELECT count(*) FROM outbox WHERE status = 'failed')`).Scan(&pending, &failed)
+	return pending, failed, err
+}
+
+// nextDue returns when the earliest pending, unclaimed email is due, and
+// false if there is none.
+func (st *store) nextDue(ctx context.Context) (time.Time, bool, error) {
+	var next sql.NullInt64
+	err := st.read.QueryRowContext(ctx,
+		`SELECT min(CASE WHEN next_attempt_at > claimed_until THEN next_attempt_at ELSE claimed_until END) FROM outbox WHERE status = 'pending'`).Scan(&next)
+	if err != nil || !next.Valid {
+		return time.Time{}, false, err
+	}
+	return time.UnixMilli(next.Int64), true, nil
+}
+
+// outboxEntry is an email as `signup outbox list` shows it.
+type outboxEntry struct {
+	ID          int64     `json:"id"`
+	Kind        string    `json:"kind"`
+	Status      string    `json:"status"`
+	Recipient   string    `json:"recipient"`
+	Attempts    int       `json:"attempts"`
+	CreatedAt   time.Time `json:"created_at"`
+	NextAttempt time.Time `json:"next_attempt_at"`
+	LastError   string    `json:"last_error"`
+}
+
+// listOutbox returns the emails with status (all when empty), oldest first.
+func (st *store) listOutbox(ctx context.Context, status string) ([]outboxEntry, error) {
+	rows, err := st.read.QueryContext(ctx, `SELECT id, kind, status, recipient, attempts, created_at, next_attempt_at, last_error
+		FROM outbox WHERE $1 = '' OR status = $2 ORDER BY id`, status, status)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var list []outboxEntry
+	for rows.Next() {
+		var e outboxEntry
+		var created, next int64
+		if err := rows.Scan(&e.ID, &e.Kind, &e.Status, &e.Recipient, &e.Attempts, &created, &next, &e.LastError); err != nil {
+			return nil, err
+		}
+		e.CreatedAt, e.NextAttempt = time.UnixMilli(created).UTC(), time.UnixMilli(next).UTC()
+		list = append(list, e)
+	}
+	return list, rows.Err()
+}
+
+// errClaimed means an email is being sent right now.
+var errClaimed = errors.New("being sent right now")
+
+// outboxUser returns the kind of outbox row id and the user it goes to.
+func (st *store) outboxUser(ctx context.Context, id int64) (string, *user, error) {
+	var kind string
+	var userID int64
+	err := st.read.QueryRowContext(ctx, `SELECT kind, user_id FROM outbox WHERE id = $1`, id).Scan(&kind, &userID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil, errNotFound
+	}
+	if err != nil {
+		return "", nil, err
+	}
+	u, err := scanUser(st.read.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE id = $1`, userID))
+	return kind, u, err
+}
+
+// requeue replaces outbox row e.ID with e, composed afresh, due now, with
+// its attempts and the 72-hour window starting over. The new token it
+// carries, if its kind carries one, replaces the user's earlier ones.
+func (st *store) requeue(ctx context.Context, e *email, tokenHash []byte) error {
+	tx, err := st.write.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, `UPDATE outbox SET status = 'pending', message = $1, message_id = $2, created_at = $3,
+		next_attempt_at = $4, attempts = 0, claimed_until = 0, last_error = ''
+		WHERE id = $5 AND NOT (status = 'pending' AND claimed_until > $6)`,
+		st.sealMessage(e.Message), e.MessageID, millis(e.CreatedAt), millis(e.CreatedAt), e.ID, millis(e.CreatedAt))
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return errClaimed
+	}
+	if tok, ok := emailTokens[e.Kind]; ok {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE user_id = $1 AND scope = $2`, e.UserID, tok.scope); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO tokens (hash, user_id, scope, expiry) VALUES ($1, $2, $3, $4)`,
+			tokenHash, e.UserID, tok.scope, millis(e.CreatedAt.Add(tok.ttl))); err != nil {
+			return err
+		}
+	}
+	return st.commit(tx)
+}

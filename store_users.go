@@ -1,0 +1,286 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"strings"
+	"time"
+)
+
+// store_users.go keeps accounts and their tokens.
+
+// user is an account, as the API shows it.
+type user struct {
+	ID           int64     `json:"id"`
+	CreatedAt    time.Time `json:"created_at"`
+	Name         string    `json:"name"`
+	Email        string    `json:"email"`
+	Activated    bool      `json:"activated"`
+	passwordHash []byte
+}
+
+const userColumns = `id, created_at, name, email, activated, password_hash`
+
+func scanUser(row interface{ Scan(...any) error }) (*user, error) {
+	var u user
+	var created int64
+	err := row.Scan(&u.ID, &created, &u.Name, &u.Email, &u.Activated, &u.passwordHash)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, errNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	u.CreatedAt = time.UnixMilli(created).UTC()
+	return &u, nil
+}
+
+// composer makes the email of a kind for a user.
+type composer func(kind string, to *user) (*email, error)
+
+// signup does, in one transaction, what a signup does to the address of u,
+// by the state of that address:
+//   - new: u is created, with an activation token (tokenHash) and the
+//     welcome email;
+//   - pending: that account takes u's name, password hash and time, its
+//     earlier tokens are deleted, and it gets a new token and the welcome
+//     email;
+//   - activated: nothing changes; its owner gets the account-exists email.
+//
+// It returns the kind of email queued. Each counts against the address's
+// send budget: over it, nothing changes and it returns errOverBudget, as it
+// does when u has no password hash (the caller saw no need for one) but the
+// account turns out to need one.
+func (st *store) signup(ctx context.Context, u *user, tokenHash []byte, compose composer) (string, error) {
+	tx, err := st.write.BeginTx(ctx, nil)
+	if err != nil {
+		return "", err
+	}
+	defer tx.Rollback()
+	if err := st.lockAddress(ctx, tx, u.Email); err != nil {
+		return "", err
+	}
+	// Most signups are for a new address: try that first.
+	var existing *user
+	inserted := false
+	if u.passwordHash != nil {
+		err := tx.StmtContext(ctx, st.insertNewUserStmt).QueryRowContext(ctx, millis(u.CreatedAt), u.Name, u.Email, strings.ToLower(u.Email), u.passwordHash).Scan(&u.ID)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return "", err
+		}
+		inserted = err == nil
+	}
+	if !inserted {
+		existing, err = scanUser(tx.StmtContext(ctx, st.userByKeyStmt).QueryRowContext(ctx, strings.ToLower(u.Email)))
+		if err != nil && !errors.Is(err, errNotFound) {
+			return "", err
+		}
+	}
+	switch {
+	case inserted:
+	case existing != nil && existing.Activated:
+		e, err := compose("account-exists", existing)
+		if err != nil {
+			return "", err
+		}
+		if err := st.queue(ctx, tx, e, nil); err != nil {
+			return "", err
+		}
+		return e.Kind, st.commit(tx)
+	case u.passwordHash == nil:
+		return "", errOverBudget
+	case existing != nil:
+		u.ID = existing.ID
+		if _, err := tx.ExecContext(ctx, `UPDATE users SET name = $1, password_hash = $2, created_at = $3 WHERE id = $4`,
+			u.Name, u.passwordHash, millis(u.CreatedAt), u.ID); err != nil {
+			return "", err
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE user_id = $1`, u.ID); err != nil {
+			return "", err
+		}
+	default:
+		return "", errOverBudget // no hash for an account that needs one (see above)
+	}
+	e, err := compose("welcome", u)
+	if err != nil {
+		return "", err
+	}
+	if err := st.queue(ctx, tx, e, tokenHash); err != nil {
+		return "", err
+	}
+	return e.Kind, st.commit(tx)
+}
+
+// resend gives the account of address, if it is waiting for activation, a
+// new activation token (tokenHash) in place of its earlier ones, and queues
+// the activation email, in one transaction. It returns errNotFound for any
+// other address, and errOverBudget when the address has had its share.
+func (st *store) resend(ctx context.Context, address string, tokenHash []byte, compose composer) error {
+	tx, err := st.write.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if err := st.lockAddress(ctx, tx, address); err != nil {
+		return err
+	}
+	u, err := scanUser(tx.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE email_key = $1 AND activated = 0`, strings.ToLower(address)))
+	if err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE user_id = $1 AND scope = 'activation'`, u.ID); err != nil {
+		return err
+	}
+	e, err := compose("activation", u)
+	if err != nil {
+		return err
+	}
+	if err := st.queue(ctx, tx, e, tokenHash); err != nil {
+		return err
+	}
+	return st.commit(tx)
+}
+
+// activate marks as activated the user holding the unexpired activation
+// token with this hash, and deletes all of that user's activation tokens.
+// It returns errNotFound when no such token exists.
+func (st *store) activate(ctx context.Context, tokenHash []byte, now time.Time) (*user, error) {
+	tx, err := st.write.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	u, err := scanUser(tx.QueryRowContext(ctx,
+		`UPDATE users SET activated = 1
+		WHERE id = (SELECT user_id FROM tokens WHERE hash = $1 AND scope = 'activation' AND expiry > $2)
+		RETURNING `+userColumns, tokenHash, millis(now)))
+	if err != nil {
+		return nil, err
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE user_id = $1 AND scope = 'activation'`, u.ID); err != nil {
+		return nil, err
+	}
+	return u, st.commit(tx)
+}
+
+// cancelSignup deletes the account, not activated yet, that holds the
+// unexpired activation token with this hash, with its tokens and emails.
+// It returns errNotFound when there is no such account.
+func (st *store) cancelSignup(ctx context.Context, tokenHash []byte, now time.Time) error {
+	tx, err := st.write.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, `DELETE FROM users
+		WHERE activated = 0 AND id = (SELECT user_id FROM tokens WHERE hash = $1 AND scope = 'activation' AND expiry > $2)`,
+		tokenHash, millis(now))
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return errNotFound
+	}
+	return st.commit(tx)
+}
+
+// pendingUser returns the user, not activated yet, that holds the unexpired
+// activation token with this hash, or errNotFound.
+func (st *store) pendingUser(ctx context.Context, tokenHash []byte, now time.Time) (*user, error) {
+	return scanUser(st.read.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users
+		WHERE activated = 0 AND id = (SELECT user_id FROM tokens WHERE hash = $1 AND scope = 'activation' AND expiry > $2)`,
+		tokenHash, millis(now)))
+}
+
+// userByEmail finds a user by email address, regardless of case.
+func (st *store) userByEmail(ctx context.Context, address string) (*user, error) {
+	return scanUser(st.read.QueryRowContext(ctx,
+		`SELECT `+userColumns+` FROM users WHERE email_key = $1`, strings.ToLower(address)))
+}
+
+// userByToken returns the user holding the unexpired token of scope with
+// this hash, or errNotFound.
+func (st *store) userByToken(ctx context.Context, tokenHash []byte, scope string, now time.Time) (*user, error) {
+	return scanUser(st.read.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users
+		WHERE id = (SELECT user_id FROM tokens WHERE hash = $1 AND scope = $2 AND expiry > $3)`, tokenHash, scope, millis(now)))
+}
+
+// deleteToken deletes the token of scope with this hash.
+func (st *store) deleteToken(ctx context.Context, tokenHash []byte, scope string) error {
+	_, err := st.write.ExecContext(ctx, `DELETE FROM tokens WHERE hash = $1 AND scope = $2`, tokenHash, scope)
+	return err
+}
+
+// queuePasswordReset queues, in one transaction, what a password reset for
+// address sends: for an activated account, the password-reset email with a
+// new token (tokenHash) in place of its earlier ones; for a pending one,
+// the activation email, as resend does. It returns the kind queued,
+// errNotFound for an unknown address, errOverBudget over the budget.
+func (st *store) queuePasswordReset(ctx context.Context, address string, tokenHash []byte, compose composer) (string, error) {
+	tx, err := st.write.BeginTx(ctx, nil)
+	if err != nil {
+		return "", err
+	}
+	defer tx.Rollback()
+	if err := st.lockAddress(ctx, tx, address); err != nil {
+		return "", err
+	}
+	u, err := scanUser(tx.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE email_key = $1`, strings.ToLower(address)))
+	if err != nil {
+		return "", err
+	}
+	kind := "password-reset"
+	if !u.Activated {
+		kind = "activation"
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE user_id = $1 AND scope = $2`, u.ID, emailTokens[kind].scope); err != nil {
+		return "", err
+	}
+	e, err := compose(kind, u)
+	if err != nil {
+		return "", err
+	}
+	if err := st.queue(ctx, tx, e, tokenHash); err != nil {
+		return "", err
+	}
+	return kind, st.commit(tx)
+}
+
+// setPasswordByToken sets the password hash of the user holding the unexpired
+// password-reset token with this hash, marks the account activated (the
+// reset proved the inbox), and deletes every token of the user: reset,
+// activation and authentication. It returns errNotFound for no such token.
+func (st *store) setPasswordByToken(ctx context.Context, tokenHash, passwordHash []byte, now time.Time) (*user, error) {
+	tx, err := st.write.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	u, err := scanUser(tx.QueryRowContext(ctx, `UPDATE users SET password_hash = $1, activated = 1
+		WHERE id = (SELECT user_id FROM tokens WHERE hash = $2 AND scope = 'password-reset' AND expiry > $3)
+		RETURNING `+userColumns, passwordHash, tokenHash, millis(now)))
+	if err != nil {
+		return nil, err
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE user_id = $1`, u.ID); err != nil {
+		return nil, err
+	}
+	return u, st.commit(tx)
+}
+
+// purgeExpiredTokens deletes the tokens that expired before now, and the
+// send-budget and login-attempt records that no window counts any more.
+func (st *store) purgeExpiredTokens(ctx context.Context, now time.Time) (int64, error) {
+	if _, err := st.write.ExecContext(ctx, `DELETE FROM sends WHERE sent_at <= $1`, millis(now.Add(-24*time.Hour))); err != nil {
+		return 0, err
+	}
+	if _, err := st.write.ExecContext(ctx, `DELETE FROM login_attempts WHERE attempted_at <= $1`, millis(now.Add(-loginWindow))); err != nil {
+		return 0, err
+	}
+	res, err := st.write.ExecContext(ctx, `DELETE FROM tokens WHERE expiry <= $1`, millis(now))
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}

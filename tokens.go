@@ -1,0 +1,118 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base32"
+	"errors"
+	"net/http"
+)
+
+// tokens.go makes and hashes tokens, and handles the requests that email an address
+// a new one: a new activation link, and an operator's retry of an email.
+
+// newToken returns a random activation token and the SHA-256 hash that is
+// all the database keeps of it.
+func newToken() (plaintext string, hash []byte) {
+	b := make([]byte, 16)
+	rand.Read(b)
+	plaintext = base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b)
+	sum := sha256.Sum256([]byte(plaintext))
+	return plaintext, sum[:]
+}
+
+// hashToken is the SHA-256 hash under which a token is stored, or nil for a
+// string that cannot be a token.
+func hashToken(token string) []byte {
+	if len(token) != 26 {
+		return nil
+	}
+	sum := sha256.Sum256([]byte(token))
+	return sum[:]
+}
+
+// mailAddress validates address and, if it is well formed, has queue
+// store what goes to it (with a new token, composed on demand), then starts
+// delivery. Only a malformed address is an error the caller shows: the
+// answer is otherwise the same whoever owns it — an address with no email
+// due (errNotFound) or over its send budget included.
+func (app *application) mailAddress(ctx context.Context, address, request string, queue func(tokenHash []byte, compose composer) error) (validator, error) {
+	v := validator{}
+	validateEmail(v, address)
+	if len(v) > 0 {
+		return v, nil
+	}
+	now := app.now().UTC()
+	token, tokenHash := newToken()
+	err := queue(tokenHash, func(kind string, to *user) (*email, error) {
+		return app.compose(kind, to, token, now)
+	})
+	switch {
+	case errors.Is(err, errNotFound):
+		return nil, nil
+	case errors.Is(err, errOverBudget):
+		app.overBudget(address, request)
+		return nil, nil
+	case err != nil:
+		return nil, err
+	}
+	app.kickDelivery()
+	return nil, nil
+}
+
+// resendActivation sends a new activation link to address if it belongs
+// to an account that is not activated yet, replacing its earlier links; for
+// any other address it does nothing.
+func (app *application) resendActivation(ctx context.Context, address string) (validator, error) {
+	return app.mailAddress(ctx, address, "resend", func(tokenHash []byte, compose composer) error {
+		return app.store.resend(ctx, address, tokenHash, compose)
+	})
+}
+
+// handleEmailRequest answers a JSON {"email": …} request that may send an
+// email: 202 with message, whoever owns the address.
+func (app *application) handleEmailRequest(w http.ResponseWriter, r *http.Request, send func(ctx context.Context, address string) (validator, error), message string) {
+	var input struct {
+		Email string `json:"email"`
+	}
+	if err := app.readJSON(w, r, &input); err != nil {
+		app.badRequest(w, r, err)
+		return
+	}
+	errs, err := send(r.Context(), input.Email)
+	switch {
+	case err != nil:
+		app.serverError(w, r, err)
+	case len(errs) > 0:
+		app.failedValidation(w, r, errs)
+	default:
+		if err := app.writeJSON(w, http.StatusAccepted, envelope{"message": message}, nil); err != nil {
+			app.serverError(w, r, err)
+		}
+	}
+}
+
+// handleCreateActivationToken emails a new activation link to an account
+// that is not activated yet; it answers the same for any address.
+func (app *application) handleCreateActivationToken(w http.ResponseWriter, r *http.Request) {
+	app.handleEmailRequest(w, r, app.resendActivation,
+		"if an account with this address is waiting for activation, an email is on its way with a new link")
+}
+
+// retryEmail composes outbox email id afresh, with a new token where it
+// carries one, and queues it to be sent now. It returns the recipient.
+func (app *application) retryEmail(ctx context.Context, id int64) (string, error) {
+	kind, u, err := app.store.outboxUser(ctx, id)
+	if err != nil {
+		return "", err
+	}
+	now := app.now().UTC()
+	token, tokenHash := newToken()
+	e, err := app.compose(kind, u, token, now)
+	if err != nil {
+		return "", err
+	}
+	e.ID = id
+	return u.Email, app.store.requeue(ctx, e, tokenHash)
+}

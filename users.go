@@ -1,0 +1,129 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+)
+
+// users.go is signing up and activating, for the API; pages.go has the pages.
+
+// signupInput is what a signup gives, by the API or the form.
+type signupInput struct {
+	Name     string `json:"name"`
+	Email    string `json:"email"`
+	Password string `json:"password"`
+}
+
+// signup validates a signup and, if it is valid, does what DESIGN.md
+// says for the state of the address (store.signup), then starts delivery.
+// The answer is the same whoever owns the address, and takes about the
+// same time: where no password hash is needed (an activated address, or
+// one over its send budget) it waits as long as a hash takes instead,
+// without taking a core. It returns a message per invalid field, or an
+// error (errBusy when no core is free to hash the password).
+func (app *application) signup(ctx context.Context, in signupInput) (validator, error) {
+	v := validator{}
+	validateName(v, in.Name)
+	validateEmail(v, in.Email)
+	validatePassword(v, in.Password)
+	if len(v) > 0 {
+		return v, nil
+	}
+	activated, over, err := app.store.addressState(ctx, in.Email, app.now())
+	if err != nil {
+		return nil, err
+	}
+	var hash []byte
+	if over || activated {
+		app.imitateHash(ctx)
+	} else if hash, err = app.hashPassword(ctx, in.Password); err != nil {
+		return nil, err
+	}
+	now := app.now().UTC()
+	u := &user{CreatedAt: now.Truncate(time.Millisecond), Name: in.Name, Email: in.Email, passwordHash: hash}
+	token, tokenHash := newToken()
+	// The welcome email, composed before the transaction so that the
+	// templates do not run while it holds the database's one writer.
+	welcome, err := app.compose("welcome", u, token, now)
+	if err != nil {
+		return nil, err
+	}
+	kind, err := app.store.signup(ctx, u, tokenHash, func(kind string, to *user) (*email, error) {
+		if kind == "welcome" {
+			e := *welcome
+			e.UserID = to.ID
+			return &e, nil
+		}
+		return app.compose(kind, to, token, now)
+	})
+	if errors.Is(err, errOverBudget) {
+		app.overBudget(in.Email, "signup")
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	app.logger.Debug("signup", "user_id", u.ID, "email_kind", kind)
+	app.kickDelivery()
+	return nil, nil
+}
+
+// overBudget logs and counts a request whose email was not sent: its
+// address has had its share for now.
+func (app *application) overBudget(address, request string) {
+	app.metrics.overBudget.Add(1)
+	app.logger.Warn("send budget of the address spent: nothing sent, nothing changed", "request", request, "email", address,
+		"budget", fmt.Sprintf("%d per hour, %d per day", budgetPerHour, budgetPerDay))
+}
+
+// handleSignup signs up a user.
+func (app *application) handleSignup(w http.ResponseWriter, r *http.Request) {
+	var in signupInput
+	if err := app.readJSON(w, r, &in); err != nil {
+		app.badRequest(w, r, err)
+		return
+	}
+	errs, err := app.signup(r.Context(), in)
+	switch {
+	case err != nil:
+		app.hashError(w, r, err)
+	case len(errs) > 0:
+		app.failedValidation(w, r, errs)
+	default:
+		msg := envelope{"message": "check your inbox: an email is on its way with a link to activate your account"}
+		if err := app.writeJSON(w, http.StatusAccepted, msg, nil); err != nil {
+			app.serverError(w, r, err)
+		}
+	}
+}
+
+// handleActivateUser activates the account that holds the token.
+func (app *application) handleActivateUser(w http.ResponseWriter, r *http.Request) {
+	var input struct {
+		Token string `json:"token"`
+	}
+	if err := app.readJSON(w, r, &input); err != nil {
+		app.badRequest(w, r, err)
+		return
+	}
+	invalid := map[string]string{"token": "invalid or expired activation token"}
+	if input.Token == "" {
+		app.failedValidation(w, r, map[string]string{"token": "must be provided"})
+		return
+	}
+	u, err := app.store.activate(r.Context(), hashToken(input.Token), app.now())
+	if errors.Is(err, errNotFound) {
+		app.failedValidation(w, r, invalid)
+		return
+	}
+	if err != nil {
+		app.serverError(w, r, err)
+		return
+	}
+	if err := app.writeJSON(w, http.StatusOK, envelope{"user": u}, nil); err != nil {
+		app.serverError(w, r, err)
+	}
+}
