@@ -64,7 +64,7 @@ func TestActivationTokenExpires(t *testing.T) {
 	signup(t, app.url, "expire@example.com")
 	token := firstToken(t, srv)
 
-	clock.add(tokenTTL + time.Second)
+	clock.add(activationTTL + time.Second)
 	status, body := post(t, "PUT", app.url+"/v1/users/activated", map[string]string{"token": token})
 	if status != 422 {
 		t.Errorf("expired token: %d %v", status, body)
@@ -200,7 +200,7 @@ func TestNoPlaintextSecretsInDatabase(t *testing.T) {
 	mu.Lock()
 	down = false
 	mu.Unlock()
-	app.background(app.sweep)
+	app.background(app.deliverer.sweep)
 	srv.waitMessages(t, 1, 10*time.Second)
 	waitFor(t, 10*time.Second, "the email marked sent", func() bool {
 		pending, _, _ := app.store.outboxCounts(context.Background())

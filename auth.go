@@ -50,8 +50,8 @@ func (app *application) handleCreateAuthToken(w http.ResponseWriter, r *http.Req
 	}
 	match := false
 	if u == nil {
-		app.imitateHash(r.Context()) // as long as a comparison takes
-	} else if match, err = app.checkPassword(r.Context(), u.passwordHash, input.Password); err != nil {
+		app.hasher.imitate(r.Context()) // as long as a comparison takes
+	} else if match, err = app.hasher.compare(r.Context(), u.passwordHash, input.Password); err != nil {
 		app.hashError(w, r, err)
 		return
 	}
@@ -157,7 +157,7 @@ func (app *application) resetPassword(ctx context.Context, token, password strin
 	} else if err != nil {
 		return nil, err
 	}
-	passwordHash, err := app.hashPassword(ctx, password)
+	passwordHash, err := app.hasher.hash(ctx, password)
 	if err != nil {
 		return nil, err
 	}

@@ -101,7 +101,7 @@ func TestLoginUnknownAddressWaitsLikeAHash(t *testing.T) {
 	activatedUser(t, app, srv, "ada@example.com", "right-password")
 	waited := recordWaits(app.application)
 	hashes := app.metrics.hashes.Value()
-	typical := time.Duration(app.hashTime.Load())
+	typical := time.Duration(app.hasher.took.Load())
 	login(t, app.url, "nobody@example.com", "whatever-password")
 	got := waited()
 	if len(got) != 1 || got[0] != typical || app.metrics.hashes.Value() != hashes {

@@ -1,61 +1,92 @@
 package main
 
+// hasher.go is the hasher: bcrypt on at most one core per hash, so that
+// memory and latency stay flat under load, and the equal wait for requests
+// that need no hash, so that they answer no sooner than those that do.
+
 import (
 	"context"
 	"errors"
+	"runtime"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
 )
 
-// hasher.go is the hasher: bcrypt on at most one core per hash, and the equal wait
-// where no hash is needed.
-
-// maxHashWait bounds how long a signup waits for a core to hash its
+// maxHashWait bounds how long a request waits for a core to hash its
 // password; past it the service is overloaded and answers 503.
 const maxHashWait = time.Second
 
 // errBusy means no core came free for a password hash in time.
 var errBusy = errors.New("busy")
 
-// hashPassword hashes password with bcrypt on one of the hashing slots.
-func (app *application) hashPassword(ctx context.Context, password string) ([]byte, error) {
+// hasher hashes and compares passwords with bcrypt, one per core at a time.
+type hasher struct {
+	cost    int
+	slots   chan struct{} // one token per hash running
+	maxWait time.Duration // longest wait for a slot before errBusy
+	took    atomic.Int64  // how long a hash takes, in ns: a moving average
+	metrics *metrics
+
+	// wait sleeps for d or until ctx ends, in place of a hash; tests record it.
+	wait func(ctx context.Context, d time.Duration)
+}
+
+// newHasher returns a hasher at cost with a slot per core, its estimate of
+// a hash's time measured once at the lowest cost.
+func newHasher(cost int, m *metrics) *hasher {
+	h := &hasher{cost: cost, slots: make(chan struct{}, runtime.GOMAXPROCS(0)), maxWait: maxHashWait, metrics: m, wait: sleep}
+	h.took.Store(int64(estimateHashTime(cost)))
+	return h
+}
+
+// hash hashes password on one of the slots.
+func (h *hasher) hash(ctx context.Context, password string) ([]byte, error) {
 	var hash []byte
 	var hashErr error
-	err := app.onHashSlot(ctx, func() {
-		hash, hashErr = bcrypt.GenerateFromPassword([]byte(password), app.cfg.bcryptCost)
+	err := h.onSlot(ctx, func() {
+		hash, hashErr = bcrypt.GenerateFromPassword([]byte(password), h.cost)
 	})
 	return hash, errors.Join(err, hashErr)
 }
 
-// onHashSlot runs fn, a bcrypt hash or comparison, when one of the hashing
-// slots is free: at most one per core at a time, so that memory and latency
-// stay flat under load. It returns errBusy if none frees up in time.
-func (app *application) onHashSlot(ctx context.Context, fn func()) error {
-	timer := time.NewTimer(app.hashWait)
+// compare reports whether password matches hash, on one of the slots (a
+// comparison costs as much as a hash).
+func (h *hasher) compare(ctx context.Context, hash []byte, password string) (bool, error) {
+	var match bool
+	err := h.onSlot(ctx, func() {
+		match = bcrypt.CompareHashAndPassword(hash, []byte(password)) == nil
+	})
+	return match, err
+}
+
+// imitate waits as long as a hash takes, without taking a core.
+func (h *hasher) imitate(ctx context.Context) {
+	h.wait(ctx, time.Duration(h.took.Load()))
+}
+
+// onSlot runs fn, a bcrypt hash or comparison, when a slot is free. It
+// returns errBusy if none frees up within maxWait.
+func (h *hasher) onSlot(ctx context.Context, fn func()) error {
+	timer := time.NewTimer(h.maxWait)
 	defer timer.Stop()
 	select {
-	case app.hashSlots <- struct{}{}:
+	case h.slots <- struct{}{}:
 	case <-timer.C:
-		app.metrics.shed.Add(1)
+		h.metrics.shed.Add(1)
 		return errBusy
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	defer func() { <-app.hashSlots }()
-	app.metrics.hashes.Add(1)
+	defer func() { <-h.slots }()
+	h.metrics.hashes.Add(1)
 	start := time.Now()
 	fn()
-	// A moving average of the last few hashes: what imitateHash waits.
+	// A moving average of the last few hashes: what imitate waits.
 	took := int64(time.Since(start))
-	app.hashTime.Store((app.hashTime.Load()*7 + took) / 8)
+	h.took.Store((h.took.Load()*7 + took) / 8)
 	return nil
-}
-
-// imitateHash waits as long as a password hash takes, without taking a
-// core: a request that needs no hash answers no sooner than one that does.
-func (app *application) imitateHash(ctx context.Context) {
-	app.wait(ctx, time.Duration(app.hashTime.Load()))
 }
 
 // sleep waits for d or until ctx ends.
@@ -75,14 +106,4 @@ func estimateHashTime(cost int) time.Duration {
 	start := time.Now()
 	bcrypt.GenerateFromPassword([]byte("calibrate"), bcrypt.MinCost)
 	return time.Since(start) << (cost - bcrypt.MinCost)
-}
-
-// checkPassword compares password with hash, on one of the hashing slots
-// (a comparison costs as much as a hash).
-func (app *application) checkPassword(ctx context.Context, hash []byte, password string) (bool, error) {
-	var match bool
-	err := app.onHashSlot(ctx, func() {
-		match = bcrypt.CompareHashAndPassword(hash, []byte(password)) == nil
-	})
-	return match, err
 }

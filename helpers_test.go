@@ -480,13 +480,11 @@ func newTestApp(t testing.TB, srv *testSMTP, adjust func(cfg *config)) *testApp 
 	ts := httptest.NewServer(app.routes())
 	t.Cleanup(func() {
 		ts.Close()
-		select {
-		case <-app.stopping: // serve shut down already
-		default:
-			close(app.stopping)
+		deadline, cancel := context.WithTimeout(context.Background(), app.cfg.shutdownTimeout)
+		defer cancel()
+		if left := app.drainBackground(deadline); left > 0 {
+			t.Errorf("%d background tasks still running at the shutdown deadline", left)
 		}
-		app.cancelBackground()
-		app.wg.Wait()
 		st.close()
 		if t.Failed() {
 			t.Logf("logs:\n%s", logs)
@@ -631,7 +629,7 @@ func containsLine(logs string, parts ...string) bool {
 func recordWaits(app *application) func() []time.Duration {
 	var mu sync.Mutex
 	var waits []time.Duration
-	app.wait = func(_ context.Context, d time.Duration) {
+	app.hasher.wait = func(_ context.Context, d time.Duration) {
 		mu.Lock()
 		defer mu.Unlock()
 		waits = append(waits, d)

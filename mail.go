@@ -29,24 +29,29 @@ import (
 	"github.com/emersion/go-smtp"
 )
 
-// emails.go is what each kind of email is, and composing one as an outbox row.
-
 // How long tokens live.
 const (
-	tokenTTL = 72 * time.Hour   // activation
-	resetTTL = 45 * time.Minute // password reset
-	authTTL  = 24 * time.Hour   // authentication (bearer)
+	activationTTL = 72 * time.Hour   // the link in a welcome or activation email
+	resetTTL      = 45 * time.Minute // the link in a password-reset email
+	authTTL       = 24 * time.Hour   // a bearer token from logging in
 )
 
-// emailTokens gives the token each kind of email carries, if any: its
-// scope and how long it lives.
-var emailTokens = map[string]struct {
-	scope string
-	ttl   time.Duration
-}{
-	"welcome":        {"activation", tokenTTL},
-	"activation":     {"activation", tokenTTL},
-	"password-reset": {"password-reset", resetTTL},
+// emailKind is what one kind of email is. Every kind counts against the
+// recipient's send budget (store.queue).
+type emailKind struct {
+	template string        // its file in templates/ (or -templates)
+	scope    string        // the scope of the token its link carries; "" for none
+	ttl      time.Duration // how long that token lives
+	path     string        // where its link leads, on -base-url; ?token= is added where it carries one
+}
+
+// emailKinds lists every kind of email the outbox knows: adding a kind is
+// an entry here and its template.
+var emailKinds = map[string]emailKind{
+	"welcome":        {"welcome.tmpl", "activation", activationTTL, "/activate"},
+	"activation":     {"activation.tmpl", "activation", activationTTL, "/activate"},
+	"account-exists": {"account-exists.tmpl", "", 0, "/forgot-password"},
+	"password-reset": {"password-reset.tmpl", "password-reset", resetTTL, "/reset-password"},
 }
 
 // mailData is what an email template is given.
@@ -83,19 +88,13 @@ func (app *application) compose(kind string, u *user, token string, now time.Tim
 	if !ok {
 		return nil, fmt.Errorf("no email of kind %q", kind)
 	}
-	sender := app.sender
-	data := mailData{AppName: app.cfg.appName, Name: u.Name}
-	switch kind {
-	case "welcome", "activation":
-		data.Link = app.cfg.baseURL + "/activate?token=" + token
-		data.Expires = formatTime(now.Add(tokenTTL))
-	case "password-reset":
-		data.Link = app.cfg.baseURL + "/reset-password?token=" + token
-		data.Expires = formatTime(now.Add(resetTTL))
-	case "account-exists":
-		data.Link = app.cfg.baseURL + "/forgot-password"
+	k := emailKinds[kind]
+	data := mailData{AppName: app.cfg.appName, Name: u.Name, Link: app.cfg.baseURL + k.path}
+	if k.scope != "" {
+		data.Link += "?token=" + token
+		data.Expires = formatTime(now.Add(k.ttl))
 	}
-	e, err := composeEmail(t, data, sender, u.Email, kind, now)
+	e, err := composeEmail(t, data, app.sender, u.Email, kind, now)
 	if err != nil {
 		return nil, err
 	}
@@ -222,7 +221,8 @@ const (
 type smtpSession struct {
 	*smtp.Client
 	stop func() bool
-	sent int // messages accepted over it
+	from string // the envelope sender
+	sent int    // messages accepted over it
 }
 
 // sessionError is a failure that concerns the session, not the message:
@@ -279,7 +279,7 @@ func (c *boundedConn) Read(b []byte) (int, error) {
 
 // open dials the server, secures the connection as -smtp-tls says, and
 // authenticates if a username is set.
-func (m *mailer) open(ctx context.Context) (*smtpSession, error) {
+func (m *mailer) open(ctx context.Context) (session, error) {
 	s, err := m.dial(ctx)
 	if err != nil {
 		return nil, &sessionError{"connect", err}
@@ -322,7 +322,7 @@ func (m *mailer) dial(ctx context.Context) (*smtpSession, error) {
 	}
 	c.CommandTimeout = m.commandTimeout
 	c.SubmissionTimeout = m.dataTimeout
-	return &smtpSession{Client: c, stop: context.AfterFunc(ctx, func() { raw.Close() })}, nil
+	return &smtpSession{Client: c, from: m.from, stop: context.AfterFunc(ctx, func() { raw.Close() })}, nil
 }
 
 // handshake greets the server with one EHLO (and one more over TLS, as RFC
@@ -403,6 +403,10 @@ func (m *mailer) startTLS(conn *boundedConn) error {
 	return err
 }
 
+// full reports whether s has carried as many messages as one connection
+// should.
+func (s *smtpSession) full() bool { return s.sent >= maxPerSession }
+
 // close says goodbye and closes the connection.
 func (s *smtpSession) close() {
 	if err := s.Quit(); err != nil {
@@ -420,8 +424,8 @@ func (s *smtpSession) abort() {
 
 // send transmits e over s: MAIL, RCPT, DATA. After a successful DATA the
 // transaction is over (RFC 5321 4.1.1.4): the next MAIL needs no RSET.
-func (s *smtpSession) send(from string, e *email) error {
-	if err := s.Mail(from, nil); err != nil {
+func (s *smtpSession) send(e *email) error {
+	if err := s.Mail(s.from, nil); err != nil {
 		return &sessionError{"MAIL FROM", err}
 	}
 	if err := s.Rcpt(e.Recipient, nil); err != nil {
@@ -441,6 +445,9 @@ func (s *smtpSession) send(from string, e *email) error {
 	s.sent++
 	return nil
 }
+
+// permanent reports whether err ends an email for good: see refusesRecipient.
+func (m *mailer) permanent(err error) bool { return refusesRecipient(err) }
 
 // refusesRecipient reports whether err is a 5xx reply about the recipient
 // address itself, which no retry will change: an enhanced code 5.1.x, or a

@@ -132,7 +132,7 @@ func TestStartTLSAndAuthPlain(t *testing.T) {
 	t.Run("trusted", func(t *testing.T) {
 		t.Parallel()
 		app := newTestApp(t, srv, tlsOn)
-		app.mailer.rootCAs = pool
+		app.deliverer.sender.(*mailer).rootCAs = pool
 		signup(t, app.url, "tls@example.com")
 		waitFor(t, 10*time.Second, "the message", func() bool {
 			return slices.ContainsFunc(srv.messages(), func(m received) bool { return m.to == "tls@example.com" })
@@ -160,7 +160,7 @@ func TestStartTLSAndAuthPlain(t *testing.T) {
 	t.Run("wrong password", func(t *testing.T) {
 		t.Parallel()
 		app := newTestApp(t, srv, func(cfg *config) { tlsOn(cfg); cfg.smtpPassword = "wrong" })
-		app.mailer.rootCAs = pool
+		app.deliverer.sender.(*mailer).rootCAs = pool
 		signup(t, app.url, "wrongpw@example.com")
 		waitFor(t, 10*time.Second, "the login error", func() bool {
 			return containsLine(app.logs.String(), "level=ERROR", "rejected the login", "smtp_code=535")
@@ -221,7 +221,7 @@ func TestImplicitTLS(t *testing.T) {
 		cfg.smtpTLS, cfg.smtpHost = "tls", host
 		fmt.Sscan(port, &cfg.smtpPort)
 	})
-	app.mailer.rootCAs = pool
+	app.deliverer.sender.(*mailer).rootCAs = pool
 	signup(t, app.url, "implicit@example.com")
 	srv.waitMessages(t, 1, 10*time.Second)
 }
@@ -312,7 +312,7 @@ func TestRetryClassification(t *testing.T) {
 				}
 			})
 			app := newTestApp(t, srv, nil) // retries after 10-50ms
-			app.background(app.sweep)
+			app.background(app.deliverer.sweep)
 			signup(t, app.url, "x@example.com")
 			if tt.wantFailed {
 				waitFor(t, 10*time.Second, "the failure", func() bool {
@@ -367,7 +367,7 @@ func TestSessionsRealServersTake(t *testing.T) {
 	app := newTestApp(t, srv, func(cfg *config) { cfg.smtpHelo = "signup.example.org" })
 	const n = 35
 	queueEmails(t, app.application, n)
-	app.sendDue(context.Background())
+	app.deliverer.sendDue(context.Background())
 	waitDrained(t, app.application)
 	msgs := srv.messages()
 	if len(msgs) != n-1 {
@@ -469,7 +469,7 @@ func TestSenderRefusalIsRetried(t *testing.T) {
 		}
 	})
 	app := newTestApp(t, srv, nil)
-	app.background(app.sweep)
+	app.background(app.deliverer.sweep)
 	signup(t, app.url, "sender@example.com")
 	srv.waitMessages(t, 1, 10*time.Second)
 	if !containsLine(app.logs.String(), "will retry", "smtp_code=553", "MAIL FROM") {
@@ -483,7 +483,7 @@ func TestGivesUpAfter72Hours(t *testing.T) {
 	app := newTestApp(t, srv, nil)
 	clock := newClock(time.Now())
 	app.now = clock.now
-	app.background(app.sweep)
+	app.background(app.deliverer.sweep)
 	signup(t, app.url, "late@example.com")
 	waitFor(t, 10*time.Second, "a first failure", func() bool { return containsLine(app.logs.String(), "will retry") })
 	clock.add(giveUpAfter)
@@ -522,7 +522,7 @@ func TestBacklogReusesSessions(t *testing.T) {
 	app := newTestApp(t, srv, nil)
 	const n = 200
 	queueEmails(t, app.application, n)
-	app.background(app.sweep)
+	app.background(app.deliverer.sweep)
 	srv.waitMessages(t, n, 20*time.Second)
 	sessions := srv.sessions.Load()
 	t.Logf("%d emails over %d SMTP sessions", n, sessions)
@@ -540,7 +540,7 @@ func TestClaimedEmailSentOnce(t *testing.T) {
 	// Many deliverers at once, each claiming and sending.
 	var wg sync.WaitGroup
 	for range 16 {
-		wg.Go(func() { app.sendDue(context.Background()) })
+		wg.Go(func() { app.deliverer.sendDue(context.Background()) })
 	}
 	wg.Wait()
 	waitDrained(t, app.application) // deliverers kicked by a full batch, too

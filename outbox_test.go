@@ -182,7 +182,7 @@ func BenchmarkOutboxDrain(b *testing.B) {
 		queueEmails(b, app, n)
 		b.StartTimer()
 		start := time.Now()
-		app.kickDelivery()
+		app.deliverer.kick()
 		for range n {
 			<-srv.arrived
 		}

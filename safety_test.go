@@ -100,7 +100,7 @@ func TestNoHashWhereNoneIsNeeded(t *testing.T) {
 		t.Fatalf("a new address: %d hashes, waits %v", h, waited())
 	}
 	activate(t, app.url, srv.waitMessages(t, 1, 10*time.Second)[0])
-	typical := time.Duration(app.hashTime.Load())
+	typical := time.Duration(app.hasher.took.Load())
 	for range 5 { // an activated address, flooded
 		signup(t, app.url, "owner@example.com")
 	}

@@ -10,7 +10,6 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
-	"runtime"
 	"runtime/debug"
 	"strconv"
 	"sync"
@@ -22,59 +21,66 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// application holds the service's dependencies and the state of its
-// background tasks.
+// application is the wiring: the configuration and the parts that serve
+// requests. Each piece of machinery with a life of its own is a type of
+// its own: the deliverer, the hasher.
 type application struct {
-	cfg     config
-	logger  *slog.Logger
-	store   *store
-	mailer  *mailer
-	sender  *mail.Address
-	now     func() time.Time
-	limiter *limiter // nil when -limiter-enabled=false
-	metrics *metrics
+	cfg         config
+	logger      *slog.Logger
+	store       *store
+	deliverer   *deliverer
+	hasher      *hasher
+	templates   *templates
+	metrics     *metrics
+	limiter     *limiter // nil when -limiter-enabled=false
+	crossOrigin *http.CrossOriginProtection
+	sender      *mail.Address    // From of every email
+	now         func() time.Time // the clock; tests replace it
 
 	wg               sync.WaitGroup
-	tasks            atomic.Int64                               // background tasks running
-	bgCtx            context.Context                            // handed to background tasks
-	cancelBackground context.CancelFunc                         // at the shutdown deadline
-	stopping         chan struct{}                              // closed when shutdown begins waiting for tasks
-	resched          chan struct{}                              // tells the sweeper a retry time changed
-	sessions         chan struct{}                              // one token per SMTP session running
-	hashSlots        chan struct{}                              // one token per bcrypt hash running
-	hashWait         time.Duration                              // longest wait for a slot before 503
-	hashTime         atomic.Int64                               // how long a hash takes, in ns: a moving average
-	wait             func(ctx context.Context, d time.Duration) // sleep; tests record it
-	deliveryQueued   atomic.Bool                                // a deliverer is waiting for a session
-	dbGone           atomic.Bool                                // the database file was deleted or replaced
-	templates        *templates
-	crossOrigin      *http.CrossOriginProtection
+	tasks            atomic.Int64       // background tasks running
+	bgCtx            context.Context    // handed to background tasks
+	cancelBackground context.CancelFunc // at the shutdown deadline
+	dbGone           atomic.Bool        // the database file was deleted or replaced
 }
 
-// newApplication wires the dependencies together.
+// newApplication wires the dependencies together. m may be nil for a
+// command that only composes emails (outbox retry).
 func newApplication(cfg config, logger *slog.Logger, st *store, m *mailer, t *templates) *application {
 	sender, _ := parseSender(cfg.smtpSender) // checked with the config
 	bgCtx, cancel := context.WithCancel(context.Background())
+	metrics := newMetrics()
 	app := &application{
 		cfg:              cfg,
 		logger:           logger,
 		store:            st,
-		mailer:           m,
+		hasher:           newHasher(cfg.bcryptCost, metrics),
+		templates:        t,
+		metrics:          metrics,
+		crossOrigin:      http.NewCrossOriginProtection(),
 		sender:           sender,
 		now:              time.Now,
-		metrics:          newMetrics(),
 		bgCtx:            bgCtx,
 		cancelBackground: cancel,
-		stopping:         make(chan struct{}),
-		resched:          make(chan struct{}, 1),
-		sessions:         make(chan struct{}, maxSessions),
-		hashSlots:        make(chan struct{}, runtime.GOMAXPROCS(0)),
-		hashWait:         maxHashWait,
-		templates:        t,
-		crossOrigin:      http.NewCrossOriginProtection(),
-		wait:             sleep,
 	}
-	app.hashTime.Store(int64(estimateHashTime(cfg.bcryptCost)))
+	app.deliverer = &deliverer{
+		store:      st,
+		sender:     m,
+		logger:     logger,
+		metrics:    metrics,
+		now:        func() time.Time { return app.now() }, // the application's clock, which tests replace
+		lease:      cfg.claimLease,
+		retryMin:   cfg.mailRetryMin,
+		retryMax:   cfg.mailRetryMax,
+		background: app.background,
+		recompose: func(ctx context.Context, id int64) error {
+			_, err := app.retryEmail(ctx, id)
+			return err
+		},
+		slots:    make(chan struct{}, maxSessions),
+		resched:  make(chan struct{}, 1),
+		stopping: make(chan struct{}),
+	}
 	for _, origin := range cfg.corsOrigins {
 		app.crossOrigin.AddTrustedOrigin(origin) // checked with the config
 	}
@@ -101,8 +107,8 @@ func (app *application) background(fn func(ctx context.Context)) {
 }
 
 // serve answers HTTP on ln until ctx is cancelled or SIGINT or SIGTERM
-// arrives, then shuts down as DESIGN.md says: requests first, then
-// background tasks, both within -shutdown-timeout. A second signal while
+// arrives, then shuts down: requests first, then background tasks, both
+// within -shutdown-timeout (README, "Stopping"). A second signal while
 // draining returns at once.
 func (app *application) serve(ctx context.Context, ln net.Listener, getenv func(string) string) error {
 	sigs := make(chan os.Signal, 2)
@@ -122,7 +128,7 @@ func (app *application) serve(ctx context.Context, ln net.Listener, getenv func(
 		return err
 	}
 	app.logger.Info("outbox", "pending", pending, "failed", failed)
-	app.background(app.sweep)
+	app.background(app.deliverer.sweep)
 
 	var fresh newConns
 	srv := &http.Server{
@@ -142,19 +148,21 @@ func (app *application) serve(ctx context.Context, ln net.Listener, getenv func(
 	app.logger.Info("starting server", "addr", ln.Addr().String(), "env", app.cfg.env, "version", version())
 	sdNotify(getenv, "READY=1")
 
+	// The chores run until serve returns; the claims they renew are
+	// released then.
 	lost := make(chan error, 1)
-	stopWatch := make(chan struct{})
-	watching := make(chan struct{}, 2)
+	stopChores := make(chan struct{})
+	var chores sync.WaitGroup
 	defer func() {
-		close(stopWatch)
-		<-watching
-		<-watching
+		close(stopChores)
+		chores.Wait()
 		if err := app.store.releaseOwnClaims(context.Background()); err != nil {
 			app.logger.Error("release claims", "error", err)
 		}
 	}()
-	go func() { app.watchDatabase(stopWatch, lost); watching <- struct{}{} }()
-	go func() { app.renewClaims(stopWatch); watching <- struct{}{} }()
+	chores.Go(func() { every(stopChores, time.Second, func() { app.watchDatabase(lost) }) })
+	chores.Go(func() { every(stopChores, app.cfg.claimLease/3, app.deliverer.renewClaims) })
+	chores.Go(func() { every(stopChores, app.cfg.checkpointInterval, app.housekeeping()) })
 
 	var lostErr error
 	select {
@@ -196,29 +204,12 @@ func (app *application) shutdown(srv *http.Server, ln net.Listener, serveErr <-c
 	httpErr := srv.Shutdown(deadline)
 
 	app.logger.Info("completing background tasks", "tasks", app.tasks.Load())
-	close(app.stopping)
-	idle := make(chan struct{})
-	go func() {
-		app.wg.Wait()
-		close(idle)
-	}()
-	select {
-	case <-idle:
-	case <-deadline.Done():
-		left := app.tasks.Load()
-		app.cancelBackground()
-		// Cancelled sends cut their connection and release their emails
-		// at once; wait for that briefly so the outbox says so.
-		select {
-		case <-idle:
-		case <-time.After(2 * time.Second):
-		}
+	if left := app.drainBackground(deadline); left > 0 {
 		pending, _, _ := app.store.outboxCounts(context.Background())
 		app.logger.Error("shutdown deadline passed", "timeout", app.cfg.shutdownTimeout.String(), "tasks_left", left, "emails_pending", pending)
 		return fmt.Errorf("shutdown deadline of %v passed with %d background tasks running; %d emails stay pending for the next start",
 			app.cfg.shutdownTimeout, left, pending)
 	}
-	app.cancelBackground()
 	pending, _, err := app.store.outboxCounts(context.Background())
 	if err != nil {
 		return err
@@ -231,24 +222,31 @@ func (app *application) shutdown(srv *http.Server, ln net.Listener, serveErr <-c
 	return nil
 }
 
-// watchDatabase checks every second that the database file is still the
-// one opened; when it is not, it refuses every request from then on and
-// reports the error on lost, once.
-func (app *application) watchDatabase(stop <-chan struct{}, lost chan<- error) {
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	for {
-		select {
-		case <-stop:
-			return
-		case <-tick.C:
-		}
-		if err := app.store.checkFile(); err != nil {
-			app.dbGone.Store(true)
-			lost <- err
-			return
-		}
+// drainBackground is the second step of shutdown: the deliverer claims
+// nothing more, and the background tasks running are waited for until
+// deadline. Past it their context is cancelled (sends cut their connection
+// and release their rows) and it waits a moment more for that. It returns
+// how many tasks were still running at the deadline: 0 when all finished.
+func (app *application) drainBackground(deadline context.Context) (left int64) {
+	defer app.cancelBackground()
+	app.deliverer.drain()
+	idle := make(chan struct{})
+	go func() {
+		app.wg.Wait()
+		close(idle)
+	}()
+	select {
+	case <-idle:
+		return 0
+	case <-deadline.Done():
 	}
+	left = app.tasks.Load()
+	app.cancelBackground()
+	select {
+	case <-idle:
+	case <-time.After(2 * time.Second):
+	}
+	return left
 }
 
 // newConns tracks the connections accepted whose first request has not

@@ -224,8 +224,8 @@ func TestClientAddrIgnoresForwardedFromUntrustedPeer(t *testing.T) {
 func TestConcurrentSignups(t *testing.T) {
 	t.Parallel()
 	srv := startSMTP(t, nil)
-	app := newTestApp(t, srv, nil) // bcrypt cost 4
-	app.hashWait = time.Minute     // this is about locking, not load shedding: a slow -race run must not shed
+	app := newTestApp(t, srv, nil)   // bcrypt cost 4
+	app.hasher.maxWait = time.Minute // this is about locking, not load shedding: a slow -race run must not shed
 	const n = 50
 	var wg sync.WaitGroup
 	statuses := make([]int, n)
@@ -270,9 +270,9 @@ func doNoFatal(method, url, body string) (int, map[string]any) {
 func TestOverloadSheds503(t *testing.T) {
 	t.Parallel()
 	app := newTestApp(t, startSMTP(t, nil), nil)
-	app.hashWait = 50 * time.Millisecond
-	for range cap(app.hashSlots) { // every core busy hashing
-		app.hashSlots <- struct{}{}
+	app.hasher.maxWait = 50 * time.Millisecond
+	for range cap(app.hasher.slots) { // every core busy hashing
+		app.hasher.slots <- struct{}{}
 	}
 	body := `{"name": "Busy", "email": "busy@example.com", "password": "pa55word"}`
 	res, out := do(t, "POST", app.url+"/v1/users", body)
@@ -284,8 +284,8 @@ func TestOverloadSheds503(t *testing.T) {
 	if users != 0 {
 		t.Errorf("a shed signup was stored")
 	}
-	for range cap(app.hashSlots) {
-		<-app.hashSlots
+	for range cap(app.hasher.slots) {
+		<-app.hasher.slots
 	}
 	if res, out = do(t, "POST", app.url+"/v1/users", body); res.StatusCode != 202 {
 		t.Errorf("after the load: %d %v", res.StatusCode, out)

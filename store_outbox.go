@@ -26,7 +26,7 @@ type email struct {
 	unsealErr error // the stored message could not be opened: compose it afresh
 }
 
-// queue inserts e, and the token it carries (emailTokens), spending one
+// queue inserts e, and the token it carries (emailKinds), spending one
 // email of the recipient's budget: errOverBudget if none is left.
 func (st *store) queue(ctx context.Context, tx *sql.Tx, e *email, tokenHash []byte) error {
 	res, err := tx.StmtContext(ctx, st.spendStmt).ExecContext(ctx, strings.ToLower(e.Recipient), millis(e.CreatedAt),
@@ -37,7 +37,7 @@ func (st *store) queue(ctx context.Context, tx *sql.Tx, e *email, tokenHash []by
 	if n, _ := res.RowsAffected(); n == 0 {
 		return errOverBudget
 	}
-	if tok, ok := emailTokens[e.Kind]; ok {
+	if tok := emailKinds[e.Kind]; tok.scope != "" {
 		if _, err := tx.StmtContext(ctx, st.insertTokenStmt).ExecContext(ctx, tokenHash, e.UserID, tok.scope, millis(e.CreatedAt.Add(tok.ttl))); err != nil {
 			return err
 		}
@@ -212,7 +212,7 @@ func (st *store) requeue(ctx context.Context, e *email, tokenHash []byte) error 
 	if n, _ := res.RowsAffected(); n == 0 {
 		return errClaimed
 	}
-	if tok, ok := emailTokens[e.Kind]; ok {
+	if tok := emailKinds[e.Kind]; tok.scope != "" {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE user_id = $1 AND scope = $2`, e.UserID, tok.scope); err != nil {
 			return err
 		}

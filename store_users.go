@@ -234,7 +234,7 @@ func (st *store) queuePasswordReset(ctx context.Context, address string, tokenHa
 	if !u.Activated {
 		kind = "activation"
 	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE user_id = $1 AND scope = $2`, u.ID, emailTokens[kind].scope); err != nil {
+	if _, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE user_id = $1 AND scope = $2`, u.ID, emailKinds[kind].scope); err != nil {
 		return "", err
 	}
 	e, err := compose(kind, u)

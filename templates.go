@@ -21,14 +21,6 @@ import (
 //go:embed templates
 var templateFS embed.FS
 
-// emailFiles names the template of each kind of email the outbox knows.
-var emailFiles = map[string]string{
-	"welcome":        "welcome.tmpl",
-	"activation":     "activation.tmpl",
-	"account-exists": "account-exists.tmpl",
-	"password-reset": "password-reset.tmpl",
-}
-
 // pageFiles are the pages, each executed inside layout.html.
 var pageFiles = []string{"message.html", "signup.html", "activate.html", "resend.html", "forgot-password.html", "reset-password.html"}
 
@@ -65,7 +57,8 @@ func loadTemplates(dir string) (*templates, error) {
 
 	t := &templates{emails: map[string]mailTemplate{}, pages: map[string]*htmltemplate.Template{}}
 	sample := mailData{AppName: "Signup", Name: "Sam <Sample>", Link: "https://signup.example.com/activate?token=SAMPLE", Expires: formatTime(time.Now())}
-	for kind, name := range emailFiles {
+	for kind, k := range emailKinds {
+		name := k.template
 		src, path, err := read(name)
 		if err != nil {
 			return nil, fmt.Errorf("template %s: %w", path, err)

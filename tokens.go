@@ -57,7 +57,7 @@ func (app *application) mailAddress(ctx context.Context, address, request string
 	case err != nil:
 		return nil, err
 	}
-	app.kickDelivery()
+	app.deliverer.kick()
 	return nil, nil
 }
 

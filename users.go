@@ -38,8 +38,8 @@ func (app *application) signup(ctx context.Context, in signupInput) (validator, 
 	}
 	var hash []byte
 	if over || activated {
-		app.imitateHash(ctx)
-	} else if hash, err = app.hashPassword(ctx, in.Password); err != nil {
+		app.hasher.imitate(ctx)
+	} else if hash, err = app.hasher.hash(ctx, in.Password); err != nil {
 		return nil, err
 	}
 	now := app.now().UTC()
@@ -67,7 +67,7 @@ func (app *application) signup(ctx context.Context, in signupInput) (validator, 
 		return nil, err
 	}
 	app.logger.Debug("signup", "user_id", u.ID, "email_kind", kind)
-	app.kickDelivery()
+	app.deliverer.kick()
 	return nil, nil
 }
 

@@ -1,0 +1,75 @@
+package main
+
+// housekeeping.go holds the service's chores, each run on a ticker while
+// it serves: watching the database file, and checkpointing the WAL and
+// purging expired records. (Renewing claims is the deliverer's.)
+
+import (
+	"context"
+	"time"
+)
+
+// tokenPurgeTick is how often expired tokens and stale limit records are
+// purged.
+const tokenPurgeTick = time.Hour
+
+// every calls fn every d until stop is closed.
+func every(stop <-chan struct{}, d time.Duration, fn func()) {
+	tick := time.NewTicker(d)
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-tick.C:
+			fn()
+		}
+	}
+}
+
+// watchDatabase checks that the database file is still the one opened;
+// when it is not, every request is refused from then on and the error is
+// reported on lost (once: lost holds one).
+func (app *application) watchDatabase(lost chan<- error) {
+	if app.dbGone.Load() {
+		return
+	}
+	if err := app.store.checkFile(); err != nil {
+		app.dbGone.Store(true)
+		lost <- err
+	}
+}
+
+// housekeeping returns the chore run every -checkpoint-interval: it
+// truncates the WAL, so that old page images such as a sent message with
+// its token do not linger, and once every tokenPurgeTick purges expired
+// tokens and the limit records no window counts any more. It runs once at
+// once, so that a service restarted often still purges.
+func (app *application) housekeeping() func() {
+	var lastPurge time.Time
+	stuck := false // the last checkpoint could not truncate the WAL
+	chore := func() {
+		ctx := context.Background()
+		truncated, err := app.store.checkpoint(ctx)
+		switch {
+		case err != nil:
+			app.logger.Error("checkpoint", "error", err)
+		case !truncated && !stuck:
+			app.logger.Warn("checkpoint could not truncate the WAL: another process (a Litestream replica, say) reads an older snapshot; " +
+				"sent tokens leave the WAL once it catches up, when the WAL starts over")
+		case truncated && stuck:
+			app.logger.Info("checkpoint truncates the WAL again")
+		}
+		stuck = err == nil && !truncated
+		if now := app.now(); now.Sub(lastPurge) >= tokenPurgeTick {
+			lastPurge = now
+			if n, err := app.store.purgeExpiredTokens(ctx, now); err != nil {
+				app.logger.Error("purge expired tokens", "error", err)
+			} else if n > 0 {
+				app.logger.Info("purged expired tokens", "count", n)
+			}
+		}
+	}
+	chore()
+	return chore
+}
