@@ -1,9 +1,7 @@
 package main
 
-// auth.go holds passwords — hashed on at most one core each, and the
-// equal wait where no hash is needed — logging in (bearer tokens, the login
-// throttle) and resetting a forgotten password, for the API; pages.go has
-// the pages.
+// auth.go is logging in (bearer tokens, the login throttle) and resetting
+// a forgotten password, for the API; pages.go has the pages.
 
 import (
 	"context"
@@ -69,9 +67,7 @@ func (app *application) handleCreateAuthToken(w http.ResponseWriter, r *http.Req
 		return
 	}
 	data := envelope{"authentication_token": map[string]any{"token": token, "expiry": now.Add(authTTL).UTC().Truncate(time.Second)}}
-	if err := app.writeJSON(w, http.StatusCreated, data, nil); err != nil {
-		app.serverError(w, r, err)
-	}
+	app.writeJSON(w, r, http.StatusCreated, data)
 }
 
 // bearer returns the user of the request's bearer token and the token's
@@ -102,9 +98,7 @@ func (app *application) handleMe(w http.ResponseWriter, r *http.Request) {
 	if u == nil {
 		return
 	}
-	if err := app.writeJSON(w, http.StatusOK, envelope{"user": u}, nil); err != nil {
-		app.serverError(w, r, err)
-	}
+	app.writeJSON(w, r, http.StatusOK, envelope{"user": u})
 }
 
 // handleDeleteAuthToken logs out: the bearer token is revoked.
@@ -183,15 +177,5 @@ func (app *application) handleResetPassword(w http.ResponseWriter, r *http.Reque
 		return
 	}
 	errs, err := app.resetPassword(r.Context(), input.Token, input.Password)
-	switch {
-	case err != nil:
-		app.hashError(w, r, err)
-	case len(errs) > 0:
-		app.failedValidation(w, r, errs)
-	default:
-		msg := envelope{"message": "your password was reset; log in with the new one"}
-		if err := app.writeJSON(w, http.StatusOK, msg, nil); err != nil {
-			app.serverError(w, r, err)
-		}
-	}
+	app.answer(w, r, errs, err, http.StatusOK, "your password was reset; log in with the new one")
 }

@@ -1,5 +1,8 @@
 package main
 
+// capture.go is development mail capture: an SMTP server on loopback that writes
+// each message it receives to a file.
+
 import (
 	"bytes"
 	"fmt"
@@ -15,9 +18,6 @@ import (
 	"github.com/emersion/go-message/mail"
 	"github.com/emersion/go-smtp"
 )
-
-// capture.go is development mail capture: an SMTP server on loopback that writes
-// each message it receives to a file.
 
 // capture is the development mail server: it writes each message it
 // receives to a file in its directory.

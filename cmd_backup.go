@@ -1,12 +1,12 @@
 package main
 
+// cmd_backup.go is `signup backup DEST`.
+
 import (
 	"context"
 	"fmt"
 	"os"
 )
-
-// cmd_backup.go is `signup backup DEST`.
 
 // backup writes a consistent copy of the database at src to dest, which
 // must not exist yet, while other processes may be writing to src.

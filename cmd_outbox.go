@@ -1,5 +1,7 @@
 package main
 
+// cmd_outbox.go is `signup outbox list` and `signup outbox retry`.
+
 import (
 	"context"
 	"encoding/json"
@@ -12,8 +14,6 @@ import (
 	"text/tabwriter"
 	"time"
 )
-
-// cmd_outbox.go is `signup outbox list` and `signup outbox retry`.
 
 // outbox runs `signup outbox list` and `signup outbox retry`, beside the
 // serving process or without one.

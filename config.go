@@ -1,5 +1,8 @@
 package main
 
+// config.go holds the configuration: every flag, its SIGNUP_* variable, and the
+// checks that flag parsing cannot make, the production guards among them.
+
 import (
 	"errors"
 	"flag"
@@ -14,9 +17,6 @@ import (
 	"time"
 	"unicode"
 )
-
-// config.go holds the configuration: every flag, its SIGNUP_* variable, and the
-// checks that flag parsing cannot make, the production guards among them.
 
 // config holds every setting that comes from flags or SIGNUP_* variables.
 type config struct {

@@ -1,12 +1,12 @@
 package main
 
+// metrics.go holds the counters and the /debug/vars handler that shows them.
+
 import (
 	"encoding/json"
 	"expvar"
 	"net/http"
 )
-
-// metrics.go holds the counters and the /debug/vars handler that shows them.
 
 // metrics are the counters /debug/vars shows. They belong to one
 // application, not to expvar's global registry, so tests can run several.
@@ -55,7 +55,5 @@ func (app *application) handleMetrics(w http.ResponseWriter, r *http.Request) {
 		"password_hashes":           app.metrics.hashes.Value(),
 		"version":                   version(),
 	}
-	if err := app.writeJSON(w, http.StatusOK, vars, nil); err != nil {
-		app.serverError(w, r, err)
-	}
+	app.writeJSON(w, r, http.StatusOK, vars)
 }

@@ -1,8 +1,7 @@
 package main
 
-// pages.go holds the templates of emails and pages (embedded, overridable
-// with -templates, all checked at start) and the HTML pages a person uses:
-// sign up, activate from the emailed link, ask for a new link.
+// pages.go is the HTML pages a person uses: sign up, activate from the
+// emailed link, ask for a new link, reset a forgotten password.
 
 import (
 	"bytes"
@@ -73,10 +72,15 @@ func (app *application) pageError(w http.ResponseWriter, r *http.Request, err er
 	}
 }
 
-// readForm parses a posted form of at most maxBodyBytes.
-func readForm(w http.ResponseWriter, r *http.Request) error {
+// readForm parses a posted form of at most maxBodyBytes. When it cannot,
+// it answers a page that says so and returns false.
+func (app *application) readForm(w http.ResponseWriter, r *http.Request) bool {
 	r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
-	return r.ParseForm()
+	if err := r.ParseForm(); err != nil {
+		app.message(w, r, http.StatusBadRequest, "That did not work", "The form could not be read. Please go back and try again.")
+		return false
+	}
+	return true
 }
 
 // handleStyle serves the stylesheet.
@@ -99,8 +103,7 @@ func (app *application) handleSignupPage(w http.ResponseWriter, r *http.Request)
 
 // handleSignupForm signs up exactly as POST /v1/users does.
 func (app *application) handleSignupForm(w http.ResponseWriter, r *http.Request) {
-	if err := readForm(w, r); err != nil {
-		app.message(w, r, http.StatusBadRequest, "That did not work", "The form could not be read. Please go back and try again.")
+	if !app.readForm(w, r) {
 		return
 	}
 	in := signupInput{Name: r.PostForm.Get("name"), Email: r.PostForm.Get("email"), Password: r.PostForm.Get("password")}
@@ -147,8 +150,7 @@ func (app *application) handleActivatePage(w http.ResponseWriter, r *http.Reques
 // handleActivateForm activates the account, or, for "This wasn't me",
 // deletes the pending signup and its tokens.
 func (app *application) handleActivateForm(w http.ResponseWriter, r *http.Request) {
-	if err := readForm(w, r); err != nil {
-		app.message(w, r, http.StatusBadRequest, "That did not work", "The form could not be read. Please go back and try again.")
+	if !app.readForm(w, r) {
 		return
 	}
 	hash := hashToken(r.PostForm.Get("token"))
@@ -192,8 +194,7 @@ func (app *application) handleResendPage(w http.ResponseWriter, r *http.Request)
 // address: done (with the address for its %s), or the form (page name,
 // title) again for a malformed one.
 func (app *application) emailForm(w http.ResponseWriter, r *http.Request, send func(ctx context.Context, address string) (validator, error), name, title, done string) {
-	if err := readForm(w, r); err != nil {
-		app.message(w, r, http.StatusBadRequest, "That did not work", "The form could not be read. Please go back and try again.")
+	if !app.readForm(w, r) {
 		return
 	}
 	address := r.PostForm.Get("email")
@@ -243,8 +244,7 @@ func (app *application) handleResetPage(w http.ResponseWriter, r *http.Request) 
 
 // handleResetForm sets the new password as PUT /v1/users/password does.
 func (app *application) handleResetForm(w http.ResponseWriter, r *http.Request) {
-	if err := readForm(w, r); err != nil {
-		app.message(w, r, http.StatusBadRequest, "That did not work", "The form could not be read. Please go back and try again.")
+	if !app.readForm(w, r) {
 		return
 	}
 	token := r.PostForm.Get("token")

@@ -56,7 +56,7 @@ func send(t *testing.T, req *http.Request) (int, string) {
 	return res.StatusCode, string(body)
 }
 
-// checkPageHeaders checks the security headers DESIGN.md gives every page.
+// checkPageHeaders checks the security headers every page is sent with.
 func checkPageHeaders(t *testing.T, path string, h http.Header) {
 	t.Helper()
 	want := map[string]string{

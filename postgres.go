@@ -34,15 +34,7 @@ func openPostgres(url string) (*store, error) {
 	db.SetMaxOpenConns(16)
 	db.SetMaxIdleConns(16)
 	st := &store{engine: "postgres", write: db, read: db, instance: instanceName()}
-	if err := st.migrate(); err != nil {
-		db.Close()
-		return nil, err
-	}
-	if err := st.prepare(); err != nil {
-		db.Close()
-		return nil, err
-	}
-	return st, nil
+	return st.setUp()
 }
 
 // migrationLock is the advisory lock under which instances migrate, so

@@ -1,5 +1,8 @@
 package main
 
+// respond.go reads JSON requests and writes JSON answers, errors included: one
+// helper per kind of error answer.
+
 import (
 	"bytes"
 	"encoding/json"
@@ -11,25 +14,35 @@ import (
 	"unicode/utf8"
 )
 
-// respond.go reads JSON requests and writes JSON answers, errors included: one
-// helper per kind of error answer.
-
 // envelope is a JSON response body.
 type envelope map[string]any
 
-// writeJSON sends data as JSON with status.
-func (app *application) writeJSON(w http.ResponseWriter, status int, data any, headers http.Header) error {
+// writeJSON sends data as JSON with status. Data that cannot be encoded
+// (a bug) is logged and answered 500.
+func (app *application) writeJSON(w http.ResponseWriter, r *http.Request, status int, data any) {
 	js, err := json.MarshalIndent(data, "", "\t")
 	if err != nil {
-		return err
-	}
-	for key, value := range headers {
-		w.Header()[key] = value
+		app.logger.Error("internal error", "method", r.Method, "uri", r.URL.RequestURI(), "error", err)
+		http.Error(w, "the server encountered a problem and could not process your request", http.StatusInternalServerError)
+		return
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	w.Write(append(js, '\n'))
-	return nil
+}
+
+// answer sends the outcome of a request that may fail three ways: an error
+// (503 when no core was free to hash, else as serverError), a message per
+// invalid field (422), or success: status with {"message": message}.
+func (app *application) answer(w http.ResponseWriter, r *http.Request, errs validator, err error, status int, message string) {
+	switch {
+	case err != nil:
+		app.hashError(w, r, err)
+	case len(errs) > 0:
+		app.failedValidation(w, r, errs)
+	default:
+		app.writeJSON(w, r, status, envelope{"message": message})
+	}
 }
 
 // maxBodyBytes bounds a request body.
@@ -84,10 +97,7 @@ func (app *application) readJSON(w http.ResponseWriter, r *http.Request, dst any
 
 // errorResponse sends {"error": message} with status.
 func (app *application) errorResponse(w http.ResponseWriter, r *http.Request, status int, message any) {
-	if err := app.writeJSON(w, status, envelope{"error": message}, nil); err != nil {
-		app.logger.Error("write response", "method", r.Method, "uri", r.URL.RequestURI(), "error", err)
-		w.WriteHeader(http.StatusInternalServerError)
-	}
+	app.writeJSON(w, r, status, envelope{"error": message})
 }
 
 // serverError logs err once, with the request, and answers a generic 500.

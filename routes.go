@@ -1,5 +1,7 @@
 package main
 
+// routes.go lists every route and the middleware every request passes through.
+
 import (
 	"fmt"
 	"net/http"
@@ -8,8 +10,6 @@ import (
 	"strconv"
 	"strings"
 )
-
-// routes.go lists every route and the middleware every request passes through.
 
 // routes lists every route of the API.
 func (app *application) routes() http.Handler {
@@ -49,9 +49,7 @@ func (app *application) handleHealthcheck(w http.ResponseWriter, r *http.Request
 			"version":     version(),
 		},
 	}
-	if err := app.writeJSON(w, http.StatusOK, data, nil); err != nil {
-		app.serverError(w, r, err)
-	}
+	app.writeJSON(w, r, http.StatusOK, data)
 }
 
 // recoverPanic answers 500 to a request whose handler panicked.

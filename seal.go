@@ -1,5 +1,8 @@
 package main
 
+// seal.go seals composed messages in the outbox with a key kept beside the SQLite
+// database, so that no copy of the database alone holds a readable token.
+
 import (
 	"crypto/aes"
 	"crypto/cipher"
@@ -9,9 +12,6 @@ import (
 	"io/fs"
 	"os"
 )
-
-// seal.go seals composed messages in the outbox with a key kept beside the SQLite
-// database, so that no copy of the database alone holds a readable token.
 
 // loadSealKey reads the key that seals composed messages from path, beside
 // the database, creating it (32 random bytes, mode 0600) if it is missing.

@@ -1,5 +1,8 @@
 package main
 
+// server.go is the HTTP server and its life: listening (systemd sockets
+// included), serve() with the shutdown sequence, and background().
+
 import (
 	"context"
 	"errors"

@@ -1,5 +1,10 @@
 package main
 
+// store.go opens the database (SQLite by default, PostgreSQL through
+// postgres.go): pragmas, migrations, the single-process lock, the prepared
+// statements of the hot path, the checkpoint, and the named errors that
+// handlers test.
+
 import (
 	"context"
 	"crypto/cipher"
@@ -118,15 +123,7 @@ func openStore(name string) (*store, error) {
 		return nil, err
 	}
 	st := &store{engine: "sqlite", write: write, read: read, ckpt: ckpt, instance: instanceName(), seal: seal, path: name, dev: uint64(sys.Dev), ino: sys.Ino}
-	if err := st.migrate(); err != nil {
-		st.close()
-		return nil, err
-	}
-	if err := st.prepare(); err != nil {
-		st.close()
-		return nil, err
-	}
-	return st, nil
+	return st.setUp()
 }
 
 // errDatabaseGone means the file at -db was deleted or replaced while the
@@ -176,7 +173,8 @@ func isUnavailable(err error) bool {
 	return errors.Is(err, errDatabaseGone) || postgresUnavailable(err)
 }
 
-// close closes both pools.
+// close closes the database: the write pool, the read pool and the
+// checkpoint connection (PostgreSQL has one pool for all).
 func (st *store) close() error {
 	if st.read == st.write {
 		return st.write.Close()
@@ -228,6 +226,20 @@ func (st *store) migrate() error {
 		}
 	}
 	return tx.Commit()
+}
+
+// setUp migrates the database and prepares the hot-path statements; on
+// failure it closes st.
+func (st *store) setUp() (*store, error) {
+	if err := st.migrate(); err != nil {
+		st.close()
+		return nil, err
+	}
+	if err := st.prepare(); err != nil {
+		st.close()
+		return nil, err
+	}
+	return st, nil
 }
 
 // prepare prepares the hot-path statements.

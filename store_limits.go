@@ -1,5 +1,8 @@
 package main
 
+// store_limits.go keeps the per-address limits: the send budget and the login
+// throttle, in the database so that restarts and instances share them.
+
 import (
 	"context"
 	"database/sql"
@@ -7,9 +10,6 @@ import (
 	"strings"
 	"time"
 )
-
-// store_limits.go keeps the per-address limits: the send budget and the login
-// throttle, in the database so that restarts and instances share them.
 
 // The send budget of an address: emails of every kind together.
 const (
@@ -70,7 +70,7 @@ func (st *store) beginLogin(ctx context.Context, address string, now time.Time) 
 	if _, err := tx.ExecContext(ctx, `INSERT INTO login_attempts (address_key, attempted_at) VALUES ($1, $2)`, key, millis(now)); err != nil {
 		return nil, 0, err
 	}
-	u, err := scanUser(tx.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE email_key = $1`, key))
+	u, err := userByAddress(ctx, tx, key)
 	if errors.Is(err, errNotFound) {
 		u, err = nil, nil
 	}

@@ -1,5 +1,8 @@
 package main
 
+// store_outbox.go keeps the outbox: queueing an email with the change that
+// causes it, claiming, recording each attempt, and what `signup outbox` reads.
+
 import (
 	"context"
 	"database/sql"
@@ -8,13 +11,10 @@ import (
 	"time"
 )
 
-// store_outbox.go keeps the outbox: queueing an email with the change that
-// causes it, claiming, recording each attempt, and what `signup outbox` reads.
-
 // email is one row of the outbox: a composed message and its delivery state.
 type email struct {
 	ID   int64
-	Kind string // welcome, activation
+	Kind string // a key of emailKinds
 
 	UserID    int64
 	CreatedAt time.Time

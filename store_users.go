@@ -1,5 +1,7 @@
 package main
 
+// store_users.go keeps accounts and their tokens.
+
 import (
 	"context"
 	"database/sql"
@@ -7,8 +9,6 @@ import (
 	"strings"
 	"time"
 )
-
-// store_users.go keeps accounts and their tokens.
 
 // user is an account, as the API shows it.
 type user struct {
@@ -20,8 +20,21 @@ type user struct {
 	passwordHash []byte
 }
 
+// userColumns are the columns scanUser reads, in its order.
 const userColumns = `id, created_at, name, email, activated, password_hash`
 
+// rowQuerier reads one row: the read pool or a transaction.
+type rowQuerier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// userByAddress returns, through q, the account of address regardless of
+// case, or errNotFound.
+func userByAddress(ctx context.Context, q rowQuerier, address string) (*user, error) {
+	return scanUser(q.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE email_key = $1`, strings.ToLower(address)))
+}
+
+// scanUser reads a row of userColumns, or returns errNotFound for none.
 func scanUser(row interface{ Scan(...any) error }) (*user, error) {
 	var u user
 	var created int64
@@ -125,7 +138,10 @@ func (st *store) resend(ctx context.Context, address string, tokenHash []byte, c
 	if err := st.lockAddress(ctx, tx, address); err != nil {
 		return err
 	}
-	u, err := scanUser(tx.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE email_key = $1 AND activated = 0`, strings.ToLower(address)))
+	u, err := userByAddress(ctx, tx, address)
+	if err == nil && u.Activated {
+		err = errNotFound
+	}
 	if err != nil {
 		return err
 	}
@@ -195,8 +211,7 @@ func (st *store) pendingUser(ctx context.Context, tokenHash []byte, now time.Tim
 
 // userByEmail finds a user by email address, regardless of case.
 func (st *store) userByEmail(ctx context.Context, address string) (*user, error) {
-	return scanUser(st.read.QueryRowContext(ctx,
-		`SELECT `+userColumns+` FROM users WHERE email_key = $1`, strings.ToLower(address)))
+	return userByAddress(ctx, st.read, address)
 }
 
 // userByToken returns the user holding the unexpired token of scope with
@@ -226,7 +241,7 @@ func (st *store) queuePasswordReset(ctx context.Context, address string, tokenHa
 	if err := st.lockAddress(ctx, tx, address); err != nil {
 		return "", err
 	}
-	u, err := scanUser(tx.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE email_key = $1`, strings.ToLower(address)))
+	u, err := userByAddress(ctx, tx, address)
 	if err != nil {
 		return "", err
 	}

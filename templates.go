@@ -1,5 +1,8 @@
 package main
 
+// templates.go loads the email and page templates: embedded, overridable with
+// -templates, all parsed and tried at start.
+
 import (
 	"embed"
 	"errors"
@@ -14,9 +17,6 @@ import (
 	"text/template"
 	"time"
 )
-
-// templates.go loads the email and page templates: embedded, overridable with
-// -templates, all parsed and tried at start.
 
 //go:embed templates
 var templateFS embed.FS

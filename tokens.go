@@ -1,5 +1,8 @@
 package main
 
+// tokens.go makes and hashes tokens, and handles the requests that email an address
+// a new one: a new activation link, and an operator's retry of an email.
+
 import (
 	"context"
 	"crypto/rand"
@@ -9,11 +12,8 @@ import (
 	"net/http"
 )
 
-// tokens.go makes and hashes tokens, and handles the requests that email an address
-// a new one: a new activation link, and an operator's retry of an email.
-
-// newToken returns a random activation token and the SHA-256 hash that is
-// all the database keeps of it.
+// newToken returns a random token, of any scope (an emailed link's, a
+// bearer token), and the SHA-256 hash that is all the database keeps of it.
 func newToken() (plaintext string, hash []byte) {
 	b := make([]byte, 16)
 	rand.Read(b)
@@ -81,16 +81,7 @@ func (app *application) handleEmailRequest(w http.ResponseWriter, r *http.Reques
 		return
 	}
 	errs, err := send(r.Context(), input.Email)
-	switch {
-	case err != nil:
-		app.serverError(w, r, err)
-	case len(errs) > 0:
-		app.failedValidation(w, r, errs)
-	default:
-		if err := app.writeJSON(w, http.StatusAccepted, envelope{"message": message}, nil); err != nil {
-			app.serverError(w, r, err)
-		}
-	}
+	app.answer(w, r, errs, err, http.StatusAccepted, message)
 }
 
 // handleCreateActivationToken emails a new activation link to an account

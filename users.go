@@ -1,5 +1,7 @@
 package main
 
+// users.go is signing up and activating, for the API; pages.go has the pages.
+
 import (
 	"context"
 	"errors"
@@ -8,8 +10,6 @@ import (
 	"time"
 )
 
-// users.go is signing up and activating, for the API; pages.go has the pages.
-
 // signupInput is what a signup gives, by the API or the form.
 type signupInput struct {
 	Name     string `json:"name"`
@@ -17,8 +17,8 @@ type signupInput struct {
 	Password string `json:"password"`
 }
 
-// signup validates a signup and, if it is valid, does what DESIGN.md
-// says for the state of the address (store.signup), then starts delivery.
+// signup validates a signup and, if it is valid, does what the state of
+// the address calls for (store.signup), then starts delivery.
 // The answer is the same whoever owns the address, and takes about the
 // same time: where no password hash is needed (an activated address, or
 // one over its send budget) it waits as long as a hash takes instead,
@@ -87,17 +87,7 @@ func (app *application) handleSignup(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	errs, err := app.signup(r.Context(), in)
-	switch {
-	case err != nil:
-		app.hashError(w, r, err)
-	case len(errs) > 0:
-		app.failedValidation(w, r, errs)
-	default:
-		msg := envelope{"message": "check your inbox: an email is on its way with a link to activate your account"}
-		if err := app.writeJSON(w, http.StatusAccepted, msg, nil); err != nil {
-			app.serverError(w, r, err)
-		}
-	}
+	app.answer(w, r, errs, err, http.StatusAccepted, "check your inbox: an email is on its way with a link to activate your account")
 }
 
 // handleActivateUser activates the account that holds the token.
@@ -123,7 +113,5 @@ func (app *application) handleActivateUser(w http.ResponseWriter, r *http.Reques
 		app.serverError(w, r, err)
 		return
 	}
-	if err := app.writeJSON(w, http.StatusOK, envelope{"user": u}, nil); err != nil {
-		app.serverError(w, r, err)
-	}
+	app.writeJSON(w, r, http.StatusOK, envelope{"user": u})
 }

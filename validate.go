@@ -1,13 +1,13 @@
 package main
 
+// validate.go holds the input rules for names, addresses and passwords.
+
 import (
 	"strings"
 	"unicode"
 
 	"github.com/emersion/go-message/mail"
 )
-
-// validate.go holds the input rules for names, addresses and passwords.
 
 // validator collects a message per invalid field.
 type validator map[string]string
@@ -19,7 +19,7 @@ func (v validator) check(ok bool, key, message string) {
 	}
 }
 
-// validateName applies DESIGN.md's rules for a name. It is valid UTF-8
+// validateName applies the input rules for a name (README, "The API"). It is valid UTF-8
 // already: readJSON refuses any other body.
 func validateName(v validator, name string) {
 	v.check(name != "", "name", "must be provided")
@@ -27,7 +27,7 @@ func validateName(v validator, name string) {
 	v.check(!strings.ContainsFunc(name, unicode.IsControl), "name", "must not contain control characters")
 }
 
-// validateEmail applies DESIGN.md's rules for an address: one plain
+// validateEmail applies the input rules for an address: one plain
 // local@domain, in ASCII, with no display name, comment or line break.
 func validateEmail(v validator, address string) {
 	v.check(address != "", "email", "must be provided")
@@ -39,7 +39,7 @@ func validateEmail(v validator, address string) {
 		"email", "must be a valid email address, like name@example.com")
 }
 
-// validatePassword applies DESIGN.md's rules for a password.
+// validatePassword applies the input rules for a password.
 func validatePassword(v validator, password string) {
 	v.check(password != "", "password", "must be provided")
 	v.check(len(password) >= 8, "password", "must be at least 8 bytes long")
