@@ -37,7 +37,7 @@ func TestActivationFlow(t *testing.T) {
 		t.Errorf("activated user %v", u)
 	}
 	var tokens int
-	app.store.read.QueryRow(`SELECT count(*) FROM tokens`).Scan(&tokens)
+	mustScan(t, app.store.read.QueryRow(`SELECT count(*) FROM tokens`), &tokens)
 	if tokens != 0 {
 		t.Errorf("%d tokens left after activation, want 0", tokens)
 	}
@@ -172,7 +172,7 @@ func TestNoPlaintextSecretsInDatabase(t *testing.T) {
 	}
 	waitFor(t, 10*time.Second, "a failed attempt", func() bool { return containsLine(app.logs.String(), "will retry") })
 	var sealed []byte
-	app.store.read.QueryRow(`SELECT message FROM outbox`).Scan(&sealed)
+	mustScan(t, app.store.read.QueryRow(`SELECT message FROM outbox`), &sealed)
 	message, err := app.store.openMessage(sealed)
 	if err != nil {
 		t.Fatal(err)

@@ -70,8 +70,8 @@ func TestLogin(t *testing.T) {
 	// Stored only as a SHA-256 hash.
 	sum := sha256.Sum256([]byte(token))
 	var hashed, plain int
-	app.store.read.QueryRow(`SELECT count(*) FROM tokens WHERE hash = ? AND scope = 'authentication'`, sum[:]).Scan(&hashed)
-	app.store.read.QueryRow(`SELECT count(*) FROM tokens WHERE hash = ?`, []byte(token)).Scan(&plain)
+	mustScan(t, app.store.read.QueryRow(`SELECT count(*) FROM tokens WHERE hash = ? AND scope = 'authentication'`, sum[:]), &hashed)
+	mustScan(t, app.store.read.QueryRow(`SELECT count(*) FROM tokens WHERE hash = ?`, []byte(token)), &plain)
 	if hashed != 1 || plain != 0 {
 		t.Errorf("stored by hash %d, in plain %d", hashed, plain)
 	}

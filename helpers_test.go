@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -257,6 +258,15 @@ func (s *testSession) Logout() error { return nil }
 // tempFail is a 451 reply, a temporary failure.
 var tempFail = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "try again later"}
 
+// mustScan scans row into dest, failing the test on any error: a raw
+// query in a test never ignores one.
+func mustScan(t testing.TB, row *sql.Row, dest ...any) {
+	t.Helper()
+	if err := row.Scan(dest...); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // waitFor polls cond until it holds, failing the test after timeout.
 func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
@@ -314,6 +324,19 @@ func smtpArgs(host, port string) []string {
 func baseArgs(dir string) []string {
 	return []string{"-db", filepath.Join(dir, "signup.db"), "-port", "0", "-bcrypt-cost", "4", "-limiter-enabled=false", "-mail-dir", filepath.Join(dir, "mail")}
 }
+
+// How a test starts the service. There are two ways, one per question:
+//
+//   - In this process, startRun: run() with the flags a user would give,
+//     in a goroutine, with the real serve() and shutdown sequence (cancel
+//     its context for the signal). Use it for what the service does from
+//     start to stop. newTestApp is its inside view, for tests that must
+//     reach into the application (a clock, the store, the deliverer) and
+//     drive the background work themselves: the same wiring
+//     (newApplication) behind httptest, stopped at cleanup by shutdown's
+//     own drainBackground.
+//   - As a process, startBinary: the built binary with real signals, for
+//     what is about the process (exit codes, SIGTERM, SIGKILL, systemd).
 
 // inProcess is run() started in a goroutine.
 type inProcess struct {
@@ -453,7 +476,9 @@ type testApp struct {
 }
 
 // newTestApp builds an application for tests that need to reach inside it
-// (an injected clock, the store). Background tasks are drained at cleanup.
+// (an injected clock, the store, the deliverer), served by httptest without
+// serve()'s loops: a test starts the sweeper itself when it needs one.
+// Cleanup drains background tasks with drainBackground, as shutdown does.
 func newTestApp(t testing.TB, srv *testSMTP, adjust func(cfg *config)) *testApp {
 	t.Helper()
 	logs := &syncBuffer{}

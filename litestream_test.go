@@ -114,7 +114,7 @@ func TestLitestreamReplica(t *testing.T) {
 	}
 	noTokens(restored)
 	var n int
-	rdb.QueryRow(`SELECT count(*) FROM users`).Scan(&n)
+	mustScan(t, rdb.QueryRow(`SELECT count(*) FROM users`), &n)
 	if n != len(answered) {
 		t.Errorf("the restored database holds %d users; %d signups were answered", n, len(answered))
 	}

@@ -322,7 +322,7 @@ func TestBackupDuringSignups(t *testing.T) {
 	}
 	for _, address := range before {
 		var n int
-		db.QueryRow(`SELECT count(*) FROM users WHERE email = ?`, address).Scan(&n)
+		mustScan(t, db.QueryRow(`SELECT count(*) FROM users WHERE email = ?`, address), &n)
 		if n != 1 {
 			t.Errorf("%s was answered before the backup began but is not in it", address)
 		}

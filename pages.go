@@ -122,6 +122,21 @@ func (app *application) handleSignupForm(w http.ResponseWriter, r *http.Request)
 		"The link works for 3 days. Nothing there? Look in your spam folder, or ask for a new link on the resend page.")
 }
 
+// linkFailed answers a failed look-up by an emailed link's token: dead's
+// page when the token does not work (errNotFound), else pageError's. It
+// reports whether there was an error to answer.
+func (app *application) linkFailed(w http.ResponseWriter, r *http.Request, err error, dead func(http.ResponseWriter, *http.Request)) bool {
+	switch {
+	case err == nil:
+		return false
+	case errors.Is(err, errNotFound):
+		dead(w, r)
+	default:
+		app.pageError(w, r, err)
+	}
+	return true
+}
+
 // invalidLink renders the resend form, saying that the link did not work.
 func (app *application) invalidLink(w http.ResponseWriter, r *http.Request) {
 	app.render(w, r, http.StatusUnprocessableEntity, "resend.html", page{Title: "This link does not work",
@@ -135,12 +150,7 @@ func (app *application) invalidLink(w http.ResponseWriter, r *http.Request) {
 func (app *application) handleActivatePage(w http.ResponseWriter, r *http.Request) {
 	token := r.URL.Query().Get("token")
 	u, err := app.store.pendingUser(r.Context(), hashToken(token), app.now())
-	if errors.Is(err, errNotFound) {
-		app.invalidLink(w, r)
-		return
-	}
-	if err != nil {
-		app.pageError(w, r, err)
+	if app.linkFailed(w, r, err, app.invalidLink) {
 		return
 	}
 	app.render(w, r, http.StatusOK, "activate.html", page{Title: "Activate your account",
@@ -156,24 +166,12 @@ func (app *application) handleActivateForm(w http.ResponseWriter, r *http.Reques
 	hash := hashToken(r.PostForm.Get("token"))
 	switch r.PostForm.Get("action") {
 	case "activate":
-		_, err := app.store.activate(r.Context(), hash, app.now())
-		if errors.Is(err, errNotFound) {
-			app.invalidLink(w, r)
-			return
-		}
-		if err != nil {
-			app.pageError(w, r, err)
+		if _, err := app.store.activate(r.Context(), hash, app.now()); app.linkFailed(w, r, err, app.invalidLink) {
 			return
 		}
 		app.message(w, r, http.StatusOK, "Your account is activated", "Thank you for confirming your email address. Your account is ready.")
 	case "cancel":
-		err := app.store.cancelSignup(r.Context(), hash, app.now())
-		if errors.Is(err, errNotFound) {
-			app.invalidLink(w, r)
-			return
-		}
-		if err != nil {
-			app.pageError(w, r, err)
+		if err := app.store.cancelSignup(r.Context(), hash, app.now()); app.linkFailed(w, r, err, app.invalidLink) {
 			return
 		}
 		app.message(w, r, http.StatusOK, "The signup is cancelled",
@@ -232,11 +230,7 @@ func (app *application) handleForgotForm(w http.ResponseWriter, r *http.Request)
 // to say at once if the link is dead, and never uses it: the button does.
 func (app *application) handleResetPage(w http.ResponseWriter, r *http.Request) {
 	token := r.URL.Query().Get("token")
-	if _, err := app.store.userByToken(r.Context(), hashToken(token), "password-reset", app.now()); errors.Is(err, errNotFound) {
-		app.deadResetLink(w, r)
-		return
-	} else if err != nil {
-		app.pageError(w, r, err)
+	if _, err := app.store.userByToken(r.Context(), hashToken(token), "password-reset", app.now()); app.linkFailed(w, r, err, app.deadResetLink) {
 		return
 	}
 	app.render(w, r, http.StatusOK, "reset-password.html", page{Title: "Choose a new password", Token: token})

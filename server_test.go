@@ -280,7 +280,7 @@ func TestOverloadSheds503(t *testing.T) {
 		t.Fatalf("overloaded: %d Retry-After=%q %v", res.StatusCode, res.Header.Get("Retry-After"), out)
 	}
 	var users int
-	app.store.read.QueryRow(`SELECT count(*) FROM users`).Scan(&users)
+	mustScan(t, app.store.read.QueryRow(`SELECT count(*) FROM users`), &users)
 	if users != 0 {
 		t.Errorf("a shed signup was stored")
 	}

@@ -64,242 +64,261 @@ func signupAs(t *testing.T, st *store, address, name string) (string, string, er
 // lease is the claim lease of the store tests.
 const lease = time.Minute
 
+// storeTests are the behaviours of the store that TestStore runs on both
+// engines, each a named function below.
 var storeTests = []storeTest{
-	{"signup by the state of the address", func(t *testing.T, open func() *store) {
-		st, ctx := open(), context.Background()
-		kind, first, err := signupAs(t, st, "Ann@example.com", "First")
-		if err != nil || kind != "welcome" {
-			t.Fatalf("new: %q %v", kind, err)
-		}
-		kind, second, err := signupAs(t, st, "ann@EXAMPLE.com", "Second")
-		if err != nil || kind != "welcome" {
-			t.Fatalf("pending: %q %v", kind, err)
-		}
-		if _, err := st.pendingUser(ctx, hashToken(first), time.Now()); !errors.Is(err, errNotFound) {
-			t.Errorf("the first token still works: %v", err)
-		}
-		u, err := st.activate(ctx, hashToken(second), time.Now())
-		if err != nil || u.Name != "Second" || !u.Activated || u.Email != "Ann@example.com" {
-			t.Fatalf("activate: %+v %v", u, err)
-		}
-		kind, _, err = signupAs(t, st, "ann@example.com", "Third")
-		if err != nil || kind != "account-exists" {
-			t.Fatalf("activated: %q %v", kind, err)
-		}
-		if u, _ := st.userByEmail(ctx, "ANN@example.com"); u.Name != "Second" || bcrypt.CompareHashAndPassword(u.passwordHash, []byte("pw-Second")) != nil {
-			t.Errorf("a signup changed the activated account: %+v", u)
-		}
-		list, err := st.listOutbox(ctx, "pending")
-		if err != nil || len(list) != 3 || list[2].Kind != "account-exists" {
-			t.Errorf("outbox %+v %v", list, err)
-		}
-	}},
+	{"signup by the state of the address", testSignupByState},
+	{"send budget holds under concurrency across instances", testSendBudgetAcrossInstances},
+	{"login throttle holds under concurrency across instances", testLoginThrottleAcrossInstances},
+	{"concurrent signups of one new address make one account", testConcurrentSignupsOneAccount},
+	{"claims are exclusive, and each instance releases only its own", testClaimsExclusive},
+	{"a claim is taken over only once its lease has expired, and renewing keeps it", testClaimLease},
+	{"password reset", testPasswordReset},
+	{"retry composes afresh", testRetryComposesAfresh},
+}
 
-	{"send budget holds under concurrency across instances", func(t *testing.T, open func() *store) {
-		stores := []*store{open(), open()}
-		if _, _, err := signupAs(t, stores[0], "flood@example.com", "Flood"); err != nil {
-			t.Fatal(err)
-		}
-		var sent, over atomic.Int64
-		var wg sync.WaitGroup
-		for i := range 20 {
-			wg.Go(func() {
-				token, hash := newToken()
-				err := stores[i%2].resend(context.Background(), "flood@example.com", hash, composeFor(t, token))
-				switch {
-				case err == nil:
-					sent.Add(1)
-				case errors.Is(err, errOverBudget):
-					over.Add(1)
-				default:
-					t.Error(err)
-				}
-			})
-		}
-		wg.Wait()
-		if sent.Load() != budgetPerHour-1 || over.Load() != 20-(budgetPerHour-1) {
-			t.Errorf("%d resends queued, %d over budget; want %d queued (the signup took one)", sent.Load(), over.Load(), budgetPerHour-1)
-		}
-		if list, _ := stores[1].listOutbox(context.Background(), ""); len(list) != budgetPerHour {
-			t.Errorf("%d emails in the outbox, want %d", len(list), budgetPerHour)
-		}
-	}},
+// testSignupByState: signup by the state of the address.
+func testSignupByState(t *testing.T, open func() *store) {
+	st, ctx := open(), context.Background()
+	kind, first, err := signupAs(t, st, "Ann@example.com", "First")
+	if err != nil || kind != "welcome" {
+		t.Fatalf("new address: got %q, %v; want welcome", kind, err)
+	}
+	kind, second, err := signupAs(t, st, "ann@EXAMPLE.com", "Second")
+	if err != nil || kind != "welcome" {
+		t.Fatalf("pending address: got %q, %v; want welcome", kind, err)
+	}
+	if _, err := st.pendingUser(ctx, hashToken(first), time.Now()); !errors.Is(err, errNotFound) {
+		t.Errorf("the first token: got %v, want errNotFound", err)
+	}
+	u, err := st.activate(ctx, hashToken(second), time.Now())
+	if err != nil || u.Name != "Second" || !u.Activated || u.Email != "Ann@example.com" {
+		t.Fatalf("activate: got %+v, %v; want Second, activated, Ann@example.com", u, err)
+	}
+	kind, _, err = signupAs(t, st, "ann@example.com", "Third")
+	if err != nil || kind != "account-exists" {
+		t.Fatalf("activated address: got %q, %v; want account-exists", kind, err)
+	}
+	if u, _ := st.userByEmail(ctx, "ANN@example.com"); u.Name != "Second" || bcrypt.CompareHashAndPassword(u.passwordHash, []byte("pw-Second")) != nil {
+		t.Errorf("a signup changed the activated account: got %+v, want Second with its password", u)
+	}
+	list, err := st.listOutbox(ctx, "pending")
+	if err != nil || len(list) != 3 || list[2].Kind != "account-exists" {
+		t.Errorf("outbox: got %+v, %v; want 3, the last account-exists", list, err)
+	}
+}
 
-	{"login throttle holds under concurrency across instances", func(t *testing.T, open func() *store) {
-		stores := []*store{open(), open()}
-		var begun, throttled atomic.Int64
-		var wg sync.WaitGroup
-		for i := range 20 {
-			wg.Go(func() {
-				_, _, err := stores[i%2].beginLogin(context.Background(), "target@example.com", time.Now())
-				switch {
-				case err == nil:
-					begun.Add(1)
-				case errors.Is(err, errThrottled):
-					throttled.Add(1)
-				default:
-					t.Error(err)
-				}
-			})
-		}
-		wg.Wait()
-		if begun.Load() != maxFailedLogins {
-			t.Errorf("%d attempts let through, %d throttled; want %d through", begun.Load(), throttled.Load(), maxFailedLogins)
-		}
-	}},
-
-	{"concurrent signups of one new address make one account", func(t *testing.T, open func() *store) {
-		stores := []*store{open(), open()}
-		var wg sync.WaitGroup
-		for i := range 6 {
-			wg.Go(func() {
-				if _, _, err := signupAs(t, stores[i%2], "race@example.com", fmt.Sprint("N", i)); err != nil && !errors.Is(err, errOverBudget) {
-					t.Error(err)
-				}
-			})
-		}
-		wg.Wait()
-		var n int
-		stores[0].read.QueryRow(`SELECT count(*) FROM users WHERE email_key = 'race@example.com'`).Scan(&n)
-		if n != 1 {
-			t.Errorf("%d accounts for one address", n)
-		}
-	}},
-
-	{"claims are exclusive, and each instance releases only its own", func(t *testing.T, open func() *store) {
-		stores := []*store{open(), open()}
-		for i := range 60 {
-			if _, _, err := signupAs(t, stores[0], fmt.Sprintf("c%d@example.com", i), "C"); err != nil {
-				t.Fatal(err)
+// testSendBudgetAcrossInstances: send budget holds under concurrency across instances.
+func testSendBudgetAcrossInstances(t *testing.T, open func() *store) {
+	stores := []*store{open(), open()}
+	if _, _, err := signupAs(t, stores[0], "flood@example.com", "Flood"); err != nil {
+		t.Fatal(err)
+	}
+	var sent, over atomic.Int64
+	var wg sync.WaitGroup
+	for i := range 20 {
+		wg.Go(func() {
+			token, hash := newToken()
+			err := stores[i%2].resend(context.Background(), "flood@example.com", hash, composeFor(t, token))
+			switch {
+			case err == nil:
+				sent.Add(1)
+			case errors.Is(err, errOverBudget):
+				over.Add(1)
+			default:
+				t.Error(err)
 			}
+		})
+	}
+	wg.Wait()
+	if sent.Load() != budgetPerHour-1 || over.Load() != 20-(budgetPerHour-1) {
+		t.Errorf("%d resends queued, %d over budget; want %d queued (the signup took one)", sent.Load(), over.Load(), budgetPerHour-1)
+	}
+	if list, _ := stores[1].listOutbox(context.Background(), ""); len(list) != budgetPerHour {
+		t.Errorf("got %d emails in the outbox, want %d", len(list), budgetPerHour)
+	}
+}
+
+// testLoginThrottleAcrossInstances: login throttle holds under concurrency across instances.
+func testLoginThrottleAcrossInstances(t *testing.T, open func() *store) {
+	stores := []*store{open(), open()}
+	var begun, throttled atomic.Int64
+	var wg sync.WaitGroup
+	for i := range 20 {
+		wg.Go(func() {
+			_, _, err := stores[i%2].beginLogin(context.Background(), "target@example.com", time.Now())
+			switch {
+			case err == nil:
+				begun.Add(1)
+			case errors.Is(err, errThrottled):
+				throttled.Add(1)
+			default:
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if begun.Load() != maxFailedLogins {
+		t.Errorf("got %d attempts let through (%d throttled), want %d", begun.Load(), throttled.Load(), maxFailedLogins)
+	}
+}
+
+// testConcurrentSignupsOneAccount: concurrent signups of one new address make one account.
+func testConcurrentSignupsOneAccount(t *testing.T, open func() *store) {
+	stores := []*store{open(), open()}
+	var wg sync.WaitGroup
+	for i := range 6 {
+		wg.Go(func() {
+			if _, _, err := signupAs(t, stores[i%2], "race@example.com", fmt.Sprint("N", i)); err != nil && !errors.Is(err, errOverBudget) {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	var n int
+	mustScan(t, stores[0].read.QueryRow(`SELECT count(*) FROM users WHERE email_key = 'race@example.com'`), &n)
+	if n != 1 {
+		t.Errorf("got %d accounts for one address, want 1", n)
+	}
+}
+
+// testClaimsExclusive: claims are exclusive, and each instance releases only its own.
+func testClaimsExclusive(t *testing.T, open func() *store) {
+	stores := []*store{open(), open()}
+	for i := range 60 {
+		if _, _, err := signupAs(t, stores[0], fmt.Sprintf("c%d@example.com", i), "C"); err != nil {
+			t.Fatal(err)
 		}
-		claimed := make([]map[int64]bool, 2)
-		var wg sync.WaitGroup
-		for i := range 2 {
-			claimed[i] = map[int64]bool{}
-			wg.Go(func() {
-				for {
-					batch, err := stores[i].claimDue(context.Background(), time.Now(), lease, 7)
-					if err != nil {
-						t.Error(err)
-						return
-					}
-					if len(batch) == 0 {
-						return
-					}
-					for _, e := range batch {
-						claimed[i][e.ID] = true
-					}
+	}
+	claimed := make([]map[int64]bool, 2)
+	var wg sync.WaitGroup
+	for i := range 2 {
+		claimed[i] = map[int64]bool{}
+		wg.Go(func() {
+			for {
+				batch, err := stores[i].claimDue(context.Background(), time.Now(), lease, 7)
+				if err != nil {
+					t.Error(err)
+					return
 				}
-			})
-		}
-		wg.Wait()
-		for id := range claimed[0] {
-			if claimed[1][id] {
-				t.Errorf("email %d claimed by both instances", id)
+				if len(batch) == 0 {
+					return
+				}
+				for _, e := range batch {
+					claimed[i][e.ID] = true
+				}
 			}
+		})
+	}
+	wg.Wait()
+	for id := range claimed[0] {
+		if claimed[1][id] {
+			t.Errorf("email %d claimed by both instances", id)
 		}
-		if total := len(claimed[0]) + len(claimed[1]); total != 60 {
-			t.Errorf("%d emails claimed, want 60", total)
+	}
+	if total := len(claimed[0]) + len(claimed[1]); total != 60 {
+		t.Errorf("got %d emails claimed, want 60", total)
+	}
+	if err := stores[0].releaseOwnClaims(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	again, _ := stores[1].claimDue(context.Background(), time.Now(), lease, 100)
+	if len(again) != len(claimed[0]) {
+		t.Errorf("after instance 0 released its %d claims, instance 1 could claim %d", len(claimed[0]), len(again))
+	}
+	for _, e := range again {
+		if !claimed[0][e.ID] {
+			t.Errorf("email %d was instance 1's own claim, released by instance 0", e.ID)
 		}
-		if err := stores[0].releaseOwnClaims(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		again, _ := stores[1].claimDue(context.Background(), time.Now(), lease, 100)
-		if len(again) != len(claimed[0]) {
-			t.Errorf("after instance 0 released its %d claims, instance 1 could claim %d", len(claimed[0]), len(again))
-		}
-		for _, e := range again {
-			if !claimed[0][e.ID] {
-				t.Errorf("email %d was instance 1's own claim, released by instance 0", e.ID)
-			}
-		}
-	}},
+	}
+}
 
-	{"a claim is taken over only once its lease has expired, and renewing keeps it", func(t *testing.T, open func() *store) {
-		a, b, ctx := open(), open(), context.Background()
-		if _, _, err := signupAs(t, a, "lease@example.com", "L"); err != nil {
-			t.Fatal(err)
-		}
-		now := time.Now()
-		if got, _ := a.claimDue(ctx, now, lease, 10); len(got) != 1 {
-			t.Fatalf("claimed %d", len(got))
-		}
-		if got, _ := b.claimDue(ctx, now.Add(lease/2), lease, 10); len(got) != 0 {
-			t.Errorf("another instance took a live claim")
-		}
-		if err := a.renewClaims(ctx, now.Add(lease/2), lease); err != nil {
-			t.Fatal(err)
-		}
-		if got, _ := b.claimDue(ctx, now.Add(lease+time.Second), lease, 10); len(got) != 0 {
-			t.Errorf("another instance took a renewed claim")
-		}
-		if got, _ := b.claimDue(ctx, now.Add(2*lease), lease, 10); len(got) != 1 {
-			t.Errorf("an expired claim was not taken over")
-		}
-	}},
+// testClaimLease: a claim is taken over only once its lease has expired, and renewing keeps it.
+func testClaimLease(t *testing.T, open func() *store) {
+	a, b, ctx := open(), open(), context.Background()
+	if _, _, err := signupAs(t, a, "lease@example.com", "L"); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	if got, _ := a.claimDue(ctx, now, lease, 10); len(got) != 1 {
+		t.Fatalf("got %d claimed, want 1", len(got))
+	}
+	if got, _ := b.claimDue(ctx, now.Add(lease/2), lease, 10); len(got) != 0 {
+		t.Errorf("another instance took a live claim: got %d, want 0", len(got))
+	}
+	if err := a.renewClaims(ctx, now.Add(lease/2), lease); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := b.claimDue(ctx, now.Add(lease+time.Second), lease, 10); len(got) != 0 {
+		t.Errorf("another instance took a renewed claim: got %d, want 0", len(got))
+	}
+	if got, _ := b.claimDue(ctx, now.Add(2*lease), lease, 10); len(got) != 1 {
+		t.Errorf("an expired claim: got %d taken over, want 1", len(got))
+	}
+}
 
-	{"password reset", func(t *testing.T, open func() *store) {
-		st, ctx := open(), context.Background()
-		_, activation, _ := signupAs(t, st, "reset@example.com", "R")
-		if _, err := st.activate(ctx, hashToken(activation), time.Now()); err != nil {
-			t.Fatal(err)
-		}
-		bearer, bearerHash := newToken()
-		u, _ := st.userByEmail(ctx, "reset@example.com")
-		if err := st.loginSucceeded(ctx, u, bearerHash, time.Now()); err != nil {
-			t.Fatal(err)
-		}
-		token, hash := newToken()
-		kind, err := st.queuePasswordReset(ctx, "reset@example.com", hash, composeFor(t, token))
-		if err != nil || kind != "password-reset" {
-			t.Fatalf("request: %q %v", kind, err)
-		}
-		if _, err := st.queuePasswordReset(ctx, "nobody@example.com", hash, composeFor(t, token)); !errors.Is(err, errNotFound) {
-			t.Errorf("an unknown address: %v", err)
-		}
-		if _, err := st.setPasswordByToken(ctx, hashToken(token), []byte("new-hash"), time.Now()); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := st.userByToken(ctx, hashToken(bearer), "authentication", time.Now()); !errors.Is(err, errNotFound) {
-			t.Errorf("the bearer token survived the reset: %v", err)
-		}
-		if _, err := st.setPasswordByToken(ctx, hashToken(token), []byte("again"), time.Now()); !errors.Is(err, errNotFound) {
-			t.Errorf("the reset token worked twice: %v", err)
-		}
-	}},
+// testPasswordReset: password reset.
+func testPasswordReset(t *testing.T, open func() *store) {
+	st, ctx := open(), context.Background()
+	_, activation, _ := signupAs(t, st, "reset@example.com", "R")
+	if _, err := st.activate(ctx, hashToken(activation), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	bearer, bearerHash := newToken()
+	u, _ := st.userByEmail(ctx, "reset@example.com")
+	if err := st.loginSucceeded(ctx, u, bearerHash, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	token, hash := newToken()
+	kind, err := st.queuePasswordReset(ctx, "reset@example.com", hash, composeFor(t, token))
+	if err != nil || kind != "password-reset" {
+		t.Fatalf("request: got %q, %v; want password-reset", kind, err)
+	}
+	if _, err := st.queuePasswordReset(ctx, "nobody@example.com", hash, composeFor(t, token)); !errors.Is(err, errNotFound) {
+		t.Errorf("an unknown address: got %v, want errNotFound", err)
+	}
+	if _, err := st.setPasswordByToken(ctx, hashToken(token), []byte("new-hash"), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.userByToken(ctx, hashToken(bearer), "authentication", time.Now()); !errors.Is(err, errNotFound) {
+		t.Errorf("the bearer token after the reset: got %v, want errNotFound", err)
+	}
+	if _, err := st.setPasswordByToken(ctx, hashToken(token), []byte("again"), time.Now()); !errors.Is(err, errNotFound) {
+		t.Errorf("the reset token a second time: got %v, want errNotFound", err)
+	}
+}
 
-	{"retry composes afresh", func(t *testing.T, open func() *store) {
-		st, ctx := open(), context.Background()
-		_, first, _ := signupAs(t, st, "retry@example.com", "R")
-		batch, _ := st.claimDue(ctx, time.Now(), lease, 10)
-		if len(batch) != 1 {
-			t.Fatalf("claimed %d", len(batch))
-		}
-		if err := st.markFailed(ctx, batch[0], "550 no such user (5.1.1)"); err != nil {
-			t.Fatal(err)
-		}
-		if failed, _ := st.listOutbox(ctx, "failed"); len(failed) != 1 || failed[0].LastError == "" {
-			t.Fatalf("failed list %+v", failed)
-		}
-		kind, u, err := st.outboxUser(ctx, batch[0].ID)
-		if err != nil || kind != "welcome" {
-			t.Fatal(kind, err)
-		}
-		token, hash := newToken()
-		e, _ := testComposer(t).compose(kind, u, token, time.Now())
-		e.ID = batch[0].ID
-		if err := st.requeue(ctx, e, hash); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := st.pendingUser(ctx, hashToken(first), time.Now()); !errors.Is(err, errNotFound) {
-			t.Error("the old token still works")
-		}
-		if _, err := st.pendingUser(ctx, hashToken(token), time.Now()); err != nil {
-			t.Errorf("the new token: %v", err)
-		}
-		if pending, _ := st.listOutbox(ctx, "pending"); len(pending) != 1 || pending[0].Attempts != 0 {
-			t.Errorf("pending list %+v", pending)
-		}
-	}},
+// testRetryComposesAfresh: retry composes afresh.
+func testRetryComposesAfresh(t *testing.T, open func() *store) {
+	st, ctx := open(), context.Background()
+	_, first, _ := signupAs(t, st, "retry@example.com", "R")
+	batch, _ := st.claimDue(ctx, time.Now(), lease, 10)
+	if len(batch) != 1 {
+		t.Fatalf("got %d claimed, want 1", len(batch))
+	}
+	if err := st.markFailed(ctx, batch[0], "550 no such user (5.1.1)"); err != nil {
+		t.Fatal(err)
+	}
+	if failed, _ := st.listOutbox(ctx, "failed"); len(failed) != 1 || failed[0].LastError == "" {
+		t.Fatalf("failed list: got %+v, want one with its last error", failed)
+	}
+	kind, u, err := st.outboxUser(ctx, batch[0].ID)
+	if err != nil || kind != "welcome" {
+		t.Fatalf("outboxUser: got %q, %v; want welcome", kind, err)
+	}
+	token, hash := newToken()
+	e, _ := testComposer(t).compose(kind, u, token, time.Now())
+	e.ID = batch[0].ID
+	if err := st.requeue(ctx, e, hash); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.pendingUser(ctx, hashToken(first), time.Now()); !errors.Is(err, errNotFound) {
+		t.Error("the old token: got a user, want errNotFound")
+	}
+	if _, err := st.pendingUser(ctx, hashToken(token), time.Now()); err != nil {
+		t.Errorf("the new token: got %v, want its user", err)
+	}
+	if pending, _ := st.listOutbox(ctx, "pending"); len(pending) != 1 || pending[0].Attempts != 0 {
+		t.Errorf("pending list: got %+v, want one with 0 attempts", pending)
+	}
 }
