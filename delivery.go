@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	mrand "math/rand/v2"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -60,6 +61,9 @@ type deliverer struct {
 	resched  chan struct{} // a retry time changed: the sweeper looks again
 	queued   atomic.Bool   // a deliver task is waiting for a slot
 	stopping chan struct{} // closed when shutdown begins waiting for background tasks
+
+	mu   sync.Mutex
+	held map[int64]bool // the rows this process is sending now: the only claims it renews
 }
 
 // kick makes sure a deliver task will look for due rows soon. At most one
@@ -96,10 +100,14 @@ func (d *deliverer) draining() bool {
 	}
 }
 
-// deliver waits for one of the slots, then sends due rows.
+// deliver waits for one of the slots, then sends due rows. Once draining
+// it stops waiting: it holds nothing yet, and claims nothing new.
 func (d *deliverer) deliver(ctx context.Context) {
 	select {
 	case d.slots <- struct{}{}:
+	case <-d.stopping:
+		d.queued.Store(false)
+		return
 	case <-ctx.Done():
 		d.queued.Store(false)
 		return
@@ -110,8 +118,9 @@ func (d *deliverer) deliver(ctx context.Context) {
 }
 
 // sendDue claims due rows a batch at a time and sends them over one
-// session until none is due. Once draining it claims no further batch: a
-// draining process finishes what it holds, not what others keep adding.
+// session until none is due. Once draining it claims nothing: a draining
+// process finishes what it holds, not what was queued, or is kept being
+// added, after the wait began (that stays pending for the next start).
 // When ctx ends (the shutdown deadline), the exchange in progress is cut
 // and what is unsent stays pending.
 func (d *deliverer) sendDue(ctx context.Context) {
@@ -122,14 +131,13 @@ func (d *deliverer) sendDue(ctx context.Context) {
 			s.close()
 		}
 	}()
-	// The first batch is claimed even while draining: this task was kicked,
-	// before shutdown began, for a row committed then.
-	for first := true; ctx.Err() == nil && (first || !d.draining()); first = false {
+	for ctx.Err() == nil && !d.draining() {
 		batch, err := d.store.claimDue(dbctx, d.now(), d.lease, claimBatch)
 		if err != nil {
 			d.logger.Error("claim emails", "error", err)
 			return
 		}
+		batch = d.hold(batch)
 		if len(batch) == 0 {
 			return
 		}
@@ -163,6 +171,7 @@ func (d *deliverer) sendDue(ctx context.Context) {
 					if err := d.store.release(dbctx, e); err != nil {
 						d.logger.Error("release email", "id", e.ID, "error", err)
 					}
+					d.unhold(e)
 				}
 				return
 			}
@@ -184,6 +193,7 @@ func (d *deliverer) sendDue(ctx context.Context) {
 // message cannot be opened (the database was restored without its key
 // file), and leaves it due now.
 func (d *deliverer) composeAfresh(ctx context.Context, e *email) {
+	defer d.unhold(e)
 	if err := d.store.release(ctx, e); err != nil {
 		d.logger.Error("release email", "id", e.ID, "error", err)
 		return
@@ -197,10 +207,12 @@ func (d *deliverer) composeAfresh(ctx context.Context, e *email) {
 	d.kick()
 }
 
-// recordSent marks e sent and logs it.
+// recordSent marks e sent and logs it. The server has accepted it: if the
+// database cannot take that just now, it is tried again until it can (or
+// the shutdown deadline), so that the email is neither held nor sent twice.
 func (d *deliverer) recordSent(ctx context.Context, e *email) {
-	if err := d.store.markSent(ctx, e); err != nil {
-		d.logger.Error("mark email sent", "id", e.ID, "message_id", e.MessageID, "error", err)
+	defer d.unhold(e)
+	if err := d.record(ctx, "mark email sent", e, func(dbctx context.Context) error { return d.store.markSent(dbctx, e) }); err != nil {
 		return
 	}
 	d.metrics.emailsSent.Add(1)
@@ -210,6 +222,7 @@ func (d *deliverer) recordSent(ctx context.Context, e *email) {
 // recordFailure logs a failed attempt at e once, and either schedules a
 // retry or, for a permanent refusal or after giveUpAfter, marks it failed.
 func (d *deliverer) recordFailure(ctx context.Context, e *email, sendErr error) {
+	defer d.unhold(e)
 	attempt := e.Attempts + 1
 	args := []any{"user_id", e.UserID, "message_id", e.MessageID, "attempt", attempt}
 	why := sendErr.Error()
@@ -223,28 +236,83 @@ func (d *deliverer) recordFailure(ctx context.Context, e *email, sendErr error) 
 	}
 	args = append(args, "error", sendErr.Error())
 	now := d.now()
-	var err error
+	var mark func(ctx context.Context) error
 	switch {
 	case d.sender.permanent(sendErr):
 		d.metrics.emailsFailed.Add(1)
 		d.logger.Error("email rejected for good", args...)
-		err = d.store.markFailed(ctx, e, why)
+		mark = func(ctx context.Context) error { return d.store.markFailed(ctx, e, why) }
 	case now.Sub(e.CreatedAt) >= giveUpAfter:
 		d.metrics.emailsFailed.Add(1)
 		d.logger.Error("email given up after "+giveUpAfter.String(), args...)
-		err = d.store.markFailed(ctx, e, why)
+		mark = func(ctx context.Context) error { return d.store.markFailed(ctx, e, why) }
 	default:
 		wait := backoff(attempt, d.retryMin, d.retryMax)
 		d.logger.Warn("email not sent, will retry", append(args, "retry_in", wait.String())...)
-		err = d.store.markRetry(ctx, e, now.Add(wait), why)
+		mark = func(ctx context.Context) error { return d.store.markRetry(ctx, e, now.Add(wait), why) }
+	}
+	if d.record(ctx, "record email failure", e, mark) == nil {
 		select {
 		case d.resched <- struct{}{}:
 		default:
 		}
 	}
-	if err != nil {
-		d.logger.Error("record email failure", "id", e.ID, "error", err)
+}
+
+// record runs mark, an update of e's row after an attempt, until it
+// succeeds: the database may be away for a moment (a restart, a full
+// disk), and a row left claimed is sent by no one until its claim expires.
+// It waits between tries as retries do, and gives up only when ctx (the
+// task's: cancelled at the shutdown deadline) ends, returning the last
+// error; the claim then expires by itself, or is released at the next
+// start.
+func (d *deliverer) record(ctx context.Context, what string, e *email, mark func(ctx context.Context) error) error {
+	dbctx := context.WithoutCancel(ctx)
+	for attempt := 1; ; attempt++ {
+		err := mark(dbctx)
+		if err == nil {
+			if attempt > 1 {
+				d.logger.Info(what+": recorded after the database came back", "id", e.ID, "tries", attempt)
+			}
+			return nil
+		}
+		wait := backoff(attempt, d.retryMin, d.retryMax)
+		d.logger.Error(what, "id", e.ID, "message_id", e.MessageID, "error", err, "retry_in", wait.String())
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		}
 	}
+}
+
+// hold records that this process is sending the rows of batch, and
+// returns them less any another task of this process still holds: a claim
+// can expire under a holder whose update waits for the database, and the
+// holder's outcome is the one to record.
+func (d *deliverer) hold(batch []*email) []*email {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.held == nil {
+		d.held = map[int64]bool{}
+	}
+	mine := batch[:0]
+	for _, e := range batch {
+		if !d.held[e.ID] {
+			d.held[e.ID] = true
+			mine = append(mine, e)
+		}
+	}
+	return mine
+}
+
+// unhold records that e's attempt is over: its claim is renewed no more.
+func (d *deliverer) unhold(e *email) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.held, e.ID)
 }
 
 // sweep kicks delivery whenever rows fall due: at start-up (what a crash or
@@ -279,11 +347,21 @@ func (d *deliverer) sweep(ctx context.Context) {
 	}
 }
 
-// renewClaims extends this instance's claims: while it lives no other
-// instance takes them over, and once it dies they are free within one
-// lease. It runs every third of a lease.
+// renewClaims extends the claims on the rows this process is sending now,
+// and only those: while a send runs no other instance takes its row over,
+// and a claim whose attempt is over (or whose process died) is free within
+// one lease. It runs every third of a lease.
 func (d *deliverer) renewClaims() {
-	if err := d.store.renewClaims(context.Background(), d.now(), d.lease); err != nil {
+	d.mu.Lock()
+	ids := make([]int64, 0, len(d.held))
+	for id := range d.held {
+		ids = append(ids, id)
+	}
+	d.mu.Unlock()
+	if len(ids) == 0 {
+		return
+	}
+	if err := d.store.renewClaims(context.Background(), ids, d.now(), d.lease); err != nil {
 		d.logger.Error("renew claims", "error", err)
 	}
 }

@@ -113,13 +113,21 @@ func (st *store) releaseOwnClaims(ctx context.Context) error {
 	return err
 }
 
-// renewClaims extends this instance's live claims to now+lease: while it
-// runs, no other instance takes them over; once it dies, they expire
-// within one lease.
-func (st *store) renewClaims(ctx context.Context, now time.Time, lease time.Duration) error {
-	_, err := st.write.ExecContext(ctx, `UPDATE outbox SET claimed_until = $1 WHERE claimed_by = $2 AND status = 'pending' AND claimed_until > $3`,
-		millis(now.Add(lease)), st.instance, millis(now))
-	return err
+// renewClaims extends this instance's claims on the rows ids to now+lease,
+// in one transaction.
+func (st *store) renewClaims(ctx context.Context, ids []int64, now time.Time, lease time.Duration) error {
+	tx, err := st.write.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	for _, id := range ids {
+		if _, err := tx.ExecContext(ctx, `UPDATE outbox SET claimed_until = $1 WHERE id = $2 AND claimed_by = $3 AND status = 'pending'`,
+			millis(now.Add(lease)), id, st.instance); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
 }
 
 // outboxCounts returns how many emails are pending and how many failed.

@@ -233,20 +233,25 @@ func testClaimsExclusive(t *testing.T, open func() *store) {
 	}
 }
 
-// testClaimLease: a claim is taken over only once its lease has expired, and renewing keeps it.
+// testClaimLease: a claim is taken over only once its lease has expired,
+// renewing keeps it, and only its owner can renew it.
 func testClaimLease(t *testing.T, open func() *store) {
 	a, b, ctx := open(), open(), context.Background()
 	if _, _, err := signupAs(t, a, "lease@example.com", "L"); err != nil {
 		t.Fatal(err)
 	}
 	now := time.Now()
-	if got, _ := a.claimDue(ctx, now, lease, 10); len(got) != 1 {
-		t.Fatalf("got %d claimed, want 1", len(got))
+	claimed, err := a.claimDue(ctx, now, lease, 10)
+	if err != nil || len(claimed) != 1 {
+		t.Fatalf("got %d claimed (%v), want 1", len(claimed), err)
 	}
 	if got, _ := b.claimDue(ctx, now.Add(lease/2), lease, 10); len(got) != 0 {
 		t.Errorf("another instance took a live claim: got %d, want 0", len(got))
 	}
-	if err := a.renewClaims(ctx, now.Add(lease/2), lease); err != nil {
+	if err := b.renewClaims(ctx, []int64{claimed[0].ID}, now.Add(lease/2), 10*lease); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.renewClaims(ctx, []int64{claimed[0].ID}, now.Add(lease/2), lease); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := b.claimDue(ctx, now.Add(lease+time.Second), lease, 10); len(got) != 0 {

@@ -1,0 +1,216 @@
+package main
+
+// Tests of an operator's bad day: the database away for a moment, an SMTP
+// server that never greets.
+
+import (
+	"context"
+	"database/sql"
+	"net"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+)
+
+// serveTestApp serves app with the real serve() — its chores and its
+// shutdown — on a port of 127.0.0.1, and returns its URL and a stop that
+// cancels it and returns what serve returned. Cleanup stops it too.
+func serveTestApp(t *testing.T, app *testApp) (string, func() error) {
+	t.Helper()
+	ln, err := listen("127.0.0.1", 0, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- app.serve(ctx, ln, func(string) string { return "" }) }()
+	waitListening(t, app.logs, 10*time.Second)
+	var result error
+	stopped := false
+	stop := func() error {
+		if !stopped {
+			cancel()
+			result, stopped = <-done, true
+		}
+		return result
+	}
+	t.Cleanup(func() { stop() })
+	return "http://" + ln.Addr().String(), stop
+}
+
+// dbAway makes the database at db refuse work until back is called: on
+// SQLite another connection holds the write lock (the service's writes fail
+// once their busy timeout passes, as on a full disk); on PostgreSQL the
+// database refuses connections and its sessions are ended (as in a
+// restart).
+func dbAway(t *testing.T, db string) (back func()) {
+	t.Helper()
+	ctx := context.Background()
+	if !isPostgresURL(db) {
+		other, err := sql.Open("sqlite", "file:"+db+"?_pragma=busy_timeout(0)")
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn, err := other.Conn(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+			t.Fatal(err)
+		}
+		return func() {
+			conn.ExecContext(ctx, "ROLLBACK")
+			conn.Close()
+			other.Close()
+		}
+	}
+	u, err := url.Parse(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := strings.TrimPrefix(u.Path, "/")
+	base, _ := pgServer()
+	admin, err := sql.Open("pgx", withDatabase(base, "postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.Exec("ALTER DATABASE " + name + " ALLOW_CONNECTIONS false"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.Exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		if _, err := admin.Exec("ALTER DATABASE " + name + " ALLOW_CONNECTIONS true"); err != nil {
+			t.Error(err)
+		}
+		admin.Close()
+	}
+}
+
+// TestDatabaseAwayAfterReply: the database goes away right after the SMTP
+// server's reply, so that the update recording it fails. Once the database
+// is back, the email is recorded as sent (a 250: sent once, never again) or
+// retried and sent (a 451) while the instance runs — not held by its own
+// renewed claim until it stops. On both engines.
+func TestDatabaseAwayAfterReply(t *testing.T) {
+	t.Parallel()
+	for engine, newDB := range engines(t) {
+		for _, reply := range []string{"250", "451"} {
+			t.Run(engine+"/"+reply, func(t *testing.T) {
+				t.Parallel()
+				db := newDB(t)
+				var back atomic.Pointer[func()]
+				srv := startSMTP(t, func(s *testSMTP) {
+					s.data = func(n int64, _ *smtp.Conn) error {
+						if n != 1 {
+							return nil
+						}
+						b := dbAway(t, db)
+						back.Store(&b)
+						if reply == "451" {
+							return tempFail
+						}
+						return nil
+					}
+				})
+				app := newTestApp(t, srv, func(cfg *config) {
+					cfg.db = db
+					cfg.claimLease = 3 * time.Second // renewed every second
+				})
+				url, _ := serveTestApp(t, app)
+				signup(t, url, "away@example.com")
+
+				logged := "mark email sent"
+				if reply == "451" {
+					logged = "record email failure"
+				}
+				waitFor(t, 20*time.Second, "the failed update in the log", func() bool {
+					return containsLine(app.logs.String(), "level=ERROR", logged)
+				})
+				(*back.Load())()
+				waitFor(t, 20*time.Second, "the email recorded as sent", func() bool {
+					sent, err := app.store.listOutbox(context.Background(), "sent")
+					return err == nil && len(sent) == 1
+				})
+				if got := len(srv.messages()); got != 1 {
+					t.Errorf("got %d messages accepted by the server, want 1", got)
+				}
+			})
+		}
+	}
+}
+
+// hangingSMTP accepts connections and never greets, like a server whose
+// process is stuck. It counts the connections it accepted.
+type hangingSMTP struct {
+	accepted atomic.Int64
+	host     string
+	port     string
+}
+
+func startHangingSMTP(t *testing.T) *hangingSMTP {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &hangingSMTP{}
+	h.host, h.port, _ = net.SplitHostPort(ln.Addr().String())
+	conns := make(chan net.Conn, 1000)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			h.accepted.Add(1)
+			conns <- c
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		<-done
+		close(conns)
+		for c := range conns {
+			c.Close()
+		}
+	})
+	return h
+}
+
+// TestShutdownWhileServerHangsAtGreeting: with every session stuck in a
+// greeting that never comes and a delivery queued behind them, shutdown
+// claims nothing new — the queued delivery does not open a fifth session
+// once the four time out — and exits cleanly within one connect timeout.
+func TestShutdownWhileServerHangsAtGreeting(t *testing.T) {
+	t.Parallel()
+	hung := startHangingSMTP(t)
+	app := newTestApp(t, &testSMTP{host: hung.host, port: hung.port}, nil)
+	app.deliverer.sender.(*mailer).connectTimeout = 2 * time.Second
+	url, stop := serveTestApp(t, app)
+	for i := 0; hung.accepted.Load() < maxSessions; i++ {
+		if i == 100 {
+			t.Fatalf("got %d sessions after 100 signups, want %d", hung.accepted.Load(), maxSessions)
+		}
+		signup(t, url, "hang"+string(rune('a'+i%26))+string(rune('a'+i/26))+"@example.com")
+	}
+	signup(t, url, "queued@example.com") // a delivery now waits for a slot
+	waitFor(t, 10*time.Second, "a delivery queued for a slot", func() bool { return app.deliverer.queued.Load() })
+	before := hung.accepted.Load()
+	if err := stop(); err != nil {
+		t.Fatalf("shutdown returned %v, want nil: it finished its own work", err)
+	}
+	if after := hung.accepted.Load(); after != before {
+		t.Errorf("got %d sessions opened after shutdown began, want 0", after-before)
+	}
+	if !containsLine(app.logs.String(), "stopped server") {
+		t.Error("no stopped server line")
+	}
+}
