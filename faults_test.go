@@ -6,9 +6,14 @@ package main
 import (
 	"context"
 	"database/sql"
+	"fmt"
+	"io"
 	"net"
-	"net/url"
+	"net/http"
+	neturl "net/url"
+	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -68,7 +73,7 @@ func dbAway(t *testing.T, db string) (back func()) {
 			other.Close()
 		}
 	}
-	u, err := url.Parse(db)
+	u, err := neturl.Parse(db)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,5 +217,122 @@ func TestShutdownWhileServerHangsAtGreeting(t *testing.T) {
 	}
 	if !containsLine(app.logs.String(), "stopped server") {
 		t.Error("no stopped server line")
+	}
+}
+
+// pgProxy forwards TCP connections on 127.0.0.1 to the test PostgreSQL
+// server's socket, so that a test can cut them all at once without a word
+// to either side — what clients see when the server restarts with
+// pg_ctl -m immediate, or its machine goes away. It returns the URL of db
+// through the proxy.
+func pgProxy(t *testing.T, db string) (string, func()) {
+	t.Helper()
+	u, err := neturl.Parse(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	socket := filepath.Join(u.Query().Get("host"), ".s.PGSQL.5432")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("unix", socket)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			mu.Lock()
+			conns = append(conns, c, s)
+			mu.Unlock()
+			wg.Go(func() { io.Copy(s, c); s.Close() })
+			wg.Go(func() { io.Copy(c, s); c.Close() })
+		}
+	})
+	cut := func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+		conns = nil
+	}
+	t.Cleanup(func() {
+		ln.Close()
+		cut()
+		wg.Wait()
+	})
+	return fmt.Sprintf("postgres://postgres@%s%s?sslmode=disable", ln.Addr(), u.Path), cut
+}
+
+// TestPostgresConnectionsCut: every connection to PostgreSQL is cut at
+// once, without a word (an immediate restart, a failover): the requests
+// that meet a dead pooled connection are answered 503 with Retry-After, or
+// served on a fresh one — never 500, and never logged as an internal
+// error.
+func TestPostgresConnectionsCut(t *testing.T) {
+	t.Parallel()
+	db, cut := pgProxy(t, postgresURL(t))
+	app := newTestApp(t, startSMTP(t, nil), func(cfg *config) { cfg.db = db })
+	url, _ := serveTestApp(t, app)
+	var wg sync.WaitGroup
+	for i := range 16 { // fill the pool with connections
+		wg.Go(func() { signup(t, url, fmt.Sprintf("warm%d@example.com", i)) })
+	}
+	wg.Wait()
+	cut()
+	ok := 0
+	for i := range 20 {
+		res, body := do(t, "POST", url+"/v1/users", fmt.Sprintf(`{"name": "After", "email": "after%d@example.com", "password": "pa55word1234"}`, i))
+		switch {
+		case res.StatusCode == http.StatusAccepted:
+			ok++
+		case res.StatusCode == http.StatusServiceUnavailable && res.Header.Get("Retry-After") != "":
+		default:
+			t.Errorf("signup %d after the cut: got %d %v, want 202, or 503 with Retry-After", i, res.StatusCode, body)
+		}
+	}
+	if ok == 0 {
+		t.Error("no signup succeeded after the cut")
+	}
+	if containsLine(app.logs.String(), "internal error") {
+		t.Error("a cut connection was logged as an internal error")
+	}
+}
+
+// TestShutdownDuringDatabaseOutage: SIGTERM while PostgreSQL is away. The
+// shutdown finished its own work, so it returns nil (exit 0) and says
+// stopped server; what it could not do (count the outbox, release claims)
+// is a warning, each bounded in time.
+func TestShutdownDuringDatabaseOutage(t *testing.T) {
+	t.Parallel()
+	db := postgresURL(t)
+	app := newTestApp(t, startSMTP(t, nil), func(cfg *config) { cfg.db = db })
+	url, stop := serveTestApp(t, app)
+	signup(t, url, "before@example.com")
+	waitFor(t, 10*time.Second, "the email sent", func() bool {
+		sent, err := app.store.listOutbox(context.Background(), "sent")
+		return err == nil && len(sent) == 1
+	})
+	back := dbAway(t, db)
+	defer back()
+	start := time.Now()
+	if err := stop(); err != nil {
+		t.Fatalf("shutdown during the outage returned %v, want nil", err)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("shutdown took %v, want a bounded wait for the database", took)
+	}
+	logs := app.logs.String()
+	if !containsLine(logs, "stopped server") || !containsLine(logs, "level=WARN", "database") {
+		t.Errorf("want stopped server and a warning about the database in the log")
 	}
 }

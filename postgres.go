@@ -11,10 +11,12 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"path"
 	"strings"
+	"syscall"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" database/sql driver
@@ -117,8 +119,11 @@ func (st *store) lockAddress(ctx context.Context, tx *sql.Tx, address string) er
 }
 
 // postgresUnavailable reports whether err means PostgreSQL cannot be
-// reached or cannot take writes for now: the connection, the server
-// shutting down, a full disk (classes 08, 53, 57P).
+// reached or cannot take writes for now: the server refusing (classes 08,
+// 53, 57P: connection trouble, resources such as a full disk, shutting
+// down), or the connection gone from under a statement — refused, reset,
+// or closed without a word (an unexpected EOF: an immediate restart, a
+// failover).
 func postgresUnavailable(err error) bool {
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
@@ -126,5 +131,7 @@ func postgresUnavailable(err error) bool {
 	}
 	var ce *pgconn.ConnectError
 	var ne *net.OpError
-	return errors.As(err, &ce) || errors.As(err, &ne) || errors.Is(err, driver.ErrBadConn)
+	return errors.As(err, &ce) || errors.As(err, &ne) || errors.Is(err, driver.ErrBadConn) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.EPIPE) || pgconn.Timeout(err)
 }

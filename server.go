@@ -159,8 +159,10 @@ func (app *application) serve(ctx context.Context, ln net.Listener, getenv func(
 	defer func() {
 		close(stopChores)
 		chores.Wait()
-		if err := app.store.releaseOwnClaims(context.Background()); err != nil {
-			app.logger.Error("release claims", "error", err)
+		ctx, cancel := context.WithTimeout(context.Background(), lastWordsTimeout)
+		defer cancel()
+		if err := app.store.releaseOwnClaims(ctx); err != nil {
+			app.logger.Warn("could not release this instance's claims: the database is unavailable; they expire within -mail-claim-lease", "error", err)
 		}
 	}()
 	chores.Go(func() { every(stopChores, time.Second, func() { app.watchDatabase(lost) }) })
@@ -208,21 +210,38 @@ func (app *application) shutdown(srv *http.Server, ln net.Listener, serveErr <-c
 
 	app.logger.Info("completing background tasks", "tasks", app.tasks.Load())
 	if left := app.drainBackground(deadline); left > 0 {
-		pending, _, _ := app.store.outboxCounts(context.Background())
+		pending := app.pendingForLog()
 		app.logger.Error("shutdown deadline passed", "timeout", app.cfg.shutdownTimeout.String(), "tasks_left", left, "emails_pending", pending)
-		return fmt.Errorf("shutdown deadline of %v passed with %d background tasks running; %d emails stay pending for the next start",
+		return fmt.Errorf("shutdown deadline of %v passed with %d background tasks running; %v emails stay pending for the next start",
 			app.cfg.shutdownTimeout, left, pending)
 	}
-	pending, _, err := app.store.outboxCounts(context.Background())
-	if err != nil {
-		return err
-	}
+	pending := app.pendingForLog()
 	if httpErr != nil {
 		app.logger.Error("shutdown deadline passed while requests were in flight", "error", httpErr)
 		return fmt.Errorf("shutdown: %w", httpErr)
 	}
 	app.logger.Info("stopped server", "emails_pending", pending, "took", time.Since(start).String())
 	return nil
+}
+
+// lastWordsTimeout bounds each step of shutdown that needs the database
+// after the work is done (counting what stays pending, releasing claims):
+// with the database away they are skipped with a warning, not waited for.
+const lastWordsTimeout = 2 * time.Second
+
+// pendingForLog counts the emails that stay pending, for the last lines of
+// the log: "unknown", with a warning, when the database cannot say so
+// within lastWordsTimeout. A shutdown that finished its own work does not
+// fail for it.
+func (app *application) pendingForLog() any {
+	ctx, cancel := context.WithTimeout(context.Background(), lastWordsTimeout)
+	defer cancel()
+	pending, _, err := app.store.outboxCounts(ctx)
+	if err != nil {
+		app.logger.Warn("could not count the pending emails: the database is unavailable", "error", err)
+		return "unknown"
+	}
+	return pending
 }
 
 // drainBackground is the second step of shutdown: the deliverer claims
