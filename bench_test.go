@@ -11,6 +11,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -502,4 +503,67 @@ func reportMedians(b *testing.B, times map[string][]time.Duration) {
 		b.ReportMetric(m, kind+"-median-ms")
 	}
 	b.ReportMetric(100*(slices.Max(medians)/slices.Min(medians)-1), "spread-%")
+}
+
+// BenchmarkSoak runs signups at a steady 10 a second against the binary
+// while the SMTP server fails one DATA in ten at random (a 451, a dropped
+// connection, or a stall), for SIGNUP_SOAK (default 30m), and reports the
+// service's RSS and goroutines every minute and at the start and end: a
+// leak shows as a rise that does not level off. Every accepted signup must
+// be emailed by the end.
+func BenchmarkSoak(b *testing.B) {
+	d := 30 * time.Minute
+	if v := os.Getenv("SIGNUP_SOAK"); v != "" {
+		var err error
+		if d, err = time.ParseDuration(v); err != nil {
+			b.Fatal(err)
+		}
+	}
+	srv := startSMTP(b, func(s *testSMTP) {
+		s.data = func(n int64, c *smtp.Conn) error {
+			switch r := rand.N(30); {
+			case r == 0:
+				return tempFail
+			case r == 1:
+				c.Conn().Close()
+				return tempFail
+			case r == 2:
+				time.Sleep(200 * time.Millisecond)
+			}
+			return nil
+		}
+	})
+	args := append(baseArgs(b.TempDir()), smtpArgs(srv.host, srv.port)...)
+	p := startBinary(b, append(args, "-mail-retry-min", "100ms", "-mail-retry-max", "2s"))
+	pid := p.cmd.Process.Pid
+	goroutines := func() float64 {
+		_, vars := do(b, "GET", p.url+"/debug/vars", "")
+		n, _ := vars["goroutines"].(float64)
+		return n
+	}
+	rssStart, gStart := procStatus(b, pid, "VmRSS"), goroutines()
+	b.Logf("minute 0: RSS %.1f MB, %v goroutines", rssStart, gStart)
+	var accepted []string
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	start := time.Now()
+	for i := 0; time.Since(start) < d; i++ {
+		<-tick.C
+		address := fmt.Sprintf("soak%d@example.com", i)
+		status, body := post(b, "POST", p.url+"/v1/users", map[string]string{"name": "Soak", "email": address, "password": "pa55word"})
+		if status != http.StatusAccepted {
+			b.Fatalf("signup %d: %d %v", i, status, body)
+		}
+		accepted = append(accepted, address)
+		if i > 0 && i%600 == 0 {
+			b.Logf("minute %d: RSS %.1f MB, %v goroutines, %d signups", i/600, procStatus(b, pid, "VmRSS"), goroutines(), len(accepted))
+		}
+	}
+	rssEnd, gEnd := procStatus(b, pid, "VmRSS"), goroutines()
+	b.ReportMetric(rssStart, "RSS-start-MB")
+	b.ReportMetric(rssEnd, "RSS-end-MB")
+	b.ReportMetric(gStart, "goroutines-start")
+	b.ReportMetric(gEnd, "goroutines-end")
+	b.ReportMetric(float64(len(accepted)), "signups")
+	stopAndCheckEmails(b, p, srv, accepted)
 }

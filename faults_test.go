@@ -11,6 +11,8 @@ import (
 	"net"
 	"net/http"
 	neturl "net/url"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -334,5 +336,72 @@ func TestShutdownDuringDatabaseOutage(t *testing.T) {
 	logs := app.logs.String()
 	if !containsLine(logs, "stopped server") || !containsLine(logs, "level=WARN", "database") {
 		t.Errorf("want stopped server and a warning about the database in the log")
+	}
+}
+
+// TestFullDiskFromWALRecovers: a reader holds an old snapshot (as
+// Litestream does while it catches up), so the WAL grows until it fills a
+// small volume and signups are refused with 503. Once the reader lets go,
+// the service frees the disk by itself: the checkpoint that needs room to
+// run gives up the reserve, truncates the WAL, and signups are accepted
+// again — nothing else uses the space, and nothing is restarted.
+func TestFullDiskFromWALRecovers(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a small volume needs root (CI runs as root)")
+	}
+	vol := filepath.Join(t.TempDir(), "vol")
+	if err := os.Mkdir(vol, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", vol).CombinedOutput(); err != nil {
+		t.Fatalf("mount: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", vol).Run() })
+	db := filepath.Join(vol, "signup.db")
+	app := newTestApp(t, startSMTP(t, nil), func(cfg *config) { cfg.db = db })
+	app.store.reserveSize, app.store.walLimit = 2<<20, 4<<20
+	url, _ := serveTestApp(t, app)
+	waitFor(t, 10*time.Second, "the disk reserve", app.store.hasReserve)
+
+	reader, err := sql.Open("sqlite", "file:"+db+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close()
+	snapshot, err := reader.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	mustScan(t, snapshot.QueryRow(`SELECT count(*) FROM users`), &n)
+
+	full := false
+	for i := 0; i < 3000 && !full; i++ {
+		res, _ := do(t, "POST", url+"/v1/users", fmt.Sprintf(`{"name": "Fill", "email": "fill%d@example.com", "password": "pa55word1234"}`, i))
+		switch res.StatusCode {
+		case http.StatusAccepted:
+		case http.StatusServiceUnavailable:
+			full = true
+		default:
+			t.Fatalf("signup %d: got %d, want 202 until the disk is full, then 503", i, res.StatusCode)
+		}
+	}
+	if !full {
+		t.Fatal("the volume never filled")
+	}
+	snapshot.Rollback() // the reader has caught up
+
+	waitFor(t, 20*time.Second, "the WAL truncated", func() bool {
+		info, err := os.Stat(db + "-wal")
+		return err == nil && info.Size() <= app.store.walLimit
+	})
+	res, body := do(t, "POST", url+"/v1/users", `{"name": "After", "email": "after@example.com", "password": "pa55word1234"}`)
+	if res.StatusCode != http.StatusAccepted {
+		t.Errorf("a signup once the WAL was truncated: got %d %v, want 202", res.StatusCode, body)
+	}
+	waitFor(t, 10*time.Second, "the disk reserve taken again", app.store.hasReserve)
+	if !containsLine(app.logs.String(), "level=WARN", "gave up the disk reserve") {
+		t.Error("no warning that the disk reserve was given up")
 	}
 }

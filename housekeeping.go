@@ -1,8 +1,9 @@
 package main
 
 // housekeeping.go holds the service's chores, each run on a ticker while
-// it serves: watching the database file, and checkpointing the WAL and
-// purging expired records. (Renewing claims is the deliverer's.)
+// it serves: watching the database file; checkpointing the WAL, keeping
+// the disk reserve and purging expired records. (Renewing claims is the
+// deliverer's.)
 
 import (
 	"context"
@@ -40,28 +41,43 @@ func (app *application) watchDatabase(lost chan<- error) {
 	}
 }
 
-// housekeeping returns the chore run every -checkpoint-interval: it
-// truncates the WAL, so that old page images such as a sent message with
-// its token do not linger, and once every tokenPurgeTick purges expired
-// tokens and the limit records no window counts any more. It runs once at
-// once, so that a service restarted often still purges.
+// housekeeping returns the chore run every second (or every
+// -checkpoint-interval, if shorter). It truncates the WAL every
+// -checkpoint-interval, so that old page images such as a sent message
+// with its token do not linger, and at once when the WAL has grown past its
+// bound or the disk is all but full; it takes the disk reserve again when it was given up and space has
+// returned; and once every tokenPurgeTick it purges expired tokens and the
+// limit records no window counts any more. It runs once at once, so that a
+// service restarted often still purges.
 func (app *application) housekeeping() func() {
-	var lastPurge time.Time
+	var lastPurge, lastCheckpoint time.Time
 	stuck := false // the last checkpoint could not truncate the WAL
 	chore := func() {
 		ctx := context.Background()
-		truncated, err := app.store.checkpoint(ctx)
-		switch {
-		case err != nil:
-			app.logger.Error("checkpoint", "error", err)
-		case !truncated && !stuck:
-			app.logger.Warn("checkpoint could not truncate the WAL: another process (a Litestream replica, say) reads an older snapshot; " +
-				"sent tokens leave the WAL once it catches up, when the WAL starts over")
-		case truncated && stuck:
-			app.logger.Info("checkpoint truncates the WAL again")
+		now := app.now()
+		if err := app.store.keepReserve(); err != nil {
+			app.logger.Error("keep the disk reserve", "error", err)
 		}
-		stuck = err == nil && !truncated
-		if now := app.now(); now.Sub(lastPurge) >= tokenPurgeTick {
+		if now.Sub(lastCheckpoint) >= app.cfg.checkpointInterval || app.store.needsCheckpoint() {
+			lastCheckpoint = now
+			hadReserve := app.store.hasReserve()
+			truncated, err := app.store.checkpoint(ctx)
+			switch {
+			case err != nil:
+				app.logger.Error("checkpoint", "error", err)
+			case !truncated && !stuck:
+				app.logger.Warn("checkpoint could not truncate the WAL: another process (a Litestream replica, say) reads an older snapshot; " +
+					"sent tokens leave the WAL once it catches up, when the WAL starts over")
+			case truncated && stuck:
+				app.logger.Info("checkpoint truncates the WAL again")
+			}
+			if hadReserve && !app.store.hasReserve() {
+				app.logger.Warn("the disk is full: gave up the disk reserve so that the WAL could be checkpointed; it is taken again once space returns",
+					"checkpointed", err == nil)
+			}
+			stuck = err == nil && !truncated
+		}
+		if now.Sub(lastPurge) >= tokenPurgeTick {
 			lastPurge = now
 			if n, err := app.store.purgeExpiredTokens(ctx, now); err != nil {
 				app.logger.Error("purge expired tokens", "error", err)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"expvar"
 	"net/http"
+	"runtime"
 )
 
 // metrics are the counters /debug/vars shows. They belong to one
@@ -53,6 +54,7 @@ func (app *application) handleMetrics(w http.ResponseWriter, r *http.Request) {
 		"connections_open":          app.metrics.connsOpen.Value(),
 		"emails_over_budget":        app.metrics.overBudget.Value(),
 		"password_hashes":           app.metrics.hashes.Value(),
+		"goroutines":                runtime.NumGoroutine(),
 		"version":                   version(),
 	}
 	app.writeJSON(w, r, http.StatusOK, vars)

@@ -167,7 +167,7 @@ func (app *application) serve(ctx context.Context, ln net.Listener, getenv func(
 	}()
 	chores.Go(func() { every(stopChores, time.Second, func() { app.watchDatabase(lost) }) })
 	chores.Go(func() { every(stopChores, app.cfg.claimLease/3, app.deliverer.renewClaims) })
-	chores.Go(func() { every(stopChores, app.cfg.checkpointInterval, app.housekeeping()) })
+	chores.Go(func() { every(stopChores, min(time.Second, app.cfg.checkpointInterval), app.housekeeping()) })
 
 	var lostErr error
 	select {

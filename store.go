@@ -6,7 +6,6 @@ package main
 // handlers test.
 
 import (
-	"context"
 	"crypto/cipher"
 	"crypto/rand"
 	"database/sql"
@@ -60,6 +59,9 @@ type store struct {
 	// none, commits go where no one will look again.
 	path     string
 	dev, ino uint64
+
+	// SQLite: the WAL's bound and the disk reserve (wal.go).
+	walLimit, reserveSize int64
 
 	// The statements of the hot path, prepared once on write: parsing the
 	// SQL is a good part of a small transaction's cost.
@@ -122,7 +124,8 @@ func openStore(name string) (*store, error) {
 		ckpt.Close()
 		return nil, err
 	}
-	st := &store{engine: "sqlite", write: write, read: read, ckpt: ckpt, instance: instanceName(), seal: seal, path: name, dev: uint64(sys.Dev), ino: sys.Ino}
+	st := &store{engine: "sqlite", write: write, read: read, ckpt: ckpt, instance: instanceName(), seal: seal, path: name, dev: uint64(sys.Dev), ino: sys.Ino,
+		walLimit: walLimit, reserveSize: reserveSize}
 	return st.setUp()
 }
 
@@ -273,25 +276,6 @@ func (st *store) prepare() error {
 
 // millis turns t into the integer the database stores.
 func millis(t time.Time) int64 { return t.UnixMilli() }
-
-// checkpoint copies the WAL into the database file and truncates it, so
-// that old page images, such as a sent message with its token, do not
-// linger in the WAL until it happens to be overwritten. It never waits: if
-// another process reads an older snapshot (a Litestream replica holds a
-// read transaction), it does what it can and reports truncated false.
-// PostgreSQL has no such step.
-func (st *store) checkpoint(ctx context.Context) (truncated bool, err error) {
-	if st.engine == "postgres" {
-		return true, nil
-	}
-	var busy, log, done int
-	err = st.ckpt.QueryRowContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &log, &done)
-	var se *sqlite.Error
-	if errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_BUSY {
-		return false, nil
-	}
-	return err == nil && busy == 0, err
-}
 
 // errLocked means another process serves the database.
 var errLocked = errors.New("database in use")

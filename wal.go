@@ -1,0 +1,121 @@
+package main
+
+// wal.go keeps SQLite's files within bounds on disk: the checkpoint that
+// copies the WAL into the database and truncates it, the bound past which
+// it runs at once, and the reserve that lets it run on a full disk.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"syscall"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// The WAL is checkpointed at once past walLimit (a reader that holds an
+// old snapshot, such as Litestream catching up, stops SQLite's own
+// checkpoints from starting it over), and reserveSize bytes are kept
+// allocated beside the database, to give up when the disk is full: a
+// checkpoint needs room to grow the database file before it can truncate
+// the WAL, and without the reserve a WAL that filled the disk would hold it
+// full for good.
+const (
+	walLimit    = 32 << 20
+	reserveSize = 16 << 20
+)
+
+// checkpoint copies the WAL into the database file and truncates it, so
+// that old page images, such as a sent message with its token, do not
+// linger in the WAL until it happens to be overwritten. It never waits: if
+// another process reads an older snapshot (a Litestream replica holds a
+// read transaction), it does what it can and reports truncated false. On a
+// full disk it gives up the reserve and tries once more. PostgreSQL has no
+// such step.
+func (st *store) checkpoint(ctx context.Context) (truncated bool, err error) {
+	if st.engine == "postgres" {
+		return true, nil
+	}
+	truncated, err = st.truncateWAL(ctx)
+	if isFull(err) && st.releaseReserve() {
+		truncated, err = st.truncateWAL(ctx)
+	}
+	return truncated, err
+}
+
+func (st *store) truncateWAL(ctx context.Context) (bool, error) {
+	var busy, log, done int
+	err := st.ckpt.QueryRowContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &log, &done)
+	var se *sqlite.Error
+	if errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_BUSY {
+		return false, nil
+	}
+	return err == nil && busy == 0, err
+}
+
+// isFull reports whether err is SQLite's "database or disk is full".
+func isFull(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_FULL
+}
+
+// needsCheckpoint reports whether the WAL should be checkpointed now,
+// whatever the clock says: it has grown past walLimit, or the disk is all
+// but full (less than a megabyte free), when truncating it may be what
+// frees the disk.
+func (st *store) needsCheckpoint() bool {
+	if st.engine == "postgres" {
+		return false
+	}
+	if info, err := os.Stat(st.path + "-wal"); err == nil && info.Size() > st.walLimit {
+		return true
+	}
+	var fsStat syscall.Statfs_t
+	return syscall.Statfs(st.path, &fsStat) == nil && fsStat.Bavail*uint64(fsStat.Bsize) < 1<<20
+}
+
+// reservePath is the reserve's file, beside the database.
+func (st *store) reservePath() string { return st.path + ".reserve" }
+
+// keepReserve allocates the reserve if it is missing and the disk has room
+// for it (it is given up on a full disk, and taken again once space
+// returns). It reports an error only for what is not a lack of space.
+func (st *store) keepReserve() error {
+	if st.engine == "postgres" || st.reserveSize == 0 {
+		return nil
+	}
+	if _, err := os.Stat(st.reservePath()); err == nil {
+		return nil
+	}
+	f, err := os.OpenFile(st.reservePath(), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("disk reserve: %w", err)
+	}
+	err = syscall.Fallocate(int(f.Fd()), 0, 0, st.reserveSize)
+	f.Close()
+	if err != nil {
+		os.Remove(st.reservePath())
+		if errors.Is(err, syscall.ENOSPC) {
+			return nil
+		}
+		return fmt.Errorf("disk reserve: %w", err)
+	}
+	return nil
+}
+
+// hasReserve reports whether the reserve is allocated.
+func (st *store) hasReserve() bool {
+	_, err := os.Stat(st.reservePath())
+	return err == nil
+}
+
+// releaseReserve gives up the reserve, reporting whether there was one.
+func (st *store) releaseReserve() bool {
+	return os.Remove(st.reservePath()) == nil
+}
