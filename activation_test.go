@@ -28,7 +28,7 @@ func TestActivationFlow(t *testing.T) {
 		t.Error("the HTML part lacks the token")
 	}
 
-	status, body := post(t, "PUT", app.url+"/v1/users/activated", map[string]string{"token": token})
+	status, body := post(t, "PUT", app.url+"/v1/users/activated", map[string]string{"token": token, "password": "pa55word1234"})
 	if status != 200 {
 		t.Fatalf("activate: %d %v", status, body)
 	}
@@ -44,7 +44,7 @@ func TestActivationFlow(t *testing.T) {
 
 	// Used once: a second time is refused, as are malformed and unknown tokens.
 	for _, bad := range []string{token, "tooshort", strings.Repeat("A", 26), strings.ToLower(token)} {
-		status, body = post(t, "PUT", app.url+"/v1/users/activated", map[string]string{"token": bad})
+		status, body = post(t, "PUT", app.url+"/v1/users/activated", map[string]string{"token": bad, "password": "pa55word1234"})
 		errs, _ := body["error"].(map[string]any)
 		if status != 422 || errs["token"] != "invalid or expired activation token" {
 			t.Errorf("token %q: %d %v", bad, status, body)
@@ -65,7 +65,7 @@ func TestActivationTokenExpires(t *testing.T) {
 	token := firstToken(t, srv)
 
 	clock.add(activationTTL + time.Second)
-	status, body := post(t, "PUT", app.url+"/v1/users/activated", map[string]string{"token": token})
+	status, body := post(t, "PUT", app.url+"/v1/users/activated", map[string]string{"token": token, "password": "pa55word1234"})
 	if status != 422 {
 		t.Errorf("expired token: %d %v", status, body)
 	}
@@ -87,7 +87,7 @@ func TestConcurrentActivationWithOneToken(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			statuses[i], _ = doNoFatal("PUT", app.url+"/v1/users/activated", `{"token": "`+token+`"}`)
+			statuses[i], _ = doNoFatal("PUT", app.url+"/v1/users/activated", `{"token": "`+token+`", "password": "pa55word1234"}`)
 		})
 	}
 	wg.Wait()
@@ -127,17 +127,17 @@ func TestResendActivationToken(t *testing.T) {
 		t.Errorf("resent email to %q:\n%s", msg.to, msg.data)
 	}
 	// Only the newest link works.
-	if status, _ = post(t, "PUT", app.url+"/v1/users/activated", map[string]string{"token": first}); status != 422 {
+	if status, _ = post(t, "PUT", app.url+"/v1/users/activated", map[string]string{"token": first, "password": "pa55word1234"}); status != 422 {
 		t.Errorf("the first token still works after a resend: %d", status)
 	}
-	status, body = post(t, "PUT", app.url+"/v1/users/activated", map[string]string{"token": second})
+	status, body = post(t, "PUT", app.url+"/v1/users/activated", map[string]string{"token": second, "password": "pa55word1234"})
 	if status != 200 {
 		t.Fatalf("activate with the resent token: %d %v", status, body)
 	}
 	if status, body = resend("again@example.com"); status != 202 || fmt.Sprint(body) != fmt.Sprint(unknown) {
 		t.Errorf("resend to an activated account: %d %v", status, body)
 	}
-	if status, _ = post(t, "PUT", app.url+"/v1/users/activated", map[string]string{"token": second}); status != 422 {
+	if status, _ = post(t, "PUT", app.url+"/v1/users/activated", map[string]string{"token": second, "password": "pa55word1234"}); status != 422 {
 		t.Errorf("the token still works after activation: %d", status)
 	}
 	// Nothing was sent to the unknown address, nor to the activated one.

@@ -21,7 +21,7 @@ func activatedUser(t *testing.T, app *testApp, srv *testSMTP, address, password 
 	if status != 202 {
 		t.Fatalf("signup: %d %v", status, body)
 	}
-	activate(t, app.url, srv.waitMessages(t, n+1, 10*time.Second)[n])
+	activateWith(t, app.url, srv.waitMessages(t, n+1, 10*time.Second)[n], password)
 }
 
 // login posts the credentials and returns the status, the body and the

@@ -376,7 +376,7 @@ func BenchmarkSignupTiming(b *testing.B) {
 		}
 		for _, m := range srv.waitMessages(b, 2*n, time.Minute) {
 			if strings.HasPrefix(m.to, "owner") {
-				if status, body := post(b, "PUT", p.url+"/v1/users/activated", map[string]string{"token": tokenOf(b, m.data)}); status != 200 {
+				if status, body := post(b, "PUT", p.url+"/v1/users/activated", map[string]string{"token": tokenOf(b, m.data), "password": "pa55word"}); status != 200 {
 					b.Fatalf("activate: %d %v", status, body)
 				}
 			}
@@ -405,7 +405,7 @@ func BenchmarkLoginTiming(b *testing.B) {
 			signup(b, p.url, fmt.Sprintf("known%d@example.com", i))
 		}
 		for _, m := range srv.waitMessages(b, n, time.Minute) {
-			if status, body := post(b, "PUT", p.url+"/v1/users/activated", map[string]string{"token": tokenOf(b, m.data)}); status != 200 {
+			if status, body := post(b, "PUT", p.url+"/v1/users/activated", map[string]string{"token": tokenOf(b, m.data), "password": "pa55word"}); status != 200 {
 				b.Fatalf("activate: %d %v", status, body)
 			}
 		}

@@ -252,7 +252,7 @@ func TestOutboxListAndRetry(t *testing.T) {
 		t.Errorf("retry said %q", out)
 	}
 	msg := srv.waitMessages(t, 1, 10*time.Second)[0]
-	status, body := post(t, "PUT", p.url+"/v1/users/activated", map[string]string{"token": tokenOf(t, msg.data)})
+	status, body := post(t, "PUT", p.url+"/v1/users/activated", map[string]string{"token": tokenOf(t, msg.data), "password": "pa55word1234"})
 	if status != http.StatusOK {
 		t.Errorf("the retried email's token: %d %v", status, body)
 	}
@@ -293,7 +293,7 @@ func TestRestoredWithoutKey(t *testing.T) {
 	down.Store(false)
 	p = startBinary(t, args)
 	msg := srv.waitMessages(t, 1, 10*time.Second)[0]
-	if status, body := post(t, "PUT", p.url+"/v1/users/activated", map[string]string{"token": tokenOf(t, msg.data)}); status != 200 {
+	if status, body := post(t, "PUT", p.url+"/v1/users/activated", map[string]string{"token": tokenOf(t, msg.data), "password": "pa55word1234"}); status != 200 {
 		t.Errorf("the new link: %d %v", status, body)
 	}
 	if !containsLine(p.logs.String(), "level=WARN", "composed afresh") {

@@ -157,21 +157,40 @@ func (app *application) handleActivatePage(w http.ResponseWriter, r *http.Reques
 		Name: u.Name, SignedUpAt: formatTime(u.CreatedAt), Token: token})
 }
 
-// handleActivateForm activates the account, or, for "This wasn't me",
-// deletes the pending signup and its tokens.
+// handleActivateForm activates the account with the password typed, or,
+// for "This wasn't me", deletes the pending signup and its tokens. A
+// password that is not the signup's is asked for twice, then becomes the
+// account's.
 func (app *application) handleActivateForm(w http.ResponseWriter, r *http.Request) {
 	if !app.readForm(w, r) {
 		return
 	}
-	hash := hashToken(r.PostForm.Get("token"))
+	token := r.PostForm.Get("token")
 	switch r.PostForm.Get("action") {
 	case "activate":
-		if _, err := app.store.activate(r.Context(), hash, app.now()); app.linkFailed(w, r, err, app.invalidLink) {
+		password, confirm := r.PostForm.Get("password"), r.PostForm.Get("confirm")
+		confirming := r.PostForm.Has("confirm")
+		if confirming && confirm != password {
+			app.activatePage(w, r, token, true, validator{"confirm": "The two passwords are not the same."})
 			return
 		}
-		app.message(w, r, http.StatusOK, "Your account is activated", "Thank you for confirming your email address. Your account is ready.")
+		_, errs, err := app.activate(r.Context(), token, password, confirming)
+		switch {
+		case errors.Is(err, errNotTheSignupPassword):
+			app.activatePage(w, r, token, true, validator{"form": "This is not the password this signup was made with. " +
+				"The link in the email shows that the address is yours: to activate the account with the password you just typed, type it again. " +
+				"If you did not sign up, press \"This wasn't me\"."})
+		case err != nil:
+			app.pageError(w, r, err)
+		case errs["token"] != "":
+			app.invalidLink(w, r)
+		case len(errs) > 0:
+			app.activatePage(w, r, token, confirming, errs)
+		default:
+			app.message(w, r, http.StatusOK, "Your account is activated", "Thank you for confirming your email address. Your account is ready.")
+		}
 	case "cancel":
-		if err := app.store.cancelSignup(r.Context(), hash, app.now()); app.linkFailed(w, r, err, app.invalidLink) {
+		if err := app.store.cancelSignup(r.Context(), hashToken(token), app.now()); app.linkFailed(w, r, err, app.invalidLink) {
 			return
 		}
 		app.message(w, r, http.StatusOK, "The signup is cancelled",
@@ -179,6 +198,20 @@ func (app *application) handleActivateForm(w http.ResponseWriter, r *http.Reques
 	default:
 		app.message(w, r, http.StatusBadRequest, "That did not work", "Please use one of the buttons on the page the link in your email opened.")
 	}
+}
+
+// activatePage renders the activation page again (422) with errs, asking
+// for the password twice when confirm is set.
+func (app *application) activatePage(w http.ResponseWriter, r *http.Request, token string, confirm bool, errs validator) {
+	u, err := app.store.pendingUser(r.Context(), hashToken(token), app.now())
+	if app.linkFailed(w, r, err, app.invalidLink) {
+		return
+	}
+	p := page{Title: "Activate your account", Name: u.Name, SignedUpAt: formatTime(u.CreatedAt), Token: token, Errors: errs}
+	if confirm {
+		p.Form = map[string]string{"confirm": "yes"}
+	}
+	app.render(w, r, http.StatusUnprocessableEntity, "activate.html", p)
 }
 
 // handleResendPage shows the form for a new activation link.

@@ -130,11 +130,11 @@ func TestPages(t *testing.T) {
 		t.Errorf("an unknown token: %d\n%s", status, body)
 	}
 
-	status, body = form(t, app.url, "/activate", url.Values{"token": {token}, "action": {"activate"}})
+	status, body = form(t, app.url, "/activate", url.Values{"token": {token}, "action": {"activate"}, "password": {"pa55word"}})
 	if status != 200 || !strings.Contains(body, "Your account is activated") {
 		t.Fatalf("activate: %d\n%s", status, body)
 	}
-	if status, body = form(t, app.url, "/activate", url.Values{"token": {token}, "action": {"activate"}}); status != 422 || !strings.Contains(body, `action="/resend"`) {
+	if status, body = form(t, app.url, "/activate", url.Values{"token": {token}, "action": {"activate"}, "password": {"pa55word"}}); status != 422 || !strings.Contains(body, `action="/resend"`) {
 		t.Errorf("a used link: %d\n%s", status, body)
 	}
 
@@ -170,7 +170,7 @@ func TestThisWasntMe(t *testing.T) {
 	if _, err := app.store.userByEmail(context.Background(), "notme@example.com"); err != errNotFound {
 		t.Errorf("the pending account is still there: %v", err)
 	}
-	if status, _ := post(t, "PUT", app.url+"/v1/users/activated", map[string]string{"token": token}); status != 422 {
+	if status, _ := post(t, "PUT", app.url+"/v1/users/activated", map[string]string{"token": token, "password": "pa55word1234"}); status != 422 {
 		t.Errorf("the token works after cancelling: %d", status)
 	}
 	// The address is free again.
@@ -355,6 +355,7 @@ func TestBrowserSignupAndActivate(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = chromedp.Do(ctx,
+		chromedp.SendKeys(chromedp.CSS(`#password`), "analytical-engine"),
 		chromedp.Click(chromedp.CSS(`button[value=activate]`)),
 		chromedp.WaitVisible(`//h1[text()="Your account is activated"]`),
 	)

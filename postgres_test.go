@@ -159,7 +159,7 @@ func TestPostgresTwoInstances(t *testing.T) {
 	if status, page := get(t, b.url, "/activate?token="+token); status != 200 || !strings.Contains(page, "<strong>Ada</strong>") {
 		t.Fatalf("activation page on the other instance: %d\n%s", status, page)
 	}
-	if status, page := form(t, b.url, "/activate", url.Values{"token": {token}, "action": {"activate"}}); status != 200 || !strings.Contains(page, "activated") {
+	if status, page := form(t, b.url, "/activate", url.Values{"token": {token}, "action": {"activate"}, "password": {"first-password"}}); status != 200 || !strings.Contains(page, "activated") {
 		t.Fatalf("activate: %d\n%s", status, page)
 	}
 

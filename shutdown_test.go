@@ -106,7 +106,7 @@ func TestSignalDrainsResetEmail(t *testing.T) {
 	})
 	p := startBinary(t, append(baseArgs(t.TempDir()), smtpArgs(srv.host, srv.port)...))
 	signup(t, p.url, "reset@example.com")
-	if status, body := post(t, "PUT", p.url+"/v1/users/activated", map[string]string{"token": firstToken(t, srv)}); status != 200 {
+	if status, body := post(t, "PUT", p.url+"/v1/users/activated", map[string]string{"token": firstToken(t, srv), "password": "pa55word1234"}); status != 200 {
 		t.Fatalf("activate: %d %v", status, body)
 	}
 	slow.Store(true)

@@ -159,18 +159,19 @@ func (st *store) resend(ctx context.Context, address string, tokenHash []byte, c
 }
 
 // activate marks as activated the user holding the unexpired activation
-// token with this hash, and deletes all of that user's activation tokens.
-// It returns errNotFound when no such token exists.
-func (st *store) activate(ctx context.Context, tokenHash []byte, now time.Time) (*user, error) {
+// token with this hash, with passwordHash as its password unless it is nil
+// (the one given at signup was typed), and deletes all of that user's
+// activation tokens. It returns errNotFound when no such token exists.
+func (st *store) activate(ctx context.Context, tokenHash, passwordHash []byte, now time.Time) (*user, error) {
 	tx, err := st.write.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, err
 	}
 	defer tx.Rollback()
 	u, err := scanUser(tx.QueryRowContext(ctx,
-		`UPDATE users SET activated = 1
+		`UPDATE users SET activated = 1, password_hash = coalesce($3, password_hash)
 		WHERE id = (SELECT user_id FROM tokens WHERE hash = $1 AND scope = 'activation' AND expiry > $2)
-		RETURNING `+userColumns, tokenHash, millis(now)))
+		RETURNING `+userColumns, tokenHash, millis(now), passwordHash))
 	if err != nil {
 		return nil, err
 	}

@@ -90,28 +90,77 @@ func (app *application) handleSignup(w http.ResponseWriter, r *http.Request) {
 	app.answer(w, r, errs, err, http.StatusAccepted, "check your inbox: an email is on its way with a link to activate your account")
 }
 
-// handleActivateUser activates the account that holds the token.
+// errNotTheSignupPassword means an activation's password is not the one
+// given at signup: the page asks for it again before it becomes the
+// account's.
+var errNotTheSignupPassword = errors.New("not the password this signup was made with")
+
+// activate activates the pending account holding token, as "Activation
+// proves both the inbox and the password" says: the link proves the inbox,
+// so whoever holds it ends with the password they typed. With confirmed
+// false, a password that is not the signup's is refused with
+// errNotTheSignupPassword (the page then asks for it twice); with confirmed
+// true (the API, or the page's second step) it becomes the account's
+// password. It returns a message per invalid field (the password's rules,
+// or the token), or an error.
+func (app *application) activate(ctx context.Context, token, password string, confirmed bool) (*user, validator, error) {
+	v := validator{}
+	v.check(token != "", "token", "must be provided")
+	validatePassword(v, password)
+	if len(v) > 0 {
+		return nil, v, nil
+	}
+	invalid := validator{"token": "invalid or expired activation token"}
+	hash := hashToken(token)
+	pending, err := app.store.pendingUser(ctx, hash, app.now())
+	if errors.Is(err, errNotFound) {
+		return nil, invalid, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	var newHash []byte
+	if confirmed {
+		newHash, err = app.hasher.hash(ctx, password)
+	} else {
+		var same bool
+		same, err = app.hasher.compare(ctx, pending.passwordHash, password)
+		if err == nil && !same {
+			err = errNotTheSignupPassword
+		}
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	u, err := app.store.activate(ctx, hash, newHash, app.now())
+	if errors.Is(err, errNotFound) {
+		return nil, invalid, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	app.logger.Info("account activated", "user_id", u.ID, "password_set", newHash != nil)
+	return u, nil, nil
+}
+
+// handleActivateUser activates the account that holds the token, with the
+// password given, which becomes the account's.
 func (app *application) handleActivateUser(w http.ResponseWriter, r *http.Request) {
 	var input struct {
-		Token string `json:"token"`
+		Token    string `json:"token"`
+		Password string `json:"password"`
 	}
 	if err := app.readJSON(w, r, &input); err != nil {
 		app.badRequest(w, r, err)
 		return
 	}
-	invalid := map[string]string{"token": "invalid or expired activation token"}
-	if input.Token == "" {
-		app.failedValidation(w, r, map[string]string{"token": "must be provided"})
-		return
+	u, errs, err := app.activate(r.Context(), input.Token, input.Password, true)
+	switch {
+	case err != nil:
+		app.hashError(w, r, err)
+	case len(errs) > 0:
+		app.failedValidation(w, r, errs)
+	default:
+		app.writeJSON(w, r, http.StatusOK, envelope{"user": u})
 	}
-	u, err := app.store.activate(r.Context(), hashToken(input.Token), app.now())
-	if errors.Is(err, errNotFound) {
-		app.failedValidation(w, r, invalid)
-		return
-	}
-	if err != nil {
-		app.serverError(w, r, err)
-		return
-	}
-	app.writeJSON(w, r, http.StatusOK, envelope{"user": u})
 }
