@@ -3,11 +3,15 @@ package main
 // Tests of what an attacker tried: each fails on the code before its fix.
 
 import (
+	"context"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 // TestTakeoverThroughTheSendBudget: an attacker signs up three times with
@@ -75,5 +79,91 @@ func TestTakeoverThroughResend(t *testing.T) {
 	}
 	if status, _, _ := login(t, app.url, "tina@example.com", "victim-pass"); status != http.StatusCreated {
 		t.Errorf("the victim's password: got %d, want 201", status)
+	}
+}
+
+// TestResetEndsALoginInProgress: a login with the old password is being
+// checked (it waits for a hashing slot) when the password is reset. The
+// login finds the password changed when it would store its token: it gets
+// 401, and no token of the account exists.
+func TestResetEndsALoginInProgress(t *testing.T) {
+	t.Parallel()
+	srv := startSMTP(t, nil)
+	app := newTestApp(t, srv, nil)
+	activatedUser(t, app, srv, "ada@example.com", "old-password")
+	if status, _ := post(t, "POST", app.url+"/v1/tokens/password-reset", map[string]string{"email": "ada@example.com"}); status != http.StatusAccepted {
+		t.Fatalf("reset request: %d", status)
+	}
+	resetToken := tokenOf(t, srv.waitMessages(t, 2, 10*time.Second)[1].data)
+
+	app.hasher.maxWait = time.Minute
+	for range cap(app.hasher.slots) { // every slot busy: the login waits in its check
+		app.hasher.slots <- struct{}{}
+	}
+	result := make(chan int, 1)
+	go func() {
+		status, _ := doNoFatal("POST", app.url+"/v1/tokens/authentication", `{"email": "ada@example.com", "password": "old-password"}`)
+		result <- status
+	}()
+	waitFor(t, 10*time.Second, "the login to begin", func() bool {
+		var n int
+		mustScan(t, app.store.read.QueryRow(`SELECT count(*) FROM login_attempts WHERE address_key = 'ada@example.com'`), &n)
+		return n == 1
+	})
+	newHash, err := bcrypt.GenerateFromPassword([]byte("new-password"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := app.store.setPasswordByToken(context.Background(), hashToken(resetToken), newHash, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	for range cap(app.hasher.slots) {
+		<-app.hasher.slots
+	}
+	if status := <-result; status != http.StatusUnauthorized {
+		t.Errorf("the login checked against the old password: got %d, want 401", status)
+	}
+	var tokens int
+	mustScan(t, app.store.read.QueryRow(`SELECT count(*) FROM tokens WHERE scope = 'authentication'`), &tokens)
+	if tokens != 0 {
+		t.Errorf("got %d bearer tokens after the reset, want 0", tokens)
+	}
+}
+
+// TestEqualWaitIsShedAlike: with every hashing slot busy, a request that
+// needs no hash (a login to an unknown address, a signup of an activated
+// one) is shed with the same 503 as one that does (a wrong password, a new
+// address): the equal wait queues for a slot like a hash.
+func TestEqualWaitIsShedAlike(t *testing.T) {
+	t.Parallel()
+	srv := startSMTP(t, nil)
+	app := newTestApp(t, srv, nil)
+	activatedUser(t, app, srv, "ada@example.com", "right-password")
+	app.hasher.maxWait = 50 * time.Millisecond
+	for range cap(app.hasher.slots) {
+		app.hasher.slots <- struct{}{}
+	}
+	defer func() {
+		for range cap(app.hasher.slots) {
+			<-app.hasher.slots
+		}
+	}()
+	requests := []struct{ name, path, body string }{
+		{"login, wrong password", "/v1/tokens/authentication", `{"email": "ada@example.com", "password": "guess"}`},
+		{"login, unknown address", "/v1/tokens/authentication", `{"email": "nobody@example.com", "password": "guess"}`},
+		{"signup, new address", "/v1/users", `{"name": "N", "email": "new@example.com", "password": "pa55word1234"}`},
+		{"signup, activated address", "/v1/users", `{"name": "N", "email": "ada@example.com", "password": "pa55word1234"}`},
+	}
+	var first map[string]any
+	for _, r := range requests {
+		res, body := do(t, "POST", app.url+r.path, r.body)
+		if res.StatusCode != http.StatusServiceUnavailable || res.Header.Get("Retry-After") == "" {
+			t.Errorf("%s with every slot busy: got %d, want 503 with Retry-After", r.name, res.StatusCode)
+		}
+		if first == nil {
+			first = body
+		} else if fmt.Sprint(body) != fmt.Sprint(first) {
+			t.Errorf("%s: got body %v, want %v", r.name, body, first)
+		}
 	}
 }

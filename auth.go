@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"net/http"
 	"strconv"
@@ -12,11 +13,16 @@ import (
 	"time"
 )
 
+// deviceTTL is how long a device cookie lasts: the browser that logged in
+// to an account with it is held only to its own throttle on that account.
+const deviceTTL = 90 * 24 * time.Hour
+
 // handleCreateAuthToken logs in: a bearer token for the right email and
-// password of an activated account. An unknown address and a wrong password
-// get the same 401 in about the same time; a pending account, 403; after
-// maxFailedLogins failures on the address in loginWindow, 429 until the
-// oldest leaves the window, from any client.
+// password of an activated account. An unknown address, a wrong password
+// and an account not activated yet get the same 401 in about the same time
+// (and are shed alike under load); past the throttle (store_limits.go),
+// 429 with Retry-After. A success also gives the browser a device cookie
+// of the account, if it has none.
 func (app *application) handleCreateAuthToken(w http.ResponseWriter, r *http.Request) {
 	var input struct {
 		Email    string `json:"email"`
@@ -35,7 +41,12 @@ func (app *application) handleCreateAuthToken(w http.ResponseWriter, r *http.Req
 	}
 
 	now := app.now()
-	u, retry, err := app.store.beginLogin(r.Context(), input.Email, now)
+	client, device, err := app.loginClient(r, input.Email)
+	if err != nil {
+		app.serverError(w, r, err)
+		return
+	}
+	u, retry, err := app.store.beginLogin(r.Context(), input.Email, client, device, now)
 	if errors.Is(err, errThrottled) {
 		app.logger.Warn("login throttled", "email", input.Email, "retry_after", retry.Round(time.Second).String())
 		w.Header().Set("Retry-After", strconv.Itoa(int(retry.Seconds())+1))
@@ -48,26 +59,76 @@ func (app *application) handleCreateAuthToken(w http.ResponseWriter, r *http.Req
 	}
 	match := false
 	if u == nil {
-		app.hasher.imitate(r.Context()) // as long as a comparison takes
-	} else if match, err = app.hasher.compare(r.Context(), u.passwordHash, input.Password); err != nil {
+		err = app.hasher.imitate(r.Context()) // as long as a comparison takes
+	} else {
+		match, err = app.hasher.compare(r.Context(), u.passwordHash, input.Password)
+	}
+	if err != nil {
 		app.hashError(w, r, err)
 		return
 	}
-	if !match {
+	if !match || !u.Activated {
 		app.errorResponse(w, r, http.StatusUnauthorized, "invalid authentication credentials")
 		return
 	}
-	if !u.Activated {
-		app.errorResponse(w, r, http.StatusForbidden, "your account is not activated yet: open the link in the email we sent you")
+	token, hash := newToken()
+	var deviceToken string
+	var deviceHash []byte
+	if !device {
+		deviceToken, deviceHash = newToken()
+	}
+	err = app.store.loginSucceeded(r.Context(), u, client, u.passwordHash, hash, deviceHash, now)
+	if errors.Is(err, errNotFound) { // the password changed while it was checked
+		app.errorResponse(w, r, http.StatusUnauthorized, "invalid authentication credentials")
 		return
 	}
-	token, hash := newToken()
-	if err := app.store.loginSucceeded(r.Context(), u, hash, now); err != nil {
+	if err != nil {
 		app.serverError(w, r, err)
 		return
 	}
+	if deviceToken != "" {
+		http.SetCookie(w, app.cookie(deviceCookie, deviceToken, deviceTTL))
+	}
 	data := envelope{"authentication_token": map[string]any{"token": token, "expiry": now.Add(authTTL).UTC().Truncate(time.Second)}}
 	app.writeJSON(w, r, http.StatusCreated, data)
+}
+
+// deviceCookie names the cookie that marks a browser that logged in to an
+// account before.
+const deviceCookie = "signup_device"
+
+// loginClient returns whom a login attempt on address is counted against:
+// the request's device cookie when it is one of this account's (device
+// true), else the client's address (an IPv6 /64).
+func (app *application) loginClient(r *http.Request, address string) (client string, device bool, err error) {
+	if c, err := r.Cookie(app.cookieName(deviceCookie)); err == nil {
+		if hash := hashToken(c.Value); hash != nil {
+			u, err := app.store.userByToken(r.Context(), hash, "device", app.now())
+			if err != nil && !errors.Is(err, errNotFound) {
+				return "", false, err
+			}
+			if u != nil && strings.EqualFold(u.Email, address) {
+				return "device:" + hex.EncodeToString(hash[:8]), true, nil
+			}
+		}
+	}
+	return clientKey(app.clientAddr(r)).String(), false, nil
+}
+
+// cookieName is name with the __Host- prefix, which browsers hold to
+// Secure, Path=/ and no Domain, when this service is served over HTTPS.
+func (app *application) cookieName(name string) string {
+	if strings.HasPrefix(app.cfg.baseURL, "https://") {
+		return "__Host-" + name
+	}
+	return name
+}
+
+// cookie is a cookie of this service: HttpOnly, SameSite=Lax, Path=/, and
+// Secure with the __Host- prefix over HTTPS.
+func (app *application) cookie(name, value string, lifetime time.Duration) *http.Cookie {
+	return &http.Cookie{Name: app.cookieName(name), Value: value, Path: "/", MaxAge: int(lifetime.Seconds()),
+		HttpOnly: true, Secure: strings.HasPrefix(app.cfg.baseURL, "https://"), SameSite: http.SameSiteLaxMode}
 }
 
 // bearer returns the user of the request's bearer token and the token's

@@ -81,8 +81,8 @@ func TestLogin(t *testing.T) {
 	if status != 401 || fmt.Sprint(wrong) != fmt.Sprint(unknown) || unknown["error"] != "invalid authentication credentials" {
 		t.Errorf("wrong password %v and unknown address %d %v: want one 401", wrong, status, unknown)
 	}
-	if status, body, _ := login(t, app.url, "pending@example.com", "pa55word1234"); status != 403 {
-		t.Errorf("pending account: %d %v", status, body)
+	if status, body, _ := login(t, app.url, "pending@example.com", "pa55word1234"); status != 401 || fmt.Sprint(body) != fmt.Sprint(wrong) {
+		t.Errorf("pending account, its own password: got %d %v, want the 401 of a wrong password %v", status, body, wrong)
 	}
 	if status, _, _ := login(t, app.url, "pending@example.com", "wrong-password"); status != 401 {
 		t.Errorf("pending account, wrong password: %d", status)
@@ -113,23 +113,29 @@ func TestLoginUnknownAddressWaitsLikeAHash(t *testing.T) {
 	}
 }
 
-// TestLoginThrottle: after 5 failed attempts on one address within 15
-// minutes, from 5 client addresses, further attempts are 429, even with
-// the right password, until the window passes; unknown addresses alike.
-func TestLoginThrottle(t *testing.T) {
+// TestLoginThrottleIsNoLockout: five wrong passwords from one client
+// throttle that client on that account (429 with Retry-After), not the
+// owner at another; the owner's success clears only the owner's own count,
+// so the attacker stays throttled; fifty from all clients in an hour
+// throttle every client but a browser with the account's device cookie.
+// An unknown address is throttled exactly alike.
+func TestLoginThrottleIsNoLockout(t *testing.T) {
 	t.Parallel()
 	srv := startSMTP(t, nil)
 	clock := newClock(time.Now())
 	app := newTestApp(t, srv, func(cfg *config) {
-		cfg.limiterEnabled, cfg.limiterRPS, cfg.limiterBurst = true, 2, 4
 		cfg.trustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
 	})
 	activatedUser(t, app, srv, "ada@example.com", "right-password")
 	app.now = clock.now
-	attempt := func(from, address, password string) *http.Response {
+	attempt := func(from, address, password string, cookies ...*http.Cookie) *http.Response {
+		t.Helper()
 		req, _ := http.NewRequest("POST", app.url+"/v1/tokens/authentication",
 			strings.NewReader(fmt.Sprintf(`{"email": %q, "password": %q}`, address, password)))
 		req.Header.Set("X-Forwarded-For", from)
+		for _, c := range cookies {
+			req.AddCookie(c)
+		}
 		res, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -137,20 +143,60 @@ func TestLoginThrottle(t *testing.T) {
 		res.Body.Close()
 		return res
 	}
+	throttled := func(res *http.Response) bool {
+		return res.StatusCode == http.StatusTooManyRequests && res.Header.Get("Retry-After") != ""
+	}
 	for _, address := range []string{"ada@example.com", "nobody@example.com"} {
-		for i := range 5 {
-			if res := attempt(fmt.Sprintf("203.0.113.%d", i+1), address, "guess"); res.StatusCode != 401 {
-				t.Fatalf("%s guess %d: %d", address, i+1, res.StatusCode)
+		for i := range maxFailedLogins {
+			if res := attempt("203.0.113.1", address, "guess"); res.StatusCode != 401 {
+				t.Fatalf("%s guess %d: got %d, want 401", address, i+1, res.StatusCode)
 			}
 		}
-		res := attempt("203.0.113.99", address, "right-password")
-		if res.StatusCode != 429 || res.Header.Get("Retry-After") == "" {
-			t.Errorf("%s, sixth attempt from a new client: %d, Retry-After %q; want 429", address, res.StatusCode, res.Header.Get("Retry-After"))
+		if res := attempt("203.0.113.1", address, "right-password"); !throttled(res) {
+			t.Errorf("%s, the guessing client's sixth attempt: got %d, want 429 with Retry-After", address, res.StatusCode)
 		}
 	}
-	clock.add(loginWindow)
-	if res := attempt("203.0.113.100", "ada@example.com", "right-password"); res.StatusCode != 201 {
-		t.Errorf("after the window: %d", res.StatusCode)
+	owner := attempt("198.51.100.7", "ada@example.com", "right-password")
+	if owner.StatusCode != 201 {
+		t.Fatalf("the owner from another client: got %d, want 201 (no lockout)", owner.StatusCode)
+	}
+	var device *http.Cookie
+	for _, c := range owner.Cookies() {
+		if c.Name == deviceCookie {
+			device = c
+		}
+	}
+	if device == nil || !device.HttpOnly || device.SameSite != http.SameSiteLaxMode {
+		t.Fatalf("the owner's login: got device cookie %v, want one, HttpOnly and SameSite=Lax", device)
+	}
+	if res := attempt("203.0.113.1", "ada@example.com", "guess"); !throttled(res) {
+		t.Errorf("the guessing client after the owner's success: got %d, want still 429", res.StatusCode)
+	}
+	if res := attempt("198.51.100.8", "nobody@example.com", "guess"); res.StatusCode != 401 {
+		t.Errorf("an unknown address from another client: got %d, want 401", res.StatusCode)
+	}
+
+	// Fifty failures from all clients in an hour: every client waits, but
+	// the browser that logged in before.
+	for _, address := range []string{"ada@example.com", "nobody@example.com"} {
+		for c := 2; c <= maxAccountFailures/maxFailedLogins; c++ {
+			for range maxFailedLogins {
+				attempt(fmt.Sprintf("203.0.113.%d", c), address, "guess")
+			}
+		}
+	}
+	if res := attempt("198.51.100.9", "nobody@example.com", "guess"); !throttled(res) {
+		t.Errorf("an unknown address after %d failures in the hour: got %d, want 429", maxAccountFailures, res.StatusCode)
+	}
+	if res := attempt("198.51.100.9", "ada@example.com", "right-password"); !throttled(res) {
+		t.Errorf("a new client after %d failures in the hour: got %d, want 429", maxAccountFailures, res.StatusCode)
+	}
+	if res := attempt("198.51.100.9", "ada@example.com", "right-password", device); res.StatusCode != 201 {
+		t.Errorf("the owner's browser with its device cookie: got %d, want 201", res.StatusCode)
+	}
+	clock.add(accountWindow)
+	if res := attempt("203.0.113.1", "ada@example.com", "right-password"); res.StatusCode != 201 {
+		t.Errorf("after the windows: got %d, want 201", res.StatusCode)
 	}
 }
 

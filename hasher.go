@@ -2,7 +2,8 @@ package main
 
 // hasher.go is the hasher: bcrypt on at most one core per hash, so that
 // memory and latency stay flat under load, and the equal wait for requests
-// that need no hash, so that they answer no sooner than those that do.
+// that need no hash, so that they answer no sooner — and are shed no
+// less — than those that do.
 
 import (
 	"context"
@@ -61,14 +62,31 @@ func (h *hasher) compare(ctx context.Context, hash []byte, password string) (boo
 	return match, err
 }
 
-// imitate waits as long as a hash takes, without taking a core.
-func (h *hasher) imitate(ctx context.Context) {
-	h.wait(ctx, time.Duration(h.took.Load()))
+// imitate stands in for a hash where none is needed: it queues for a slot
+// like a hash, and is shed alike (errBusy), then holds the slot as long as
+// a hash takes, without using the core. So a request answers alike, in
+// time and under load, whether or not it needed a hash.
+func (h *hasher) imitate(ctx context.Context) error {
+	return h.queue(ctx, func() { h.wait(ctx, time.Duration(h.took.Load())) })
 }
 
-// onSlot runs fn, a bcrypt hash or comparison, when a slot is free. It
-// returns errBusy if none frees up within maxWait.
+// onSlot runs fn, a bcrypt hash or comparison, when a slot is free, and
+// counts it and its time. It returns errBusy if none frees up within
+// maxWait.
 func (h *hasher) onSlot(ctx context.Context, fn func()) error {
+	return h.queue(ctx, func() {
+		h.metrics.hashes.Add(1)
+		start := time.Now()
+		fn()
+		// A moving average of the last few hashes: what imitate waits.
+		took := int64(time.Since(start))
+		h.took.Store((h.took.Load()*7 + took) / 8)
+	})
+}
+
+// queue runs fn when a slot is free, or returns errBusy if none frees up
+// within maxWait.
+func (h *hasher) queue(ctx context.Context, fn func()) error {
 	timer := time.NewTimer(h.maxWait)
 	defer timer.Stop()
 	select {
@@ -80,12 +98,7 @@ func (h *hasher) onSlot(ctx context.Context, fn func()) error {
 		return ctx.Err()
 	}
 	defer func() { <-h.slots }()
-	h.metrics.hashes.Add(1)
-	start := time.Now()
 	fn()
-	// A moving average of the last few hashes: what imitate waits.
-	took := int64(time.Since(start))
-	h.took.Store((h.took.Load()*7 + took) / 8)
 	return nil
 }
 

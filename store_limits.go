@@ -33,22 +33,31 @@ func (st *store) addressState(ctx context.Context, address string, now time.Time
 	return act.Valid && act.Int64 == 1, hour >= budgetPerHour || day >= budgetPerDay, err
 }
 
-// The login throttle: at most this many failed attempts per address in the
-// window; more are refused until the oldest leaves it.
+// The login throttle: at most maxFailedLogins failed attempts on an
+// account from one client in loginWindow, and maxAccountFailures from all
+// clients in accountWindow (a browser with the account's device cookie is
+// held to its own maxFailedLogins only). More are refused until the oldest
+// leaves the window. It is keyed by address, whether or not an account has
+// it, so it tells nothing about who has an account.
 const (
-	maxFailedLogins = 5
-	loginWindow     = 15 * time.Minute
+	maxFailedLogins    = 5
+	loginWindow        = 15 * time.Minute
+	maxAccountFailures = 50
+	accountWindow      = time.Hour
 )
 
-// errThrottled means an address has had its failed logins for now.
+// errThrottled means a client, or every client, has had its failed logins
+// on an address for now.
 var errThrottled = errors.New("too many failed login attempts")
 
-// beginLogin records a login attempt on address, which counts as failed
-// until loginSucceeded clears it (so concurrent guesses cannot overshoot),
-// and returns the account of address, or nil. With maxFailedLogins attempts
-// already in the window it records nothing and returns errThrottled and
-// how long until the oldest leaves the window.
-func (st *store) beginLogin(ctx context.Context, address string, now time.Time) (*user, time.Duration, error) {
+// beginLogin records a login attempt on address from client, which counts
+// as failed until loginSucceeded clears it (so concurrent guesses cannot
+// overshoot), and returns the account of address, or nil. When client has
+// maxFailedLogins attempts in loginWindow, or — unless device (client is a
+// device of this account) — the address has maxAccountFailures in
+// accountWindow, it records nothing and returns errThrottled and how long
+// until the oldest leaves its window.
+func (st *store) beginLogin(ctx context.Context, address, client string, device bool, now time.Time) (*user, time.Duration, error) {
 	tx, err := st.write.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, 0, err
@@ -58,16 +67,23 @@ func (st *store) beginLogin(ctx context.Context, address string, now time.Time) 
 		return nil, 0, err
 	}
 	key := strings.ToLower(address)
-	var n int
-	var oldest sql.NullInt64
-	if err := tx.QueryRowContext(ctx, `SELECT count(*), min(attempted_at) FROM login_attempts WHERE address_key = $1 AND attempted_at > $2`,
-		key, millis(now.Add(-loginWindow))).Scan(&n, &oldest); err != nil {
+	var mine, all int
+	var mineOldest, allOldest sql.NullInt64
+	if err := tx.QueryRowContext(ctx, `SELECT
+		(SELECT count(*) FROM login_attempts WHERE address_key = $1 AND client = $2 AND attempted_at > $3),
+		(SELECT min(attempted_at) FROM login_attempts WHERE address_key = $1 AND client = $2 AND attempted_at > $3),
+		(SELECT count(*) FROM login_attempts WHERE address_key = $1 AND attempted_at > $4),
+		(SELECT min(attempted_at) FROM login_attempts WHERE address_key = $1 AND attempted_at > $4)`,
+		key, client, millis(now.Add(-loginWindow)), millis(now.Add(-accountWindow))).Scan(&mine, &mineOldest, &all, &allOldest); err != nil {
 		return nil, 0, err
 	}
-	if n >= maxFailedLogins {
-		return nil, time.UnixMilli(oldest.Int64).Add(loginWindow).Sub(now), errThrottled
+	switch {
+	case mine >= maxFailedLogins:
+		return nil, time.UnixMilli(mineOldest.Int64).Add(loginWindow).Sub(now), errThrottled
+	case !device && all >= maxAccountFailures:
+		return nil, time.UnixMilli(allOldest.Int64).Add(accountWindow).Sub(now), errThrottled
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO login_attempts (address_key, attempted_at) VALUES ($1, $2)`, key, millis(now)); err != nil {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO login_attempts (address_key, attempted_at, client) VALUES ($1, $2, $3)`, key, millis(now), client); err != nil {
 		return nil, 0, err
 	}
 	u, err := userByAddress(ctx, tx, key)
@@ -80,19 +96,33 @@ func (st *store) beginLogin(ctx context.Context, address string, now time.Time) 
 	return u, 0, st.commit(tx)
 }
 
-// loginSucceeded clears the failed attempts on u's address and stores a
-// bearer token (its hash) for u, valid for authTTL.
-func (st *store) loginSucceeded(ctx context.Context, u *user, tokenHash []byte, now time.Time) error {
+// loginSucceeded clears client's failed attempts on u's address (and only
+// its own), and stores a bearer token (its hash) for u, valid for authTTL,
+// and, when deviceHash is set, a device token (deviceTTL) — but only if
+// checked, the password hash the login was compared with, is still the
+// account's: a password changed (a reset, say) while the login was being
+// checked leaves nothing behind, and errNotFound.
+func (st *store) loginSucceeded(ctx context.Context, u *user, client string, checked, tokenHash, deviceHash []byte, now time.Time) error {
 	tx, err := st.write.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, `DELETE FROM login_attempts WHERE address_key = $1`, strings.ToLower(u.Email)); err != nil {
+	if _, err := tx.ExecContext(ctx, `DELETE FROM login_attempts WHERE address_key = $1 AND client = $2`, strings.ToLower(u.Email), client); err != nil {
 		return err
 	}
-	if _, err := tx.StmtContext(ctx, st.insertTokenStmt).ExecContext(ctx, tokenHash, u.ID, "authentication", millis(now.Add(authTTL))); err != nil {
+	res, err := tx.ExecContext(ctx, `INSERT INTO tokens (hash, user_id, scope, expiry) SELECT $1, id, 'authentication', $2 FROM users WHERE id = $3 AND password_hash = $4`,
+		tokenHash, millis(now.Add(authTTL)), u.ID, checked)
+	if err != nil {
 		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return errNotFound
+	}
+	if deviceHash != nil {
+		if _, err := tx.StmtContext(ctx, st.insertTokenStmt).ExecContext(ctx, deviceHash, u.ID, "device", millis(now.Add(deviceTTL))); err != nil {
+			return err
+		}
 	}
 	return st.commit(tx)
 }

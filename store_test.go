@@ -146,7 +146,7 @@ func testLoginThrottleAcrossInstances(t *testing.T, open func() *store) {
 	var wg sync.WaitGroup
 	for i := range 20 {
 		wg.Go(func() {
-			_, _, err := stores[i%2].beginLogin(context.Background(), "target@example.com", time.Now())
+			_, _, err := stores[i%2].beginLogin(context.Background(), "target@example.com", "203.0.113.7", false, time.Now())
 			switch {
 			case err == nil:
 				begun.Add(1)
@@ -271,7 +271,7 @@ func testPasswordReset(t *testing.T, open func() *store) {
 	}
 	bearer, bearerHash := newToken()
 	u, _ := st.userByEmail(ctx, "reset@example.com")
-	if err := st.loginSucceeded(ctx, u, bearerHash, time.Now()); err != nil {
+	if err := st.loginSucceeded(ctx, u, "client", u.passwordHash, bearerHash, nil, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	token, hash := newToken()

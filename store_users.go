@@ -291,7 +291,7 @@ func (st *store) purgeExpiredTokens(ctx context.Context, now time.Time) (int64, 
 	if _, err := st.write.ExecContext(ctx, `DELETE FROM sends WHERE sent_at <= $1`, millis(now.Add(-24*time.Hour))); err != nil {
 		return 0, err
 	}
-	if _, err := st.write.ExecContext(ctx, `DELETE FROM login_attempts WHERE attempted_at <= $1`, millis(now.Add(-loginWindow))); err != nil {
+	if _, err := st.write.ExecContext(ctx, `DELETE FROM login_attempts WHERE attempted_at <= $1`, millis(now.Add(-accountWindow))); err != nil {
 		return 0, err
 	}
 	res, err := st.write.ExecContext(ctx, `DELETE FROM tokens WHERE expiry <= $1`, millis(now))

@@ -38,8 +38,11 @@ func (app *application) signup(ctx context.Context, in signupInput) (validator, 
 	}
 	var hash []byte
 	if over || activated {
-		app.hasher.imitate(ctx)
-	} else if hash, err = app.hasher.hash(ctx, in.Password); err != nil {
+		err = app.hasher.imitate(ctx)
+	} else {
+		hash, err = app.hasher.hash(ctx, in.Password)
+	}
+	if err != nil {
 		return nil, err
 	}
 	now := app.now().UTC()
