@@ -4,8 +4,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -165,5 +168,46 @@ func TestEqualWaitIsShedAlike(t *testing.T) {
 		} else if fmt.Sprint(body) != fmt.Sprint(first) {
 			t.Errorf("%s: got body %v, want %v", r.name, body, first)
 		}
+	}
+}
+
+// TestNoTokenInTheLog: a client that asks for a page with a token in its
+// query string and hangs up at once is not an internal error, and no log
+// line holds a query string — a real error included.
+func TestNoTokenInTheLog(t *testing.T) {
+	t.Parallel()
+	srv := startSMTP(t, nil)
+	app := newTestApp(t, srv, func(cfg *config) { cfg.env = "production" })
+	const token = "SECRETTOKENSECRETTOKENSECR"
+	addr := strings.TrimPrefix(app.url, "http://")
+	for i := range 100 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := "/reset-password?token=" + token
+		if i%2 == 1 {
+			path = "/activate?token=" + token
+		}
+		fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: %s\r\n\r\n", path, addr)
+		c.Close()
+	}
+	// A request that does fail, with a token in its query string.
+	rec := httptest.NewRecorder()
+	app.serverError(rec, httptest.NewRequest("GET", "/reset-password?token="+token, nil), errors.New("boom"))
+	waitFor(t, 10*time.Second, "the failing request logged", func() bool {
+		return containsLine(app.logs.String(), "internal error", "path=/reset-password", "boom")
+	})
+	// And one whose client has gone.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	app.pageError(httptest.NewRecorder(), httptest.NewRequest("GET", "/activate?token="+token, nil).WithContext(ctx), context.Canceled)
+
+	logs := app.logs.String()
+	if strings.Contains(logs, token) || strings.Contains(logs, "?token=") {
+		t.Errorf("a token or query string in the log:\n%s", logs)
+	}
+	if n := strings.Count(logs, "internal error"); n != 1 {
+		t.Errorf("got %d internal errors in the log, want 1 (the real one)", n)
 	}
 }

@@ -40,7 +40,7 @@ func (app *application) render(w http.ResponseWriter, r *http.Request, status in
 	p.AppName = app.cfg.appName
 	var buf bytes.Buffer
 	if err := app.templates.pages[name].ExecuteTemplate(&buf, "layout.html", p); err != nil {
-		app.logger.Error("render page", "page", name, "method", r.Method, "uri", r.URL.RequestURI(), "error", err)
+		app.logger.Error("render page", "page", name, "method", r.Method, "path", r.URL.Path, "error", err)
 		http.Error(w, "the server encountered a problem and could not process your request", http.StatusInternalServerError)
 		return
 	}
@@ -56,18 +56,20 @@ func (app *application) message(w http.ResponseWriter, r *http.Request, status i
 	app.render(w, r, status, "message.html", page{Title: title, Lines: lines})
 }
 
-// pageError renders the page for an error that is not the person's doing.
+// pageError renders the page for an error that is not the person's
+// doing, as serverError answers the API.
 func (app *application) pageError(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
+	case app.clientGone(r):
 	case errors.Is(err, errBusy):
 		w.Header().Set("Retry-After", "1")
 		app.message(w, r, http.StatusServiceUnavailable, "Too busy right now", "Many people are signing up at this moment. Please go back and try again in a few seconds.")
 	case isUnavailable(err) || app.store.checkFile() != nil:
-		app.logger.Warn("database unavailable", "method", r.Method, "uri", r.URL.RequestURI(), "error", err)
+		app.logger.Warn("database unavailable", "method", r.Method, "path", r.URL.Path, "error", err)
 		w.Header().Set("Retry-After", "5")
 		app.message(w, r, http.StatusServiceUnavailable, "Please try again", "We could not save your request just now. Please go back and try again in a moment.")
 	default:
-		app.logger.Error("internal error", "method", r.Method, "uri", r.URL.RequestURI(), "error", err)
+		app.logger.Error("internal error", "method", r.Method, "path", r.URL.Path, "error", err)
 		app.message(w, r, http.StatusInternalServerError, "Something went wrong", "We could not process your request. Please try again later.")
 	}
 }

@@ -22,7 +22,7 @@ type envelope map[string]any
 func (app *application) writeJSON(w http.ResponseWriter, r *http.Request, status int, data any) {
 	js, err := json.MarshalIndent(data, "", "\t")
 	if err != nil {
-		app.logger.Error("internal error", "method", r.Method, "uri", r.URL.RequestURI(), "error", err)
+		app.logger.Error("internal error", "method", r.Method, "path", r.URL.Path, "error", err)
 		http.Error(w, "the server encountered a problem and could not process your request", http.StatusInternalServerError)
 		return
 	}
@@ -100,18 +100,34 @@ func (app *application) errorResponse(w http.ResponseWriter, r *http.Request, st
 	app.writeJSON(w, r, status, envelope{"error": message})
 }
 
-// serverError logs err once, with the request, and answers a generic 500.
-// A database that cannot take writes (a full disk, say), or whose file is
-// gone (a new read connection finds an empty one), is a 503 instead.
+// serverError logs err once, with the request's method and path (never
+// its query string, which may hold a token), and answers a generic 500. A
+// database that cannot take writes (a full disk, say), or whose file is
+// gone (a new read connection finds an empty one), is a 503 instead; a
+// client that hung up is no error at all.
 func (app *application) serverError(w http.ResponseWriter, r *http.Request, err error) {
+	if app.clientGone(r) {
+		return
+	}
 	if isUnavailable(err) || app.store.checkFile() != nil {
-		app.logger.Warn("database unavailable", "method", r.Method, "uri", r.URL.RequestURI(), "error", err)
+		app.logger.Warn("database unavailable", "method", r.Method, "path", r.URL.Path, "error", err)
 		w.Header().Set("Retry-After", "5")
 		app.errorResponse(w, r, http.StatusServiceUnavailable, "the service cannot store your request right now; try again in a moment")
 		return
 	}
-	app.logger.Error("internal error", "method", r.Method, "uri", r.URL.RequestURI(), "error", err)
+	app.logger.Error("internal error", "method", r.Method, "path", r.URL.Path, "error", err)
 	app.errorResponse(w, r, http.StatusInternalServerError, "the server encountered a problem and could not process your request")
+}
+
+// clientGone reports whether the client of r hung up before its answer,
+// which ends the request's context and so whatever it was waiting for: not
+// an internal error, and there is no one to answer. It is logged at DEBUG.
+func (app *application) clientGone(r *http.Request) bool {
+	if r.Context().Err() == nil {
+		return false
+	}
+	app.logger.Debug("client went away", "method", r.Method, "path", r.URL.Path)
+	return true
 }
 
 // badRequest answers 400, or 413 for a body that is too large.

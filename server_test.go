@@ -114,7 +114,7 @@ func TestServerErrorIsGenericAndLogged(t *testing.T) {
 	if msg := body["error"].(string); strings.Contains(msg, "sql") {
 		t.Errorf("500 answer shows internals: %q", msg)
 	}
-	if !containsLine(app.logs.String(), "internal error", "method=POST", "uri=/v1/users", "sql") {
+	if !containsLine(app.logs.String(), "internal error", "method=POST", "path=/v1/users", "sql") {
 		t.Errorf("the 500 was not logged with method, URI and cause:\n%s", app.logs)
 	}
 }
