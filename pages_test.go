@@ -207,7 +207,11 @@ func TestCrossOriginPostsRefused(t *testing.T) {
 	if _, err := app.store.userByEmail(context.Background(), "victim@example.com"); err != errNotFound {
 		t.Errorf("a cross-origin post created an account: %v", err)
 	}
-	// A trusted origin may call the API from a browser.
+	// A trusted origin may call the API from a browser, but not post the
+	// pages' forms: they are for this site's own pages.
+	if res := try("/signup", "application/x-www-form-urlencoded", "name=X&email=victim%40example.com&password=pa55word", "https://app.example.com"); res.StatusCode != 403 {
+		t.Errorf("a trusted origin posting the signup form: got %d, want 403", res.StatusCode)
+	}
 	if res := try("/v1/users", "application/json", signupJSON, "https://app.example.com"); res.StatusCode != 202 {
 		t.Errorf("trusted origin: %d", res.StatusCode)
 	}

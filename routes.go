@@ -107,18 +107,21 @@ func (app *application) cors(next http.Handler) http.Handler {
 	})
 }
 
-// sameOrigin refuses a cross-origin POST, PUT or DELETE from a browser,
-// unless its origin is in -cors-trusted-origins, so that no web page can
-// make its visitors sign up or send emails: a JSON 403 on the API, a page
-// on the pages. Requests without browser headers (curl, servers) pass.
+// sameOrigin refuses a cross-origin POST, PUT or DELETE from a browser, so
+// that no web page can make its visitors sign up, log in or send emails: on
+// the API (a JSON 403) unless its origin is in -cors-trusted-origins; on
+// the pages (a page) always. Requests without browser headers (curl,
+// servers) pass.
 func (app *application) sameOrigin(next http.Handler) http.Handler {
+	pages := http.NewCrossOriginProtection() // no origin is trusted to post the forms
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if err := app.crossOrigin.Check(r); err != nil {
-			if strings.HasPrefix(r.URL.Path, "/v1/") {
-				app.errorResponse(w, r, http.StatusForbidden, "cross-origin request refused")
-			} else {
+		if !strings.HasPrefix(r.URL.Path, "/v1/") {
+			if err := pages.Check(r); err != nil {
 				app.message(w, r, http.StatusForbidden, "Request refused", "This form can only be sent from this site's own pages.")
+				return
 			}
+		} else if err := app.crossOrigin.Check(r); err != nil {
+			app.errorResponse(w, r, http.StatusForbidden, "cross-origin request refused")
 			return
 		}
 		next.ServeHTTP(w, r)

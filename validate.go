@@ -3,6 +3,7 @@ package main
 // validate.go holds the input rules for names, addresses and passwords.
 
 import (
+	"slices"
 	"strings"
 	"unicode"
 
@@ -24,7 +25,22 @@ func (v validator) check(ok bool, key, message string) {
 func validateName(v validator, name string) {
 	v.check(name != "", "name", "must be provided")
 	v.check(len(name) <= 500, "name", "must not be more than 500 bytes long")
-	v.check(!strings.ContainsFunc(name, unicode.IsControl), "name", "must not contain control characters")
+	v.check(!strings.ContainsFunc(name, func(c rune) bool { return unicode.IsControl(c) || unicode.Is(unicode.Cf, c) }),
+		"name", "must not contain control characters or format characters (such as a right-to-left override)")
+	lower := strings.ToLower(name)
+	v.check(!strings.Contains(lower, "://") && !strings.Contains(lower, "www.") && !slices.ContainsFunc(strings.Fields(name), looksLikeHost),
+		"name", "must not contain a web address: it is shown in emails")
+}
+
+// looksLikeHost reports whether word is a dotted host name such as
+// example.com: labels joined by dots, the last of two letters or more.
+func looksLikeHost(word string) bool {
+	labels := strings.Split(strings.Trim(word, ".,;:!?()[]{}<>\"'"), ".")
+	if len(labels) < 2 || slices.Contains(labels, "") {
+		return false
+	}
+	tld := labels[len(labels)-1]
+	return len(tld) >= 2 && !strings.ContainsFunc(tld, func(c rune) bool { return !unicode.IsLetter(c) })
 }
 
 // validateEmail applies the input rules for an address: one plain
@@ -37,6 +53,10 @@ func validateEmail(v validator, address string) {
 	parsed, err := mail.ParseAddress(address)
 	v.check(err == nil && parsed.Name == "" && parsed.Address == address && strings.Contains(address, "@"),
 		"email", "must be a valid email address, like name@example.com")
+	_, domain, _ := strings.Cut(address, "@")
+	labels := strings.Split(domain, ".")
+	v.check(!strings.HasPrefix(domain, "[") && len(labels) >= 2 && !slices.Contains(labels, ""),
+		"email", "must have a domain of two labels or more, like example.com, not an address literal")
 }
 
 // validatePassword applies the input rules for a password.
