@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"strings"
 	"testing"
@@ -209,5 +210,75 @@ func TestNoTokenInTheLog(t *testing.T) {
 	}
 	if n := strings.Count(logs, "internal error"); n != 1 {
 		t.Errorf("got %d internal errors in the log, want 1 (the real one)", n)
+	}
+}
+
+// signupFrom signs address up as a client at from (behind a trusted proxy)
+// and fails the test unless it is answered 202.
+func signupFrom(t *testing.T, base, from, address string) {
+	t.Helper()
+	req, _ := http.NewRequest("POST", base+"/v1/users", strings.NewReader(fmt.Sprintf(`{"name": "Flood", "email": %q, "password": "pa55word1234"}`, address)))
+	req.Header.Set("X-Forwarded-For", from)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusAccepted {
+		t.Fatalf("signup of %s from %s: got %d, want 202", address, from, res.StatusCode)
+	}
+}
+
+// floodApp is a test app behind a trusted proxy on loopback, with the
+// per-client limiter on (and requests not what it limits here).
+func floodApp(t *testing.T, srv *testSMTP) *testApp {
+	return newTestApp(t, srv, func(cfg *config) {
+		cfg.trustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
+		cfg.limiterEnabled, cfg.limiterRPS, cfg.limiterBurst = true, 1000, 1000
+	})
+}
+
+// waitOutboxIdle waits until nothing is pending in app's outbox.
+func waitOutboxIdle(t *testing.T, app *testApp) {
+	t.Helper()
+	app.background(app.deliverer.sweep)
+	waitFor(t, 20*time.Second, "the outbox drained", func() bool {
+		pending, _, err := app.store.outboxCounts(context.Background())
+		return err == nil && pending == 0
+	})
+}
+
+// TestFloodThroughPlusAddresses: 30 signups of victim+N@example.com from
+// ten client addresses are one mailbox's: the send budget lets 3 through.
+func TestFloodThroughPlusAddresses(t *testing.T) {
+	t.Parallel()
+	srv := startSMTP(t, nil)
+	app := floodApp(t, srv)
+	for i := range 30 {
+		signupFrom(t, app.url, fmt.Sprintf("203.0.113.%d", i%10+1), fmt.Sprintf("Victim+%d@example.com", i))
+	}
+	waitOutboxIdle(t, app)
+	if got := len(srv.messages()); got != budgetPerHour {
+		t.Errorf("got %d emails in the victim's mailbox, want %d", got, budgetPerHour)
+	}
+}
+
+// TestClientEmailLimit: one client address causes at most
+// -limiter-emails-per-hour emails, however many mailboxes it spreads them
+// over; the signups past it are answered alike and send nothing.
+func TestClientEmailLimit(t *testing.T) {
+	t.Parallel()
+	srv := startSMTP(t, nil)
+	app := floodApp(t, srv)
+	for i := range app.cfg.limiterEmails + 10 {
+		signupFrom(t, app.url, "203.0.113.50", fmt.Sprintf("someone%d@example.com", i))
+	}
+	signupFrom(t, app.url, "203.0.113.51", "other@example.com") // another client is not held to it
+	waitOutboxIdle(t, app)
+	if got := len(srv.messages()); got != app.cfg.limiterEmails+1 {
+		t.Errorf("got %d emails, want %d from the flooding client and 1 from the other", got, app.cfg.limiterEmails)
+	}
+	if !containsLine(app.logs.String(), "level=WARN", "emails of the client spent") {
+		t.Error("no warning for the emails over the client's limit")
 	}
 }

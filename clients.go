@@ -5,6 +5,7 @@ package main
 // client, and the caps on open connections.
 
 import (
+	"context"
 	"net"
 	"net/http"
 	"net/netip"
@@ -92,11 +93,13 @@ func clientKey(addr netip.Addr) netip.Addr {
 	return addr
 }
 
-// limiter holds a token bucket per client address, forgetting clients idle
-// for a few minutes.
+// limiter holds two token buckets per client address: its requests, and
+// the emails it may cause in an hour. It forgets a client idle for a few
+// minutes once its email bucket is full again.
 type limiter struct {
 	rps       rate.Limit
 	burst     int
+	emails    int // per hour
 	mu        sync.Mutex
 	clients   map[netip.Addr]*client
 	lastSweep time.Time
@@ -104,20 +107,20 @@ type limiter struct {
 
 type client struct {
 	limiter  *rate.Limiter
+	emails   *rate.Limiter
 	lastSeen time.Time
 }
 
-func newLimiter(rps rate.Limit, burst int) *limiter {
-	return &limiter{rps: rps, burst: burst, clients: make(map[netip.Addr]*client), lastSweep: time.Now()}
+func newLimiter(rps rate.Limit, burst, emailsPerHour int) *limiter {
+	return &limiter{rps: rps, burst: burst, emails: emailsPerHour, clients: make(map[netip.Addr]*client), lastSweep: time.Now()}
 }
 
-// allow takes a token from addr's bucket.
-func (l *limiter) allow(addr netip.Addr, now time.Time) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+// client returns addr's buckets, sweeping idle clients now and then. The
+// caller holds l.mu.
+func (l *limiter) client(addr netip.Addr, now time.Time) *client {
 	if now.Sub(l.lastSweep) > time.Minute {
 		for a, c := range l.clients {
-			if now.Sub(c.lastSeen) > 3*time.Minute {
+			if now.Sub(c.lastSeen) > 3*time.Minute && c.emails.TokensAt(now) >= float64(l.emails) {
 				delete(l.clients, a)
 			}
 		}
@@ -125,22 +128,62 @@ func (l *limiter) allow(addr netip.Addr, now time.Time) bool {
 	}
 	c, ok := l.clients[addr]
 	if !ok {
-		c = &client{limiter: rate.NewLimiter(l.rps, l.burst)}
+		c = &client{limiter: rate.NewLimiter(l.rps, l.burst), emails: rate.NewLimiter(rate.Limit(float64(l.emails)/3600), l.emails)}
 		l.clients[addr] = c
 	}
 	c.lastSeen = now
-	return c.limiter.AllowN(now, 1)
+	return c
+}
+
+// allow takes a token from addr's request bucket.
+func (l *limiter) allow(addr netip.Addr, now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.client(addr, now).limiter.AllowN(now, 1)
+}
+
+// reserveEmail takes a token from addr's email bucket, reporting whether
+// there was one; cancel gives it back, for a request that sent nothing.
+func (l *limiter) reserveEmail(addr netip.Addr, now time.Time) (cancel func(), ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	r := l.client(addr, now).emails.ReserveN(now, 1)
+	if !r.OK() || r.DelayFrom(now) > 0 {
+		r.CancelAt(now)
+		return func() {}, false
+	}
+	return func() { r.CancelAt(time.Now()) }, true
+}
+
+// clientCtxKey holds, in a request's context, the client address the
+// limiter counted it by.
+type clientCtxKey struct{}
+
+// reserveEmail takes one of the emails the request's client may cause in
+// an hour, as reserveEmail above; without the limiter (or outside a
+// request) every email is allowed.
+func (app *application) reserveEmail(ctx context.Context) (cancel func(), ok bool) {
+	addr, found := ctx.Value(clientCtxKey{}).(netip.Addr)
+	if app.limiter == nil || !found {
+		return func() {}, true
+	}
+	return app.limiter.reserveEmail(addr, time.Now())
 }
 
 // rateLimit answers 429 to a client over its rate.
 func (app *application) rateLimit(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if app.limiter != nil && !app.limiter.allow(clientKey(app.clientAddr(r)), time.Now()) {
+		if app.limiter == nil {
+			next.ServeHTTP(w, r)
+			return
+		}
+		key := clientKey(app.clientAddr(r))
+		if !app.limiter.allow(key, time.Now()) {
 			w.Header().Set("Retry-After", "1")
 			app.errorResponse(w, r, http.StatusTooManyRequests, "rate limit exceeded")
 			return
 		}
-		next.ServeHTTP(w, r)
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), clientCtxKey{}, key)))
 	})
 }
 

@@ -46,6 +46,7 @@ type config struct {
 	limiterEnabled     bool
 	limiterRPS         float64
 	limiterBurst       int
+	limiterEmails      int
 	trustedProxies     []netip.Prefix
 	maxConns           int
 	maxConnsPerIP      int
@@ -97,6 +98,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.BoolVar(&cfg.limiterEnabled, "limiter-enabled", true, "rate-limit requests per client")
 	fs.Float64Var(&cfg.limiterRPS, "limiter-rps", 2, "requests per second allowed per client")
 	fs.IntVar(&cfg.limiterBurst, "limiter-burst", 4, "burst of requests allowed per client")
+	fs.IntVar(&cfg.limiterEmails, "limiter-emails-per-hour", 30, "most emails one client address may cause in any hour")
 	fs.StringVar(&proxies, "trusted-proxies", "", "comma-separated `CIDRs` whose X-Forwarded-For is believed")
 	fs.IntVar(&cfg.maxConns, "max-conns", 2048, "most HTTP connections open at once; more are closed at once")
 	fs.IntVar(&cfg.maxConnsPerIP, "max-conns-per-client", 64, "most HTTP connections open at once from one client address (an IPv6 /64); a trusted proxy is not limited")
@@ -166,8 +168,8 @@ func (cfg *config) validate(proxies string) error {
 		return errors.New("-mail-claim-lease must be at least 1s")
 	case cfg.checkpointInterval <= 0:
 		return errors.New("-checkpoint-interval must be positive")
-	case cfg.limiterRPS <= 0 || cfg.limiterBurst < 1:
-		return errors.New("-limiter-rps and -limiter-burst must be positive")
+	case cfg.limiterRPS <= 0 || cfg.limiterBurst < 1 || cfg.limiterEmails < 1:
+		return errors.New("-limiter-rps, -limiter-burst and -limiter-emails-per-hour must be positive")
 	case cfg.maxConns < 1 || cfg.maxConnsPerIP < 1:
 		return errors.New("-max-conns and -max-conns-per-client must be positive")
 	}

@@ -193,12 +193,12 @@ func (d *deliverer) sendDue(ctx context.Context) {
 // message cannot be opened (the database was restored without its key
 // file), and leaves it due now.
 func (d *deliverer) composeAfresh(ctx context.Context, e *email) {
-	defer d.unhold(e)
-	if err := d.store.release(ctx, e); err != nil {
-		d.logger.Error("release email", "id", e.ID, "error", err)
-		return
+	err := d.store.release(ctx, e)
+	if err == nil {
+		err = d.recompose(ctx, e.ID)
 	}
-	if err := d.recompose(ctx, e.ID); err != nil {
+	d.unhold(e) // before the kick: the task it starts must not find it held
+	if err != nil {
 		d.logger.Error("compose email afresh", "id", e.ID, "error", err)
 		return
 	}

@@ -88,7 +88,7 @@ func newApplication(cfg config, logger *slog.Logger, st *store, m *mailer, t *te
 		app.crossOrigin.AddTrustedOrigin(origin) // checked with the config
 	}
 	if cfg.limiterEnabled {
-		app.limiter = newLimiter(rate.Limit(cfg.limiterRPS), cfg.limiterBurst)
+		app.limiter = newLimiter(rate.Limit(cfg.limiterRPS), cfg.limiterBurst, cfg.limiterEmails)
 	}
 	return app
 }

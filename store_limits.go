@@ -17,6 +17,15 @@ const (
 	budgetPerDay  = 10
 )
 
+// mailboxKey is what the send budget counts an address by: its mailbox,
+// the address lower-cased with any +tag dropped from its local part, so
+// that ada+1@example.com and Ada+2@example.com share one budget.
+func mailboxKey(address string) string {
+	local, domain, _ := strings.Cut(strings.ToLower(address), "@")
+	local, _, _ = strings.Cut(local, "+")
+	return local + "@" + domain
+}
+
 // errOverBudget means the address has had its share of emails for now.
 var errOverBudget = errors.New("send budget of the address spent")
 
@@ -27,9 +36,9 @@ func (st *store) addressState(ctx context.Context, address string, now time.Time
 	var act sql.NullInt64
 	var hour, day int
 	err = st.read.QueryRowContext(ctx, `SELECT (SELECT activated FROM users WHERE email_key = $1),
-		(SELECT count(*) FROM sends WHERE address_key = $1 AND sent_at > $2),
-		(SELECT count(*) FROM sends WHERE address_key = $1 AND sent_at > $3)`,
-		strings.ToLower(address), millis(now.Add(-time.Hour)), millis(now.Add(-24*time.Hour))).Scan(&act, &hour, &day)
+		(SELECT count(*) FROM sends WHERE address_key = $4 AND sent_at > $2),
+		(SELECT count(*) FROM sends WHERE address_key = $4 AND sent_at > $3)`,
+		strings.ToLower(address), millis(now.Add(-time.Hour)), millis(now.Add(-24*time.Hour)), mailboxKey(address)).Scan(&act, &hour, &day)
 	return act.Valid && act.Int64 == 1, hour >= budgetPerHour || day >= budgetPerDay, err
 }
 

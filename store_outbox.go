@@ -7,7 +7,6 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"strings"
 	"time"
 )
 
@@ -29,7 +28,7 @@ type email struct {
 // queue inserts e, and the token it carries (emailKinds), spending one
 // email of the recipient's budget: errOverBudget if none is left.
 func (st *store) queue(ctx context.Context, tx *sql.Tx, e *email, tokenHash []byte) error {
-	res, err := tx.StmtContext(ctx, st.spendStmt).ExecContext(ctx, strings.ToLower(e.Recipient), millis(e.CreatedAt),
+	res, err := tx.StmtContext(ctx, st.spendStmt).ExecContext(ctx, mailboxKey(e.Recipient), millis(e.CreatedAt),
 		millis(e.CreatedAt.Add(-time.Hour)), budgetPerHour, millis(e.CreatedAt.Add(-24*time.Hour)), budgetPerDay)
 	if err != nil {
 		return err

@@ -43,11 +43,19 @@ func (app *application) mailAddress(ctx context.Context, address, request string
 	if len(v) > 0 {
 		return v, nil
 	}
+	release, allowed := app.reserveEmail(ctx)
+	if !allowed {
+		app.overClientBudget(address, request)
+		return nil, nil
+	}
 	now := app.now().UTC()
 	token, tokenHash := newToken()
 	err := queue(tokenHash, func(kind string, to *user) (*email, error) {
 		return app.compose(kind, to, token, now)
 	})
+	if err != nil {
+		release() // nothing was queued
+	}
 	switch {
 	case errors.Is(err, errNotFound):
 		return nil, nil

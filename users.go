@@ -20,10 +20,10 @@ type signupInput struct {
 // signup validates a signup and, if it is valid, does what the state of
 // the address calls for (store.signup), then starts delivery.
 // The answer is the same whoever owns the address, and takes about the
-// same time: where no password hash is needed (an activated address, or
-// one over its send budget) it waits as long as a hash takes instead,
-// without taking a core. It returns a message per invalid field, or an
-// error (errBusy when no core is free to hash the password).
+// same time: where no password hash is needed (an activated address, one
+// over its send budget, or a client over its emails for the hour) it waits
+// as long as a hash takes instead (hasher.imitate). It returns a message
+// per invalid field, or an error (errBusy when no hashing slot came free).
 func (app *application) signup(ctx context.Context, in signupInput) (validator, error) {
 	v := validator{}
 	validateName(v, in.Name)
@@ -36,13 +36,19 @@ func (app *application) signup(ctx context.Context, in signupInput) (validator, 
 	if err != nil {
 		return nil, err
 	}
+	release, allowed := app.reserveEmail(ctx)
 	var hash []byte
-	if over || activated {
+	if over || activated || !allowed {
 		err = app.hasher.imitate(ctx)
 	} else {
 		hash, err = app.hasher.hash(ctx, in.Password)
 	}
+	if err == nil && !allowed {
+		app.overClientBudget(in.Email, "signup")
+		return nil, nil
+	}
 	if err != nil {
+		release()
 		return nil, err
 	}
 	now := app.now().UTC()
@@ -62,6 +68,9 @@ func (app *application) signup(ctx context.Context, in signupInput) (validator, 
 		}
 		return app.compose(kind, to, token, now)
 	})
+	if err != nil {
+		release()
+	}
 	if errors.Is(err, errOverBudget) {
 		app.overBudget(in.Email, "signup")
 		return nil, nil
@@ -80,6 +89,14 @@ func (app *application) overBudget(address, request string) {
 	app.metrics.overBudget.Add(1)
 	app.logger.Warn("send budget of the address spent: nothing sent, nothing changed", "request", request, "email", address,
 		"budget", fmt.Sprintf("%d per hour, %d per day", budgetPerHour, budgetPerDay))
+}
+
+// overClientBudget logs and counts a request whose email was not sent: its
+// client has caused its share of emails for the hour.
+func (app *application) overClientBudget(address, request string) {
+	app.metrics.overBudget.Add(1)
+	app.logger.Warn("emails of the client spent for the hour: nothing sent, nothing changed", "request", request, "email", address,
+		"budget", fmt.Sprintf("%d per hour", app.cfg.limiterEmails))
 }
 
 // handleSignup signs up a user.
