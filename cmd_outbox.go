@@ -9,7 +9,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"strconv"
 	"text/tabwriter"
 	"time"
@@ -17,7 +16,7 @@ import (
 
 // outbox runs `signup outbox list` and `signup outbox retry`, beside the
 // serving process or without one.
-func outbox(ctx context.Context, cfg config, tmpl *templates, args []string, stdout, stderr io.Writer) error {
+func outbox(ctx context.Context, cfg config, args []string, stdout, stderr io.Writer) error {
 	usage := fmt.Errorf("%w: outbox list [-status pending|failed|sent] [-json] | outbox retry (ID... | -failed)", errUsage)
 	if len(args) == 0 {
 		fmt.Fprintln(stderr, "signup:", usage)
@@ -89,11 +88,9 @@ func outbox(ctx context.Context, cfg config, tmpl *templates, args []string, std
 			}
 			ids = append(ids, id)
 		}
-		logger := slog.New(slog.NewTextHandler(stderr, nil))
-		app := newApplication(cfg, logger, st, nil, tmpl)
 		var errs []error
 		for _, id := range ids {
-			to, err := app.retryEmail(ctx, id)
+			to, err := st.markForRetry(ctx, id, time.Now())
 			if errors.Is(err, errNotFound) {
 				err = errors.New("no such email")
 			}
@@ -101,7 +98,7 @@ func outbox(ctx context.Context, cfg config, tmpl *templates, args []string, std
 				errs = append(errs, fmt.Errorf("email %d: %w", id, err))
 				continue
 			}
-			fmt.Fprintf(stdout, "email %d to %s queued again; the running service sends it within seconds\n", id, to)
+			fmt.Fprintf(stdout, "email %d to %s queued again; the running service composes it afresh, with its own base URL, app name and templates, and sends it within seconds (or the next start does)\n", id, to)
 		}
 		if len(ids) == 0 {
 			fmt.Fprintln(stdout, "no failed emails")

@@ -145,7 +145,7 @@ func (d *deliverer) sendDue(ctx context.Context) {
 			d.kick() // a backlog: let another session help
 		}
 		for i, e := range batch {
-			if e.unsealErr != nil {
+			if e.stale != nil {
 				d.composeAfresh(dbctx, e)
 				continue
 			}
@@ -190,20 +190,28 @@ func (d *deliverer) sendDue(ctx context.Context) {
 }
 
 // composeAfresh composes afresh, with a new token, a row whose stored
-// message cannot be opened (the database was restored without its key
-// file), and leaves it due now.
+// message cannot be sent as it is — queued again by `signup outbox retry`,
+// or sealed with another key (the database was restored without its key
+// file) — and leaves it due now. A row whose account is gone fails.
 func (d *deliverer) composeAfresh(ctx context.Context, e *email) {
 	err := d.store.release(ctx, e)
 	if err == nil {
 		err = d.recompose(ctx, e.ID)
 	}
+	if errors.Is(err, errNotFound) {
+		err = d.store.markFailed(ctx, e, "its account is gone: nothing to compose it for")
+	}
 	d.unhold(e) // before the kick: the task it starts must not find it held
-	if err != nil {
+	switch {
+	case err != nil:
 		d.logger.Error("compose email afresh", "id", e.ID, "error", err)
 		return
+	case errors.Is(e.stale, errUnsealable):
+		d.logger.Warn("email composed afresh with a new link: its stored message was sealed with another key (a database restored without its .key file?)",
+			"user_id", e.UserID, "old_message_id", e.MessageID)
+	default:
+		d.logger.Info("email composed afresh for its retry", "user_id", e.UserID, "message_id", e.MessageID)
 	}
-	d.logger.Warn("email composed afresh with a new link: its stored message was sealed with another key (a database restored without its .key file?)",
-		"user_id", e.UserID, "old_message_id", e.MessageID)
 	d.kick()
 }
 

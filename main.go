@@ -73,18 +73,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		return backup(ctx, cfg.db, rest[1])
 	}
+	switch {
+	case len(rest) == 0:
+	case rest[0] == "outbox":
+		return outbox(ctx, cfg, rest[1:], stdout, stderr)
+	default:
+		fmt.Fprintf(stderr, "signup: unknown arguments %q; run signup -h\n", rest)
+		return fmt.Errorf("%w: unknown arguments %q", errUsage, rest)
+	}
 	tmpl, err := loadTemplates(cfg.templates)
 	if err != nil {
 		fmt.Fprintln(stderr, "signup:", err)
 		return fmt.Errorf("%w: %v", errUsage, err)
-	}
-	switch {
-	case len(rest) == 0:
-	case rest[0] == "outbox":
-		return outbox(ctx, cfg, tmpl, rest[1:], stdout, stderr)
-	default:
-		fmt.Fprintf(stderr, "signup: unknown arguments %q; run signup -h\n", rest)
-		return fmt.Errorf("%w: unknown arguments %q", errUsage, rest)
 	}
 
 	if !isPostgresURL(cfg.db) { // several instances may share PostgreSQL

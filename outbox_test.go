@@ -228,11 +228,13 @@ func TestOutboxListAndRetry(t *testing.T) {
 	})
 	dir := t.TempDir()
 	args := append(baseArgs(dir), smtpArgs(srv.host, srv.port)...)
-	p := startBinary(t, args)
+	// The service has its own base URL and name; the command is run as
+	// the README shows, with the database alone.
+	p := startBinary(t, append(args, "-base-url", "https://signup.example.test", "-app-name", "Acme Rockets"))
 	signup(t, p.url, "retry@example.com")
 	outbox := func(sub ...string) string {
 		t.Helper()
-		out, err := exec.Command(builtBinary(t), append(args, append([]string{"outbox"}, sub...)...)...).Output()
+		out, err := exec.Command(builtBinary(t), append([]string{"-db", filepath.Join(dir, "signup.db")}, append([]string{"outbox"}, sub...)...)...).Output()
 		if err != nil {
 			t.Fatalf("outbox %v: %v\n%s", sub, err, out)
 		}
@@ -252,6 +254,9 @@ func TestOutboxListAndRetry(t *testing.T) {
 		t.Errorf("retry said %q", out)
 	}
 	msg := srv.waitMessages(t, 1, 10*time.Second)[0]
+	if link, _ := linkOf(t, msg.data); !strings.HasPrefix(link, "https://signup.example.test/activate?token=") || !strings.Contains(string(msg.data), "Acme Rockets") {
+		t.Errorf("the retried email: got link %s, want the service's own base URL and name", link)
+	}
 	status, body := post(t, "PUT", p.url+"/v1/users/activated", map[string]string{"token": tokenOf(t, msg.data), "password": "pa55word1234"})
 	if status != http.StatusOK {
 		t.Errorf("the retried email's token: %d %v", status, body)

@@ -22,7 +22,7 @@ type email struct {
 	Message   []byte
 	Attempts  int
 
-	unsealErr error // the stored message could not be opened: compose it afresh
+	stale error // the stored message cannot be sent as it is (errUnsealable, errNoMessage): compose it afresh
 }
 
 // queue inserts e, and the token it carries (emailKinds), spending one
@@ -61,7 +61,10 @@ func (st *store) claimDue(ctx context.Context, now time.Time, lease time.Duratio
 		if err := rows.Scan(&e.ID, &e.Kind, &e.UserID, &created, &e.MessageID, &e.Recipient, &blob, &e.Attempts); err != nil {
 			return nil, err
 		}
-		e.Message, e.unsealErr = st.openMessage(blob)
+		e.Message, e.stale = st.openMessage(blob)
+		if blob == nil {
+			e.stale = errNoMessage
+		}
 		e.CreatedAt = time.UnixMilli(created).UTC()
 		emails = append(emails, &e)
 	}
@@ -198,6 +201,30 @@ func (st *store) outboxUser(ctx context.Context, id int64) (string, *user, error
 	}
 	u, err := scanUser(st.read.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE id = $1`, userID))
 	return kind, u, err
+}
+
+// errNoMessage means a pending row holds no composed message: `signup
+// outbox retry` queued it again, for the service to compose afresh.
+var errNoMessage = errors.New("queued again to be composed afresh")
+
+// markForRetry queues outbox row id again, due now, with its attempts and
+// the 72-hour window starting over and its message dropped: the serving
+// process composes it afresh (with a new token where its kind carries one)
+// when it claims it, with its own configuration, so that however `signup
+// outbox retry` was started the email is the service's own. It returns the
+// recipient, errNotFound for no such row, errClaimed for one being sent.
+func (st *store) markForRetry(ctx context.Context, id int64, now time.Time) (string, error) {
+	var to string
+	err := st.write.QueryRowContext(ctx, `UPDATE outbox SET status = 'pending', message = NULL, created_at = $2, next_attempt_at = $2,
+		attempts = 0, claimed_until = 0, last_error = ''
+		WHERE id = $1 AND NOT (status = 'pending' AND claimed_until > $2) RETURNING recipient`, id, millis(now)).Scan(&to)
+	if !errors.Is(err, sql.ErrNoRows) {
+		return to, err
+	}
+	if err := st.read.QueryRowContext(ctx, `SELECT recipient FROM outbox WHERE id = $1`, id).Scan(&to); errors.Is(err, sql.ErrNoRows) {
+		return "", errNotFound
+	}
+	return "", errClaimed
 }
 
 // requeue replaces outbox row e.ID with e, composed afresh, due now, with
