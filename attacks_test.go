@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"net"
@@ -11,7 +12,11 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -280,5 +285,50 @@ func TestClientEmailLimit(t *testing.T) {
 	}
 	if !containsLine(app.logs.String(), "level=WARN", "emails of the client spent") {
 		t.Error("no warning for the emails over the client's limit")
+	}
+}
+
+// TestBackupDestIsAPlainPath: DEST names a file, whatever it looks like —
+// "file:…" is not a URI to SQLite here, nor ?mode=memory an option — and
+// the copy is there, mode 0600, and checks; a database without a message
+// key gets no new key from a backup.
+func TestBackupDestIsAPlainPath(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	srv := startSMTP(t, nil)
+	p := startBinary(t, append(baseArgs(dir), smtpArgs(srv.host, srv.port)...))
+	signup(t, p.url, "backup@example.com")
+	p.signal(t, syscall.SIGTERM)
+	p.wait(t, 20*time.Second)
+	if err := os.Remove(filepath.Join(dir, "signup.db.key")); err != nil {
+		t.Fatal(err)
+	}
+	for _, dest := range []string{"file:b3.db", "file:b4.db?mode=memory"} {
+		cmd := exec.Command(builtBinary(t), "-db", filepath.Join(dir, "signup.db"), "backup", dest)
+		cmd.Dir = dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("backup %s: %v\n%s", dest, err, out)
+		}
+		info, err := os.Stat(filepath.Join(dir, dest))
+		if err != nil || info.Size() == 0 || info.Mode().Perm() != 0o600 {
+			t.Errorf("backup %s: got %v (%v), want a file of that name, mode 0600", dest, info, err)
+			continue
+		}
+		db, err := sql.Open("sqlite", "file:"+(&url.URL{Path: filepath.Join(dir, dest)}).EscapedPath()+"?mode=ro")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int
+		mustScan(t, db.QueryRow(`SELECT count(*) FROM users`), &n)
+		db.Close()
+		if n != 1 {
+			t.Errorf("backup %s: got %d users, want 1", dest, n)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "b3.db")); err == nil {
+		t.Error("backup file:b3.db wrote b3.db")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "signup.db.key")); err == nil {
+		t.Error("a backup made a new message key")
 	}
 }
