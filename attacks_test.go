@@ -332,3 +332,28 @@ func TestBackupDestIsAPlainPath(t *testing.T) {
 		t.Error("a backup made a new message key")
 	}
 }
+
+// TestCountersNotForProxiedClients: /debug/vars answers a connection from
+// this machine only, never a request a proxy on loopback forwards, and
+// shows no counter that rises for a known login and not an unknown one.
+func TestCountersNotForProxiedClients(t *testing.T) {
+	t.Parallel()
+	app := newTestApp(t, startSMTP(t, nil), nil)
+	req, _ := http.NewRequest("GET", app.url+"/debug/vars", nil)
+	req.Header.Set("X-Forwarded-For", "198.51.100.7")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode == http.StatusOK {
+		t.Errorf("/debug/vars through a proxy on loopback: got %d, want it refused", res.StatusCode)
+	}
+	res, vars := do(t, "GET", app.url+"/debug/vars", "")
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("/debug/vars from loopback: got %d, want 200", res.StatusCode)
+	}
+	if _, ok := vars["password_hashes"]; ok {
+		t.Error("/debug/vars shows password_hashes, which rises for a known login and not an unknown one")
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"expvar"
 	"net/http"
+	"net/netip"
 	"runtime"
 )
 
@@ -32,7 +33,7 @@ func newMetrics() *metrics {
 // handleMetrics shows the counters as JSON, in the manner of expvar's
 // /debug/vars, to loopback clients only.
 func (app *application) handleMetrics(w http.ResponseWriter, r *http.Request) {
-	if !app.clientAddr(r).IsLoopback() {
+	if !servedLocally(r) {
 		app.errorResponse(w, r, http.StatusForbidden, "metrics are served to loopback clients only")
 		return
 	}
@@ -53,9 +54,25 @@ func (app *application) handleMetrics(w http.ResponseWriter, r *http.Request) {
 		"connections_refused":       app.metrics.connsRefused.Value(),
 		"connections_open":          app.metrics.connsOpen.Value(),
 		"emails_over_budget":        app.metrics.overBudget.Value(),
-		"password_hashes":           app.metrics.hashes.Value(),
 		"goroutines":                runtime.NumGoroutine(),
 		"version":                   version(),
 	}
 	app.writeJSON(w, r, http.StatusOK, vars)
+}
+
+// servedLocally reports whether r came over a connection from this machine
+// and not through a proxy: judged by the connection's own address, never
+// X-Forwarded-For, and refusing any request that names a forwarded client
+// (a reverse proxy on loopback forwards everyone's).
+func servedLocally(r *http.Request) bool {
+	peer, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil || !peer.Addr().Unmap().IsLoopback() {
+		return false
+	}
+	for _, h := range []string{"X-Forwarded-For", "Forwarded", "X-Real-Ip"} {
+		if r.Header.Get(h) != "" {
+			return false
+		}
+	}
+	return true
 }
