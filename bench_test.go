@@ -426,6 +426,69 @@ func BenchmarkLoginTiming(b *testing.B) {
 	}
 }
 
+// BenchmarkEmailRequestTiming times resends and password resets, one at a
+// time in shuffled order, for an unknown, a pending and an activated
+// address, each within its send budget and over it, and reports each
+// median and the spread between them. Target: medians within 10%.
+func BenchmarkEmailRequestTiming(b *testing.B) {
+	for range b.N {
+		p, srv := startLoadBinary(b, 4)
+		const n = 20
+		requests := map[string]string{"resend": "/v1/tokens/activation", "reset": "/v1/tokens/password-reset"}
+		ask := func(path, address string) {
+			if status, body := post(b, "POST", p.url+path, map[string]string{"email": address}); status != 202 {
+				b.Fatalf("%s %s: %d %v", path, address, status, body)
+			}
+		}
+		// Addresses in every state, one set for each kind of request, and
+		// those to be over budget spent to it (3 emails an hour).
+		sent := 0
+		for i := range n {
+			for req := range requests {
+				for _, state := range []string{"pending", "activated", "pending-over", "activated-over"} {
+					signup(b, p.url, fmt.Sprintf("%s-%s-%d@example.com", req, state, i))
+					sent++
+				}
+			}
+		}
+		for _, m := range srv.waitMessages(b, sent, time.Minute) {
+			if strings.Contains(m.to, "-activated") {
+				if status, body := post(b, "PUT", p.url+"/v1/users/activated", map[string]string{"token": tokenOf(b, m.data), "password": "pa55word"}); status != 200 {
+					b.Fatalf("activate: %d %v", status, body)
+				}
+			}
+		}
+		for i := range n {
+			for req, path := range requests {
+				for _, state := range []string{"pending-over", "activated-over"} {
+					for range budgetPerHour - 1 {
+						ask(path, fmt.Sprintf("%s-%s-%d@example.com", req, state, i))
+					}
+				}
+			}
+		}
+		type sample struct{ class, path, address string }
+		var samples []sample
+		for i := range n {
+			for req, path := range requests {
+				for _, state := range []string{"unknown", "pending", "activated", "pending-over", "activated-over"} {
+					samples = append(samples, sample{req + "-" + state, path, fmt.Sprintf("%s-%s-%d@example.com", req, state, i)})
+				}
+			}
+		}
+		rand.Shuffle(len(samples), func(i, j int) { samples[i], samples[j] = samples[j], samples[i] })
+		times := map[string][]time.Duration{}
+		for _, s := range samples {
+			start := time.Now()
+			ask(s.path, s.address)
+			times[s.class] = append(times[s.class], time.Since(start))
+		}
+		reportMedians(b, times)
+		p.signal(b, syscall.SIGTERM)
+		p.wait(b, time.Minute)
+	}
+}
+
 // BenchmarkSignupCeilingPostgres is BenchmarkSignupCeiling on PostgreSQL.
 // Target: ratio >= 90%.
 func BenchmarkSignupCeilingPostgres(b *testing.B) { benchSignupCeiling(b, "-db", postgresURL(b)) }
