@@ -3,10 +3,12 @@ package main
 // Tests of what an attacker tried: each fails on the code before its fix.
 
 import (
+	"bufio"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -355,5 +357,63 @@ func TestCountersNotForProxiedClients(t *testing.T) {
 	}
 	if _, ok := vars["password_hashes"]; ok {
 		t.Error("/debug/vars shows password_hashes, which rises for a known login and not an unknown one")
+	}
+}
+
+// healthcheckFrom opens a connection from local (an address of 127/8),
+// asks for the healthcheck with keep-alive and returns the connection,
+// idle and open, or an error if it was not answered 200.
+func healthcheckFrom(base, local string) (net.Conn, error) {
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}, Timeout: 5 * time.Second}
+	c, err := d.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		return nil, err
+	}
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(c, "GET /v1/healthcheck HTTP/1.1\r\nHost: x\r\n\r\n")
+	res, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err == nil {
+		io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			err = fmt.Errorf("status %d", res.StatusCode)
+		}
+	}
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	c.SetDeadline(time.Time{})
+	return c, nil
+}
+
+// TestIdleConnectionsFromManyAddresses: ten addresses each hold their
+// whole per-client share of idle keep-alive connections, more than the
+// overall cap together; a client from another address is still served,
+// by closing the connection idle the longest.
+func TestIdleConnectionsFromManyAddresses(t *testing.T) {
+	t.Parallel()
+	srv := startSMTP(t, nil)
+	p := startBinary(t, append(baseArgs(t.TempDir()), append(smtpArgs(srv.host, srv.port), "-max-conns", "64", "-max-conns-per-client", "8")...))
+	var held []net.Conn
+	t.Cleanup(func() {
+		for _, c := range held {
+			c.Close()
+		}
+	})
+	for a := range 10 {
+		for range 8 {
+			c, err := healthcheckFrom(p.url, fmt.Sprintf("127.0.0.%d", a+2))
+			if err == nil {
+				held = append(held, c)
+			}
+		}
+	}
+	for i := range 5 {
+		c, err := healthcheckFrom(p.url, "127.0.0.99")
+		if err != nil {
+			t.Fatalf("a new client's healthcheck %d with the cap full of idle connections: %v, want 200", i, err)
+		}
+		c.Close()
 	}
 }

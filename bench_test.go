@@ -630,3 +630,46 @@ func BenchmarkSoak(b *testing.B) {
 	b.ReportMetric(float64(len(accepted)), "signups")
 	stopAndCheckEmails(b, p, srv, accepted)
 }
+
+// BenchmarkIdleConnectionsManyClients holds, with the default caps, 64
+// idle keep-alive connections from each of 40 addresses of 127/8 — 2,560,
+// past the overall cap of 2,048 — and times 50 healthchecks from another
+// address, each on a new connection. Target: every one served, < 100 ms.
+func BenchmarkIdleConnectionsManyClients(b *testing.B) {
+	for range b.N {
+		srv := startSMTP(b, nil)
+		p := startBinary(b, append(baseArgs(b.TempDir()), smtpArgs(srv.host, srv.port)...))
+		var held []net.Conn
+		for a := range 40 {
+			for range 64 {
+				if c, err := healthcheckFrom(p.url, fmt.Sprintf("127.0.1.%d", a+1)); err == nil {
+					held = append(held, c)
+				}
+			}
+		}
+		var latencies []time.Duration
+		for range 50 {
+			start := time.Now()
+			c, err := healthcheckFrom(p.url, "127.0.2.1")
+			if err != nil {
+				b.Fatalf("a new client's healthcheck: %v", err)
+			}
+			latencies = append(latencies, time.Since(start))
+			c.Close()
+		}
+		slices.Sort(latencies)
+		_, vars := do(b, "GET", p.url+"/debug/vars", "")
+		b.ReportMetric(float64(latencies[len(latencies)/2].Microseconds())/1000, "healthcheck-median-ms")
+		b.ReportMetric(float64(latencies[len(latencies)-1].Microseconds())/1000, "healthcheck-max-ms")
+		b.ReportMetric(vars["connections_open"].(float64), "conns-open")
+		b.ReportMetric(float64(len(held)), "conns-accepted")
+		b.ReportMetric(procStatus(b, p.cmd.Process.Pid, "VmRSS"), "RSS-MB")
+		for _, c := range held {
+			c.Close()
+		}
+		p.signal(b, syscall.SIGTERM)
+		if code := p.wait(b, time.Minute); code != 0 {
+			b.Fatalf("exit %d", code)
+		}
+	}
+}

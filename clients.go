@@ -18,8 +18,11 @@ import (
 
 // capListener caps the connections open at once, overall and per client
 // address, so that idle connections from one address can neither exhaust
-// file descriptors and memory nor starve other clients. A connection past
-// a cap is reset at once.
+// file descriptors and memory nor starve other clients. At the overall
+// cap, the connection idle the longest is closed to make room, so that
+// idle connections from many addresses cannot lock everyone out either; a
+// connection past its client's cap, or past the overall one with none idle,
+// is reset at once.
 type capListener struct {
 	net.Listener
 	max, perClient int
@@ -29,6 +32,7 @@ type capListener struct {
 	mu    sync.Mutex
 	total int
 	open  map[netip.Addr]int
+	idle  map[*cappedConn]time.Time // keep-alive connections between requests, since when
 }
 
 func (l *capListener) Accept() (net.Conn, error) {
@@ -43,13 +47,21 @@ func (l *capListener) Accept() (net.Conn, error) {
 		}
 		key := clientKey(addr)
 		l.mu.Lock()
-		ok := l.total < l.max && (l.open[key] < l.perClient || l.exempt(addr))
+		ok := l.open[key] < l.perClient || l.exempt(addr)
+		var evict *cappedConn
+		if ok && l.total >= l.max {
+			evict = l.longestIdle()
+			ok = evict != nil
+		}
 		if ok {
 			l.total++
 			l.open[key]++
 			l.metrics.connsOpen.Set(int64(l.total))
 		}
 		l.mu.Unlock()
+		if evict != nil {
+			evict.Close() // its place is the new connection's
+		}
 		if ok {
 			return &cappedConn{Conn: c, release: sync.OnceFunc(func() { l.release(key) })}, nil
 		}
@@ -58,6 +70,36 @@ func (l *capListener) Accept() (net.Conn, error) {
 			tc.SetLinger(0) // a reset: nothing lingers in TIME_WAIT
 		}
 		c.Close()
+	}
+}
+
+// longestIdle takes, from the idle connections, the one idle the longest,
+// or returns nil when none is. The caller holds l.mu.
+func (l *capListener) longestIdle() *cappedConn {
+	var oldest *cappedConn
+	var since time.Time
+	for c, t := range l.idle {
+		if oldest == nil || t.Before(since) {
+			oldest, since = c, t
+		}
+	}
+	delete(l.idle, oldest)
+	return oldest
+}
+
+// track follows the http.Server's connection states: which connections are
+// idle between requests, and since when.
+func (l *capListener) track(c net.Conn, state http.ConnState) {
+	cc, ok := c.(*cappedConn)
+	if !ok {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if state == http.StateIdle {
+		l.idle[cc] = time.Now()
+	} else {
+		delete(l.idle, cc)
 	}
 }
 

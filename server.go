@@ -134,6 +134,8 @@ func (app *application) serve(ctx context.Context, ln net.Listener, getenv func(
 	app.background(app.deliverer.sweep)
 
 	var fresh newConns
+	capped := &capListener{Listener: ln, max: app.cfg.maxConns, perClient: app.cfg.maxConnsPerIP,
+		exempt: app.trusted, metrics: app.metrics, open: map[netip.Addr]int{}, idle: map[*cappedConn]time.Time{}}
 	srv := &http.Server{
 		Handler:           app.routes(),
 		ReadHeaderTimeout: 5 * time.Second,
@@ -142,10 +144,11 @@ func (app *application) serve(ctx context.Context, ln net.Listener, getenv func(
 		IdleTimeout:       time.Minute,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(app.logger.Handler(), slog.LevelWarn),
-		ConnState:         fresh.track,
+		ConnState: func(c net.Conn, state http.ConnState) {
+			fresh.track(c, state)
+			capped.track(c, state)
+		},
 	}
-	capped := &capListener{Listener: ln, max: app.cfg.maxConns, perClient: app.cfg.maxConnsPerIP,
-		exempt: app.trusted, metrics: app.metrics, open: map[netip.Addr]int{}}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(capped) }()
 	app.logger.Info("starting server", "addr", ln.Addr().String(), "env", app.cfg.env, "version", version())
