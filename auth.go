@@ -238,5 +238,5 @@ func (app *application) handleResetPassword(w http.ResponseWriter, r *http.Reque
 		return
 	}
 	errs, err := app.resetPassword(r.Context(), input.Token, input.Password)
-	app.answer(w, r, errs, err, http.StatusOK, "your password was reset; log in with the new one")
+	app.answer(w, r, errs, err, http.StatusOK, envelope{"message": "your password was reset; log in with the new one"})
 }

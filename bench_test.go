@@ -147,19 +147,7 @@ func stopAndCheckEmails(b *testing.B, p *process, srv *testSMTP, accepted []stri
 	if code := p.wait(b, time.Minute); code != 0 {
 		b.Fatalf("exit %d", code)
 	}
-	missing := func() []string {
-		got := map[string]bool{}
-		for _, m := range srv.messages() {
-			got[m.to] = true
-		}
-		var out []string
-		for _, a := range accepted {
-			if !got[a] {
-				out = append(out, a)
-			}
-		}
-		return out
-	}
+	missing := func() []string { return notEmailed(srv, accepted) }
 	if len(missing()) == 0 {
 		return
 	}

@@ -23,32 +23,6 @@ import (
 	"github.com/emersion/go-smtp"
 )
 
-// serveTestApp serves app with the real serve() — its chores and its
-// shutdown — on a port of 127.0.0.1, and returns its URL and a stop that
-// cancels it and returns what serve returned. Cleanup stops it too.
-func serveTestApp(t *testing.T, app *testApp) (string, func() error) {
-	t.Helper()
-	ln, err := listen("127.0.0.1", 0, func(string) string { return "" })
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- app.serve(ctx, ln, func(string) string { return "" }) }()
-	waitListening(t, app.logs, 10*time.Second)
-	var result error
-	stopped := false
-	stop := func() error {
-		if !stopped {
-			cancel()
-			result, stopped = <-done, true
-		}
-		return result
-	}
-	t.Cleanup(func() { stop() })
-	return "http://" + ln.Addr().String(), stop
-}
-
 // dbAway makes the database at db refuse work until back is called: on
 // SQLite another connection holds the write lock (the service's writes fail
 // once their busy timeout passes, as on a full disk); on PostgreSQL the

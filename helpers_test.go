@@ -518,6 +518,32 @@ func newTestApp(t testing.TB, srv *testSMTP, adjust func(cfg *config)) *testApp 
 	return &testApp{application: app, url: ts.URL, logs: logs}
 }
 
+// serveTestApp serves app with the real serve() — its chores and its
+// shutdown — on a port of 127.0.0.1, and returns its URL and a stop that
+// cancels it and returns what serve returned. Cleanup stops it too.
+func serveTestApp(t testing.TB, app *testApp) (string, func() error) {
+	t.Helper()
+	ln, err := listen("127.0.0.1", 0, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- app.serve(ctx, ln, func(string) string { return "" }) }()
+	waitListening(t, app.logs, 10*time.Second)
+	var result error
+	stopped := false
+	stop := func() error {
+		if !stopped {
+			cancel()
+			result, stopped = <-done, true
+		}
+		return result
+	}
+	t.Cleanup(func() { stop() })
+	return "http://" + ln.Addr().String(), stop
+}
+
 // embeddedTemplates returns the embedded templates, parsed.
 func embeddedTemplates(t testing.TB) *templates {
 	t.Helper()
@@ -664,4 +690,19 @@ func recordWaits(app *application) func() []time.Duration {
 		defer mu.Unlock()
 		return append([]time.Duration(nil), waits...)
 	}
+}
+
+// notEmailed returns the addresses of accepted that srv has no email for.
+func notEmailed(srv *testSMTP, accepted []string) []string {
+	got := map[string]bool{}
+	for _, m := range srv.messages() {
+		got[m.to] = true
+	}
+	var missing []string
+	for _, address := range accepted {
+		if !got[address] {
+			missing = append(missing, address)
+		}
+	}
+	return missing
 }

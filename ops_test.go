@@ -160,26 +160,13 @@ func TestSocketActivationRestart(t *testing.T) {
 	// What a stop left pending (no session had claimed it when the wait
 	// for background tasks began) goes out from the next start; after the
 	// last stop, that is one more.
-	notEmailed := func() []string {
-		got := map[string]bool{}
-		for _, m := range srv.messages() {
-			got[m.to] = true
-		}
-		var missing []string
-		for _, address := range accepted {
-			if !got[address] {
-				missing = append(missing, address)
-			}
-		}
-		return missing
-	}
 	p = start()
-	waitFor(t, 20*time.Second, "every accepted signup emailed", func() bool { return len(notEmailed()) == 0 })
+	waitFor(t, 20*time.Second, "every accepted signup emailed", func() bool { return len(notEmailed(srv, accepted)) == 0 })
 	p.signal(t, syscall.SIGTERM)
 	if code := p.wait(t, 20*time.Second); code != 0 {
 		t.Errorf("the next start: exit %d", code)
 	}
-	for _, address := range notEmailed() {
+	for _, address := range notEmailed(srv, accepted) {
 		t.Errorf("%s accepted but not emailed", address)
 	}
 	t.Logf("%d signups over 3 restarts, %d refused or lost", len(accepted), len(failures))

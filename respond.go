@@ -33,15 +33,15 @@ func (app *application) writeJSON(w http.ResponseWriter, r *http.Request, status
 
 // answer sends the outcome of a request that may fail three ways: an error
 // (503 when no core was free to hash, else as serverError), a message per
-// invalid field (422), or success: status with {"message": message}.
-func (app *application) answer(w http.ResponseWriter, r *http.Request, errs validator, err error, status int, message string) {
+// invalid field (422), or success: status with data.
+func (app *application) answer(w http.ResponseWriter, r *http.Request, errs validator, err error, status int, data any) {
 	switch {
 	case err != nil:
 		app.hashError(w, r, err)
 	case len(errs) > 0:
 		app.failedValidation(w, r, errs)
 	default:
-		app.writeJSON(w, r, status, envelope{"message": message})
+		app.writeJSON(w, r, status, data)
 	}
 }
 

@@ -220,22 +220,9 @@ func TestBackgroundPanicDoesNotBreakShutdown(t *testing.T) {
 		panic("boom")
 	})
 	<-ran
-	ln, err := listen("127.0.0.1", 0, func(string) string { return "" })
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- app.serve(ctx, ln, func(string) string { return "" }) }()
-	waitListening(t, app.logs, 5*time.Second)
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("serve returned %v after a panicking task", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("shutdown blocked after a panicking task")
+	_, stop := serveTestApp(t, app)
+	if err := stop(); err != nil {
+		t.Fatalf("serve returned %v after a panicking task", err)
 	}
 	if !containsLine(app.logs.String(), "background task panicked", "boom") {
 		t.Error("the panic was not logged")

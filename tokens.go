@@ -99,7 +99,7 @@ func (app *application) handleEmailRequest(w http.ResponseWriter, r *http.Reques
 		return
 	}
 	errs, err := send(r.Context(), input.Email)
-	app.answer(w, r, errs, err, http.StatusAccepted, message)
+	app.answer(w, r, errs, err, http.StatusAccepted, envelope{"message": message})
 }
 
 // handleCreateActivationToken emails a new activation link to an account

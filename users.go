@@ -107,7 +107,7 @@ func (app *application) handleSignup(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	errs, err := app.signup(r.Context(), in)
-	app.answer(w, r, errs, err, http.StatusAccepted, "check your inbox: an email is on its way with a link to activate your account")
+	app.answer(w, r, errs, err, http.StatusAccepted, envelope{"message": "check your inbox: an email is on its way with a link to activate your account"})
 }
 
 // errNotTheSignupPassword means an activation's password is not the one
@@ -175,12 +175,5 @@ func (app *application) handleActivateUser(w http.ResponseWriter, r *http.Reques
 		return
 	}
 	u, errs, err := app.activate(r.Context(), input.Token, input.Password, true)
-	switch {
-	case err != nil:
-		app.hashError(w, r, err)
-	case len(errs) > 0:
-		app.failedValidation(w, r, errs)
-	default:
-		app.writeJSON(w, r, http.StatusOK, envelope{"user": u})
-	}
+	app.answer(w, r, errs, err, http.StatusOK, envelope{"user": u})
 }
