@@ -334,7 +334,9 @@ func baseArgs(dir string) []string {
 //     reach into the application (a clock, the store, the deliverer) and
 //     drive the background work themselves: the same wiring
 //     (newApplication) behind httptest, stopped at cleanup by shutdown's
-//     own drainBackground.
+//     own drainBackground. serveTestApp serves such an application with
+//     the real serve() — its chores and its shutdown — for the tests of
+//     faults that need both the inside view and the whole life.
 //   - As a process, startBinary: the built binary with real signals, for
 //     what is about the process (exit codes, SIGTERM, SIGKILL, systemd).
 
