@@ -123,7 +123,7 @@ func (st *store) lockAddress(ctx context.Context, tx *sql.Tx, address string) er
 // 53, 57P: connection trouble, resources such as a full disk, shutting
 // down), or the connection gone from under a statement — refused, reset,
 // or closed without a word (an unexpected EOF: an immediate restart, a
-// failover).
+// failover), or found closed before a statement was sent on it.
 func postgresUnavailable(err error) bool {
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
@@ -131,7 +131,7 @@ func postgresUnavailable(err error) bool {
 	}
 	var ce *pgconn.ConnectError
 	var ne *net.OpError
-	return errors.As(err, &ce) || errors.As(err, &ne) || errors.Is(err, driver.ErrBadConn) ||
+	return errors.As(err, &ce) || errors.As(err, &ne) || errors.Is(err, driver.ErrBadConn) || errors.Is(err, pgconn.ErrConnClosed) ||
 		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) ||
-		errors.Is(err, syscall.EPIPE) || pgconn.Timeout(err)
+		errors.Is(err, syscall.EPIPE) || pgconn.Timeout(err) || pgconn.SafeToRetry(err)
 }
