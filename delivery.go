@@ -67,15 +67,26 @@ type deliverer struct {
 }
 
 // kick makes sure a deliver task will look for due rows soon. At most one
-// waits for a slot at a time; the one that takes the slot clears the flag
-// before claiming, so a row committed before a kick is always seen by some
-// task. Once draining, it starts nothing: what is due waits for the next
-// start.
+// is started and not yet claiming at a time (queued); it clears the flag
+// before it claims, so a row committed before a kick is always seen by
+// some task. A free slot is taken here, in the kicking goroutine: the task
+// then claims once even if the drain begins before it runs, so an email
+// committed before the answer to its request goes out before the exit.
+// Without a free slot the task waits for one, and gives up at the drain:
+// what is due then waits for the next start. Once draining, kick starts
+// nothing.
 func (d *deliverer) kick() {
-	if d.draining() {
+	if d.draining() || !d.queued.CompareAndSwap(false, true) {
 		return
 	}
-	if d.queued.CompareAndSwap(false, true) {
+	select {
+	case d.slots <- struct{}{}:
+		d.background(func(ctx context.Context) {
+			defer func() { <-d.slots }()
+			d.queued.Store(false)
+			d.sendDue(ctx, true)
+		})
+	default:
 		d.background(d.deliver)
 	}
 }
@@ -101,7 +112,9 @@ func (d *deliverer) draining() bool {
 }
 
 // deliver waits for one of the slots, then sends due rows. Once draining
-// it stops waiting: it holds nothing yet, and claims nothing new.
+// it stops waiting: it holds nothing yet, and claims nothing new — a
+// session stuck at a hung server's greeting holds a shutdown up for one
+// connect timeout, not for a further batch behind it.
 func (d *deliverer) deliver(ctx context.Context) {
 	select {
 	case d.slots <- struct{}{}:
@@ -114,16 +127,17 @@ func (d *deliverer) deliver(ctx context.Context) {
 	}
 	defer func() { <-d.slots }()
 	d.queued.Store(false)
-	d.sendDue(ctx)
+	d.sendDue(ctx, false)
 }
 
 // sendDue claims due rows a batch at a time and sends them over one
-// session until none is due. Once draining it claims nothing: a draining
-// process finishes what it holds, not what was queued, or is kept being
-// added, after the wait began (that stays pending for the next start).
-// When ctx ends (the shutdown deadline), the exchange in progress is cut
-// and what is unsent stays pending.
-func (d *deliverer) sendDue(ctx context.Context) {
+// session until none is due. Once draining it claims nothing more — but
+// its first batch when claimFirst (its slot was taken before the drain
+// began): a draining process finishes what it holds, not what is queued,
+// or kept being added, after the wait began (that stays pending for the
+// next start). When ctx ends (the shutdown deadline), the exchange in
+// progress is cut and what is unsent stays pending.
+func (d *deliverer) sendDue(ctx context.Context, claimFirst bool) {
 	dbctx := context.WithoutCancel(ctx)
 	var s session
 	defer func() {
@@ -131,7 +145,7 @@ func (d *deliverer) sendDue(ctx context.Context) {
 			s.close()
 		}
 	}()
-	for ctx.Err() == nil && !d.draining() {
+	for first := true; ctx.Err() == nil && ((first && claimFirst) || !d.draining()); first = false {
 		batch, err := d.store.claimDue(dbctx, d.now(), d.lease, claimBatch)
 		if err != nil {
 			d.logger.Error("claim emails", "error", err)
@@ -194,10 +208,9 @@ func (d *deliverer) sendDue(ctx context.Context) {
 // or sealed with another key (the database was restored without its key
 // file) — and leaves it due now. A row whose account is gone fails.
 func (d *deliverer) composeAfresh(ctx context.Context, e *email) {
-	err := d.store.release(ctx, e)
-	if err == nil {
-		err = d.recompose(ctx, e.ID)
-	}
+	// Composed afresh while still claimed, so that no other task takes the
+	// stale row meanwhile; requeue drops the claim.
+	err := d.recompose(ctx, e.ID)
 	if errors.Is(err, errNotFound) {
 		err = d.store.markFailed(ctx, e, "its account is gone: nothing to compose it for")
 	}

@@ -369,7 +369,7 @@ func TestSessionsRealServersTake(t *testing.T) {
 	app := newTestApp(t, srv, func(cfg *config) { cfg.smtpHelo = "signup.example.org" })
 	const n = 35
 	queueEmails(t, app.application, n)
-	app.deliverer.sendDue(context.Background())
+	app.deliverer.sendDue(context.Background(), false)
 	waitDrained(t, app.application)
 	msgs := srv.messages()
 	if len(msgs) != n-1 {
@@ -542,7 +542,7 @@ func TestClaimedEmailSentOnce(t *testing.T) {
 	// Many deliverers at once, each claiming and sending.
 	var wg sync.WaitGroup
 	for range 16 {
-		wg.Go(func() { app.deliverer.sendDue(context.Background()) })
+		wg.Go(func() { app.deliverer.sendDue(context.Background(), false) })
 	}
 	wg.Wait()
 	waitDrained(t, app.application) // deliverers kicked by a full batch, too

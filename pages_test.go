@@ -343,9 +343,10 @@ func TestBrowserSignupAndActivate(t *testing.T) {
 		t.Fatal(err)
 	}
 	link, _ := linkOf(t, data)
-	if !containsLine(p.logs.String(), "email captured", fmt.Sprintf("link=%q", link)) {
-		t.Errorf("the log does not show the link next to the file")
-	}
+	// The capture writes the file, then the log line.
+	waitFor(t, 10*time.Second, "the log to show the link next to the file", func() bool {
+		return containsLine(p.logs.String(), "email captured", fmt.Sprintf("link=%q", link))
+	})
 
 	err = chromedp.Do(ctx,
 		chromedp.Navigate(link),

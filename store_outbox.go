@@ -228,8 +228,11 @@ func (st *store) markForRetry(ctx context.Context, id int64, now time.Time) (str
 }
 
 // requeue replaces outbox row e.ID with e, composed afresh, due now, with
-// its attempts and the 72-hour window starting over. The new token it
-// carries, if its kind carries one, replaces the user's earlier ones.
+// its attempts and the 72-hour window starting over, and its claim
+// dropped. It takes a row claimed by no one, or by this instance (the
+// deliverer composing a row it holds); errClaimed for another's live
+// claim. The new token it carries, if its kind carries one, replaces the
+// user's earlier ones.
 func (st *store) requeue(ctx context.Context, e *email, tokenHash []byte) error {
 	tx, err := st.write.BeginTx(ctx, nil)
 	if err != nil {
@@ -238,8 +241,8 @@ func (st *store) requeue(ctx context.Context, e *email, tokenHash []byte) error 
 	defer tx.Rollback()
 	res, err := tx.ExecContext(ctx, `UPDATE outbox SET status = 'pending', message = $1, message_id = $2, created_at = $3,
 		next_attempt_at = $4, attempts = 0, claimed_until = 0, last_error = ''
-		WHERE id = $5 AND NOT (status = 'pending' AND claimed_until > $6)`,
-		st.sealMessage(e.Message), e.MessageID, millis(e.CreatedAt), millis(e.CreatedAt), e.ID, millis(e.CreatedAt))
+		WHERE id = $5 AND (claimed_by = $7 OR NOT (status = 'pending' AND claimed_until > $6))`,
+		st.sealMessage(e.Message), e.MessageID, millis(e.CreatedAt), millis(e.CreatedAt), e.ID, millis(e.CreatedAt), st.instance)
 	if err != nil {
 		return err
 	}
