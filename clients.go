@@ -212,17 +212,23 @@ func (app *application) reserveEmail(ctx context.Context) (cancel func(), ok boo
 	return app.limiter.reserveEmail(addr, time.Now())
 }
 
-// rateLimit answers 429 to a client over its rate.
+// rateLimit answers 429 to a client over its rate: JSON on the API, a
+// page on the pages.
 func (app *application) rateLimit(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if app.limiter == nil {
+		// Static files do not count: a page view is one request, not three.
+		if app.limiter == nil || strings.HasPrefix(r.URL.Path, "/static/") || r.URL.Path == "/favicon.ico" {
 			next.ServeHTTP(w, r)
 			return
 		}
 		key := clientKey(app.clientAddr(r))
 		if !app.limiter.allow(key, time.Now()) {
 			w.Header().Set("Retry-After", "1")
-			app.errorResponse(w, r, http.StatusTooManyRequests, "rate limit exceeded")
+			if strings.HasPrefix(r.URL.Path, "/v1/") {
+				app.errorResponse(w, r, http.StatusTooManyRequests, "rate limit exceeded")
+			} else {
+				app.message(w, r, http.StatusTooManyRequests, "Slow down a little", "Too many requests came from your address just now. Please wait a moment, then try again.")
+			}
 			return
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), clientCtxKey{}, key)))

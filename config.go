@@ -215,6 +215,8 @@ func (cfg *config) validate(proxies string) error {
 		return fmt.Errorf("production refuses -smtp-tls none to %s: the password and every activation token would cross the network in clear; use starttls or tls", cfg.smtpHost)
 	case cfg.bcryptCost < 10:
 		return fmt.Errorf("production needs -bcrypt-cost of at least 10 (got %d): lower costs make stolen password hashes cheap to crack", cfg.bcryptCost)
+	case !strings.Contains(sender.Address[strings.LastIndex(sender.Address, "@")+1:], "."):
+		return fmt.Errorf("production needs -smtp-sender with a fully qualified domain (got %s): relays refuse such a sender (504 5.5.2 need fully-qualified address)", sender.Address)
 	}
 	return nil
 }

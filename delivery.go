@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -254,6 +255,10 @@ func (d *deliverer) recordFailure(ctx context.Context, e *email, sendErr error) 
 			args = append(args, "smtp_enhanced_code", fmt.Sprintf("%d.%d.%d", c[0], c[1], c[2]))
 			why = fmt.Sprintf("%s (%d.%d.%d)", why, c[0], c[1], c[2])
 		}
+	}
+	var unknownCA x509.UnknownAuthorityError
+	if errors.As(sendErr, &unknownCA) {
+		args = append(args, "hint", "the SMTP server's certificate is signed by an authority this machine does not trust; for a private CA, start signup with SSL_CERT_FILE=/path/to/ca.pem")
 	}
 	args = append(args, "error", sendErr.Error())
 	now := d.now()

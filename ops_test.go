@@ -184,6 +184,7 @@ func TestProductionGuards(t *testing.T) {
 		{[]string{"-env", "production", "-base-url", "https://signup.example.com"}, "production needs -smtp-host"},
 		{[]string{"-env", "production", "-base-url", "https://signup.example.com", "-smtp-host", "mail.example.com", "-smtp-tls", "none"}, "refuses -smtp-tls none to mail.example.com"},
 		{[]string{"-env", "production", "-base-url", "https://signup.example.com", "-smtp-host", "mail.example.com", "-bcrypt-cost", "8"}, "at least 10"},
+		{[]string{"-env", "production", "-base-url", "https://signup.example.com", "-smtp-host", "mail.example.com"}, "production needs -smtp-sender with a fully qualified domain"},
 		{[]string{"-cors-trusted-origins", "app.example.com"}, "not an origin"},
 		{[]string{"-app-name", "Evil\r\nBcc: x"}, "without control characters"},
 		{[]string{"-env", "staging"}, "development or production"},
@@ -200,7 +201,7 @@ func TestProductionGuards(t *testing.T) {
 		}
 	}
 	// Loopback without TLS is allowed in production.
-	if _, _, err := parseConfig([]string{"-env", "production", "-base-url", "http://127.0.0.1:4000", "-smtp-host", "127.0.0.1", "-smtp-tls", "none"}, func(string) string { return "" }, io.Discard); err != nil {
+	if _, _, err := parseConfig([]string{"-env", "production", "-base-url", "http://127.0.0.1:4000", "-smtp-host", "127.0.0.1", "-smtp-tls", "none", "-smtp-sender", "Signup <no-reply@signup.example.com>"}, func(string) string { return "" }, io.Discard); err != nil {
 		t.Errorf("production on loopback without TLS: %v", err)
 	}
 

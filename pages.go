@@ -51,6 +51,15 @@ func (app *application) render(w http.ResponseWriter, r *http.Request, status in
 	w.Write(buf.Bytes())
 }
 
+// pageOf is a message page: a title and its paragraphs.
+func pageOf(title string, lines ...string) page { return page{Title: title, Lines: lines} }
+
+// withLink is p with a link under its paragraphs.
+func (p page) withLink(href, text string) page {
+	p.Link, p.LinkText = href, text
+	return p
+}
+
 // message renders message.html.
 func (app *application) message(w http.ResponseWriter, r *http.Request, status int, title string, lines ...string) {
 	app.render(w, r, status, "message.html", page{Title: title, Lines: lines})
@@ -93,6 +102,13 @@ func (app *application) handleStyle(w http.ResponseWriter, r *http.Request) {
 	w.Write(app.templates.css)
 }
 
+// handleFavicon answers the icon browsers ask for with nothing, for a day:
+// the pages have no icon, and a 404 on every page view is noise.
+func (app *application) handleFavicon(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "public, max-age=86400")
+	w.WriteHeader(http.StatusNoContent)
+}
+
 // handleRoot sends a visitor to the signup form.
 func (app *application) handleRoot(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "/signup", http.StatusSeeOther)
@@ -119,9 +135,9 @@ func (app *application) handleSignupForm(w http.ResponseWriter, r *http.Request)
 			Form: map[string]string{"name": in.Name, "email": in.Email}, Errors: errs})
 		return
 	}
-	app.message(w, r, http.StatusOK, "Check your inbox",
+	app.render(w, r, http.StatusOK, "message.html", pageOf("Check your inbox",
 		"We have sent an email to "+in.Email+". Open the link in it to activate your account.",
-		"The link works for 3 days. Nothing there? Look in your spam folder, or ask for a new link on the resend page.")
+		"The link works for 3 days. Nothing there? Look in your spam folder, or ask for a new link.").withLink("/resend", "Get a new activation link"))
 }
 
 // linkFailed answers a failed look-up by an emailed link's token: dead's
@@ -265,10 +281,12 @@ func (app *application) handleForgotForm(w http.ResponseWriter, r *http.Request)
 // to say at once if the link is dead, and never uses it: the button does.
 func (app *application) handleResetPage(w http.ResponseWriter, r *http.Request) {
 	token := r.URL.Query().Get("token")
-	if _, err := app.store.userByToken(r.Context(), hashToken(token), "password-reset", app.now()); app.linkFailed(w, r, err, app.deadResetLink) {
+	u, err := app.store.userByToken(r.Context(), hashToken(token), "password-reset", app.now())
+	if app.linkFailed(w, r, err, app.deadResetLink) {
 		return
 	}
-	app.render(w, r, http.StatusOK, "reset-password.html", page{Title: "Choose a new password", Token: token})
+	// The address, for password managers to know which account it is for.
+	app.render(w, r, http.StatusOK, "reset-password.html", page{Title: "Choose a new password", Token: token, Form: map[string]string{"email": u.Email}})
 }
 
 // handleResetForm sets the new password as PUT /v1/users/password does.

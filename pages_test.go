@@ -415,3 +415,64 @@ func TestBrowserSignupAndActivate(t *testing.T) {
 		t.Errorf("login with the old password: %d", status)
 	}
 }
+
+// TestPagesPolish: what a person met that was not a page: a mistyped path
+// gets an HTML 404 in the site's style (the API keeps JSON); the icon is no
+// 404; static files do not count against the rate limit, and a limited page
+// view gets a page, not JSON; "check your inbox" links to the resend page,
+// the signup form to /forgot-password; the reset form names its account
+// for password managers.
+func TestPagesPolish(t *testing.T) {
+	t.Parallel()
+	srv := startSMTP(t, nil)
+	app := newTestApp(t, srv, func(cfg *config) { cfg.limiterEnabled, cfg.limiterRPS, cfg.limiterBurst = true, 0.01, 5 })
+	for _, path := range []string{"/Signup", "/signup/", "/nowhere"} {
+		req, _ := http.NewRequest("GET", app.url+path, nil)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != http.StatusNotFound || !strings.HasPrefix(res.Header.Get("Content-Type"), "text/html") || !strings.Contains(string(body), "Page not found") {
+			t.Errorf("GET %s: got %d %s, want an HTML 404 page", path, res.StatusCode, res.Header.Get("Content-Type"))
+		}
+	}
+	for range 10 { // the stylesheet and the icon do not count
+		if status, _ := get(t, app.url, "/static/style.css"); status != http.StatusOK {
+			t.Fatalf("stylesheet: got %d, want 200", status)
+		}
+		if status, _ := get(t, app.url, "/favicon.ico"); status != http.StatusNoContent {
+			t.Fatalf("favicon: got %d, want 204", status)
+		}
+	}
+	status, body := get(t, app.url, "/signup")
+	if status != http.StatusOK || !strings.Contains(body, `href="/forgot-password"`) {
+		t.Errorf("signup page: got %d, want 200 with a link to /forgot-password", status)
+	}
+	status, body = form(t, app.url, "/signup", url.Values{"name": {"Ann"}, "email": {"ann@example.com"}, "password": {"pa55word"}})
+	if status != http.StatusOK || !strings.Contains(body, `href="/resend"`) {
+		t.Errorf("check your inbox: got %d, want 200 with a link to /resend\n%s", status, body)
+	}
+	status, body = get(t, app.url, "/signup") // the sixth request not for a static file: past the burst of 5
+	if status != http.StatusTooManyRequests || !strings.Contains(body, "<h1>") {
+		t.Errorf("a page over the rate limit: got %d, want an HTML 429 page\n%s", status, body)
+	}
+}
+
+// TestResetFormNamesItsAccount: the reset page carries the account's
+// address in a hidden username field, for password managers.
+func TestResetFormNamesItsAccount(t *testing.T) {
+	t.Parallel()
+	srv := startSMTP(t, nil)
+	app := newTestApp(t, srv, nil)
+	activatedUser(t, app, srv, "ada@example.com", "old-password")
+	if status, _ := post(t, "POST", app.url+"/v1/tokens/password-reset", map[string]string{"email": "ada@example.com"}); status != http.StatusAccepted {
+		t.Fatalf("reset request: %d", status)
+	}
+	link, _ := linkOf(t, srv.waitMessages(t, 2, 10*time.Second)[1].data)
+	status, body := get(t, app.url, strings.TrimPrefix(link, app.cfg.baseURL))
+	if status != http.StatusOK || !strings.Contains(body, `autocomplete="username" value="ada@example.com"`) {
+		t.Errorf("reset page: got %d, want a username field with the address\n%s", status, body)
+	}
+}

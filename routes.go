@@ -37,6 +37,7 @@ func (app *application) routes() http.Handler {
 	mux.HandleFunc("GET /reset-password", app.handleResetPage)
 	mux.HandleFunc("POST /reset-password", app.handleResetForm)
 	mux.HandleFunc("GET /static/style.css", app.handleStyle)
+	mux.HandleFunc("GET /favicon.ico", app.handleFavicon)
 	return app.recoverPanic(app.countRequests(app.refuseWhenGone(app.rateLimit(app.cors(app.sameOrigin(app.jsonErrors(mux)))))))
 }
 
@@ -165,8 +166,9 @@ func (app *application) countRequests(next http.Handler) http.Handler {
 	})
 }
 
-// jsonErrors answers 404 and 405 (with Allow) in JSON instead of the
-// ServeMux's plain text.
+// jsonErrors answers 404 and 405 (with Allow) instead of the ServeMux's
+// plain text: in JSON on the API, as a page in the site's style elsewhere
+// (a mistyped page path, /Signup or /signup/, is a person's).
 func (app *application) jsonErrors(mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h, pattern := mux.Handler(r)
@@ -176,11 +178,15 @@ func (app *application) jsonErrors(mux *http.ServeMux) http.Handler {
 		}
 		probe := &headerProbe{header: http.Header{}}
 		h.ServeHTTP(probe, r)
-		switch probe.status {
-		case http.StatusMethodNotAllowed:
+		page := !strings.HasPrefix(r.URL.Path, "/v1/")
+		switch {
+		case probe.status == http.StatusNotFound && page:
+			app.render(w, r, http.StatusNotFound, "message.html", pageOf("Page not found",
+				"There is no page at this address. Perhaps the link was mistyped.").withLink("/signup", "Go to the signup page"))
+		case probe.status == http.StatusMethodNotAllowed:
 			w.Header().Set("Allow", probe.header.Get("Allow"))
 			app.errorResponse(w, r, http.StatusMethodNotAllowed, fmt.Sprintf("the %s method is not supported for this resource", r.Method))
-		case http.StatusNotFound:
+		case probe.status == http.StatusNotFound:
 			app.errorResponse(w, r, http.StatusNotFound, "the requested resource could not be found")
 		default: // a redirect to the clean path
 			h.ServeHTTP(w, r)
