@@ -355,7 +355,7 @@ func TestResetPages(t *testing.T) {
 			t.Fatalf("GET %s: %d\n%s", path, status, body)
 		}
 	}
-	if status, body := form(t, app.url, "/reset-password", url.Values{"token": {token}, "password": {"short"}}); status != 422 || !strings.Contains(body, "Password must be at least 8 bytes long") {
+	if status, body := form(t, app.url, "/reset-password", url.Values{"token": {token}, "password": {"short"}}); status != 422 || !strings.Contains(body, "Password must be at least 8 characters long") {
 		t.Errorf("a short password: %d\n%s", status, body)
 	}
 	if status, body := form(t, app.url, "/reset-password", url.Values{"token": {token}, "password": {"new-password"}}); status != 200 || !strings.Contains(body, "Your password is changed") {
@@ -374,5 +374,22 @@ func decodeJSON(t *testing.T, res *http.Response, dst any) {
 	t.Helper()
 	if err := json.NewDecoder(res.Body).Decode(dst); err != nil {
 		t.Fatalf("answer is not JSON: %v", err)
+	}
+}
+
+// TestLongPasswordsCountWhole: a password of 40 accented characters (80
+// bytes, past bcrypt's 72) signs up and logs in, and one that differs only
+// after its 72nd byte does not: none of it is cut off.
+func TestLongPasswordsCountWhole(t *testing.T) {
+	t.Parallel()
+	srv := startSMTP(t, nil)
+	app := newTestApp(t, srv, nil)
+	password := strings.Repeat("é", 40)
+	activatedUser(t, app, srv, "ada@example.com", password)
+	if status, body, _ := login(t, app.url, "ada@example.com", password); status != http.StatusCreated {
+		t.Fatalf("login with the 80-byte password: got %d %v, want 201", status, body)
+	}
+	if status, _, _ := login(t, app.url, "ada@example.com", strings.Repeat("é", 36)+"éééa"); status != http.StatusUnauthorized {
+		t.Errorf("login with a password that differs after byte 72: got %d, want 401", status)
 	}
 }

@@ -7,6 +7,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"runtime"
 	"sync/atomic"
@@ -47,7 +49,7 @@ func (h *hasher) hash(ctx context.Context, password string) ([]byte, error) {
 	var hash []byte
 	var hashErr error
 	err := h.onSlot(ctx, func() {
-		hash, hashErr = bcrypt.GenerateFromPassword([]byte(password), h.cost)
+		hash, hashErr = bcrypt.GenerateFromPassword(bcryptInput(password), h.cost)
 	})
 	return hash, errors.Join(err, hashErr)
 }
@@ -57,9 +59,22 @@ func (h *hasher) hash(ctx context.Context, password string) ([]byte, error) {
 func (h *hasher) compare(ctx context.Context, hash []byte, password string) (bool, error) {
 	var match bool
 	err := h.onSlot(ctx, func() {
-		match = bcrypt.CompareHashAndPassword(hash, []byte(password)) == nil
+		match = bcrypt.CompareHashAndPassword(hash, bcryptInput(password)) == nil
 	})
 	return match, err
+}
+
+// bcryptInput is what bcrypt is given for password: the password itself
+// up to bcrypt's limit of 72 bytes, and beyond it (72 characters of an
+// accented or non-Latin script can be 288 bytes) the base64 of its SHA-256,
+// so that all of it counts and none is cut off. No stored hash changes:
+// passwords over 72 bytes were refused before.
+func bcryptInput(password string) []byte {
+	if len(password) <= 72 {
+		return []byte(password)
+	}
+	sum := sha256.Sum256([]byte(password))
+	return []byte(base64.StdEncoding.EncodeToString(sum[:]))
 }
 
 // imitate stands in for a hash where none is needed: it queues for a slot

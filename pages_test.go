@@ -101,7 +101,7 @@ func TestPages(t *testing.T) {
 	// A bad form comes back with a message per field, the name and email kept.
 	status, body = form(t, app.url, "/signup", url.Values{"name": {"Ann <b>"}, "email": {"not-an-address"}, "password": {"short"}})
 	if status != http.StatusUnprocessableEntity || !strings.Contains(body, `value="Ann &lt;b&gt;"`) || !strings.Contains(body, `value="not-an-address"`) ||
-		!strings.Contains(body, "Email must be a valid email address") || !strings.Contains(body, "Password must be at least 8 bytes long") {
+		!strings.Contains(body, "Email must be a valid email address") || !strings.Contains(body, "Password must be at least 8 characters long") {
 		t.Errorf("bad signup form: %d\n%s", status, body)
 	}
 	if strings.Contains(body, "short") {

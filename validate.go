@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/emersion/go-message/mail"
 )
@@ -59,9 +60,12 @@ func validateEmail(v validator, address string) {
 		"email", "must have a domain of two labels or more, like example.com, not an address literal")
 }
 
-// validatePassword applies the input rules for a password.
+// validatePassword applies the input rules for a password: 8 to 72
+// characters, of any script (hasher.go takes a password over bcrypt's 72
+// bytes whole, not cut).
 func validatePassword(v validator, password string) {
+	n := utf8.RuneCountInString(password)
 	v.check(password != "", "password", "must be provided")
-	v.check(len(password) >= 8, "password", "must be at least 8 bytes long")
-	v.check(len(password) <= 72, "password", "must not be more than 72 bytes long")
+	v.check(n >= 8, "password", "must be at least 8 characters long")
+	v.check(n <= 72, "password", "must not be more than 72 characters long")
 }
