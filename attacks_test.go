@@ -67,12 +67,30 @@ func TestTakeoverThroughTheSendBudget(t *testing.T) {
 	if status != http.StatusOK || !strings.Contains(body, "Your account is activated") {
 		t.Fatalf("activating with the password typed twice: got %d, want 200\n%s", status, body)
 	}
-	if status, _, _ := login(t, app.url, "tina@example.com", "attacker-pass"); status != http.StatusUnauthorized {
-		t.Errorf("the attacker's password: got %d, want 401", status)
+	passwordIs(t, app.url, "tina@example.com", "victim-pass", "attacker-pass")
+}
+
+// passwordIs fails the test unless address logs in with right and not with
+// wrong.
+func passwordIs(t *testing.T, base, address, right, wrong string) {
+	t.Helper()
+	if status, _, _ := login(t, base, address, wrong); status != http.StatusUnauthorized {
+		t.Errorf("%s with %q: got %d, want 401", address, wrong, status)
 	}
-	if status, _, _ := login(t, app.url, "tina@example.com", "victim-pass"); status != http.StatusCreated {
-		t.Errorf("the victim's password: got %d, want 201", status)
+	if status, _, _ := login(t, base, address, right); status != http.StatusCreated {
+		t.Errorf("%s with %q: got %d, want 201", address, right, status)
 	}
+}
+
+// askReset asks for a password reset of address, the activated account of
+// app whose welcome email srv already holds, and returns the reset email.
+func askReset(t *testing.T, app *testApp, srv *testSMTP, address string) received {
+	t.Helper()
+	n := len(srv.messages())
+	if status, _ := post(t, "POST", app.url+"/v1/tokens/password-reset", map[string]string{"email": address}); status != http.StatusAccepted {
+		t.Fatalf("reset request: %d", status)
+	}
+	return srv.waitMessages(t, n+1, 10*time.Second)[n]
 }
 
 // TestTakeoverThroughResend: the attacker signs up again after the victim,
@@ -101,12 +119,7 @@ func TestTakeoverThroughResend(t *testing.T) {
 		}
 	}
 	activateWith(t, app.url, resent, "victim-pass")
-	if status, _, _ := login(t, app.url, "tina@example.com", "attacker-pass"); status != http.StatusUnauthorized {
-		t.Errorf("the attacker's password: got %d, want 401", status)
-	}
-	if status, _, _ := login(t, app.url, "tina@example.com", "victim-pass"); status != http.StatusCreated {
-		t.Errorf("the victim's password: got %d, want 201", status)
-	}
+	passwordIs(t, app.url, "tina@example.com", "victim-pass", "attacker-pass")
 }
 
 // TestResetEndsALoginInProgress: a login with the old password is being
@@ -118,10 +131,7 @@ func TestResetEndsALoginInProgress(t *testing.T) {
 	srv := startSMTP(t, nil)
 	app := newTestApp(t, srv, nil)
 	activatedUser(t, app, srv, "ada@example.com", "old-password")
-	if status, _ := post(t, "POST", app.url+"/v1/tokens/password-reset", map[string]string{"email": "ada@example.com"}); status != http.StatusAccepted {
-		t.Fatalf("reset request: %d", status)
-	}
-	resetToken := tokenOf(t, srv.waitMessages(t, 2, 10*time.Second)[1].data)
+	resetToken := tokenOf(t, askReset(t, app, srv, "ada@example.com").data)
 
 	app.hasher.maxWait = time.Minute
 	for range cap(app.hasher.slots) { // every slot busy: the login waits in its check
