@@ -17,12 +17,83 @@ import (
 // to an account with it is held only to its own throttle on that account.
 const deviceTTL = 90 * 24 * time.Hour
 
+// errBadCredentials is every failed login's answer: an unknown address, a
+// wrong password and an account not activated yet alike.
+var errBadCredentials = errors.New("invalid authentication credentials")
+
+// throttled is a login refused by the throttle, and for how long.
+type throttled struct{ retry time.Duration }
+
+func (t throttled) Error() string { return errThrottled.Error() }
+func (t throttled) Unwrap() error { return errThrottled }
+
+// login logs in with email and password: a new session of scope ("session"
+// for a browser's cookie, "authentication" for a bearer token), whose token
+// it returns with its expiry. An unknown address, a wrong password and an
+// account not activated yet are all errBadCredentials, in about the same
+// time (and shed alike under load); past the throttle (store_limits.go), a
+// throttled error. A success also gives the browser a device cookie of the
+// account, if it has none.
+func (app *application) login(w http.ResponseWriter, r *http.Request, email, password, scope string) (string, time.Time, error) {
+	now := app.now()
+	client, device, err := app.loginClient(r, email)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	u, retry, err := app.store.beginLogin(r.Context(), email, client, device, now)
+	if errors.Is(err, errThrottled) {
+		app.logger.Warn("login throttled", "email", email, "retry_after", retry.Round(time.Second).String())
+		return "", time.Time{}, throttled{retry}
+	}
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	match := false
+	if u == nil {
+		err = app.hasher.imitate(r.Context()) // as long as a comparison takes
+	} else {
+		match, err = app.hasher.compare(r.Context(), u.passwordHash, password)
+	}
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	if !match || !u.Activated {
+		return "", time.Time{}, errBadCredentials
+	}
+	token, l := app.newLogin(r, scope, now)
+	var deviceToken string
+	var deviceHash []byte
+	if !device {
+		deviceToken, deviceHash = newToken()
+	}
+	err = app.store.loginSucceeded(r.Context(), u, client, u.passwordHash, l, deviceHash, now)
+	if errors.Is(err, errNotFound) { // the password changed while it was checked
+		return "", time.Time{}, errBadCredentials
+	}
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	if deviceToken != "" {
+		http.SetCookie(w, app.cookie(deviceCookie, deviceToken, deviceTTL))
+	}
+	app.logger.Info("logged in", "user_id", u.ID, "session", scope)
+	return token, l.expiry, nil
+}
+
+// newLogin makes a session of scope for the client of r: its token, and
+// what the store keeps of it.
+func (app *application) newLogin(r *http.Request, scope string, now time.Time) (string, *newSession) {
+	token, hash := newToken()
+	ttl := authTTL
+	if scope == "session" {
+		ttl = app.cfg.sessionLifetime
+	}
+	return token, &newSession{hash: hash, scope: scope, expiry: now.Add(ttl), userAgent: r.UserAgent()}
+}
+
 // handleCreateAuthToken logs in: a bearer token for the right email and
-// password of an activated account. An unknown address, a wrong password
-// and an account not activated yet get the same 401 in about the same time
-// (and are shed alike under load); past the throttle (store_limits.go),
-// 429 with Retry-After. A success also gives the browser a device cookie
-// of the account, if it has none.
+// password of an activated account (login); 401 for any failure, 429 with
+// Retry-After past the throttle.
 func (app *application) handleCreateAuthToken(w http.ResponseWriter, r *http.Request) {
 	var input struct {
 		Email    string `json:"email"`
@@ -39,58 +110,20 @@ func (app *application) handleCreateAuthToken(w http.ResponseWriter, r *http.Req
 		app.failedValidation(w, r, v)
 		return
 	}
-
-	now := app.now()
-	client, device, err := app.loginClient(r, input.Email)
-	if err != nil {
-		app.serverError(w, r, err)
-		return
-	}
-	u, retry, err := app.store.beginLogin(r.Context(), input.Email, client, device, now)
-	if errors.Is(err, errThrottled) {
-		app.logger.Warn("login throttled", "email", input.Email, "retry_after", retry.Round(time.Second).String())
-		w.Header().Set("Retry-After", strconv.Itoa(int(retry.Seconds())+1))
+	token, expiry, err := app.login(w, r, input.Email, input.Password, "authentication")
+	var t throttled
+	switch {
+	case errors.As(err, &t):
+		w.Header().Set("Retry-After", strconv.Itoa(int(t.retry.Seconds())+1))
 		app.errorResponse(w, r, http.StatusTooManyRequests, "too many failed login attempts for this account; try again later")
-		return
-	}
-	if err != nil {
-		app.serverError(w, r, err)
-		return
-	}
-	match := false
-	if u == nil {
-		err = app.hasher.imitate(r.Context()) // as long as a comparison takes
-	} else {
-		match, err = app.hasher.compare(r.Context(), u.passwordHash, input.Password)
-	}
-	if err != nil {
+	case errors.Is(err, errBadCredentials):
+		app.errorResponse(w, r, http.StatusUnauthorized, "invalid authentication credentials")
+	case err != nil:
 		app.hashError(w, r, err)
-		return
+	default:
+		data := envelope{"authentication_token": map[string]any{"token": token, "expiry": expiry.UTC().Truncate(time.Second)}}
+		app.writeJSON(w, r, http.StatusCreated, data)
 	}
-	if !match || !u.Activated {
-		app.errorResponse(w, r, http.StatusUnauthorized, "invalid authentication credentials")
-		return
-	}
-	token, hash := newToken()
-	var deviceToken string
-	var deviceHash []byte
-	if !device {
-		deviceToken, deviceHash = newToken()
-	}
-	err = app.store.loginSucceeded(r.Context(), u, client, u.passwordHash, hash, deviceHash, now)
-	if errors.Is(err, errNotFound) { // the password changed while it was checked
-		app.errorResponse(w, r, http.StatusUnauthorized, "invalid authentication credentials")
-		return
-	}
-	if err != nil {
-		app.serverError(w, r, err)
-		return
-	}
-	if deviceToken != "" {
-		http.SetCookie(w, app.cookie(deviceCookie, deviceToken, deviceTTL))
-	}
-	data := envelope{"authentication_token": map[string]any{"token": token, "expiry": now.Add(authTTL).UTC().Truncate(time.Second)}}
-	app.writeJSON(w, r, http.StatusCreated, data)
 }
 
 // deviceCookie names the cookie that marks a browser that logged in to an
@@ -131,15 +164,16 @@ func (app *application) cookie(name, value string, lifetime time.Duration) *http
 		HttpOnly: true, Secure: strings.HasPrefix(app.cfg.baseURL, "https://"), SameSite: http.SameSiteLaxMode}
 }
 
-// bearer returns the user of the request's bearer token and the token's
-// hash, or answers 401 with WWW-Authenticate and returns nil.
-func (app *application) bearer(w http.ResponseWriter, r *http.Request) (*user, []byte) {
+// bearer returns the user of the request's live bearer token and its
+// session, or answers 401 with WWW-Authenticate and returns nil.
+func (app *application) bearer(w http.ResponseWriter, r *http.Request) (*user, *loginSession) {
 	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	hash := hashToken(strings.TrimSpace(token))
 	var u *user
+	var s *loginSession
 	var err error
 	if ok && hash != nil {
-		u, err = app.store.userByToken(r.Context(), hash, "authentication", app.now())
+		u, s, err = app.store.sessionUser(r.Context(), hash, "authentication", app.now())
 	}
 	if err != nil && !errors.Is(err, errNotFound) {
 		app.serverError(w, r, err)
@@ -150,7 +184,7 @@ func (app *application) bearer(w http.ResponseWriter, r *http.Request) (*user, [
 		app.errorResponse(w, r, http.StatusUnauthorized, "invalid or missing authentication token")
 		return nil, nil
 	}
-	return u, hash
+	return u, s
 }
 
 // handleMe answers the user of the bearer token.
@@ -164,11 +198,11 @@ func (app *application) handleMe(w http.ResponseWriter, r *http.Request) {
 
 // handleDeleteAuthToken logs out: the bearer token is revoked.
 func (app *application) handleDeleteAuthToken(w http.ResponseWriter, r *http.Request) {
-	u, hash := app.bearer(w, r)
+	u, s := app.bearer(w, r)
 	if u == nil {
 		return
 	}
-	if err := app.store.deleteToken(r.Context(), hash, "authentication"); err != nil {
+	if err := app.store.deleteToken(r.Context(), s.hash, "authentication"); err != nil {
 		app.serverError(w, r, err)
 		return
 	}
@@ -216,7 +250,7 @@ func (app *application) resetPassword(ctx context.Context, token, password strin
 	if err != nil {
 		return nil, err
 	}
-	u, err := app.store.setPasswordByToken(ctx, hash, passwordHash, app.now())
+	u, err := app.store.setPasswordByToken(ctx, hash, passwordHash, app.composeWith("", app.now().UTC()), app.now())
 	if errors.Is(err, errNotFound) {
 		return invalid, nil
 	}
@@ -224,6 +258,7 @@ func (app *application) resetPassword(ctx context.Context, token, password strin
 		return nil, err
 	}
 	app.logger.Info("password reset", "user_id", u.ID)
+	app.deliverer.kick()
 	return nil, nil
 }
 

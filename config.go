@@ -50,6 +50,10 @@ type config struct {
 	trustedProxies     []netip.Prefix
 	maxConns           int
 	maxConnsPerIP      int
+	appURL             string
+	returnOrigins      []string // origins return_to may lead to, besides -app-url's and -base-url's
+	cookieDomain       string
+	sessionLifetime    time.Duration
 	version            bool
 }
 
@@ -102,6 +106,11 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.StringVar(&proxies, "trusted-proxies", "", "comma-separated `CIDRs` whose X-Forwarded-For is believed")
 	fs.IntVar(&cfg.maxConns, "max-conns", 2048, "most HTTP connections open at once; more are closed at once")
 	fs.IntVar(&cfg.maxConnsPerIP, "max-conns-per-client", 64, "most HTTP connections open at once from one client address (an IPv6 /64); a trusted proxy is not limited")
+	fs.StringVar(&cfg.appURL, "app-url", "", "`URL` of the app this service signs people up for: \"Continue to <app-name>\" after activation, login and a password change leads there")
+	var returnOrigins string
+	fs.StringVar(&returnOrigins, "return-origins", "", "further space-separated `origins` that return_to may lead to (-app-url's and -base-url's always may)")
+	fs.StringVar(&cfg.cookieDomain, "cookie-domain", "", "`domain` of the session cookie, e.g. example.com so that apps on its subdomains see it (default: this host only)")
+	fs.DurationVar(&cfg.sessionLifetime, "session-lifetime", 720*time.Hour, "longest a login in a browser lasts; it also ends after 7 days unused")
 	fs.BoolVar(&cfg.version, "version", false, "print the version and exit")
 
 	var envErr error
@@ -127,6 +136,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		return cfg, nil, nil // -version prints and exits, whatever else is set
 	}
 	cfg.corsOrigins = strings.Fields(origins)
+	cfg.returnOrigins = strings.Fields(returnOrigins)
 	if err := cfg.validate(proxies); err != nil {
 		fmt.Fprintln(stderr, "signup:", err)
 		return cfg, nil, fmt.Errorf("%w: %v", errUsage, err)
@@ -184,9 +194,26 @@ func (cfg *config) validate(proxies string) error {
 		return errors.New("-app-name must be a name without control characters")
 	}
 	for _, o := range cfg.corsOrigins {
-		if u, err := url.Parse(o); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Path != "" {
+		if !isOrigin(o) {
 			return fmt.Errorf("-cors-trusted-origins: %q is not an origin like https://app.example.com", o)
 		}
+	}
+	for i, o := range cfg.returnOrigins {
+		if !isOrigin(o) {
+			return fmt.Errorf("-return-origins: %q is not an origin like https://app.example.com", o)
+		}
+		cfg.returnOrigins[i] = strings.ToLower(o)
+	}
+	if cfg.appURL != "" {
+		if u, err := url.Parse(cfg.appURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+			return fmt.Errorf("-app-url %q must be an http:// or https:// URL such as https://app.example.com", cfg.appURL)
+		}
+	}
+	if cfg.sessionLifetime < time.Minute {
+		return errors.New("-session-lifetime must be at least 1m")
+	}
+	if d := cfg.cookieDomain; d != "" && (strings.ContainsAny(d, ":/ ;,") || !strings.Contains(strings.Trim(d, "."), ".")) {
+		return fmt.Errorf("-cookie-domain %q must be a domain such as example.com", d)
 	}
 	baseSet := cfg.baseURL != ""
 	cfg.baseURLDefault = !baseSet
@@ -219,6 +246,12 @@ func (cfg *config) validate(proxies string) error {
 		return fmt.Errorf("production needs -smtp-sender with a fully qualified domain (got %s): relays refuse such a sender (504 5.5.2 need fully-qualified address)", sender.Address)
 	}
 	return nil
+}
+
+// isOrigin reports whether o is an origin: scheme, host and port, nothing else.
+func isOrigin(o string) bool {
+	u, err := url.Parse(o)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" && u.Path == "" && u.User == nil && u.RawQuery == "" && u.Fragment == ""
 }
 
 // defaultHelo is the name to give in EHLO: this machine's name if it is fully

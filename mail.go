@@ -33,6 +33,7 @@ import (
 const (
 	activationTTL = 72 * time.Hour   // the link in a welcome or activation email
 	resetTTL      = 45 * time.Minute // the link in a password-reset email
+	changeTTL     = 24 * time.Hour   // the links that confirm an address change
 	authTTL       = 24 * time.Hour   // a bearer token from logging in
 )
 
@@ -52,6 +53,15 @@ var emailKinds = map[string]emailKind{
 	"activation":     {"activation.tmpl", "activation", activationTTL, "/activate"},
 	"account-exists": {"account-exists.tmpl", "", 0, "/forgot-password"},
 	"password-reset": {"password-reset.tmpl", "password-reset", resetTTL, "/reset-password"},
+	// A password change, from the account page, the API or a reset.
+	"password-changed": {"password-changed.tmpl", "", 0, "/forgot-password"},
+	// An address change: one link to the current address, one to the new.
+	"confirm-email-old": {"confirm-email.tmpl", "email-change-old", changeTTL, "/confirm-email"},
+	"confirm-email-new": {"confirm-email.tmpl", "email-change-new", changeTTL, "/confirm-email"},
+	// The change taking effect, to the old address.
+	"email-changed": {"email-changed.tmpl", "", 0, "/forgot-password"},
+	// Sent after the account is gone: its row has no user.
+	"account-deleted": {"account-deleted.tmpl", "", 0, ""},
 }
 
 // mailData is what an email template is given.
@@ -60,6 +70,8 @@ type mailData struct {
 	Name    string // as the user typed it: in the bodies only, escaped in HTML
 	Link    string // with its token, where the email carries one
 	Expires string // when the link stops working, in UTC; empty if it has no token
+
+	OldEmail, NewEmail string // an address change's: from which address to which
 }
 
 // mailTemplate is one kind of email: its subject and bodies.
@@ -89,7 +101,10 @@ func (app *application) compose(kind string, u *user, token string, now time.Tim
 		return nil, fmt.Errorf("no email of kind %q", kind)
 	}
 	k := emailKinds[kind]
-	data := mailData{AppName: app.cfg.appName, Name: u.Name, Link: app.cfg.baseURL + k.path}
+	data := mailData{AppName: app.cfg.appName, Name: u.Name, Link: app.cfg.baseURL + k.path, OldEmail: u.oldEmail, NewEmail: u.newEmail}
+	if k.path == "" {
+		data.Link = ""
+	}
 	if k.scope != "" {
 		data.Link += "?token=" + token
 		data.Expires = formatTime(now.Add(k.ttl))
@@ -100,6 +115,12 @@ func (app *application) compose(kind string, u *user, token string, now time.Tim
 	}
 	e.UserID = u.ID
 	return e, nil
+}
+
+// composeWith is a composer of emails dated now that carry token, where
+// their kind carries one.
+func (app *application) composeWith(token string, now time.Time) composer {
+	return func(kind string, to *user) (*email, error) { return app.compose(kind, to, token, now) }
 }
 
 // formatTime is how emails and pages write a time: absolute, in UTC.

@@ -22,17 +22,20 @@ type page struct {
 	Errors     map[string]string // a message per field
 	Name       string            // activate.html: the signup's name and time
 	SignedUpAt string            //
-	Token      string            // activate.html: posted back by its buttons
+	Token      string            // activate.html, reset-password.html, confirm-email.html: posted back by its buttons
+	Account    *user             // account.html: whose account, since when, its sessions
+	Since      string            //
+	Sessions   []loginSession    //
 }
 
 // pageHeaders are sent with every page: no script, style or image from
-// elsewhere, no framing, and no Referer, since links carry tokens.
+// elsewhere, no framing, and no Referer, since links carry tokens. The
+// Content-Security-Policy is app.contentSecurityPolicy.
 var pageHeaders = map[string]string{
-	"Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'",
-	"Referrer-Policy":         "no-referrer",
-	"X-Content-Type-Options":  "nosniff",
-	"Content-Type":            "text/html; charset=utf-8",
-	"Cache-Control":           "no-store",
+	"Referrer-Policy":        "no-referrer",
+	"X-Content-Type-Options": "nosniff",
+	"Content-Type":           "text/html; charset=utf-8",
+	"Cache-Control":          "no-store",
 }
 
 // render sends page name with status.
@@ -47,8 +50,21 @@ func (app *application) render(w http.ResponseWriter, r *http.Request, status in
 	for k, v := range pageHeaders {
 		w.Header().Set(k, v)
 	}
+	w.Header().Set("Content-Security-Policy", app.contentSecurityPolicy())
 	w.WriteHeader(status)
 	w.Write(buf.Bytes())
+}
+
+// contentSecurityPolicy is every page's: nothing from elsewhere, and forms
+// that post here only — and may be redirected to the allowed return
+// origins, since browsers hold a form's redirect to form-action too (a
+// login that continues to the app).
+func (app *application) contentSecurityPolicy() string {
+	sources := "'self'"
+	for _, o := range app.returnOrigins()[1:] {
+		sources += " " + o
+	}
+	return "default-src 'none'; style-src 'self'; img-src 'self'; form-action " + sources + "; frame-ancestors 'none'"
 }
 
 // pageOf is a message page: a title and its paragraphs.
@@ -109,9 +125,18 @@ func (app *application) handleFavicon(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// handleRoot sends a visitor to the signup form.
+// handleRoot sends a visitor to the account page when logged in, else to
+// the signup form.
 func (app *application) handleRoot(w http.ResponseWriter, r *http.Request) {
-	http.Redirect(w, r, "/signup", http.StatusSeeOther)
+	_, _, err := app.browserSession(r)
+	switch {
+	case err == nil:
+		http.Redirect(w, r, "/account", http.StatusSeeOther)
+	case errors.Is(err, errNotFound):
+		http.Redirect(w, r, "/signup", http.StatusSeeOther)
+	default:
+		app.pageError(w, r, err)
+	}
 }
 
 // handleSignupPage shows the signup form.
@@ -192,7 +217,8 @@ func (app *application) handleActivateForm(w http.ResponseWriter, r *http.Reques
 			app.activatePage(w, r, token, true, validator{"confirm": "The two passwords are not the same."})
 			return
 		}
-		_, errs, err := app.activate(r.Context(), token, password, confirming)
+		sessionToken, l := app.newLogin(r, "session", app.now())
+		_, errs, err := app.activate(r.Context(), token, password, confirming, l)
 		switch {
 		case errors.Is(err, errNotTheSignupPassword):
 			app.activatePage(w, r, token, true, validator{"form": "This is not the password this signup was made with. " +
@@ -205,7 +231,9 @@ func (app *application) handleActivateForm(w http.ResponseWriter, r *http.Reques
 		case len(errs) > 0:
 			app.activatePage(w, r, token, confirming, errs)
 		default:
-			app.message(w, r, http.StatusOK, "Your account is activated", "Thank you for confirming your email address. Your account is ready.")
+			app.startSession(w, sessionToken)
+			app.render(w, r, http.StatusOK, "message.html", app.continuePage(pageOf("Your account is activated",
+				"Thank you for confirming your email address. Your account is ready, and you are logged in.")))
 		}
 	case "cancel":
 		if err := app.store.cancelSignup(r.Context(), hashToken(token), app.now()); app.linkFailed(w, r, err, app.invalidLink) {
@@ -304,8 +332,8 @@ func (app *application) handleResetForm(w http.ResponseWriter, r *http.Request) 
 	case len(errs) > 0:
 		app.render(w, r, http.StatusUnprocessableEntity, "reset-password.html", page{Title: "Choose a new password", Token: token, Errors: errs})
 	default:
-		app.message(w, r, http.StatusOK, "Your password is changed",
-			"Log in with your new password. Every session that was open with the old one is signed out.")
+		app.render(w, r, http.StatusOK, "message.html", pageOf("Your password is changed",
+			"Log in with your new password. Every session that was open with the old one is signed out.").withLink("/login", "Log in"))
 	}
 }
 

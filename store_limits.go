@@ -106,27 +106,22 @@ func (st *store) beginLogin(ctx context.Context, address, client string, device 
 }
 
 // loginSucceeded clears client's failed attempts on u's address (and only
-// its own), and stores a bearer token (its hash) for u, valid for authTTL,
-// and, when deviceHash is set, a device token (deviceTTL) — but only if
-// checked, the password hash the login was compared with, is still the
-// account's: a password changed (a reset, say) while the login was being
-// checked leaves nothing behind, and errNotFound.
-func (st *store) loginSucceeded(ctx context.Context, u *user, client string, checked, tokenHash, deviceHash []byte, now time.Time) error {
+// its own), and stores the session l for u and, when deviceHash is set, a
+// device token (deviceTTL) — but only if checked, the password hash the
+// login was compared with, is still the account's: a password changed (a
+// reset, say) while the login was being checked leaves nothing behind, and
+// errNotFound.
+func (st *store) loginSucceeded(ctx context.Context, u *user, client string, checked []byte, l *newSession, deviceHash []byte, now time.Time) error {
 	tx, err := st.write.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, `DELETE FROM login_attempts WHERE address_key = $1 AND client = $2`, strings.ToLower(u.Email), client); err != nil {
+	if err := clearAttempts(ctx, tx, u.Email, client); err != nil {
 		return err
 	}
-	res, err := tx.ExecContext(ctx, `INSERT INTO tokens (hash, user_id, scope, expiry) SELECT $1, id, 'authentication', $2 FROM users WHERE id = $3 AND password_hash = $4`,
-		tokenHash, millis(now.Add(authTTL)), u.ID, checked)
-	if err != nil {
+	if err := insertLogin(ctx, tx, u.ID, checked, l, now); err != nil {
 		return err
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return errNotFound
 	}
 	if deviceHash != nil {
 		if _, err := tx.StmtContext(ctx, st.insertTokenStmt).ExecContext(ctx, deviceHash, u.ID, "device", millis(now.Add(deviceTTL))); err != nil {
@@ -134,4 +129,19 @@ func (st *store) loginSucceeded(ctx context.Context, u *user, client string, che
 		}
 	}
 	return st.commit(tx)
+}
+
+// clearAttempts forgets client's failed attempts on address: the password
+// was right.
+func clearAttempts(ctx context.Context, q interface {
+	ExecContext(context.Context, string, ...any) (sql.Result, error)
+}, address, client string) error {
+	_, err := q.ExecContext(ctx, `DELETE FROM login_attempts WHERE address_key = $1 AND client = $2`, strings.ToLower(address), client)
+	return err
+}
+
+// passwordChecked forgets client's failed attempts on address after the
+// account's password was typed right (to change the account).
+func (st *store) passwordChecked(ctx context.Context, address, client string) error {
+	return clearAttempts(ctx, st.write, address, client)
 }

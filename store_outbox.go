@@ -15,7 +15,7 @@ type email struct {
 	ID   int64
 	Kind string // a key of emailKinds
 
-	UserID    int64
+	UserID    int64 // 0 for an email that outlives its account (account-deleted)
 	CreatedAt time.Time
 	MessageID string
 	Recipient string
@@ -41,8 +41,11 @@ func (st *store) queue(ctx context.Context, tx *sql.Tx, e *email, tokenHash []by
 			return err
 		}
 	}
-	return tx.StmtContext(ctx, st.insertEmailStmt).QueryRowContext(ctx, e.Kind, e.UserID, millis(e.CreatedAt), e.MessageID, e.Recipient, st.sealMessage(e.Message), millis(e.CreatedAt)).Scan(&e.ID)
+	return tx.StmtContext(ctx, st.insertEmailStmt).QueryRowContext(ctx, e.Kind, userID(e.UserID), millis(e.CreatedAt), e.MessageID, e.Recipient, st.sealMessage(e.Message), millis(e.CreatedAt)).Scan(&e.ID)
 }
+
+// userID is id as the outbox stores it: NULL for none.
+func userID(id int64) sql.NullInt64 { return sql.NullInt64{Int64: id, Valid: id != 0} }
 
 // claimDue claims for this instance up to limit pending emails that are due
 // at now and not claimed by another deliverer (or whose claim has expired),
@@ -58,9 +61,11 @@ func (st *store) claimDue(ctx context.Context, now time.Time, lease time.Duratio
 		var e email
 		var created int64
 		var blob []byte
-		if err := rows.Scan(&e.ID, &e.Kind, &e.UserID, &created, &e.MessageID, &e.Recipient, &blob, &e.Attempts); err != nil {
+		var uid sql.NullInt64
+		if err := rows.Scan(&e.ID, &e.Kind, &uid, &created, &e.MessageID, &e.Recipient, &blob, &e.Attempts); err != nil {
 			return nil, err
 		}
+		e.UserID = uid.Int64
 		e.Message, e.stale = st.openMessage(blob)
 		if blob == nil {
 			e.stale = errNoMessage
@@ -188,18 +193,38 @@ func (st *store) listOutbox(ctx context.Context, status string) ([]outboxEntry, 
 // errClaimed means an email is being sent right now.
 var errClaimed = errors.New("being sent right now")
 
-// outboxUser returns the kind of outbox row id and the user it goes to.
+// outboxUser returns the kind of outbox row id and whom it goes to: its
+// user, addressed as the row is (an address change's emails go to either
+// address), or, for a row that outlived its account, just the address.
 func (st *store) outboxUser(ctx context.Context, id int64) (string, *user, error) {
-	var kind string
-	var userID int64
-	err := st.read.QueryRowContext(ctx, `SELECT kind, user_id FROM outbox WHERE id = $1`, id).Scan(&kind, &userID)
+	var kind, recipient string
+	var uid sql.NullInt64
+	err := st.read.QueryRowContext(ctx, `SELECT kind, user_id, recipient FROM outbox WHERE id = $1`, id).Scan(&kind, &uid, &recipient)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", nil, errNotFound
 	}
 	if err != nil {
 		return "", nil, err
 	}
-	u, err := scanUser(st.read.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE id = $1`, userID))
+	if !uid.Valid {
+		return kind, &user{Email: recipient}, nil
+	}
+	u, err := scanUser(st.read.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE id = $1`, uid.Int64))
+	if err != nil {
+		return "", nil, err
+	}
+	switch kind {
+	case "confirm-email-old":
+		u.oldEmail = u.Email
+		err = st.read.QueryRowContext(ctx, `SELECT new_email FROM email_changes WHERE user_id = $1`, u.ID).Scan(&u.newEmail)
+		if errors.Is(err, sql.ErrNoRows) {
+			return "", nil, errNotFound // the change is over: nothing to confirm
+		}
+	case "confirm-email-new":
+		u.oldEmail, u.newEmail, u.Email = u.Email, recipient, recipient
+	case "email-changed":
+		u.oldEmail, u.newEmail, u.Email = recipient, u.Email, recipient
+	}
 	return kind, u, err
 }
 

@@ -91,7 +91,7 @@ func testSignupByState(t *testing.T, open func() *store) {
 	if _, err := st.pendingUser(ctx, hashToken(first), time.Now()); !errors.Is(err, errNotFound) {
 		t.Errorf("the first token: got %v, want errNotFound", err)
 	}
-	u, err := st.activate(ctx, hashToken(second), nil, time.Now())
+	u, err := st.activate(ctx, hashToken(second), nil, nil, time.Now())
 	if err != nil || u.Name != "Second" || !u.Activated || u.Email != "Ann@example.com" {
 		t.Fatalf("activate: got %+v, %v; want Second, activated, Ann@example.com", u, err)
 	}
@@ -266,12 +266,12 @@ func testClaimLease(t *testing.T, open func() *store) {
 func testPasswordReset(t *testing.T, open func() *store) {
 	st, ctx := open(), context.Background()
 	_, activation, _ := signupAs(t, st, "reset@example.com", "R")
-	if _, err := st.activate(ctx, hashToken(activation), nil, time.Now()); err != nil {
+	if _, err := st.activate(ctx, hashToken(activation), nil, nil, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	bearer, bearerHash := newToken()
 	u, _ := st.userByEmail(ctx, "reset@example.com")
-	if err := st.loginSucceeded(ctx, u, "client", u.passwordHash, bearerHash, nil, time.Now()); err != nil {
+	if err := st.loginSucceeded(ctx, u, "client", u.passwordHash, &newSession{hash: bearerHash, scope: "authentication", expiry: time.Now().Add(time.Hour)}, nil, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	token, hash := newToken()
@@ -282,13 +282,13 @@ func testPasswordReset(t *testing.T, open func() *store) {
 	if _, err := st.queuePasswordReset(ctx, "nobody@example.com", hash, composeFor(t, token)); !errors.Is(err, errNotFound) {
 		t.Errorf("an unknown address: got %v, want errNotFound", err)
 	}
-	if _, err := st.setPasswordByToken(ctx, hashToken(token), []byte("new-hash"), time.Now()); err != nil {
+	if _, err := st.setPasswordByToken(ctx, hashToken(token), []byte("new-hash"), composeFor(t, ""), time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := st.userByToken(ctx, hashToken(bearer), "authentication", time.Now()); !errors.Is(err, errNotFound) {
 		t.Errorf("the bearer token after the reset: got %v, want errNotFound", err)
 	}
-	if _, err := st.setPasswordByToken(ctx, hashToken(token), []byte("again"), time.Now()); !errors.Is(err, errNotFound) {
+	if _, err := st.setPasswordByToken(ctx, hashToken(token), []byte("again"), composeFor(t, ""), time.Now()); !errors.Is(err, errNotFound) {
 		t.Errorf("the reset token a second time: got %v, want errNotFound", err)
 	}
 }

@@ -18,6 +18,8 @@ type user struct {
 	Email        string    `json:"email"`
 	Activated    bool      `json:"activated"`
 	passwordHash []byte
+
+	oldEmail, newEmail string // an address change's two addresses, for the emails about it
 }
 
 // userColumns are the columns scanUser reads, in its order.
@@ -160,9 +162,10 @@ func (st *store) resend(ctx context.Context, address string, tokenHash []byte, c
 
 // activate marks as activated the user holding the unexpired activation
 // token with this hash, with passwordHash as its password unless it is nil
-// (the one given at signup was typed), and deletes all of that user's
-// activation tokens. It returns errNotFound when no such token exists.
-func (st *store) activate(ctx context.Context, tokenHash, passwordHash []byte, now time.Time) (*user, error) {
+// (the one given at signup was typed), deletes all of that user's
+// activation tokens and, when l is set, logs the user in with it. It
+// returns errNotFound when no such token exists.
+func (st *store) activate(ctx context.Context, tokenHash, passwordHash []byte, l *newSession, now time.Time) (*user, error) {
 	tx, err := st.write.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, err
@@ -177,6 +180,11 @@ func (st *store) activate(ctx context.Context, tokenHash, passwordHash []byte, n
 	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE user_id = $1 AND scope = 'activation'`, u.ID); err != nil {
 		return nil, err
+	}
+	if l != nil {
+		if err := insertLogin(ctx, tx, u.ID, u.passwordHash, l, now); err != nil {
+			return nil, err
+		}
 	}
 	return u, st.commit(tx)
 }
@@ -263,11 +271,13 @@ func (st *store) queuePasswordReset(ctx context.Context, address string, tokenHa
 	return kind, st.commit(tx)
 }
 
-// setPasswordByToken sets the password hash of the user holding the unexpired
-// password-reset token with this hash, marks the account activated (the
-// reset proved the inbox), and deletes every token of the user: reset,
-// activation and authentication. It returns errNotFound for no such token.
-func (st *store) setPasswordByToken(ctx context.Context, tokenHash, passwordHash []byte, now time.Time) (*user, error) {
+// setPasswordByToken sets the password hash of the user holding the
+// unexpired password-reset token with this hash, marks the account
+// activated (the reset proved the inbox), deletes every token of the user
+// (reset, activation, sessions: every login), and queues the
+// password-changed email (not over budget: the password is set all the
+// same). It returns errNotFound for no such token.
+func (st *store) setPasswordByToken(ctx context.Context, tokenHash, passwordHash []byte, compose composer, now time.Time) (*user, error) {
 	tx, err := st.write.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, err
@@ -282,6 +292,16 @@ func (st *store) setPasswordByToken(ctx context.Context, tokenHash, passwordHash
 	if _, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE user_id = $1`, u.ID); err != nil {
 		return nil, err
 	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM email_changes WHERE user_id = $1`, u.ID); err != nil {
+		return nil, err
+	}
+	e, err := compose("password-changed", u)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := st.queueNotice(ctx, tx, e); err != nil {
+		return nil, err
+	}
 	return u, st.commit(tx)
 }
 
@@ -292,6 +312,12 @@ func (st *store) purgeExpiredTokens(ctx context.Context, now time.Time) (int64, 
 		return 0, err
 	}
 	if _, err := st.write.ExecContext(ctx, `DELETE FROM login_attempts WHERE attempted_at <= $1`, millis(now.Add(-accountWindow))); err != nil {
+		return 0, err
+	}
+	if _, err := st.write.ExecContext(ctx, `DELETE FROM email_changes WHERE expiry <= $1`, millis(now)); err != nil {
+		return 0, err
+	}
+	if _, err := st.write.ExecContext(ctx, `DELETE FROM tokens WHERE scope = 'session' AND last_used_at <= $1`, millis(now.Add(-sessionIdle))); err != nil {
 		return 0, err
 	}
 	res, err := st.write.ExecContext(ctx, `DELETE FROM tokens WHERE expiry <= $1`, millis(now))

@@ -22,7 +22,8 @@ import (
 var templateFS embed.FS
 
 // pageFiles are the pages, each executed inside layout.html.
-var pageFiles = []string{"message.html", "signup.html", "activate.html", "resend.html", "forgot-password.html", "reset-password.html"}
+var pageFiles = []string{"message.html", "signup.html", "activate.html", "resend.html", "forgot-password.html", "reset-password.html",
+	"login.html", "account.html", "confirm-email.html"}
 
 // templates are the parsed email and page templates and the stylesheet.
 type templates struct {
@@ -56,7 +57,8 @@ func loadTemplates(dir string) (*templates, error) {
 	}
 
 	t := &templates{emails: map[string]mailTemplate{}, pages: map[string]*htmltemplate.Template{}}
-	sample := mailData{AppName: "Signup", Name: "Sam <Sample>", Link: "https://signup.example.com/activate?token=SAMPLE", Expires: formatTime(time.Now())}
+	sample := mailData{AppName: "Signup", Name: "Sam <Sample>", Link: "https://signup.example.com/activate?token=SAMPLE", Expires: formatTime(time.Now()),
+		OldEmail: "sam@example.com", NewEmail: "sam@example.org"}
 	for kind, k := range emailKinds {
 		name := k.template
 		src, path, err := read(name)
@@ -85,13 +87,15 @@ func loadTemplates(dir string) (*templates, error) {
 	if err != nil {
 		return nil, fmt.Errorf("template %s: %w", layoutPath, err)
 	}
-	layout, err := htmltemplate.New("layout.html").Parse(layoutSrc)
+	layout, err := htmltemplate.New("layout.html").Funcs(htmltemplate.FuncMap{"formatTime": formatTime}).Parse(layoutSrc)
 	if err != nil {
 		return nil, fmt.Errorf("template %s: %w", layoutPath, err)
 	}
 	samplePage := page{AppName: "Signup", Title: "Sample", Lines: []string{"A line."}, Link: "/signup", LinkText: "Sign up",
 		Form: map[string]string{"name": "Sam", "email": "sam@example.com"}, Errors: map[string]string{"email": "must be provided"},
-		Name: "Sam", SignedUpAt: formatTime(time.Now()), Token: "SAMPLE"}
+		Name: "Sam", SignedUpAt: formatTime(time.Now()), Token: "SAMPLE",
+		Account: &user{ID: 1, Name: "Sam", Email: "sam@example.com"}, Since: formatTime(time.Now()),
+		Sessions: []loginSession{{ID: "0123456789abcdef", UserAgent: "Firefox", Current: true, Browser: true}, {ID: "fedcba9876543210"}}}
 	for _, name := range pageFiles {
 		src, path, err := read(name)
 		if err != nil {

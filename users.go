@@ -121,9 +121,10 @@ var errNotTheSignupPassword = errors.New("not the password this signup was made 
 // false, a password that is not the signup's is refused with
 // errNotTheSignupPassword (the page then asks for it twice); with confirmed
 // true (the API, or the page's second step) it becomes the account's
-// password. It returns a message per invalid field (the password's rules,
-// or the token), or an error.
-func (app *application) activate(ctx context.Context, token, password string, confirmed bool) (*user, validator, error) {
+// password. With l set, the person is logged in with that session. It
+// returns a message per invalid field (the password's rules, or the
+// token), or an error.
+func (app *application) activate(ctx context.Context, token, password string, confirmed bool, l *newSession) (*user, validator, error) {
 	v := validator{}
 	v.check(token != "", "token", "must be provided")
 	validatePassword(v, password)
@@ -152,7 +153,7 @@ func (app *application) activate(ctx context.Context, token, password string, co
 	if err != nil {
 		return nil, nil, err
 	}
-	u, err := app.store.activate(ctx, hash, newHash, app.now())
+	u, err := app.store.activate(ctx, hash, newHash, l, app.now())
 	if errors.Is(err, errNotFound) {
 		return nil, invalid, nil
 	}
@@ -174,6 +175,6 @@ func (app *application) handleActivateUser(w http.ResponseWriter, r *http.Reques
 		app.badRequest(w, r, err)
 		return
 	}
-	u, errs, err := app.activate(r.Context(), input.Token, input.Password, true)
+	u, errs, err := app.activate(r.Context(), input.Token, input.Password, true, nil)
 	app.answer(w, r, errs, err, http.StatusOK, envelope{"user": u})
 }

@@ -1,0 +1,506 @@
+package main
+
+// account.go is what a logged-in person does to their account, on the
+// account page and by the API alike: change the password, change the
+// address (confirmed by both addresses), end sessions, delete the account.
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+)
+
+// errWrongPassword means the current password typed to change an account
+// is not its password.
+var errWrongPassword = errors.New("not the account's password")
+
+// checkPassword checks that password is u's current password before a
+// change to the account, counted by the login throttle as a login is (a
+// stolen session cannot guess it any faster). It returns the password hash
+// it was compared with, for the change to be made only if it is still the
+// account's; errWrongPassword, or a throttled error.
+func (app *application) checkPassword(r *http.Request, u *user, password string) ([]byte, error) {
+	client, device, err := app.loginClient(r, u.Email)
+	if err != nil {
+		return nil, err
+	}
+	cur, retry, err := app.store.beginLogin(r.Context(), u.Email, client, device, app.now())
+	if errors.Is(err, errThrottled) {
+		app.logger.Warn("password check throttled", "user_id", u.ID, "retry_after", retry.Round(1e9).String())
+		return nil, throttled{retry}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if cur == nil || cur.ID != u.ID {
+		return nil, errWrongPassword // the account changed its address or is gone
+	}
+	match, err := app.hasher.compare(r.Context(), cur.passwordHash, password)
+	if err != nil {
+		return nil, err
+	}
+	if !match {
+		return nil, errWrongPassword
+	}
+	return cur.passwordHash, app.store.passwordChecked(r.Context(), u.Email, client)
+}
+
+// passwordProblem turns checkPassword's error into a message for the field
+// field, or returns it as it is.
+func passwordProblem(err error, field string) (validator, error) {
+	if errors.Is(err, errWrongPassword) {
+		return validator{field: "is not your current password"}, nil
+	}
+	return nil, err
+}
+
+// changePassword gives u the new password, if current is its password:
+// every other session and token ends (s, the one asking, stays), and the
+// address gets the password-changed email.
+func (app *application) changePassword(r *http.Request, u *user, s *loginSession, current, password string) (validator, error) {
+	v := validator{}
+	v.check(current != "", "current_password", "must be provided")
+	validatePassword(v, password)
+	if len(v) > 0 {
+		return v, nil
+	}
+	checked, err := app.checkPassword(r, u, current)
+	if err != nil {
+		return passwordProblem(err, "current_password")
+	}
+	newHash, err := app.hasher.hash(r.Context(), password)
+	if err != nil {
+		return nil, err
+	}
+	err = app.store.changePassword(r.Context(), u, checked, newHash, s.hash, app.composeWith("", app.now().UTC()))
+	if errors.Is(err, errNotFound) {
+		return validator{"current_password": "is not your current password"}, nil // changed meanwhile
+	}
+	if err != nil {
+		return nil, app.noticeRefused(err, u.Email, "password change")
+	}
+	app.logger.Info("password changed", "user_id", u.ID)
+	app.deliverer.kick()
+	return nil, nil
+}
+
+// errNoticeOverBudget refuses a change whose notice the address's send
+// budget has no room for: the inbox must hear of a change made with the
+// password alone, so nothing changes, and the person may try again within
+// the hour.
+var errNoticeOverBudget = errors.New("the address has had its share of emails for now")
+
+// noticeRefused is err, or errNoticeOverBudget (logged) for errOverBudget.
+func (app *application) noticeRefused(err error, address, request string) error {
+	if !errors.Is(err, errOverBudget) {
+		return err
+	}
+	app.metrics.overBudget.Add(1)
+	app.logger.Warn("send budget of the address spent: change refused, since its notice cannot be sent", "request", request, "email", address)
+	return errNoticeOverBudget
+}
+
+// changeEmail starts moving u to the address newAddress, if current is its
+// password: a confirmation link to each address (or, if newAddress has an
+// account, the account-exists email to its owner). The answer is the same
+// whoever owns newAddress, and over a budget.
+func (app *application) changeEmail(r *http.Request, u *user, current, newAddress string) (validator, error) {
+	v := validator{}
+	validateEmail(v, newAddress)
+	v.check(current != "", "current_password", "must be provided")
+	if len(v) > 0 {
+		return v, nil
+	}
+	if strings.EqualFold(newAddress, u.Email) {
+		return validator{"email": "is already your address"}, nil
+	}
+	checked, err := app.checkPassword(r, u, current)
+	if err != nil {
+		return passwordProblem(err, "current_password")
+	}
+	release, allowed := app.reserveEmail(r.Context())
+	if !allowed {
+		app.overClientBudget(newAddress, "email change")
+		return nil, nil
+	}
+	now := app.now().UTC()
+	tokenOld, hashOld := newToken()
+	tokenNew, hashNew := newToken()
+	err = app.store.requestEmailChange(r.Context(), u, newAddress, checked, hashOld, hashNew, func(kind string, to *user) (*email, error) {
+		if kind == "confirm-email-new" {
+			return app.compose(kind, to, tokenNew, now)
+		}
+		return app.compose(kind, to, tokenOld, now)
+	}, now)
+	if err != nil {
+		release()
+	}
+	switch {
+	case errors.Is(err, errNotFound):
+		return validator{"current_password": "is not your current password"}, nil // changed meanwhile
+	case errors.Is(err, errCurrentOverBudget):
+		return nil, app.noticeRefused(errOverBudget, u.Email, "email change")
+	case errors.Is(err, errOverBudget): // the same answer whoever owns newAddress
+		app.overBudget(newAddress, "email change")
+		return nil, nil
+	case err != nil:
+		return nil, err
+	}
+	app.logger.Info("email change asked", "user_id", u.ID)
+	app.deliverer.kick()
+	return nil, nil
+}
+
+// invalidChangeToken is the message for a dead address-change link.
+const invalidChangeToken = "invalid or expired email change token"
+
+// confirmEmail confirms the half of an address change that token is for;
+// it reports whether the change took effect (both halves confirmed).
+func (app *application) confirmEmail(ctx context.Context, token string) (bool, validator, error) {
+	invalid := validator{"token": invalidChangeToken}
+	hash := hashToken(token)
+	if hash == nil {
+		return false, invalid, nil
+	}
+	done, err := app.store.confirmEmailChange(ctx, hash, app.composeWith("", app.now().UTC()), app.now())
+	switch {
+	case errors.Is(err, errNotFound):
+		return false, invalid, nil
+	case errors.Is(err, errAddressTaken):
+		return false, validator{"token": "the new address has an account now: the change is cancelled"}, nil
+	case err != nil:
+		return false, nil, err
+	}
+	if done {
+		app.logger.Info("email changed")
+		app.deliverer.kick()
+	}
+	return done, nil, nil
+}
+
+// deleteAccount deletes u with everything of it, if current is its
+// password, and emails the address that it is gone.
+func (app *application) deleteAccount(r *http.Request, u *user, current string) (validator, error) {
+	if current == "" {
+		return validator{"current_password": "must be provided"}, nil
+	}
+	checked, err := app.checkPassword(r, u, current)
+	if err != nil {
+		return passwordProblem(err, "current_password")
+	}
+	err = app.store.deleteAccount(r.Context(), u, checked, app.composeWith("", app.now().UTC()))
+	if errors.Is(err, errNotFound) {
+		return validator{"current_password": "is not your current password"}, nil
+	}
+	if err != nil {
+		return nil, app.noticeRefused(err, u.Email, "account deletion")
+	}
+	app.logger.Info("account deleted", "user_id", u.ID)
+	app.deliverer.kick()
+	return nil, nil
+}
+
+// answerChange answers an account change by the API: 429 past the
+// throttle, else as answer does.
+func (app *application) answerChange(w http.ResponseWriter, r *http.Request, errs validator, err error, status int, data envelope) {
+	var t throttled
+	switch {
+	case errors.As(err, &t):
+		w.Header().Set("Retry-After", retryAfter(t.retry))
+		app.errorResponse(w, r, http.StatusTooManyRequests, "too many failed password attempts for this account; try again later")
+		return
+	case errors.Is(err, errNoticeOverBudget):
+		w.Header().Set("Retry-After", "3600")
+		app.errorResponse(w, r, http.StatusTooManyRequests, "nothing changed: the account's address has had its share of emails for now, and must get one about this; try again within the hour")
+		return
+	}
+	if status == http.StatusNoContent && err == nil && len(errs) == 0 {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	app.answer(w, r, errs, err, status, data)
+}
+
+// handleChangePassword is PUT /v1/users/me/password.
+func (app *application) handleChangePassword(w http.ResponseWriter, r *http.Request) {
+	u, s := app.bearer(w, r)
+	if u == nil {
+		return
+	}
+	var input struct {
+		CurrentPassword string `json:"current_password"`
+		Password        string `json:"password"`
+	}
+	if err := app.readJSON(w, r, &input); err != nil {
+		app.badRequest(w, r, err)
+		return
+	}
+	errs, err := app.changePassword(r, u, s, input.CurrentPassword, input.Password)
+	app.answerChange(w, r, errs, err, http.StatusOK, envelope{"message": "your password is changed; every other session and token of the account is ended"})
+}
+
+// handleChangeEmail is POST /v1/users/me/email.
+func (app *application) handleChangeEmail(w http.ResponseWriter, r *http.Request) {
+	u, _ := app.bearer(w, r)
+	if u == nil {
+		return
+	}
+	var input struct {
+		Email           string `json:"email"`
+		CurrentPassword string `json:"current_password"`
+	}
+	if err := app.readJSON(w, r, &input); err != nil {
+		app.badRequest(w, r, err)
+		return
+	}
+	errs, err := app.changeEmail(r, u, input.CurrentPassword, input.Email)
+	app.answerChange(w, r, errs, err, http.StatusAccepted, envelope{"message": "a link is on its way to each address: the change takes effect when both are confirmed"})
+}
+
+// handleConfirmEmail is PUT /v1/users/email: one half of an address change.
+func (app *application) handleConfirmEmail(w http.ResponseWriter, r *http.Request) {
+	var input struct {
+		Token string `json:"token"`
+	}
+	if err := app.readJSON(w, r, &input); err != nil {
+		app.badRequest(w, r, err)
+		return
+	}
+	if input.Token == "" {
+		app.failedValidation(w, r, validator{"token": "must be provided"})
+		return
+	}
+	done, errs, err := app.confirmEmail(r.Context(), input.Token)
+	msg := "this address's half of the change is confirmed; the change takes effect when the other address confirms it too"
+	if done {
+		msg = "the change is confirmed by both addresses: the account has its new address"
+	}
+	app.answer(w, r, errs, err, http.StatusOK, envelope{"message": msg})
+}
+
+// handleDeleteMe is DELETE /v1/users/me.
+func (app *application) handleDeleteMe(w http.ResponseWriter, r *http.Request) {
+	u, _ := app.bearer(w, r)
+	if u == nil {
+		return
+	}
+	var input struct {
+		CurrentPassword string `json:"current_password"`
+	}
+	if err := app.readJSON(w, r, &input); err != nil {
+		app.badRequest(w, r, err)
+		return
+	}
+	errs, err := app.deleteAccount(r, u, input.CurrentPassword)
+	app.answerChange(w, r, errs, err, http.StatusNoContent, nil)
+}
+
+// handleSessions is GET /v1/users/me/sessions.
+func (app *application) handleSessions(w http.ResponseWriter, r *http.Request) {
+	u, s := app.bearer(w, r)
+	if u == nil {
+		return
+	}
+	list, err := app.store.sessions(r.Context(), u.ID, s.hash, app.now())
+	if err != nil {
+		app.serverError(w, r, err)
+		return
+	}
+	app.writeJSON(w, r, http.StatusOK, envelope{"sessions": list})
+}
+
+// handleEndSession is DELETE /v1/users/me/sessions/{id}.
+func (app *application) handleEndSession(w http.ResponseWriter, r *http.Request) {
+	u, _ := app.bearer(w, r)
+	if u == nil {
+		return
+	}
+	err := app.store.endSession(r.Context(), u.ID, r.PathValue("id"))
+	switch {
+	case errors.Is(err, errNotFound):
+		app.errorResponse(w, r, http.StatusNotFound, "no session of this account has this id")
+	case err != nil:
+		app.serverError(w, r, err)
+	default:
+		w.WriteHeader(http.StatusNoContent)
+	}
+}
+
+// The account page and its forms.
+
+// accountPage renders the account page of u (status, with errs for the
+// form section, and notice lines on top).
+func (app *application) accountPage(w http.ResponseWriter, r *http.Request, status int, u *user, s *loginSession, section string, errs validator, form map[string]string, notice ...string) {
+	list, err := app.store.sessions(r.Context(), u.ID, s.hash, app.now())
+	if err != nil {
+		app.pageError(w, r, err)
+		return
+	}
+	if form == nil {
+		form = map[string]string{}
+	}
+	form["section"] = section
+	app.render(w, r, status, "account.html", page{Title: "Your account", Lines: notice, Account: u, Since: formatTime(u.CreatedAt),
+		Sessions: list, Form: form, Errors: errs})
+}
+
+// loggedIn returns the user and session of the request's cookie; without
+// one it sends the browser to the login page (to come back to path) and
+// returns nil.
+func (app *application) loggedIn(w http.ResponseWriter, r *http.Request) (*user, *loginSession) {
+	u, s, err := app.browserSession(r)
+	if errors.Is(err, errNotFound) {
+		http.Redirect(w, r, "/login?return_to=%2Faccount", http.StatusSeeOther)
+		return nil, nil
+	}
+	if err != nil {
+		app.pageError(w, r, err)
+		return nil, nil
+	}
+	return u, s
+}
+
+// handleAccountPage shows the account page, or sends to the login page.
+func (app *application) handleAccountPage(w http.ResponseWriter, r *http.Request) {
+	u, s := app.loggedIn(w, r)
+	if u == nil {
+		return
+	}
+	app.accountPage(w, r, http.StatusOK, u, s, "", nil, nil)
+}
+
+// accountForm handles a posted form of the account page: it reads it,
+// finds the person, and has do make the change. A change refused is the
+// account page again with its messages in section (the throttle's as a
+// 429); a change made is answered by done.
+func (app *application) accountForm(w http.ResponseWriter, r *http.Request, section string,
+	do func(u *user, s *loginSession) (validator, error), done func(u *user, s *loginSession)) {
+	if !app.readForm(w, r) {
+		return
+	}
+	u, s := app.loggedIn(w, r)
+	if u == nil {
+		return
+	}
+	errs, err := do(u, s)
+	var t throttled
+	switch {
+	case errors.As(err, &t):
+		w.Header().Set("Retry-After", retryAfter(t.retry))
+		app.accountPage(w, r, http.StatusTooManyRequests, u, s, section, validator{"form": "Too many wrong passwords for this account. Please wait " + inWords(t.retry) + " and try again."}, nil)
+	case errors.Is(err, errNoticeOverBudget):
+		w.Header().Set("Retry-After", "3600")
+		app.accountPage(w, r, http.StatusTooManyRequests, u, s, section, validator{"form": "Nothing was changed. Your address has had many emails from us in the last hour, " +
+			"and we must be able to email it about this change. Please try again within the hour."}, nil)
+	case err != nil:
+		app.pageError(w, r, err)
+	case len(errs) > 0:
+		app.accountPage(w, r, http.StatusUnprocessableEntity, u, s, section, errs, map[string]string{"email": r.PostForm.Get("email")})
+	default:
+		done(u, s)
+	}
+}
+
+// handleAccountPasswordForm changes the password from the account page.
+func (app *application) handleAccountPasswordForm(w http.ResponseWriter, r *http.Request) {
+	app.accountForm(w, r, "password", func(u *user, s *loginSession) (validator, error) {
+		return app.changePassword(r, u, s, r.PostForm.Get("current_password"), r.PostForm.Get("password"))
+	}, func(u *user, s *loginSession) {
+		app.render(w, r, http.StatusOK, "message.html", app.continuePage(pageOf("Your password is changed",
+			"Every other session of your account is signed out, and an email tells your address of the change.")))
+	})
+}
+
+// handleAccountEmailForm asks for an address change from the account page.
+func (app *application) handleAccountEmailForm(w http.ResponseWriter, r *http.Request) {
+	app.accountForm(w, r, "email", func(u *user, s *loginSession) (validator, error) {
+		return app.changeEmail(r, u, r.PostForm.Get("current_password"), r.PostForm.Get("email"))
+	}, func(u *user, s *loginSession) {
+		app.render(w, r, http.StatusOK, "message.html", pageOf("Check both inboxes",
+			"We have sent a link to "+u.Email+" and one to "+r.PostForm.Get("email")+". Your address changes when both links are opened and confirmed, within 24 hours.",
+			"Until then, nothing changes. Either link can cancel the change.").withLink("/account", "Back to your account"))
+	})
+}
+
+// handleAccountSessionsForm ends one session (id) or every other one.
+func (app *application) handleAccountSessionsForm(w http.ResponseWriter, r *http.Request) {
+	app.accountForm(w, r, "sessions", func(u *user, s *loginSession) (validator, error) {
+		if id := r.PostForm.Get("id"); id != "" {
+			if err := app.store.endSession(r.Context(), u.ID, id); err != nil && !errors.Is(err, errNotFound) {
+				return nil, err
+			}
+			return nil, nil
+		}
+		return nil, app.store.endOtherSessions(r.Context(), u.ID, s.hash)
+	}, func(u *user, s *loginSession) {
+		if id := r.PostForm.Get("id"); id == s.ID {
+			http.SetCookie(w, app.sessionCookie("", -1)) // it ended its own
+			http.Redirect(w, r, "/login", http.StatusSeeOther)
+			return
+		}
+		app.accountPage(w, r, http.StatusOK, u, s, "sessions", nil, nil, "The session is ended.")
+	})
+}
+
+// handleAccountDeleteForm deletes the account from the account page.
+func (app *application) handleAccountDeleteForm(w http.ResponseWriter, r *http.Request) {
+	app.accountForm(w, r, "delete", func(u *user, s *loginSession) (validator, error) {
+		return app.deleteAccount(r, u, r.PostForm.Get("current_password"))
+	}, func(u *user, s *loginSession) {
+		http.SetCookie(w, app.sessionCookie("", -1))
+		app.render(w, r, http.StatusOK, "message.html", pageOf("Your account is deleted",
+			"Your account and everything it held are gone. An email to "+u.Email+" says so.").withLink("/signup", "Sign up again"))
+	})
+}
+
+// handleConfirmEmailPage shows what change a link confirms, with its
+// buttons. It never uses the token: mail scanners fetch every link.
+func (app *application) handleConfirmEmailPage(w http.ResponseWriter, r *http.Request) {
+	token := r.URL.Query().Get("token")
+	c, err := app.store.emailChangeByToken(r.Context(), hashToken(token), app.now())
+	if app.linkFailed(w, r, err, app.deadChangeLink) {
+		return
+	}
+	app.render(w, r, http.StatusOK, "confirm-email.html", page{Title: "Confirm the new email address", Token: token,
+		Form: map[string]string{"old": c.oldEmail, "new": c.newEmail, "confirmed": strconv.FormatBool(c.confirmed)}})
+}
+
+// handleConfirmEmailForm confirms this address's half of the change, or
+// cancels the change for both.
+func (app *application) handleConfirmEmailForm(w http.ResponseWriter, r *http.Request) {
+	if !app.readForm(w, r) {
+		return
+	}
+	token := r.PostForm.Get("token")
+	switch r.PostForm.Get("action") {
+	case "confirm":
+		done, errs, err := app.confirmEmail(r.Context(), token)
+		switch {
+		case err != nil:
+			app.pageError(w, r, err)
+		case errs["token"] == invalidChangeToken:
+			app.deadChangeLink(w, r)
+		case len(errs) > 0:
+			app.message(w, r, http.StatusUnprocessableEntity, "The change is cancelled", "The new address has an account of its own by now, so this account cannot move to it.")
+		case done:
+			app.message(w, r, http.StatusOK, "Your email address is changed", "Both addresses confirmed: the account now has its new address. Log in with it from now on.")
+		default:
+			app.message(w, r, http.StatusOK, "Confirmed from this address", "The change takes effect once the link sent to the other address is confirmed too.")
+		}
+	case "cancel":
+		if err := app.store.cancelEmailChange(r.Context(), hashToken(token), app.now()); app.linkFailed(w, r, err, app.deadChangeLink) {
+			return
+		}
+		app.message(w, r, http.StatusOK, "The change is cancelled", "The account keeps its address. Neither link works any more.")
+	default:
+		app.message(w, r, http.StatusBadRequest, "That did not work", "Please use one of the buttons on the page the link in your email opened.")
+	}
+}
+
+// deadChangeLink says that an address change's link does not work.
+func (app *application) deadChangeLink(w http.ResponseWriter, r *http.Request) {
+	app.render(w, r, http.StatusUnprocessableEntity, "message.html", pageOf("This link does not work",
+		"The link is invalid, has expired (links work for 24 hours), was used already, or the change was cancelled."))
+}

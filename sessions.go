@@ -1,0 +1,203 @@
+package main
+
+// sessions.go is a browser's login: the session cookie, the login and
+// logout pages, and where a person goes next (return_to, "Continue to
+// <app-name>").
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+)
+
+// sessionCookieName names the session cookie, by what browsers require of
+// each prefix: __Host- (Secure, Path=/, no Domain) over HTTPS, __Secure-
+// with -cookie-domain, and no prefix over plain HTTP, where a cookie cannot
+// be Secure.
+func (app *application) sessionCookieName() string {
+	switch {
+	case !strings.HasPrefix(app.cfg.baseURL, "https://"):
+		return "signup_session"
+	case app.cfg.cookieDomain != "":
+		return "__Secure-signup_session"
+	default:
+		return "__Host-signup_session"
+	}
+}
+
+// sessionCookie is the session cookie holding token for maxAge (negative:
+// delete it).
+func (app *application) sessionCookie(token string, maxAge time.Duration) *http.Cookie {
+	c := &http.Cookie{Name: app.sessionCookieName(), Value: token, Path: "/", MaxAge: int(maxAge.Seconds()),
+		HttpOnly: true, Secure: strings.HasPrefix(app.cfg.baseURL, "https://"), SameSite: http.SameSiteLaxMode}
+	if maxAge < 0 {
+		c.MaxAge = -1
+	}
+	c.Domain = app.cfg.cookieDomain
+	return c
+}
+
+// retryAfter is a Retry-After header's value for a wait of d.
+func retryAfter(d time.Duration) string { return strconv.Itoa(int(d.Seconds()) + 1) }
+
+// inWords is a wait of d as a person reads it, in whole minutes.
+func inWords(d time.Duration) string {
+	m := int(d.Minutes()) + 1
+	if m == 1 {
+		return "a minute"
+	}
+	return strconv.Itoa(m) + " minutes"
+}
+
+// browserSession returns the user and session of the request's session
+// cookie, or errNotFound when it has no live one.
+func (app *application) browserSession(r *http.Request) (*user, *loginSession, error) {
+	c, err := r.Cookie(app.sessionCookieName())
+	if err != nil {
+		return nil, nil, errNotFound
+	}
+	hash := hashToken(c.Value)
+	if hash == nil {
+		return nil, nil, errNotFound
+	}
+	return app.store.sessionUser(r.Context(), hash, "session", app.now())
+}
+
+// startSession sets the cookie of a new session made with token.
+func (app *application) startSession(w http.ResponseWriter, token string) {
+	http.SetCookie(w, app.sessionCookie(token, app.cfg.sessionLifetime))
+}
+
+// returnOrigins are the origins return_to may lead to: -app-url's,
+// -base-url's and -return-origins.
+func (app *application) returnOrigins() []string {
+	origins := append([]string{origin(app.cfg.baseURL)}, app.cfg.returnOrigins...)
+	if app.cfg.appURL != "" {
+		origins = append(origins, origin(app.cfg.appURL))
+	}
+	return origins
+}
+
+// origin is the scheme and host of the URL s, lower-cased.
+func origin(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return ""
+	}
+	return strings.ToLower(u.Scheme + "://" + u.Host)
+}
+
+// returnTo is where a return_to value may lead: a path of this service, or
+// a URL whose origin is one of returnOrigins, written out afresh; or ""
+// for anything else (another host, //host, javascript:, a backslash, a
+// control character or space that browsers would strip), which is ignored.
+func (app *application) returnTo(raw string) string {
+	if raw == "" || len(raw) > 2000 || strings.ContainsRune(raw, '\\') || strings.ContainsFunc(raw, func(c rune) bool {
+		return unicode.IsControl(c) || unicode.IsSpace(c) || c > unicode.MaxASCII
+	}) {
+		return ""
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.User != nil || u.Opaque != "" {
+		return ""
+	}
+	if u.Scheme == "" && u.Host == "" {
+		if !strings.HasPrefix(raw, "/") || strings.HasPrefix(raw, "//") {
+			return ""
+		}
+		return u.RequestURI() + fragment(u)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || !slices.Contains(app.returnOrigins(), strings.ToLower(u.Scheme+"://"+u.Host)) {
+		return ""
+	}
+	return u.String()
+}
+
+// fragment is u's #fragment, if it has one.
+func fragment(u *url.URL) string {
+	if u.Fragment == "" {
+		return ""
+	}
+	return "#" + u.EscapedFragment()
+}
+
+// nextPage is where a person goes after logging in, activating or changing
+// the password: -app-url, else the account page.
+func (app *application) nextPage() string {
+	if app.cfg.appURL != "" {
+		return app.cfg.appURL
+	}
+	return "/account"
+}
+
+// continuePage is p with the "Continue to <app-name>" link (or to the
+// account page when there is no -app-url).
+func (app *application) continuePage(p page) page {
+	if app.cfg.appURL != "" {
+		return p.withLink(app.cfg.appURL, "Continue to "+app.cfg.appName)
+	}
+	return p.withLink("/account", "Go to your account")
+}
+
+// handleLoginPage shows the login form; return_to is kept for after it.
+func (app *application) handleLoginPage(w http.ResponseWriter, r *http.Request) {
+	app.render(w, r, http.StatusOK, "login.html", page{Title: "Log in",
+		Form: map[string]string{"return_to": app.returnTo(r.URL.Query().Get("return_to"))}})
+}
+
+// handleLoginForm logs in as the API does, with a session cookie, then
+// goes to return_to if it is allowed, else nextPage. Every failure gets the
+// same message, with the reminder that an account works once activated.
+func (app *application) handleLoginForm(w http.ResponseWriter, r *http.Request) {
+	if !app.readForm(w, r) {
+		return
+	}
+	address, password := r.PostForm.Get("email"), r.PostForm.Get("password")
+	form := map[string]string{"email": address, "return_to": app.returnTo(r.PostForm.Get("return_to"))}
+	v := validator{}
+	validateEmail(v, address)
+	v.check(password != "", "password", "must be provided")
+	if len(v) > 0 {
+		app.render(w, r, http.StatusUnprocessableEntity, "login.html", page{Title: "Log in", Form: form, Errors: v})
+		return
+	}
+	token, _, err := app.login(w, r, address, password, "session")
+	var t throttled
+	switch {
+	case errors.As(err, &t):
+		w.Header().Set("Retry-After", retryAfter(t.retry))
+		app.render(w, r, http.StatusTooManyRequests, "login.html", page{Title: "Log in", Form: form, Errors: validator{"form": "Too many failed attempts to log in to this account. " +
+			"Please wait " + inWords(t.retry) + " and try again, or reset your password."}})
+	case errors.Is(err, errBadCredentials):
+		app.render(w, r, http.StatusUnauthorized, "login.html", page{Title: "Log in", Form: form, Errors: validator{"form": "The email address or the password is not right. " +
+			"An account can be used only once the link in its welcome email was followed."}, Link: "/resend", LinkText: "Get a new activation link"})
+	case err != nil:
+		app.pageError(w, r, err)
+	default:
+		app.startSession(w, token)
+		next := form["return_to"]
+		if next == "" {
+			next = app.nextPage()
+		}
+		http.Redirect(w, r, next, http.StatusSeeOther)
+	}
+}
+
+// handleLogout ends this browser's session, then shows the login page.
+func (app *application) handleLogout(w http.ResponseWriter, r *http.Request) {
+	if c, err := r.Cookie(app.sessionCookieName()); err == nil {
+		if hash := hashToken(c.Value); hash != nil {
+			if err := app.store.deleteToken(r.Context(), hash, "session"); err != nil {
+				app.pageError(w, r, err)
+				return
+			}
+		}
+	}
+	http.SetCookie(w, app.sessionCookie("", -1))
+	http.Redirect(w, r, "/login", http.StatusSeeOther)
+}

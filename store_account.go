@@ -1,0 +1,308 @@
+package main
+
+// store_account.go keeps what a logged-in person does to their account:
+// a new password, an address change confirmed by both addresses, and the
+// account's deletion; each with its email, in the same transaction.
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"strings"
+	"time"
+)
+
+// errCurrentOverBudget means an address change was refused by the budget
+// of the account's own address: nothing changed.
+var errCurrentOverBudget = errors.New("send budget of the current address spent")
+
+// errAddressTaken means an address change cannot complete: the new address
+// has an account now.
+var errAddressTaken = errors.New("the new address has an account")
+
+// queueNotice queues e, the notice of a change whose inbox took part in it
+// (a reset by its emailed link; an address change both addresses
+// confirmed). Over the recipient's budget the change still stands and the
+// notice is not sent: it reports false. A change made with the password
+// alone (a new password, a deletion) queues its notice with queue instead,
+// and is refused over budget: the inbox must hear of it.
+func (st *store) queueNotice(ctx context.Context, tx *sql.Tx, e *email) (bool, error) {
+	err := st.queue(ctx, tx, e, nil)
+	if errors.Is(err, errOverBudget) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// changePassword gives u the password hash newHash, if checked (the hash
+// the current password was compared with) is still its own, ends every
+// other session and token of u (all but the session with hash keep, when
+// set), and queues the password-changed email. It returns errNotFound when
+// the password changed meanwhile, errOverBudget (nothing changed) when the
+// address's budget has no room for the email.
+func (st *store) changePassword(ctx context.Context, u *user, checked, newHash, keep []byte, compose composer) error {
+	tx, err := st.write.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, `UPDATE users SET password_hash = $1 WHERE id = $2 AND password_hash = $3`, newHash, u.ID, checked)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return errNotFound
+	}
+	if keep == nil {
+		keep = []byte{} // a hash no token has
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE user_id = $1 AND hash <> $2`, u.ID, keep); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM email_changes WHERE user_id = $1`, u.ID); err != nil {
+		return err
+	}
+	e, err := compose("password-changed", u)
+	if err != nil {
+		return err
+	}
+	if err := st.queue(ctx, tx, e, nil); err != nil {
+		return err
+	}
+	return st.commit(tx)
+}
+
+// requestEmailChange starts moving u to newAddress, if checked is still
+// its password hash, in place of any change it had waiting: a confirmation
+// link (tokenOld) to u's address and one (tokenNew) to newAddress. When
+// newAddress has an activated account, its owner gets the account-exists
+// email instead of a link, and the change can never complete. Over the
+// budget of u's address nothing changes and it returns errCurrentOverBudget;
+// over newAddress's, errOverBudget.
+func (st *store) requestEmailChange(ctx context.Context, u *user, newAddress string, checked, tokenOld, tokenNew []byte, compose composer, now time.Time) error {
+	tx, err := st.write.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if err := st.lockAddress(ctx, tx, newAddress); err != nil {
+		return err
+	}
+	var same int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM users WHERE id = $1 AND password_hash = $2`, u.ID, checked).Scan(&same); err != nil {
+		return err
+	}
+	if same == 0 {
+		return errNotFound
+	}
+	owner, err := userByAddress(ctx, tx, newAddress)
+	if err != nil && !errors.Is(err, errNotFound) {
+		return err
+	}
+	taken := owner != nil && owner.Activated
+	if err := endEmailChange(ctx, tx, u.ID); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO email_changes (user_id, new_email, taken, expiry) VALUES ($1, $2, $3, $4)`,
+		u.ID, newAddress, boolInt(taken), millis(now.Add(changeTTL))); err != nil {
+		return err
+	}
+	from := *u
+	from.oldEmail, from.newEmail = u.Email, newAddress
+	e, err := compose("confirm-email-old", &from)
+	if err != nil {
+		return err
+	}
+	if err := st.queue(ctx, tx, e, tokenOld); errors.Is(err, errOverBudget) {
+		return errCurrentOverBudget
+	} else if err != nil {
+		return err
+	}
+	if taken {
+		e, err = compose("account-exists", owner)
+		tokenNew = nil
+	} else {
+		to := from
+		to.Email = newAddress
+		e, err = compose("confirm-email-new", &to)
+	}
+	if err != nil {
+		return err
+	}
+	if err := st.queue(ctx, tx, e, tokenNew); err != nil {
+		return err
+	}
+	return st.commit(tx)
+}
+
+// emailChange is an address change waiting for its confirmations, as its
+// page shows it.
+type emailChange struct {
+	user               *user
+	oldEmail, newEmail string
+	half               string // which address the token is of: "old" or "new"
+	confirmed          bool   // that half is confirmed already
+}
+
+// emailChangeByToken returns the change that the unexpired confirmation
+// token with this hash is for, or errNotFound.
+func (st *store) emailChangeByToken(ctx context.Context, tokenHash []byte, now time.Time) (*emailChange, error) {
+	var c emailChange
+	var scope string
+	var id int64
+	var oldDone, newDone bool
+	err := st.read.QueryRowContext(ctx, `SELECT t.scope, t.user_id, c.new_email, c.old_confirmed, c.new_confirmed
+		FROM tokens t JOIN email_changes c ON c.user_id = t.user_id
+		WHERE t.hash = $1 AND t.scope IN ('email-change-old', 'email-change-new') AND t.expiry > $2 AND c.expiry > $2`,
+		tokenHash, millis(now)).Scan(&scope, &id, &c.newEmail, &oldDone, &newDone)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, errNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	if c.user, err = scanUser(st.read.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE id = $1`, id)); err != nil {
+		return nil, err
+	}
+	c.oldEmail = c.user.Email
+	c.half, c.confirmed = strings.TrimPrefix(scope, "email-change-"), oldDone
+	if c.half == "new" {
+		c.confirmed = newDone
+	}
+	return &c, nil
+}
+
+// confirmEmailChange confirms the half of an address change that the
+// unexpired token with this hash is for. When both halves are confirmed
+// the account takes the new address (a pending account that has it is
+// deleted: the inbox's owner confirmed) and the old address gets the
+// email-changed email; it reports whether that happened. errNotFound for
+// no such token; errAddressTaken, with the change ended, when the new
+// address has an activated account by now.
+func (st *store) confirmEmailChange(ctx context.Context, tokenHash []byte, compose composer, now time.Time) (done bool, err error) {
+	c, err := st.emailChangeByToken(ctx, tokenHash, now)
+	if err != nil {
+		return false, err
+	}
+	tx, err := st.write.BeginTx(ctx, nil)
+	if err != nil {
+		return false, err
+	}
+	defer tx.Rollback()
+	if err := st.lockAddress(ctx, tx, c.newEmail); err != nil {
+		return false, err
+	}
+	res, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE hash = $1 AND scope = $2 AND expiry > $3`, tokenHash, "email-change-"+c.half, millis(now))
+	if err != nil {
+		return false, err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return false, errNotFound // used meanwhile
+	}
+	var oldDone, newDone, taken bool
+	if err := tx.QueryRowContext(ctx, `UPDATE email_changes SET old_confirmed = old_confirmed + $2, new_confirmed = new_confirmed + $3
+		WHERE user_id = $1 RETURNING old_confirmed > 0, new_confirmed > 0, taken > 0`,
+		c.user.ID, boolInt(c.half == "old"), boolInt(c.half == "new")).Scan(&oldDone, &newDone, &taken); err != nil {
+		return false, err
+	}
+	if !oldDone || !newDone || taken {
+		return false, st.commit(tx)
+	}
+	if err := endEmailChange(ctx, tx, c.user.ID); err != nil {
+		return false, err
+	}
+	owner, err := userByAddress(ctx, tx, c.newEmail)
+	switch {
+	case err == nil && owner.Activated:
+		if err := st.commit(tx); err != nil {
+			return false, err
+		}
+		return false, errAddressTaken
+	case err == nil:
+		if _, err := tx.ExecContext(ctx, `DELETE FROM users WHERE id = $1`, owner.ID); err != nil {
+			return false, err
+		}
+	case !errors.Is(err, errNotFound):
+		return false, err
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE users SET email = $1, email_key = $2 WHERE id = $3`, c.newEmail, strings.ToLower(c.newEmail), c.user.ID); err != nil {
+		return false, err
+	}
+	old := *c.user
+	old.oldEmail, old.newEmail = c.oldEmail, c.newEmail
+	e, err := compose("email-changed", &old)
+	if err != nil {
+		return false, err
+	}
+	if _, err := st.queueNotice(ctx, tx, e); err != nil {
+		return false, err
+	}
+	return true, st.commit(tx)
+}
+
+// boolInt is b as the databases store it.
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// cancelEmailChange ends the address change that the unexpired token with
+// this hash is for, for both addresses. It returns errNotFound for no such
+// token.
+func (st *store) cancelEmailChange(ctx context.Context, tokenHash []byte, now time.Time) error {
+	c, err := st.emailChangeByToken(ctx, tokenHash, now)
+	if err != nil {
+		return err
+	}
+	tx, err := st.write.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if err := endEmailChange(ctx, tx, c.user.ID); err != nil {
+		return err
+	}
+	return st.commit(tx)
+}
+
+// endEmailChange deletes, through tx, the address change of user id and
+// both its tokens.
+func endEmailChange(ctx context.Context, tx *sql.Tx, id int64) error {
+	if _, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE user_id = $1 AND scope IN ('email-change-old', 'email-change-new')`, id); err != nil {
+		return err
+	}
+	_, err := tx.ExecContext(ctx, `DELETE FROM email_changes WHERE user_id = $1`, id)
+	return err
+}
+
+// deleteAccount deletes u, if checked is still its password hash, with
+// everything of it (tokens, sessions, pending emails, an address change:
+// the schema's cascades), and queues the account-deleted email, which
+// outlives it. The send-budget and login-attempt records stay: they are
+// the address's. It returns errNotFound when the password changed
+// meanwhile, errOverBudget (nothing deleted) when the address's budget has
+// no room for the email.
+func (st *store) deleteAccount(ctx context.Context, u *user, checked []byte, compose composer) error {
+	tx, err := st.write.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, `DELETE FROM users WHERE id = $1 AND password_hash = $2`, u.ID, checked)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return errNotFound
+	}
+	e, err := compose("account-deleted", &user{Email: u.Email})
+	if err != nil {
+		return err
+	}
+	if err := st.queue(ctx, tx, e, nil); err != nil {
+		return err
+	}
+	return st.commit(tx)
+}
