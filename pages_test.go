@@ -402,9 +402,12 @@ func TestBrowserSignupAndActivate(t *testing.T) {
 		t.Fatal(err)
 	}
 	resetLink, _ := linkOf(t, data)
+	err = chromedp.Do(ctx, chromedp.Navigate(resetLink), chromedp.WaitVisible(chromedp.CSS(`#password`)))
+	if err != nil {
+		t.Fatalf("opening the reset link: %v", err)
+	}
+	checkAxe(t, ctx, "the reset-password page")
 	err = chromedp.Do(ctx,
-		chromedp.Navigate(resetLink),
-		chromedp.WaitVisible(chromedp.CSS(`#password`)),
 		chromedp.SendKeys(chromedp.CSS(`#password`), "difference-engine"),
 		chromedp.Click(chromedp.CSS(`button[type=submit]`)),
 		chromedp.WaitVisible(`//h1[text()="Your password is changed"]`),

@@ -1,0 +1,204 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// axeVersion is the axe-core that .ci/run fetches with npm.
+const axeVersion = "4.11.0"
+
+var axeOnce struct {
+	sync.Once
+	src string
+	err error
+}
+
+// axeSource returns axe-core's script: SIGNUP_AXE_JS, else where .ci/run
+// puts it. Without it the test is skipped, except under CI.
+func axeSource(t *testing.T) string {
+	t.Helper()
+	axeOnce.Do(func() {
+		path := os.Getenv("SIGNUP_AXE_JS")
+		if path == "" {
+			cache, _ := os.UserCacheDir()
+			path = filepath.Join(cache, "signup", "axe-core-"+axeVersion, "axe.min.js")
+		}
+		b, err := os.ReadFile(path)
+		axeOnce.src, axeOnce.err = string(b), err
+	})
+	if axeOnce.err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("axe-core is missing (.ci/run fetches it with npm): %v", axeOnce.err)
+		}
+		t.Skipf("axe-core is not installed (.ci/run fetches it with npm pack axe-core@%s): %v", axeVersion, axeOnce.err)
+	}
+	return axeOnce.src
+}
+
+// checkAxe runs axe-core on the page the browser shows, for WCAG 2.2 A and
+// AA and axe's best practices, and fails the test for every violation.
+func checkAxe(t *testing.T, ctx context.Context, what string) {
+	t.Helper()
+	src := axeSource(t)
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](src+"\n;true")); err != nil {
+		t.Fatalf("%s: injecting axe-core: %v", what, err)
+	}
+	out, err := chromedp.Run(ctx, chromedp.Evaluate[string](`axe.run(document, {runOnly: {type: "tag",
+		values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa", "best-practice"]}}).then(r =>
+		JSON.stringify(r.violations.map(v => ({id: v.id, help: v.help, nodes: v.nodes.map(n => n.html)}))))`, chromedp.EvalAwaitPromise))
+	if err != nil {
+		t.Fatalf("%s: running axe-core: %v", what, err)
+	}
+	if out != "[]" {
+		t.Errorf("%s: axe-core reports violations: %s", what, out)
+	}
+}
+
+// captured waits for the email to address whose subject has subject in
+// the development capture's directory dir, and returns it.
+func captured(t *testing.T, dir, address, subject string) []byte {
+	t.Helper()
+	var found []byte
+	waitFor(t, 10*time.Second, "the captured email to "+address+" about "+subject, func() bool {
+		files, _ := filepath.Glob(filepath.Join(dir, "*.eml"))
+		for _, f := range files {
+			b, err := os.ReadFile(f)
+			if err == nil && strings.Contains(string(b), "To: <"+address+">") && strings.Contains(subjectOf(b), subject) {
+				found = b
+				return true
+			}
+		}
+		return false
+	})
+	return found
+}
+
+// TestBrowserWholeLife is an account's whole life in a real headless
+// Chromium against the real binary: sign up → activate with the password
+// (logged in) → continue to the app → log out → log in → change the
+// password (the other session ends) → change the address (both links from
+// the captured emails) → delete; axe-core checks every page on the way,
+// logged in or not.
+func TestBrowserWholeLife(t *testing.T) {
+	t.Parallel()
+	ctx := browser(t)
+	axeSource(t)
+	theApp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, `<!doctype html><html lang="en"><title>The app</title><h1>The app</h1></html>`)
+	}))
+	t.Cleanup(theApp.Close)
+	dir := t.TempDir()
+	mail := filepath.Join(dir, "mail")
+	p := startBinary(t, []string{"-db", filepath.Join(dir, "signup.db"), "-port", "0", "-bcrypt-cost", "4", "-mail-dir", mail,
+		"-limiter-enabled=false", "-app-name", "Example", "-app-url", theApp.URL + "/home"})
+	// The pages as the emails' links name them (-base-url is localhost), so
+	// that the session cookie goes where the links lead.
+	base := strings.Replace(p.url, "127.0.0.1", "localhost", 1)
+	step := func(what string, actions ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(ctx, actions...); err != nil {
+			t.Fatalf("%s: %v\n%s", what, err, p.logs)
+		}
+	}
+	heading := func(h1 string) chromedp.Action[chromedp.Void] {
+		return chromedp.WaitVisible(`//h1[text()="` + h1 + `"]`)
+	}
+	location := func() string {
+		loc, err := chromedp.Run(ctx, chromedp.Location())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return loc
+	}
+
+	// The pages anyone sees, before any account exists.
+	for _, path := range []string{"/signup", "/login", "/resend", "/forgot-password", "/no-such-page", "/activate?token=DEAD", "/reset-password?token=DEAD", "/confirm-email?token=DEAD"} {
+		step("open "+path, chromedp.Navigate(base+path), chromedp.WaitVisible(`h1`))
+		checkAxe(t, ctx, path)
+	}
+	step("a signup form with errors", chromedp.Navigate(base+"/signup"), chromedp.WaitVisible(`#name`),
+		chromedp.SendKeys(`#email`, "not-an-address"), chromedp.Click(`button[type=submit]`), chromedp.WaitVisible(`#email-error`))
+	checkAxe(t, ctx, "the signup form with errors")
+
+	// Sign up, activate with the password: logged in, on to the app.
+	step("sign up", chromedp.Navigate(base+"/signup"), chromedp.WaitVisible(`#name`),
+		chromedp.SendKeys(`#name`, "Ada Lovelace"), chromedp.SendKeys(`#email`, "ada@example.com"),
+		chromedp.SendKeys(`#password`, "analytical-engine"), chromedp.Click(`button[type=submit]`), heading("Check your inbox"))
+	checkAxe(t, ctx, "check your inbox")
+	link, _ := linkOf(t, captured(t, mail, "ada@example.com", "Activate"))
+	step("open the activation link", chromedp.Navigate(link), chromedp.WaitVisible(`button[value=activate]`))
+	checkAxe(t, ctx, "the activation page")
+	step("activate", chromedp.SendKeys(`#password`, "analytical-engine"), chromedp.Click(`button[value=activate]`), heading("Your account is activated"))
+	checkAxe(t, ctx, "activated")
+	step("continue to the app", chromedp.Click(`//a[text()="Continue to Example"]`), heading("The app"))
+	if loc := location(); loc != theApp.URL+"/home" {
+		t.Errorf("continued to %s, want the app", loc)
+	}
+	step("the account page", chromedp.Navigate(base+"/account"), heading("Your account"))
+	checkAxe(t, ctx, "the account page")
+
+	// Log out, fail to log in, log in: back to the account page asked for.
+	step("log out", chromedp.Click(`//button[text()="Log out"]`), heading("Log in"))
+	step("the account page, logged out", chromedp.Navigate(base+"/account"), chromedp.WaitVisible(`#email`))
+	if loc := location(); loc != base+"/login?return_to=%2Faccount" {
+		t.Errorf("logged out, /account went to %s", loc)
+	}
+	step("a wrong password", chromedp.SendKeys(`#email`, "ada@example.com"), chromedp.SendKeys(`#password`, "wrong-password"),
+		chromedp.Click(`button[type=submit]`), chromedp.WaitVisible(`p.error`))
+	checkAxe(t, ctx, "a failed login")
+	step("log in", chromedp.SendKeys(`#password`, "analytical-engine"), chromedp.Click(`button[type=submit]`), heading("Your account"))
+	if loc := location(); loc != base+"/account" {
+		t.Errorf("logged in, landed on %s, want the page asked for", loc)
+	}
+
+	// Another session, by the API; the password change ends it.
+	_, body := post(t, "POST", base+"/v1/tokens/authentication", map[string]string{"email": "ada@example.com", "password": "analytical-engine"})
+	other := body["authentication_token"].(map[string]any)["token"].(string)
+	step("see both sessions", chromedp.Navigate(base+"/account"), chromedp.WaitVisible(`//li[contains(., "An API token")]`))
+	step("a wrong current password", chromedp.SendKeys(`#pw-current`, "wrong-password"), chromedp.SendKeys(`#pw-new`, "difference-engine"),
+		chromedp.Click(`//button[text()="Change my password"]`), chromedp.WaitVisible(`#pw-current-error`))
+	checkAxe(t, ctx, "the account page with an error")
+	step("change the password", chromedp.SendKeys(`#pw-current`, "analytical-engine"), chromedp.SendKeys(`#pw-new`, "difference-engine"),
+		chromedp.Click(`//button[text()="Change my password"]`), heading("Your password is changed"))
+	checkAxe(t, ctx, "password changed")
+	if status, _ := bearerDo(t, "GET", base+"/v1/users/me", other, nil); status != 401 {
+		t.Errorf("the other session after the password change: %d, want 401", status)
+	}
+	captured(t, mail, "ada@example.com", "password was changed")
+
+	// Change the address: a link to each; the change when both confirm.
+	step("ask to change the address", chromedp.Navigate(base+"/account"), chromedp.WaitVisible(`#em-new`),
+		chromedp.SendKeys(`#em-new`, "ada@lovelace.example"), chromedp.SendKeys(`#em-current`, "difference-engine"),
+		chromedp.Click(`//button[text()="Change my email address"]`), heading("Check both inboxes"))
+	for i, address := range []string{"ada@lovelace.example", "ada@example.com"} {
+		link, _ := linkOf(t, captured(t, mail, address, "Confirm the new email address"))
+		step("open the link to "+address, chromedp.Navigate(link), chromedp.WaitVisible(`button[value=confirm]`))
+		checkAxe(t, ctx, "the confirmation page")
+		want := "Confirmed from this address"
+		if i == 1 {
+			want = "Your email address is changed"
+		}
+		step("confirm from "+address, chromedp.Click(`button[value=confirm]`), heading(want))
+	}
+	step("the account's new address", chromedp.Navigate(base+"/account"), chromedp.WaitVisible(`//dd[text()="ada@lovelace.example"]`))
+
+	// Delete the account.
+	step("delete the account", chromedp.SendKeys(`#del-current`, "difference-engine"),
+		chromedp.Click(`//button[text()="Delete my account"]`), heading("Your account is deleted"))
+	checkAxe(t, ctx, "deleted")
+	captured(t, mail, "ada@lovelace.example", "account was deleted")
+	if status, _ := post(t, "POST", base+"/v1/tokens/authentication", map[string]string{"email": "ada@lovelace.example", "password": "difference-engine"}); status != 401 {
+		t.Errorf("log in to the deleted account: %d", status)
+	}
+}
