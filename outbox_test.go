@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base32"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -17,12 +19,14 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
-// TestCrashesLoseNoEmail signs users up (or asks for password resets of
-// activated accounts) against a flaky SMTP server while killing the process
-// with SIGKILL at random moments, then restarts it: every address that was
-// ever accepted must receive its email.
+// TestCrashesLoseNoEmail signs users up (or asks for password resets, or
+// address changes, of activated accounts) against a flaky SMTP server while
+// killing the process with SIGKILL at random moments, then restarts it:
+// every request that was ever accepted must have its email.
 func TestCrashesLoseNoEmail(t *testing.T) {
 	t.Parallel()
 	t.Run("welcome", func(t *testing.T) { t.Parallel(); testCrashes(t, "/v1/users", "Activate your Signup account") })
@@ -30,6 +34,20 @@ func TestCrashesLoseNoEmail(t *testing.T) {
 		t.Parallel()
 		testCrashes(t, "/v1/tokens/password-reset", "Reset your Signup password")
 	})
+	t.Run("address change", func(t *testing.T) {
+		t.Parallel()
+		testCrashes(t, "/v1/users/me/email", "Confirm the new email address")
+	})
+}
+
+// crashPassword is the password of the accounts the crash tests write.
+const crashPassword = "pa55word1234"
+
+// crashBearer is the bearer token the crash tests give the account of
+// address: 26 base32 characters.
+func crashBearer(address string) string {
+	sum := sha256.Sum256([]byte(address))
+	return base32.StdEncoding.EncodeToString(sum[:])[:26]
 }
 
 func testCrashes(t *testing.T, path, subject string) {
@@ -58,17 +76,23 @@ func testCrashes(t *testing.T, path, subject string) {
 	args := append(baseArgs(dir), smtpArgs(srv.host, srv.port)...)
 	args = append(args, "-mail-retry-min", "10ms", "-mail-retry-max", "200ms")
 	const resetAccounts = 5000
-	if path == "/v1/tokens/password-reset" {
-		// Activated accounts to reset, written straight into the database.
+	if path != "/v1/users" {
+		// Activated accounts, written straight into the database, each with
+		// a bearer token named after its address.
 		st, err := openStore(filepath.Join(dir, "signup.db"))
 		if err != nil {
 			t.Fatal(err)
 		}
+		hash, _ := bcrypt.GenerateFromPassword([]byte(crashPassword), bcrypt.MinCost)
 		tx, _ := st.write.Begin()
 		for i := range resetAccounts {
 			address := fmt.Sprintf("crash%d@example.com", i)
-			if _, err := tx.Exec(`INSERT INTO users (created_at, name, email, email_key, password_hash, activated) VALUES (?, 'Crash', ?, ?, 'x', 1)`,
-				millis(time.Now()), address, address); err != nil {
+			if _, err := tx.Exec(`INSERT INTO users (id, created_at, name, email, email_key, password_hash, activated) VALUES (?, ?, 'Crash', ?, ?, ?, 1)`,
+				i+1, millis(time.Now()), address, address, hash); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := tx.Exec(`INSERT INTO tokens (hash, user_id, scope, expiry, session_id) VALUES (?, ?, 'authentication', ?, ?)`,
+				hashToken(crashBearer(address)), i+1, millis(time.Now().Add(time.Hour)), fmt.Sprint(i)); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -84,10 +108,15 @@ func testCrashes(t *testing.T, path, subject string) {
 	client := &http.Client{Timeout: 5 * time.Second}
 	try := func(url, address string) (ok, answered bool) {
 		body := fmt.Sprintf(`{"name": "Crash", "email": %q, "password": "pa55word"}`, address)
-		if path != "/v1/users" {
+		switch path {
+		case "/v1/tokens/password-reset":
 			body = fmt.Sprintf(`{"email": %q}`, address)
+		case "/v1/users/me/email":
+			body = fmt.Sprintf(`{"email": %q, "current_password": %q}`, "new."+address, crashPassword)
 		}
-		res, err := client.Post(url+path, "application/json", strings.NewReader(body))
+		req, _ := http.NewRequest("POST", url+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+crashBearer(address))
+		res, err := client.Do(req)
 		if err != nil {
 			return false, false
 		}
@@ -153,7 +182,7 @@ func testCrashes(t *testing.T, path, subject string) {
 			}
 		}
 		for address := range accepted {
-			if got[address] == 0 {
+			if got[address] == 0 || (path == "/v1/users/me/email" && got["new."+address] == 0) {
 				return false
 			}
 		}

@@ -170,6 +170,23 @@ func TestPostgresTwoInstances(t *testing.T) {
 		t.Fatalf("login on one instance, /me on the other: %d %v", status, body)
 	}
 
+	// A browser's session made on one works on the other, and a logout on
+	// the other ends it on both.
+	va := newVisitor(t, a.url)
+	va.logIn("ada@example.com", "first-password")
+	vb := &visitor{t: t, base: b.url, client: va.client} // the same browser
+	if got := vb.get("/account"); got.status != 200 || !strings.Contains(got.body, "ada@example.com") {
+		t.Errorf("a session from one instance on the other: %d", got.status)
+	}
+	cookie := va.cookie("signup_session")
+	vb.post("/logout", nil)
+	stale := newVisitor(t, a.url) // a copy of the cookie, kept past the logout
+	u, _ := url.Parse(a.url)
+	stale.client.Jar.SetCookies(u, []*http.Cookie{{Name: "signup_session", Value: cookie}})
+	if got := stale.get("/account"); cookie == "" || got.status != 303 {
+		t.Errorf("the session after a logout on the other instance: %d, want 303", got.status)
+	}
+
 	// Reset on one, set the password on the other: the old bearer token dies.
 	post(t, "POST", b.url+"/v1/tokens/password-reset", map[string]string{"email": "ada@example.com"})
 	_, reset := linkOf(t, srv.waitMessages(t, 2, 10*time.Second)[1].data)

@@ -126,6 +126,42 @@ func TestSignalDrainsResetEmail(t *testing.T) {
 	}
 }
 
+// TestSignalDrainsPasswordChangedEmail: SIGTERM right after a password
+// change; the "password changed" email is sent before exit 0.
+func TestSignalDrainsPasswordChangedEmail(t *testing.T) {
+	t.Parallel()
+	var slow atomic.Bool
+	srv := startSMTP(t, func(s *testSMTP) {
+		s.data = func(int64, *smtp.Conn) error {
+			if slow.Load() {
+				time.Sleep(time.Second)
+			}
+			return nil
+		}
+	})
+	p := startBinary(t, append(baseArgs(t.TempDir()), smtpArgs(srv.host, srv.port)...))
+	signup(t, p.url, "change@example.com")
+	if status, body := post(t, "PUT", p.url+"/v1/users/activated", map[string]string{"token": firstToken(t, srv), "password": "pa55word1234"}); status != 200 {
+		t.Fatalf("activate: %d %v", status, body)
+	}
+	_, _, token := login(t, p.url, "change@example.com", "pa55word1234")
+	slow.Store(true)
+	if status, body := bearerDo(t, "PUT", p.url+"/v1/users/me/password", token, map[string]string{"current_password": "pa55word1234", "password": "new-password-1"}); status != 200 {
+		t.Fatalf("change the password: %d %v", status, body)
+	}
+	p.signal(t, syscall.SIGTERM)
+	if code := p.wait(t, 20*time.Second); code != 0 {
+		t.Fatalf("exit code %d, want 0", code)
+	}
+	msgs := srv.messages()
+	if len(msgs) != 2 || !strings.Contains(string(msgs[1].data), "Subject: Your Signup password was changed") {
+		t.Fatalf("%d messages after exit; want the welcome and the password-changed email", len(msgs))
+	}
+	if !containsLine(p.logs.String(), "stopped server", "emails_pending=0") {
+		t.Error(`no "stopped server" line with emails_pending=0`)
+	}
+}
+
 func TestDeadlineExitsOneAndEmailSurvives(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
