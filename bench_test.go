@@ -14,7 +14,9 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -660,4 +662,131 @@ func BenchmarkIdleConnectionsManyClients(b *testing.B) {
 			b.Fatalf("exit %d", code)
 		}
 	}
+}
+
+// BenchmarkLoginCeiling compares logins/s at bcrypt cost 12 with the bcrypt
+// ceiling measured in the same run: a login is one comparison, bound by
+// the hash. Target: ratio >= 95%.
+func BenchmarkLoginCeiling(b *testing.B) {
+	for range b.N {
+		ceiling := hashRate(12, 5*time.Second)
+		p, srv := startLoadBinary(b, 12)
+		const accounts = 64 // so that no account's throttle sees many logins in flight at once
+		dir := filepath.Dir(p.cmd.Args[slices.Index(p.cmd.Args, "-db")+1])
+		st, err := openStore(filepath.Join(dir, "signup.db"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		hash, _ := bcrypt.GenerateFromPassword([]byte("pa55word"), 12)
+		for i := range accounts {
+			address := fmt.Sprintf("login%d@example.com", i)
+			if _, err := st.write.Exec(`INSERT INTO users (created_at, name, email, email_key, password_hash, activated) VALUES (?, 'Login', ?, ?, ?, 1)`,
+				millis(time.Now()), address, address, hash); err != nil {
+				b.Fatal(err)
+			}
+		}
+		st.close()
+
+		clients := 4 * runtime.GOMAXPROCS(0)
+		transport := &http.Transport{MaxIdleConnsPerHost: clients, MaxConnsPerHost: clients}
+		client := &http.Client{Transport: transport, Timeout: 30 * time.Second}
+		var ok, other atomic.Int64
+		var seq atomic.Int64
+		var wg sync.WaitGroup
+		start := time.Now()
+		end := start.Add(10 * time.Second)
+		for range clients {
+			wg.Go(func() {
+				for time.Now().Before(end) {
+					body := fmt.Sprintf(`{"email": "login%d@example.com", "password": "pa55word"}`, seq.Add(1)%accounts)
+					r, err := client.Post(p.url+"/v1/tokens/authentication", "application/json", strings.NewReader(body))
+					if err != nil {
+						other.Add(1)
+						continue
+					}
+					io.Copy(io.Discard, r.Body)
+					r.Body.Close()
+					if r.StatusCode == 201 {
+						ok.Add(1)
+					} else {
+						other.Add(1)
+					}
+				}
+			})
+		}
+		wg.Wait()
+		rate := float64(ok.Load()) / time.Since(start).Seconds()
+		transport.CloseIdleConnections()
+		if other.Load() > 0 {
+			b.Errorf("%d logins not answered 201", other.Load())
+		}
+		p.signal(b, syscall.SIGTERM)
+		p.wait(b, time.Minute)
+		_ = srv
+		b.ReportMetric(ceiling, "hashes/s")
+		b.ReportMetric(rate, "logins/s")
+		b.ReportMetric(100*rate/ceiling, "%ceiling")
+		b.ReportMetric(0, "ns/op")
+	}
+}
+
+// BenchmarkSessionCheck checks a session again and again, a browser's
+// cookie on the account page and a bearer token on /v1/users/me, and
+// counts the database writes that cost (SQLite's total_changes() on the
+// one writing connection). Target: 0 writes per check in the common case
+// (the last use is written at most once a minute).
+func BenchmarkSessionCheck(b *testing.B) {
+	srv := startSMTP(b, nil)
+	app := newTestApp(b, srv, nil)
+	signup(b, app.url, "ada@example.com")
+	m := srv.waitMessages(b, 1, 10*time.Second)[0]
+	if status, _ := post(b, "PUT", app.url+"/v1/users/activated", map[string]string{"token": tokenOf(b, m.data), "password": "pa55word1234"}); status != 200 {
+		b.Fatal(status)
+	}
+	_, body := post(b, "POST", app.url+"/v1/tokens/authentication", map[string]string{"email": "ada@example.com", "password": "pa55word1234"})
+	bearer := body["authentication_token"].(map[string]any)["token"].(string)
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	form := strings.NewReader(url.Values{"email": {"ada@example.com"}, "password": {"pa55word1234"}}.Encode())
+	res, err := client.Post(app.url+"/login", "application/x-www-form-urlencoded", form)
+	if err != nil {
+		b.Fatal(err)
+	}
+	res.Body.Close()
+	var cookie *http.Cookie
+	for _, c := range res.Cookies() {
+		if c.Name == "signup_session" {
+			cookie = c
+		}
+	}
+	if cookie == nil {
+		b.Fatal("no session cookie")
+	}
+	changes := func() int64 {
+		var n int64
+		if err := app.store.write.QueryRow(`SELECT total_changes()`).Scan(&n); err != nil {
+			b.Fatal(err)
+		}
+		return n
+	}
+	check := func(path string, set func(*http.Request)) {
+		req, _ := http.NewRequest("GET", app.url+path, nil)
+		set(req)
+		r, err := client.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		io.Copy(io.Discard, r.Body)
+		r.Body.Close()
+		if r.StatusCode != 200 {
+			b.Fatalf("%s: %d", path, r.StatusCode)
+		}
+	}
+	before := changes()
+	b.ResetTimer()
+	for range b.N {
+		check("/account", func(r *http.Request) { r.AddCookie(cookie) })
+		check("/v1/users/me", func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+bearer) })
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(changes()-before)/float64(2*b.N), "writes/check")
 }

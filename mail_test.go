@@ -13,6 +13,7 @@ import (
 	"math/big"
 	"net"
 	"os"
+	"regexp"
 	"runtime"
 	"slices"
 	"strings"
@@ -566,6 +567,58 @@ func queueEmails(t testing.TB, app *application, n int) {
 			return app.compose(kind, to, token, time.Now())
 		}); err != nil {
 			t.Fatal(err)
+		}
+	}
+}
+
+// TestEveryEmailKind: each kind of email keeps the rules of them all: a
+// subject naming the app, Auto-Submitted, one recipient, both parts; why
+// it was sent and what to do if the reader did not ask for it; its link on
+// a line of its own, and with a token an absolute expiry in UTC; no id; the
+// name only escaped in HTML.
+func TestEveryEmailKind(t *testing.T) {
+	t.Parallel()
+	app := testComposer(t)
+	u := &user{ID: 4242, Name: "Ada <b>", Email: "ada@example.com", oldEmail: "ada@example.com", newEmail: "ada@new.example"}
+	for kind, k := range emailKinds {
+		e, err := app.compose(kind, u, "ABCDEFGHIJKLMNOPQRSTUVWXYZ", time.Now())
+		if err != nil {
+			t.Fatalf("%s: %v", kind, err)
+		}
+		r, err := mail.CreateReader(bytes.NewReader(e.Message))
+		if err != nil {
+			t.Fatal(err)
+		}
+		subject, _ := r.Header.Subject()
+		if !strings.Contains(subject, "Signup") || r.Header.Get("Auto-Submitted") != "auto-generated" {
+			t.Errorf("%s: Subject %q, Auto-Submitted %q", kind, subject, r.Header.Get("Auto-Submitted"))
+		}
+		if to, _ := r.Header.AddressList("To"); len(to) != 1 || to[0].Address != "ada@example.com" {
+			t.Errorf("%s: To %v", kind, to)
+		}
+		plain, html := parts(t, e.Message)
+		if plain == "" || html == "" {
+			t.Errorf("%s: a part is missing", kind)
+		}
+		if !regexp.MustCompile(`(?i)ignore|if you did not|if it was not you`).MatchString(plain) {
+			t.Errorf("%s: nothing for a reader who did not ask for it:\n%s", kind, plain)
+		}
+		if strings.Contains(plain, "4242") || strings.Contains(html, "4242") {
+			t.Errorf("%s: an internal id", kind)
+		}
+		if strings.Contains(html, "Ada <b>") {
+			t.Errorf("%s: the name unescaped in HTML", kind)
+		}
+		if k.path != "" && !regexp.MustCompile(`(?m)^`+regexp.QuoteMeta(app.cfg.baseURL+k.path)+`(\?token=ABCDEFGHIJKLMNOPQRSTUVWXYZ)?\r?$`).MatchString(plain) {
+			t.Errorf("%s: no line with its link %s:\n%s", kind, k.path, plain)
+		}
+		if k.scope != "" && !regexp.MustCompile(`expires on \w+day \d+ \w+ \d{4} at \d\d:\d\d UTC`).MatchString(strings.ReplaceAll(plain, "\n", " ")) {
+			t.Errorf("%s: no absolute expiry for its token:\n%s", kind, plain)
+		}
+		if strings.HasPrefix(kind, "confirm-email") || kind == "email-changed" {
+			if !strings.Contains(plain, "ada@example.com") || !strings.Contains(plain, "ada@new.example") {
+				t.Errorf("%s: does not name both addresses:\n%s", kind, plain)
+			}
 		}
 	}
 }

@@ -208,6 +208,25 @@ func TestCrossOriginPostsRefused(t *testing.T) {
 		!strings.HasPrefix(res.Header.Get("Content-Type"), "text/html") {
 		t.Errorf("cross-origin form: %d %s", res.StatusCode, res.Header.Get("Content-Type"))
 	}
+	for _, path := range []string{"/login", "/logout", "/account/password", "/account/email", "/account/sessions", "/account/delete", "/confirm-email", "/activate", "/reset-password", "/resend", "/forgot-password"} {
+		if res := try(path, "application/x-www-form-urlencoded", "email=victim%40example.com&password=pa55word", "https://app.example.com"); res.StatusCode != 403 {
+			t.Errorf("cross-origin post of %s: %d, want 403", path, res.StatusCode)
+		}
+	}
+	for _, route := range []string{"PUT /v1/users/me/password", "POST /v1/users/me/email", "PUT /v1/users/email", "DELETE /v1/users/me", "DELETE /v1/users/me/sessions/x", "POST /v1/tokens/authentication"} {
+		method, path, _ := strings.Cut(route, " ")
+		req, _ := http.NewRequest(method, app.url+path, strings.NewReader(`{}`))
+		req.Header.Set("Origin", "https://evil.example")
+		req.Header.Set("Sec-Fetch-Site", "cross-site")
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != 403 {
+			t.Errorf("cross-origin %s: %d, want 403", route, res.StatusCode)
+		}
+	}
 	if _, err := app.store.userByEmail(context.Background(), "victim@example.com"); err != errNotFound {
 		t.Errorf("a cross-origin post created an account: %v", err)
 	}
