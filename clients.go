@@ -216,8 +216,9 @@ func (app *application) reserveEmail(ctx context.Context) (cancel func(), ok boo
 // page on the pages.
 func (app *application) rateLimit(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// Static files do not count: a page view is one request, not three.
-		if app.limiter == nil || strings.HasPrefix(r.URL.Path, "/static/") || r.URL.Path == "/favicon.ico" {
+		// Static files do not count: a page view is one request, not three;
+		// nor does forward auth: a proxy asks on every request to the app.
+		if app.limiter == nil || strings.HasPrefix(r.URL.Path, "/static/") || r.URL.Path == "/favicon.ico" || r.URL.Path == "/v1/forward-auth" {
 			next.ServeHTTP(w, r)
 			return
 		}

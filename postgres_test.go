@@ -186,6 +186,9 @@ func TestPostgresTwoInstances(t *testing.T) {
 	if got := stale.get("/account"); cookie == "" || got.status != 303 {
 		t.Errorf("the session after a logout on the other instance: %d, want 303", got.status)
 	}
+	if got := stale.get("/v1/forward-auth"); got.status != 401 {
+		t.Errorf("forward auth after a logout on the other instance: %d, want 401", got.status)
+	}
 
 	// Reset on one, set the password on the other: the old bearer token dies.
 	post(t, "POST", b.url+"/v1/tokens/password-reset", map[string]string{"email": "ada@example.com"})

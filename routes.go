@@ -29,6 +29,7 @@ func (app *application) routes() http.Handler {
 	mux.HandleFunc("DELETE /v1/users/me", app.handleDeleteMe)
 	mux.HandleFunc("GET /v1/users/me/sessions", app.handleSessions)
 	mux.HandleFunc("DELETE /v1/users/me/sessions/{id}", app.handleEndSession)
+	mux.HandleFunc("/v1/forward-auth", app.handleForwardAuth) // any method: proxies ask with the original one
 	mux.HandleFunc("GET /debug/vars", app.handleMetrics)
 
 	mux.HandleFunc("GET /{$}", app.handleRoot)

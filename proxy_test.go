@@ -1,0 +1,361 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// freePort returns a port of 127.0.0.1 that was free a moment ago, for a
+// process that must be told its port before it starts (a proxy's config).
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// behindApp is the small app behind the proxy: it shows who the proxy says
+// is logged in, and counts the requests that reached it.
+type behindApp struct {
+	url  string
+	mu   sync.Mutex
+	seen []http.Header
+}
+
+func startBehindApp(t *testing.T) *behindApp {
+	a := &behindApp{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a.mu.Lock()
+		a.seen = append(a.seen, r.Header.Clone())
+		a.mu.Unlock()
+		fmt.Fprintf(w, `<!doctype html><html lang="en"><title>The app</title><h1>The app</h1><p id="user">%s</p><p id="email">%s</p><p id="path">%s</p></html>`,
+			r.Header.Get("Remote-User"), r.Header.Get("Remote-Email"), r.URL.Path)
+	}))
+	t.Cleanup(srv.Close)
+	a.url = srv.URL
+	return a
+}
+
+// last is the headers of the last request that reached the app, and how
+// many did.
+func (a *behindApp) last() (http.Header, int) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.seen) == 0 {
+		return nil, 0
+	}
+	return a.seen[len(a.seen)-1], len(a.seen)
+}
+
+// proxySetup is signup, the app and a proxy's port, for a proxy's config
+// from deploy/ with its addresses replaced.
+type proxySetup struct {
+	signup *process
+	app    *behindApp
+	site   string // the proxy's site, http://127.0.0.1:PORT
+	config string // the deploy file with this run's addresses
+	port   int
+}
+
+func newProxySetup(t *testing.T, deployFile string) *proxySetup {
+	t.Helper()
+	app := startBehindApp(t)
+	port, signupPort := freePort(t), freePort(t)
+	site := fmt.Sprintf("http://127.0.0.1:%d", port)
+	args := append(baseArgs(t.TempDir()), "-port", strconv.Itoa(signupPort), "-base-url", fmt.Sprintf("http://127.0.0.1:%d", signupPort),
+		"-trusted-proxies", "127.0.0.1", "-app-url", site+"/", "-app-name", "Example")
+	p := startBinary(t, args)
+	raw, err := os.ReadFile(filepath.Join("deploy", deployFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	config := strings.NewReplacer("127.0.0.1:4000", strings.TrimPrefix(p.url, "http://"), "127.0.0.1:3000", strings.TrimPrefix(app.url, "http://"),
+		"127.0.0.1:8080", fmt.Sprintf("127.0.0.1:%d", port)).Replace(string(raw))
+	return &proxySetup{signup: p, app: app, site: site, config: config, port: port}
+}
+
+// waitPort waits until something accepts connections on port.
+func waitPort(t *testing.T, port int, logs *syncBuffer) {
+	t.Helper()
+	waitFor(t, 20*time.Second, fmt.Sprintf("the proxy on port %d", port), func() bool {
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+}
+
+// needTool returns the path of a Debian package's tool; without it the
+// test is skipped, except under CI (.ci/run installs it).
+func needTool(t *testing.T, name, pkg string) string {
+	t.Helper()
+	path, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("%s is not installed; .ci/run installs %s", name, pkg)
+		}
+		t.Skipf("%s is not installed (apt-get install %s; .ci/run installs it)", name, pkg)
+	}
+	return path
+}
+
+// checkProxy runs what a proxy in front of the app must do, over plain
+// HTTP: without a session the app is not reached and the answer leads to
+// signup's login page, which returns to the page asked for; with one (a
+// cookie or a bearer token) the app gets Remote-User and Remote-Email,
+// which a client cannot forge; a logout is refused at once.
+func checkProxy(t *testing.T, s *proxySetup, wantLogin func(res *http.Response) string) {
+	t.Helper()
+	signup(t, s.signup.url, "ada@example.com")
+	activateOnPage(t, s.signup.url, s.signup)
+	plain := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	get := func(c *http.Client, path string, header ...string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest("GET", s.site+path, nil)
+		for i := 0; i+1 < len(header); i += 2 {
+			req.Header.Set(header[i], header[i+1])
+		}
+		res, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res
+	}
+
+	res := get(plain, "/dashboard?tab=1", "Remote-User", "1", "Remote-Email", "ada@example.com")
+	if _, n := s.app.last(); n != 0 {
+		t.Fatalf("without a session the app was reached (%d): %d", n, res.StatusCode)
+	}
+	login := wantLogin(res)
+	want := s.signup.url + "/login?return_to=" + url.QueryEscape(s.site+"/dashboard?tab=1")
+	if login != want {
+		t.Errorf("not logged in, sent to %q, want %q", login, want)
+	}
+
+	v := newVisitor(t, s.signup.url)
+	u, _ := url.Parse(login)
+	a := v.post("/login", url.Values{"email": {"ada@example.com"}, "password": {"pa55word1234"}, "return_to": {u.Query().Get("return_to")}})
+	if a.status != 303 || a.location != s.site+"/dashboard?tab=1" {
+		t.Fatalf("after logging in: %d %q, want back to the page asked for", a.status, a.location)
+	}
+	res = get(v.client, "/dashboard?tab=1", "Remote-User", "999", "Remote-Email", "mallory@example.com")
+	seen, _ := s.app.last()
+	if res.StatusCode != 200 || seen.Get("Remote-User") != "1" || seen.Get("Remote-Email") != "ada@example.com" || seen.Get("Remote-Name") != "Test User" {
+		t.Errorf("logged in: %d, the app saw Remote-User %q Remote-Email %q Remote-Name %q", res.StatusCode, seen.Get("Remote-User"), seen.Get("Remote-Email"), seen.Get("Remote-Name"))
+	}
+	_, _, bearer := login2(t, s.signup.url)
+	res = get(plain, "/api", "Authorization", "Bearer "+bearer)
+	if seen, _ := s.app.last(); res.StatusCode != 200 || seen.Get("Remote-User") != "1" {
+		t.Errorf("with a bearer token: %d, Remote-User %q", res.StatusCode, seen.Get("Remote-User"))
+	}
+
+	v.post("/logout", nil)
+	_, before := s.app.last()
+	cookie := &http.Cookie{Name: "signup_session", Value: "AAAAAAAAAAAAAAAAAAAAAAAAAA"}
+	res = get(plain, "/dashboard", "Cookie", cookie.String())
+	if _, after := s.app.last(); after != before || res.StatusCode == 200 {
+		t.Errorf("after logout the app was reached: %d", res.StatusCode)
+	}
+}
+
+// login2 logs in ada by the API and returns the answer and its token.
+func login2(t *testing.T, base string) (int, map[string]any, string) {
+	t.Helper()
+	return login(t, base, "ada@example.com", "pa55word1234")
+}
+
+// activateOnPage activates the account of the only email signup sent so
+// far, by the API (its capture's link), with the signup's password.
+func activateOnPage(t *testing.T, base string, p *process) {
+	t.Helper()
+	var link string
+	waitFor(t, 10*time.Second, "the captured welcome email", func() bool {
+		for _, line := range strings.Split(p.logs.String(), "\n") {
+			if i := strings.Index(line, "token="); i >= 0 && strings.Contains(line, "email captured") {
+				link = strings.Trim(line[i+len("token="):], `"`)
+			}
+		}
+		return link != ""
+	})
+	if status, body := post(t, "PUT", base+"/v1/users/activated", map[string]string{"token": link, "password": "pa55word1234"}); status != 200 {
+		t.Fatalf("activate: %d %v", status, body)
+	}
+}
+
+// TestNginxForwardAuth runs deploy/nginx.conf, as it is but for its
+// addresses, in a real nginx in front of a small app.
+func TestNginxForwardAuth(t *testing.T) {
+	t.Parallel()
+	nginx := needTool(t, "nginx", "nginx")
+	s := newProxySetup(t, "nginx.conf")
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(conf, []byte(s.config), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := startCmd(t, exec.Command(nginx, "-p", dir, "-c", conf, "-e", filepath.Join(dir, "error.log"),
+		"-g", "daemon off; master_process off; pid "+filepath.Join(dir, "nginx.pid")+";"))
+	waitPort(t, s.port, p.logs)
+	checkProxy(t, s, func(res *http.Response) string {
+		if res.StatusCode != http.StatusFound {
+			t.Errorf("nginx, not logged in: %d, want 302", res.StatusCode)
+		}
+		return res.Header.Get("Location")
+	})
+}
+
+// TestCaddyForwardAuth runs deploy/Caddyfile, as it is but for its
+// addresses, in a real Caddy in front of a small app, and a person logs in
+// through it in Chromium and lands back on the page asked for.
+func TestCaddyForwardAuth(t *testing.T) {
+	t.Parallel()
+	caddy := needTool(t, "caddy", "caddy")
+	s := newProxySetup(t, "Caddyfile")
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "Caddyfile")
+	if err := os.WriteFile(conf, []byte(s.config), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(caddy, "run", "--config", conf, "--adapter", "caddyfile")
+	cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir)
+	p := startCmd(t, cmd)
+	waitPort(t, s.port, p.logs)
+	checkProxy(t, s, func(res *http.Response) string {
+		if res.StatusCode != http.StatusFound {
+			t.Errorf("Caddy, not logged in: %d, want signup's 302", res.StatusCode)
+		}
+		return res.Header.Get("Location")
+	})
+
+	// A person, in Chromium: the page asked for → the login page → back.
+	ctx := browser(t)
+	err := chromedp.Do(ctx,
+		chromedp.Navigate(s.site+"/reports"),
+		chromedp.WaitVisible(`#email`),
+		chromedp.SendKeys(`#email`, "ada@example.com"),
+		chromedp.SendKeys(`#password`, "pa55word1234"),
+		chromedp.Click(`button[type=submit]`),
+		chromedp.WaitVisible(`//h1[text()="The app"]`),
+	)
+	if err != nil {
+		t.Fatalf("logging in through Caddy in Chromium: %v\n%s", err, s.signup.logs)
+	}
+	loc, _ := chromedp.Run(ctx, chromedp.Location())
+	who, _ := chromedp.Run(ctx, chromedp.Text(`#user`))
+	email, _ := chromedp.Run(ctx, chromedp.Text(`#email`))
+	if loc != s.site+"/reports" || who != "1" || email != "ada@example.com" {
+		t.Errorf("landed on %s as %q %q, want %s/reports as 1 ada@example.com", loc, who, email, s.site)
+	}
+}
+
+// TestForwardAuth: the answers of /v1/forward-auth, in process: 200 with
+// all three Remote-* headers for a live cookie or bearer token, 401
+// without, the 302 only for a trusted proxy naming an original GET of an
+// allowed origin; no database write per check; a session ended by logout,
+// a password change or the deletion is refused at once.
+func TestForwardAuth(t *testing.T) {
+	t.Parallel()
+	srv := startSMTP(t, nil)
+	app := newTestApp(t, srv, func(cfg *config) {
+		cfg.appURL = "https://app.example.com/"
+		cfg.trustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
+	})
+	bearer := activatedAccount(t, app, srv, "ada@example.com")
+	v := newVisitor(t, app.url)
+	v.logIn("ada@example.com", "pa55word1234")
+	check := func(header ...string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest("GET", app.url+"/v1/forward-auth", nil)
+		for i := 0; i+1 < len(header); i += 2 {
+			req.Header.Set(header[i], header[i+1])
+		}
+		res, err := http.DefaultTransport.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res
+	}
+	cookie := "signup_session=" + v.cookie("signup_session")
+	changes := func() int64 {
+		var n int64
+		mustScan(t, app.store.write.QueryRow(`SELECT total_changes()`), &n)
+		return n
+	}
+	before, logged := changes(), len(app.logs.String())
+	for _, h := range [][]string{{"Cookie", cookie}, {"Authorization", "Bearer " + bearer}} {
+		for range 50 {
+			res := check(h...)
+			if res.StatusCode != 200 || res.Header.Get("Remote-User") != "1" || res.Header.Get("Remote-Email") != "ada@example.com" || res.Header.Get("Remote-Name") != "Test User" {
+				t.Fatalf("%s: %d %v", h[0], res.StatusCode, res.Header)
+			}
+		}
+	}
+	if n := changes() - before; n != 0 {
+		t.Errorf("100 checks wrote %d rows", n)
+	}
+	if len(app.logs.String()) != logged {
+		t.Errorf("checks logged:\n%s", app.logs.String()[logged:])
+	}
+
+	original := []string{"X-Forwarded-Method", "GET", "X-Forwarded-Proto", "https", "X-Forwarded-Host", "app.example.com", "X-Forwarded-Uri", "/reports?q=1"}
+	if res := check(original...); res.StatusCode != 302 ||
+		res.Header.Get("Location") != app.cfg.baseURL+"/login?return_to="+url.QueryEscape("https://app.example.com/reports?q=1") {
+		t.Errorf("a trusted proxy, not logged in: %d %q", res.StatusCode, res.Header.Get("Location"))
+	}
+	for name, h := range map[string][]string{
+		"no original request": nil,
+		"a POST":              {"X-Forwarded-Method", "POST", "X-Forwarded-Proto", "https", "X-Forwarded-Host", "app.example.com", "X-Forwarded-Uri", "/"},
+		"another origin":      {"X-Forwarded-Method", "GET", "X-Forwarded-Proto", "https", "X-Forwarded-Host", "evil.example", "X-Forwarded-Uri", "/"},
+		"a path trick":        {"X-Forwarded-Method", "GET", "X-Forwarded-Proto", "https", "X-Forwarded-Host", "app.example.com", "X-Forwarded-Uri", `\\evil.example`},
+		"a forged session":    {"Cookie", "signup_session=AAAAAAAAAAAAAAAAAAAAAAAAAA"},
+	} {
+		if res := check(h...); res.StatusCode != 401 || res.Header.Get("Remote-User") != "" {
+			t.Errorf("%s: %d %q, want 401", name, res.StatusCode, res.Header.Get("Remote-User"))
+		}
+	}
+	untrusted := newTestApp(t, srv, func(cfg *config) { cfg.appURL = "https://app.example.com/" })
+	req, _ := http.NewRequest("GET", untrusted.url+"/v1/forward-auth", nil)
+	for i := 0; i < len(original); i += 2 {
+		req.Header.Set(original[i], original[i+1])
+	}
+	if res, err := http.DefaultTransport.RoundTrip(req); err != nil || res.StatusCode != 401 {
+		t.Errorf("X-Forwarded-* from a client that is not a trusted proxy: %v %v, want 401", res.StatusCode, err)
+	}
+
+	// Ended: a logout, then a password change (the bearer token), at once.
+	v.post("/logout", nil)
+	if res := check("Cookie", cookie); res.StatusCode != 401 {
+		t.Errorf("after logout: %d", res.StatusCode)
+	}
+	other := newVisitor(t, app.url)
+	other.logIn("ada@example.com", "pa55word1234")
+	other.post("/account/password", url.Values{"current_password": {"pa55word1234"}, "password": {"new-password-1"}})
+	if res := check("Authorization", "Bearer "+bearer); res.StatusCode != 401 {
+		t.Errorf("after a password change: %d", res.StatusCode)
+	}
+	otherCookie := "signup_session=" + other.cookie("signup_session")
+	other.post("/account/delete", url.Values{"current_password": {"new-password-1"}})
+	if res := check("Cookie", otherCookie); res.StatusCode != 401 {
+		t.Errorf("after the deletion: %d", res.StatusCode)
+	}
+}
