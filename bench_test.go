@@ -9,6 +9,8 @@ package main
 
 import (
 	"bufio"
+	"bytes"
+	"database/sql"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -16,6 +18,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -789,4 +792,178 @@ func BenchmarkSessionCheck(b *testing.B) {
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(changes()-before)/float64(2*b.N), "writes/check")
+}
+
+// bareServer is the yardstick of BenchmarkForwardAuth: a bare net/http
+// handler that answers 200, run as a process of its own (this test binary,
+// with SIGNUP_BARE_SERVER set), so that its CPU can be read apart.
+func bareServer() {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	fmt.Printf("listening on %s\n", ln.Addr())
+	http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusOK)
+	}))
+	os.Exit(0)
+}
+
+// cpuTime is the user and system CPU time process pid has used.
+func cpuTime(b *testing.B, pid int) time.Duration {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	fields := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+2:]))
+	utime, _ := strconv.ParseInt(fields[11], 10, 64)
+	stime, _ := strconv.ParseInt(fields[12], 10, 64)
+	return time.Duration(utime+stime) * time.Second / 100 // clock ticks: USER_HZ is 100 on Linux
+}
+
+// checkLoad is what a phase of wrk-style load saw: checks answered 200,
+// their latencies, the server's CPU.
+type checkLoad struct {
+	ok        int
+	latencies []time.Duration
+	elapsed   time.Duration
+	cpu       time.Duration
+}
+
+func (l checkLoad) rate() float64              { return float64(l.ok) / l.elapsed.Seconds() }
+func (l checkLoad) cpuPerCheck() time.Duration { return l.cpu / time.Duration(l.ok) }
+func (l checkLoad) p99() time.Duration {
+	s := slices.Clone(l.latencies)
+	slices.Sort(s)
+	return s[len(s)*99/100]
+}
+
+// hammer sends GETs to url with header from conns keep-alive connections
+// for d, as wrk does, and reads pid's CPU over the phase.
+func hammer(b *testing.B, url string, header http.Header, conns int, d time.Duration, pid int) checkLoad {
+	transport := &http.Transport{MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns}
+	defer transport.CloseIdleConnections()
+	client := &http.Client{Transport: transport}
+	var mu sync.Mutex
+	var res checkLoad
+	var failed atomic.Int64
+	var wg sync.WaitGroup
+	cpu0, start := cpuTime(b, pid), time.Now()
+	end := start.Add(d)
+	for range conns {
+		wg.Go(func() {
+			var lat []time.Duration
+			for time.Now().Before(end) {
+				req, _ := http.NewRequest("GET", url, nil)
+				req.Header = header
+				t0 := time.Now()
+				r, err := client.Do(req)
+				if err != nil {
+					failed.Add(1)
+					continue
+				}
+				io.Copy(io.Discard, r.Body)
+				r.Body.Close()
+				if r.StatusCode != 200 {
+					failed.Add(1)
+					continue
+				}
+				lat = append(lat, time.Since(t0))
+			}
+			mu.Lock()
+			res.latencies = append(res.latencies, lat...)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	res.elapsed, res.cpu = time.Since(start), cpuTime(b, pid)-cpu0
+	res.ok = len(res.latencies)
+	if failed.Load() > 0 {
+		b.Fatalf("%d checks failed", failed.Load())
+	}
+	return res
+}
+
+// BenchmarkForwardAuth drives forward auth with a live session cookie under
+// wrk-style load (32 keep-alive connections, the load generator on the same
+// cores) against the real binary, then a bare net/http handler that
+// answers 200, then forward auth again, and reports the rate, CPU per check
+// and p99 of forward auth as ratios of the bare handler's, with the
+// database commits and log lines the checks cost. Targets: rate >= 0.6,
+// CPU <= 2x, p99 <= 2x, 0 writes, 0 log lines.
+func BenchmarkForwardAuth(b *testing.B) {
+	const conns, phase = 32, 5 * time.Second
+	for range b.N {
+		dir := b.TempDir()
+		srv := startSMTP(b, nil)
+		p := startBinary(b, append(append(baseArgs(dir), smtpArgs(srv.host, srv.port)...), "-max-conns-per-client", "1000"))
+		signup(b, p.url, "ada@example.com")
+		m := srv.waitMessages(b, 1, 10*time.Second)[0]
+		if status, _ := post(b, "PUT", p.url+"/v1/users/activated", map[string]string{"token": tokenOf(b, m.data), "password": "pa55word1234"}); status != 200 {
+			b.Fatal(status)
+		}
+		noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		res, err := noRedirect.Post(p.url+"/login", "application/x-www-form-urlencoded", strings.NewReader("email=ada%40example.com&password=pa55word1234"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		res.Body.Close()
+		var header http.Header
+		for _, c := range res.Cookies() {
+			if c.Name == "signup_session" {
+				header = http.Header{"Cookie": {c.Name + "=" + c.Value}}
+			}
+		}
+		if header == nil {
+			b.Fatal("no session cookie")
+		}
+
+		bare := exec.Command(os.Args[0])
+		bare.Env = append(os.Environ(), "SIGNUP_BARE_SERVER=1")
+		out, _ := bare.StdoutPipe()
+		if err := bare.Start(); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { bare.Process.Kill(); bare.Wait() })
+		line, err := bufio.NewReader(out).ReadString('\n')
+		if err != nil {
+			b.Fatal(err)
+		}
+		bareURL := "http://" + strings.TrimSpace(strings.TrimPrefix(line, "listening on "))
+
+		db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "signup.db")+"?mode=ro")
+		if err != nil {
+			b.Fatal(err)
+		}
+		db.SetMaxOpenConns(1)
+		defer db.Close()
+		dataVersion := func() int64 {
+			var v int64
+			if err := db.QueryRow(`PRAGMA data_version`).Scan(&v); err != nil {
+				b.Fatal(err)
+			}
+			return v
+		}
+		version, logged := dataVersion(), len(p.logs.String())
+		fa1 := hammer(b, p.url+"/v1/forward-auth", header, conns, phase, p.cmd.Process.Pid)
+		base := hammer(b, bareURL+"/", http.Header{}, conns, phase, bare.Process.Pid)
+		fa2 := hammer(b, p.url+"/v1/forward-auth", header, conns, phase, p.cmd.Process.Pid)
+		commits := dataVersion() - version
+		lines := strings.Count(p.logs.String()[logged:], "\n")
+
+		faRate := (fa1.rate() + fa2.rate()) / 2
+		faCPU := (fa1.cpuPerCheck() + fa2.cpuPerCheck()) / 2
+		faP99 := max(fa1.p99(), fa2.p99())
+		b.ReportMetric(faRate, "checks/s")
+		b.ReportMetric(base.rate(), "bare/s")
+		b.ReportMetric(faRate/base.rate(), "rate-ratio")
+		b.ReportMetric(float64(faCPU)/float64(base.cpuPerCheck()), "cpu-ratio")
+		b.ReportMetric(float64(faP99)/float64(base.p99()), "p99-ratio")
+		b.ReportMetric(float64(faCPU.Microseconds()), "µs-cpu/check")
+		b.ReportMetric(float64(commits), "commits")
+		b.ReportMetric(float64(lines), "log-lines")
+		b.ReportMetric(0, "ns/op")
+		p.signal(b, syscall.SIGTERM)
+		p.wait(b, time.Minute)
+	}
 }

@@ -359,3 +359,123 @@ func TestForwardAuth(t *testing.T) {
 		t.Errorf("after the deletion: %d", res.StatusCode)
 	}
 }
+
+// TestCachedSessionEndsAtOnce: on SQLite a check most often answers from
+// what it read before; every way a session ends, or its user changes, is
+// seen by the very next check — with checks running all along.
+func TestCachedSessionEndsAtOnce(t *testing.T) {
+	t.Parallel()
+	srv := startSMTP(t, nil)
+	app := newTestApp(t, srv, nil)
+	clock := newClock(time.Now())
+	app.now = clock.now
+	bearer := activatedAccount(t, app, srv, "ada@example.com")
+	me := app.url + "/v1/users/me"
+	forward := func(header ...string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest("GET", app.url+"/v1/forward-auth", nil)
+		req.Header.Set(header[0], header[1])
+		res, err := http.DefaultTransport.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res
+	}
+	// Checks all along, so that the cache is filled while things change.
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	background := bearer
+	wg.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			req, _ := http.NewRequest("GET", app.url+"/v1/forward-auth", nil)
+			req.Header.Set("Authorization", "Bearer "+background)
+			if res, err := http.DefaultTransport.RoundTrip(req); err == nil {
+				res.Body.Close()
+			}
+		}
+	})
+	t.Cleanup(func() { close(stop); wg.Wait() })
+
+	ended := func(what string, header []string, end func()) {
+		t.Helper()
+		for range 3 {
+			if res := forward(header...); res.StatusCode != 200 {
+				t.Fatalf("%s: before, %d", what, res.StatusCode)
+			}
+		}
+		end()
+		if res := forward(header...); res.StatusCode != 401 {
+			t.Errorf("%s: the next check answered %d, want 401", what, res.StatusCode)
+		}
+	}
+	bearerOf := func() []string {
+		_, _, token := login(t, app.url, "ada@example.com", "pa55word1234")
+		return []string{"Authorization", "Bearer " + token}
+	}
+	t1 := bearerOf()
+	ended("a logout by the API", t1, func() { bearerDo(t, "DELETE", app.url+"/v1/tokens/authentication", strings.TrimPrefix(t1[1], "Bearer "), nil) })
+
+	t2 := bearerOf()
+	ended("a session ended from another", t2, func() {
+		_, body := bearerDo(t, "GET", me+"/sessions", bearer, nil)
+		for _, s := range body["sessions"].([]any) {
+			if s := s.(map[string]any); s["current"] != true {
+				bearerDo(t, "DELETE", me+"/sessions/"+s["id"].(string), bearer, nil)
+			}
+		}
+	})
+
+	v := newVisitor(t, app.url)
+	v.logIn("ada@example.com", "pa55word1234")
+	cookie := []string{"Cookie", "signup_session=" + v.cookie("signup_session")}
+	ended("every other session ended from the account page", cookie, func() {
+		other := newVisitor(t, app.url)
+		other.logIn("ada@example.com", "pa55word1234")
+		other.post("/account/sessions", nil)
+	})
+
+	v.logIn("ada@example.com", "pa55word1234")
+	cookie = []string{"Cookie", "signup_session=" + v.cookie("signup_session")}
+	ended("the browser's own logout", cookie, func() { v.post("/logout", nil) })
+
+	// The address changes: the next check names the new one. (Every other
+	// session ended above took the first bearer token too.)
+	bearer = strings.TrimPrefix(bearerOf()[1], "Bearer ")
+	if res := forward("Authorization", "Bearer "+bearer); res.Header.Get("Remote-Email") != "ada@example.com" {
+		t.Fatalf("Remote-Email %q", res.Header.Get("Remote-Email"))
+	}
+	bearerDo(t, "POST", me+"/email", bearer, map[string]string{"email": "ada@new.example", "current_password": "pa55word1234"})
+	for _, to := range []string{"ada@example.com", "ada@new.example"} {
+		post(t, "PUT", app.url+"/v1/users/email", map[string]string{"token": confirmLink(t, waitFor1(t, srv, to, "Confirm"))})
+	}
+	if res := forward("Authorization", "Bearer "+bearer); res.Header.Get("Remote-Email") != "ada@new.example" {
+		t.Errorf("after the address change, Remote-Email %q", res.Header.Get("Remote-Email"))
+	}
+
+	// Idle and expired: from what was read, by the clock.
+	v.logIn("ada@new.example", "pa55word1234")
+	cookie = []string{"Cookie", "signup_session=" + v.cookie("signup_session")}
+	ended("7 days unused", cookie, func() { clock.add(sessionIdle + time.Minute) })
+	t3 := bearerOf2(t, app.url, "ada@new.example")
+	ended("a bearer token's 24 hours", t3, func() { clock.add(authTTL) })
+
+	// A reset by its emailed link ends every session.
+	t4 := bearerOf2(t, app.url, "ada@new.example")
+	ended("a password reset", t4, func() {
+		msg := askReset(t, app, srv, "ada@new.example")
+		post(t, "PUT", app.url+"/v1/users/password", map[string]string{"token": tokenOf(t, msg.data), "password": "new-password-1"})
+	})
+}
+
+// bearerOf2 logs address in by the API and returns its Authorization header.
+func bearerOf2(t *testing.T, base, address string) []string {
+	t.Helper()
+	_, _, token := login(t, base, address, "pa55word1234")
+	return []string{"Authorization", "Bearer " + token}
+}

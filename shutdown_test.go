@@ -268,6 +268,9 @@ func TestBackgroundPanicDoesNotBreakShutdown(t *testing.T) {
 // TestMain removes the binary the tests built, and stops the PostgreSQL
 // server they started.
 func TestMain(m *testing.M) {
+	if os.Getenv("SIGNUP_BARE_SERVER") != "" {
+		bareServer() // BenchmarkForwardAuth's yardstick, in a process of its own
+	}
 	code := m.Run()
 	if binaryDir != "" {
 		os.RemoveAll(binaryDir)

@@ -67,6 +67,8 @@ type store struct {
 	// SQL is a good part of a small transaction's cost.
 	insertTokenStmt, insertEmailStmt, claimStmt, markSentStmt *sql.Stmt
 	userByKeyStmt, spendStmt, insertNewUserStmt               *sql.Stmt
+	sessionStmt                                               *sql.Stmt     // on the read pool: forward auth checks a session on every request
+	cache                                                     *sessionCache // SQLite only: see sessionCache
 }
 
 // openStore opens the database that -db names, a PostgreSQL URL or an
@@ -108,6 +110,7 @@ func openStore(name string) (*store, error) {
 		return nil, err
 	}
 	read.SetMaxOpenConns(4)
+	read.SetMaxIdleConns(4) // kept open: opening one (its pragmas) costs more than many reads
 	// The checkpoint gives up at once rather than wait for a reader (a
 	// Litestream replica holds one): waiting would hold back every writer.
 	ckpt, err := sql.Open("sqlite", strings.Replace(dsn, "busy_timeout(5000)", "busy_timeout(0)", 1))
@@ -124,7 +127,7 @@ func openStore(name string) (*store, error) {
 		ckpt.Close()
 		return nil, err
 	}
-	st := &store{engine: "sqlite", write: write, read: read, ckpt: ckpt, instance: instanceName(), seal: seal, path: name, dev: uint64(sys.Dev), ino: sys.Ino,
+	st := &store{engine: "sqlite", write: write, read: read, cache: newSessionCache(), ckpt: ckpt, instance: instanceName(), seal: seal, path: name, dev: uint64(sys.Dev), ino: sys.Ino,
 		walLimit: walLimit, reserveSize: reserveSize}
 	return st.setUp()
 }
@@ -156,7 +159,9 @@ func (st *store) checkFile() error {
 // commit commits tx, and then makes sure it went to the file that -db
 // names: a caller answers its client only after that.
 func (st *store) commit(tx *sql.Tx) error {
-	if err := tx.Commit(); err != nil {
+	err := tx.Commit()
+	st.cache.forget() // once it is done: a session it ended is read afresh
+	if err != nil {
 		return err
 	}
 	return st.checkFile()
@@ -271,7 +276,9 @@ func (st *store) prepare() error {
 			return fmt.Errorf("prepare %q: %w", query, err)
 		}
 	}
-	return nil
+	var err error
+	st.sessionStmt, err = st.read.Prepare(sessionQuery)
+	return err
 }
 
 // millis turns t into the integer the database stores.

@@ -10,6 +10,8 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"errors"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -63,28 +65,39 @@ func insertLogin(ctx context.Context, tx *sql.Tx, id int64, checked []byte, l *n
 	return nil
 }
 
+// sessionQuery finds a live session of a scope by its hash, and its user.
+const sessionQuery = `SELECT u.id, u.created_at, u.name, u.email, u.activated,
+		t.session_id, t.created_at, t.last_used_at, t.user_agent, t.expiry
+	FROM tokens t JOIN users u ON u.id = t.user_id
+	WHERE t.hash = $1 AND t.scope = $2 AND t.expiry > $3 AND (t.scope <> 'session' OR t.last_used_at > $4)`
+
 // sessionUser returns the user of the live session of scope with this
 // hash, and the session, or errNotFound. A browser's session is live until
 // its expiry and for sessionIdle after its last use. It writes the last use
 // only when the one stored is lastUseEvery old: checking a session is a
-// read.
+// read — on SQLite, most often not even that (sessionCache). The user it
+// returns carries no password hash.
 func (st *store) sessionUser(ctx context.Context, hash []byte, scope string, now time.Time) (*user, *loginSession, error) {
-	var u user
-	var s loginSession
-	var created, sCreated, sUsed int64
-	err := st.read.QueryRowContext(ctx, `SELECT u.id, u.created_at, u.name, u.email, u.activated, u.password_hash,
-			t.session_id, t.created_at, t.last_used_at, t.user_agent
-		FROM tokens t JOIN users u ON u.id = t.user_id
-		WHERE t.hash = $1 AND t.scope = $2 AND t.expiry > $3 AND (t.scope <> 'session' OR t.last_used_at > $4)`,
-		hash, scope, millis(now), millis(now.Add(-sessionIdle))).
-		Scan(&u.ID, &created, &u.Name, &u.Email, &u.Activated, &u.passwordHash, &s.ID, &sCreated, &sUsed, &s.UserAgent)
-	if errors.Is(err, sql.ErrNoRows) {
+	c, ok := st.cache.get(hash)
+	if !ok {
+		gen := st.cache.generation()
+		var created, sCreated, sUsed, expiry int64
+		err := st.sessionStmt.QueryRowContext(ctx, hash, scope, millis(now), millis(now.Add(-sessionIdle))).
+			Scan(&c.u.ID, &created, &c.u.Name, &c.u.Email, &c.u.Activated, &c.s.ID, &sCreated, &sUsed, &c.s.UserAgent, &expiry)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, nil, errNotFound
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		c.u.CreatedAt, c.s.CreatedAt, c.s.LastUsed = time.UnixMilli(created).UTC(), time.UnixMilli(sCreated).UTC(), time.UnixMilli(sUsed).UTC()
+		c.scope, c.expiry = scope, time.UnixMilli(expiry)
+		st.cache.put(hash, c, gen)
+	}
+	if c.scope != scope || !now.Before(c.expiry) || (scope == "session" && !c.s.LastUsed.After(now.Add(-sessionIdle))) {
 		return nil, nil, errNotFound
 	}
-	if err != nil {
-		return nil, nil, err
-	}
-	u.CreatedAt, s.CreatedAt, s.LastUsed = time.UnixMilli(created).UTC(), time.UnixMilli(sCreated).UTC(), time.UnixMilli(sUsed).UTC()
+	u, s := c.u, c.s
 	s.Current, s.Browser, s.hash = true, scope == "session", hash
 	if now.Sub(s.LastUsed) >= lastUseEvery {
 		if _, err := st.write.ExecContext(ctx, `UPDATE tokens SET last_used_at = $1 WHERE hash = $2 AND last_used_at < $3`,
@@ -92,8 +105,96 @@ func (st *store) sessionUser(ctx context.Context, hash []byte, scope string, now
 			return nil, nil, err
 		}
 		s.LastUsed = now.UTC()
+		c.s.LastUsed = s.LastUsed
+		st.cache.update(hash, c)
 	}
 	return &u, &s, nil
+}
+
+// sessionCache keeps, on SQLite, what sessionUser read, so that a proxy's
+// check on every request to the app is most often not a database read.
+// It stays true because one process serves an SQLite database
+// (lockDatabase) and every write that may end a session or change a user
+// — each commit (store.commit) and each statement that deletes tokens —
+// forgets it all after it is done (forget): a session ended is refused at
+// once. On PostgreSQL another instance may end a session, so there is no
+// cache (nil) and every check reads.
+type sessionCache struct {
+	gen     atomic.Uint64
+	mu      sync.RWMutex
+	entries map[[32]byte]cachedSession
+}
+
+// cachedSession is a session as sessionUser read it, and the generation of
+// the cache when the read began.
+type cachedSession struct {
+	u      user
+	s      loginSession
+	scope  string
+	expiry time.Time
+	gen    uint64
+}
+
+// maxCachedSessions bounds the cache; past it, it starts over.
+const maxCachedSessions = 100_000
+
+func newSessionCache() *sessionCache {
+	return &sessionCache{entries: map[[32]byte]cachedSession{}}
+}
+
+func (c *sessionCache) generation() uint64 {
+	if c == nil {
+		return 0
+	}
+	return c.gen.Load()
+}
+
+// get returns the session with this hash if it was read since the last
+// write that may have ended it.
+func (c *sessionCache) get(hash []byte) (cachedSession, bool) {
+	if c == nil || len(hash) != 32 {
+		return cachedSession{}, false
+	}
+	c.mu.RLock()
+	e, ok := c.entries[[32]byte(hash)]
+	c.mu.RUnlock()
+	return e, ok && e.gen == c.gen.Load()
+}
+
+// put keeps e, read from a generation gen that began before the read.
+func (c *sessionCache) put(hash []byte, e cachedSession, gen uint64) {
+	if c == nil || len(hash) != 32 {
+		return
+	}
+	e.gen = gen
+	c.mu.Lock()
+	if len(c.entries) >= maxCachedSessions {
+		clear(c.entries)
+	}
+	c.entries[[32]byte(hash)] = e
+	c.mu.Unlock()
+}
+
+// update replaces what is kept of a session whose last use was written;
+// that write ends nothing, so it keeps the generation.
+func (c *sessionCache) update(hash []byte, e cachedSession) {
+	if c == nil || len(hash) != 32 {
+		return
+	}
+	c.mu.Lock()
+	if old, ok := c.entries[[32]byte(hash)]; ok {
+		e.gen = old.gen
+		c.entries[[32]byte(hash)] = e
+	}
+	c.mu.Unlock()
+}
+
+// forget drops everything read so far: called after each write that may
+// end a session or change a user, once it is done.
+func (c *sessionCache) forget() {
+	if c != nil {
+		c.gen.Add(1)
+	}
 }
 
 // sessions lists the live sessions of user id, newest first; the one with
@@ -124,6 +225,7 @@ func (st *store) sessions(ctx context.Context, id int64, current []byte, now tim
 // returns errNotFound.
 func (st *store) endSession(ctx context.Context, id int64, sid string) error {
 	res, err := st.write.ExecContext(ctx, `DELETE FROM tokens WHERE user_id = $1 AND session_id = $2 AND scope IN ('session', 'authentication')`, id, sid)
+	st.cache.forget()
 	if err != nil {
 		return err
 	}
@@ -136,5 +238,6 @@ func (st *store) endSession(ctx context.Context, id int64, sid string) error {
 // endOtherSessions ends every session of user id but the one with hash keep.
 func (st *store) endOtherSessions(ctx context.Context, id int64, keep []byte) error {
 	_, err := st.write.ExecContext(ctx, `DELETE FROM tokens WHERE user_id = $1 AND scope IN ('session', 'authentication') AND hash <> $2`, id, keep)
+	st.cache.forget()
 	return err
 }

@@ -233,6 +233,7 @@ func (st *store) userByToken(ctx context.Context, tokenHash []byte, scope string
 // deleteToken deletes the token of scope with this hash.
 func (st *store) deleteToken(ctx context.Context, tokenHash []byte, scope string) error {
 	_, err := st.write.ExecContext(ctx, `DELETE FROM tokens WHERE hash = $1 AND scope = $2`, tokenHash, scope)
+	st.cache.forget()
 	return err
 }
 
@@ -321,6 +322,7 @@ func (st *store) purgeExpiredTokens(ctx context.Context, now time.Time) (int64, 
 		return 0, err
 	}
 	res, err := st.write.ExecContext(ctx, `DELETE FROM tokens WHERE expiry <= $1`, millis(now))
+	st.cache.forget()
 	if err != nil {
 		return 0, err
 	}
