@@ -419,7 +419,9 @@ func TestCachedSessionEndsAtOnce(t *testing.T) {
 		return []string{"Authorization", "Bearer " + token}
 	}
 	t1 := bearerOf()
-	ended("a logout by the API", t1, func() { bearerDo(t, "DELETE", app.url+"/v1/tokens/authentication", strings.TrimPrefix(t1[1], "Bearer "), nil) })
+	ended("a logout by the API", t1, func() {
+		bearerDo(t, "DELETE", app.url+"/v1/tokens/authentication", strings.TrimPrefix(t1[1], "Bearer "), nil)
+	})
 
 	t2 := bearerOf()
 	ended("a session ended from another", t2, func() {
