@@ -82,7 +82,7 @@ func (app *application) changePassword(r *http.Request, u *user, s *loginSession
 		return nil, app.noticeRefused(err, u.Email, "password change")
 	}
 	app.logger.Info("password changed", "user_id", u.ID)
-	app.deliverer.kick()
+	app.kick()
 	return nil, nil
 }
 
@@ -149,7 +149,7 @@ func (app *application) changeEmail(r *http.Request, u *user, current, newAddres
 		return nil, err
 	}
 	app.logger.Info("email change asked", "user_id", u.ID)
-	app.deliverer.kick()
+	app.kick()
 	return nil, nil
 }
 
@@ -175,7 +175,7 @@ func (app *application) confirmEmail(ctx context.Context, token string) (bool, v
 	}
 	if done {
 		app.logger.Info("email changed")
-		app.deliverer.kick()
+		app.kick()
 	}
 	return done, nil, nil
 }
@@ -198,7 +198,7 @@ func (app *application) deleteAccount(r *http.Request, u *user, current string) 
 		return nil, app.noticeRefused(err, u.Email, "account deletion")
 	}
 	app.logger.Info("account deleted", "user_id", u.ID)
-	app.deliverer.kick()
+	app.kick()
 	return nil, nil
 }
 

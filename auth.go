@@ -258,7 +258,7 @@ func (app *application) resetPassword(ctx context.Context, token, password strin
 		return nil, err
 	}
 	app.logger.Info("password reset", "user_id", u.ID)
-	app.deliverer.kick()
+	app.kick()
 	return nil, nil
 }
 

@@ -54,6 +54,9 @@ type config struct {
 	returnOrigins      []string // origins return_to may lead to, besides -app-url's and -base-url's
 	cookieDomain       string
 	sessionLifetime    time.Duration
+	webhookURL         string
+	webhookSecret      string
+	webhookKey         []byte // from webhookSecret
 	version            bool
 }
 
@@ -111,6 +114,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.StringVar(&returnOrigins, "return-origins", "", "further space-separated `origins` that return_to may lead to (-app-url's and -base-url's always may)")
 	fs.StringVar(&cfg.cookieDomain, "cookie-domain", "", "`domain` of the session cookie, e.g. example.com so that apps on its subdomains see it (default: this host only)")
 	fs.DurationVar(&cfg.sessionLifetime, "session-lifetime", 720*time.Hour, "longest a login in a browser lasts; it also ends after 7 days unused")
+	fs.StringVar(&cfg.webhookURL, "webhook-url", "", "the app's `URL` for account events (signed webhooks); https:// in production unless loopback")
+	fs.StringVar(&cfg.webhookSecret, "webhook-secret", "", "whsec_ and the base64 of at least 24 random bytes, signing the webhooks (best given as SIGNUP_WEBHOOK_SECRET; never logged)")
 	fs.BoolVar(&cfg.version, "version", false, "print the version and exit")
 
 	var envErr error
@@ -207,6 +212,24 @@ func (cfg *config) validate(proxies string) error {
 	if cfg.appURL != "" {
 		if u, err := url.Parse(cfg.appURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
 			return fmt.Errorf("-app-url %q must be an http:// or https:// URL such as https://app.example.com", cfg.appURL)
+		}
+	}
+	switch {
+	case cfg.webhookURL == "" && cfg.webhookSecret != "":
+		return errors.New("-webhook-secret is set but -webhook-url is not: where should the webhooks go?")
+	case cfg.webhookURL != "":
+		u, err := url.Parse(cfg.webhookURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("-webhook-url %q must be an http:// or https:// URL such as https://app.example.com/hooks/signup", cfg.webhookURL)
+		}
+		if cfg.webhookSecret == "" {
+			return errors.New("-webhook-url needs -webhook-secret (best as SIGNUP_WEBHOOK_SECRET): whsec_ and the base64 of at least 24 random bytes, e.g. whsec_$(head -c 32 /dev/urandom | base64)")
+		}
+		if cfg.webhookKey, err = parseWebhookSecret(cfg.webhookSecret); err != nil {
+			return fmt.Errorf("-webhook-secret: %v", err)
+		}
+		if cfg.env == "production" && u.Scheme != "https" && !isLoopback(u.Hostname()) {
+			return fmt.Errorf("production needs an https:// -webhook-url (got %s) unless it is loopback: the webhooks carry names and addresses", u.Redacted())
 		}
 	}
 	if cfg.sessionLifetime < time.Minute {

@@ -1,13 +1,15 @@
 package main
 
-// delivery.go is the deliverer: it claims due outbox rows for this
-// instance, sends them through a sender (the SMTP client today), records
-// each attempt, and keeps its claims alive while it runs.
+// delivery.go is the deliverer: it claims due outbox rows of its channel
+// for this instance, sends them through its sender (the SMTP client for
+// emails, webhook.go's for webhooks), records each attempt, and keeps its
+// claims alive while it runs.
 
 import (
 	"context"
 	"crypto/x509"
 	"errors"
+	"expvar"
 	"fmt"
 	"log/slog"
 	mrand "math/rand/v2"
@@ -29,8 +31,9 @@ const (
 	sweepBusy   = 50 * time.Millisecond
 )
 
-// sender opens sessions with where outbox rows go. A second kind of
-// outgoing message is a second sender, not a second deliverer.
+// sender opens sessions with where outbox rows go: one per channel, each
+// with a deliverer of its own, so that a slow webhook receiver never holds
+// up an email, nor a slow SMTP server a webhook.
 type sender interface {
 	open(ctx context.Context) (session, error)
 	// permanent reports whether a send's error is final: no retry will change it.
@@ -48,8 +51,10 @@ type session interface {
 // deliverer sends the outbox's due rows, at most maxSessions sessions at a
 // time, each started as a background task that shutdown waits for.
 type deliverer struct {
+	channel            string // "email" or "webhook": the rows it claims
 	store              *store
 	sender             sender
+	sent, failed       *expvar.Int // counted in metrics
 	logger             *slog.Logger
 	metrics            *metrics
 	now                func() time.Time
@@ -147,9 +152,9 @@ func (d *deliverer) sendDue(ctx context.Context, claimFirst bool) {
 		}
 	}()
 	for first := true; ctx.Err() == nil && ((first && claimFirst) || !d.draining()); first = false {
-		batch, err := d.store.claimDue(dbctx, d.now(), d.lease, claimBatch)
+		batch, err := d.store.claimDue(dbctx, d.channel, d.now(), d.lease, claimBatch)
 		if err != nil {
-			d.logger.Error("claim emails", "error", err)
+			d.logger.Error("claim "+d.channel+"s", "error", err)
 			return
 		}
 		batch = d.hold(batch)
@@ -209,6 +214,14 @@ func (d *deliverer) sendDue(ctx context.Context, claimFirst bool) {
 // or sealed with another key (the database was restored without its key
 // file) — and leaves it due now. A row whose account is gone fails.
 func (d *deliverer) composeAfresh(ctx context.Context, e *email) {
+	if d.channel == "webhook" {
+		// A webhook is never composed again: its body is the event.
+		if err := d.store.markFailed(ctx, e, "its body cannot be read ("+e.stale.Error()+"): nothing to send"); err != nil {
+			d.logger.Error("mark webhook failed", "id", e.ID, "error", err)
+		}
+		d.unhold(e)
+		return
+	}
 	// Composed afresh while still claimed, so that no other task takes the
 	// stale row meanwhile; requeue drops the claim.
 	err := d.recompose(ctx, e.ID)
@@ -234,10 +247,14 @@ func (d *deliverer) composeAfresh(ctx context.Context, e *email) {
 // the shutdown deadline), so that the email is neither held nor sent twice.
 func (d *deliverer) recordSent(ctx context.Context, e *email) {
 	defer d.unhold(e)
-	if err := d.record(ctx, "mark email sent", e, func(dbctx context.Context) error { return d.store.markSent(dbctx, e) }); err != nil {
+	if err := d.record(ctx, "mark "+d.channel+" sent", e, func(dbctx context.Context) error { return d.store.markSent(dbctx, e) }); err != nil {
 		return
 	}
-	d.metrics.emailsSent.Add(1)
+	d.sent.Add(1)
+	if d.channel == "webhook" {
+		d.logger.Info("webhook delivered", "type", e.Kind, "webhook_id", e.MessageID, "attempt", e.Attempts+1)
+		return
+	}
 	d.logger.Info("email sent", "user_id", e.UserID, "message_id", e.MessageID, "attempt", e.Attempts+1)
 }
 
@@ -247,6 +264,9 @@ func (d *deliverer) recordFailure(ctx context.Context, e *email, sendErr error) 
 	defer d.unhold(e)
 	attempt := e.Attempts + 1
 	args := []any{"user_id", e.UserID, "message_id", e.MessageID, "attempt", attempt}
+	if d.channel == "webhook" {
+		args = []any{"type", e.Kind, "webhook_id", e.MessageID, "attempt", attempt}
+	}
 	why := sendErr.Error()
 	var se *smtp.SMTPError
 	if errors.As(sendErr, &se) {
@@ -265,19 +285,19 @@ func (d *deliverer) recordFailure(ctx context.Context, e *email, sendErr error) 
 	var mark func(ctx context.Context) error
 	switch {
 	case d.sender.permanent(sendErr):
-		d.metrics.emailsFailed.Add(1)
-		d.logger.Error("email rejected for good", args...)
+		d.failed.Add(1)
+		d.logger.Error(d.channel+" rejected for good", args...)
 		mark = func(ctx context.Context) error { return d.store.markFailed(ctx, e, why) }
 	case now.Sub(e.CreatedAt) >= giveUpAfter:
-		d.metrics.emailsFailed.Add(1)
-		d.logger.Error("email given up after "+giveUpAfter.String(), args...)
+		d.failed.Add(1)
+		d.logger.Error(d.channel+" given up after "+giveUpAfter.String(), args...)
 		mark = func(ctx context.Context) error { return d.store.markFailed(ctx, e, why) }
 	default:
 		wait := backoff(attempt, d.retryMin, d.retryMax)
-		d.logger.Warn("email not sent, will retry", append(args, "retry_in", wait.String())...)
+		d.logger.Warn(d.channel+" not sent, will retry", append(args, "retry_in", wait.String())...)
 		mark = func(ctx context.Context) error { return d.store.markRetry(ctx, e, now.Add(wait), why) }
 	}
-	if d.record(ctx, "record email failure", e, mark) == nil {
+	if d.record(ctx, "record "+d.channel+" failure", e, mark) == nil {
 		select {
 		case d.resched <- struct{}{}:
 		default:
@@ -357,9 +377,9 @@ func (d *deliverer) sweep(ctx context.Context) {
 		case <-timer.C:
 		}
 		wait := sweepIdle
-		next, ok, err := d.store.nextDue(ctx)
+		next, ok, err := d.store.nextDue(ctx, d.channel)
 		if err != nil {
-			d.logger.Error("look for due emails", "error", err)
+			d.logger.Error("look for due "+d.channel+"s", "error", err)
 		}
 		if ok {
 			if until := next.Sub(d.now()); until > 0 {

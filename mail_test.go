@@ -324,7 +324,7 @@ func TestRetryClassification(t *testing.T) {
 					t.Error("the permanent failure was not logged with its code")
 				}
 				// No retry follows: nothing is left due.
-				if _, due, err := app.store.nextDue(context.Background()); err != nil || due {
+				if _, due, err := app.store.nextDue(context.Background(), "email"); err != nil || due {
 					t.Errorf("after a permanent failure: got a retry scheduled (%v), want none", err)
 				}
 				if got := srv.messages(); len(got) != 0 {

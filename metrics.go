@@ -17,6 +17,8 @@ type metrics struct {
 	responses    expvar.Map // by status code
 	emailsSent   expvar.Int
 	emailsFailed expvar.Int
+	hooksSent    expvar.Int // webhooks delivered
+	hooksFailed  expvar.Int
 	shed         expvar.Int // signups answered 503: no core free in time
 	connsRefused expvar.Int // connections closed at once: past a cap
 	connsOpen    expvar.Int

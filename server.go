@@ -6,6 +6,7 @@ package main
 import (
 	"context"
 	"errors"
+	"expvar"
 	"fmt"
 	"log/slog"
 	"net"
@@ -31,7 +32,8 @@ type application struct {
 	cfg         config
 	logger      *slog.Logger
 	store       *store
-	deliverer   *deliverer
+	deliverer   *deliverer // emails
+	webhooks    *deliverer // nil without -webhook-url
 	hasher      *hasher
 	templates   *templates
 	metrics     *metrics
@@ -50,7 +52,7 @@ type application struct {
 // newApplication wires the dependencies together. m may be nil for a
 // command that only composes emails (outbox retry).
 func newApplication(cfg config, logger *slog.Logger, st *store, m *mailer, t *templates) *application {
-	sender, _ := parseSender(cfg.smtpSender) // checked with the config
+	from, _ := parseSender(cfg.smtpSender) // checked with the config
 	bgCtx, cancel := context.WithCancel(context.Background())
 	metrics := newMetrics()
 	app := &application{
@@ -61,20 +63,45 @@ func newApplication(cfg config, logger *slog.Logger, st *store, m *mailer, t *te
 		templates:        t,
 		metrics:          metrics,
 		crossOrigin:      http.NewCrossOriginProtection(),
-		sender:           sender,
+		sender:           from,
 		now:              time.Now,
 		bgCtx:            bgCtx,
 		cancelBackground: cancel,
 	}
-	app.deliverer = &deliverer{
-		store:      st,
-		sender:     m,
-		logger:     logger,
-		metrics:    metrics,
+	var emails sender
+	if m != nil {
+		emails = m
+	}
+	app.deliverer = app.newDeliverer("email", emails, &metrics.emailsSent, &metrics.emailsFailed)
+	if cfg.webhookURL != "" {
+		if st != nil {
+			st.webhookURL = cfg.webhookURL
+		}
+		app.webhooks = app.newDeliverer("webhook", newWebhookSender(cfg.webhookURL, cfg.webhookKey, time.Now), &metrics.hooksSent, &metrics.hooksFailed)
+	}
+	for _, origin := range cfg.corsOrigins {
+		app.crossOrigin.AddTrustedOrigin(origin) // checked with the config
+	}
+	if cfg.limiterEnabled {
+		app.limiter = newLimiter(rate.Limit(cfg.limiterRPS), cfg.limiterBurst, cfg.limiterEmails)
+	}
+	return app
+}
+
+// newDeliverer is a deliverer of channel's rows through s.
+func (app *application) newDeliverer(channel string, s sender, sent, failed *expvar.Int) *deliverer {
+	return &deliverer{
+		channel:    channel,
+		store:      app.store,
+		sender:     s,
+		sent:       sent,
+		failed:     failed,
+		logger:     app.logger,
+		metrics:    app.metrics,
 		now:        func() time.Time { return app.now() }, // the application's clock, which tests replace
-		lease:      cfg.claimLease,
-		retryMin:   cfg.mailRetryMin,
-		retryMax:   cfg.mailRetryMax,
+		lease:      app.cfg.claimLease,
+		retryMin:   app.cfg.mailRetryMin,
+		retryMax:   app.cfg.mailRetryMax,
 		background: app.background,
 		recompose: func(ctx context.Context, id int64) error {
 			_, err := app.retryEmail(ctx, id)
@@ -84,13 +111,22 @@ func newApplication(cfg config, logger *slog.Logger, st *store, m *mailer, t *te
 		resched:  make(chan struct{}, 1),
 		stopping: make(chan struct{}),
 	}
-	for _, origin := range cfg.corsOrigins {
-		app.crossOrigin.AddTrustedOrigin(origin) // checked with the config
+}
+
+// deliverers are the application's: emails, and webhooks when configured.
+func (app *application) deliverers() []*deliverer {
+	if app.webhooks == nil {
+		return []*deliverer{app.deliverer}
 	}
-	if cfg.limiterEnabled {
-		app.limiter = newLimiter(rate.Limit(cfg.limiterRPS), cfg.limiterBurst, cfg.limiterEmails)
+	return []*deliverer{app.deliverer, app.webhooks}
+}
+
+// kick starts delivery of what a change just queued: its emails and its
+// webhooks.
+func (app *application) kick() {
+	for _, d := range app.deliverers() {
+		d.kick()
 	}
-	return app
 }
 
 // background runs fn in a goroutine that shutdown waits for. fn's context
@@ -131,7 +167,9 @@ func (app *application) serve(ctx context.Context, ln net.Listener, getenv func(
 		return err
 	}
 	app.logger.Info("outbox", "pending", pending, "failed", failed)
-	app.background(app.deliverer.sweep)
+	for _, d := range app.deliverers() {
+		app.background(d.sweep)
+	}
 
 	var fresh newConns
 	capped := &capListener{Listener: ln, max: app.cfg.maxConns, perClient: app.cfg.maxConnsPerIP,
@@ -169,7 +207,9 @@ func (app *application) serve(ctx context.Context, ln net.Listener, getenv func(
 		}
 	}()
 	chores.Go(func() { every(stopChores, time.Second, func() { app.watchDatabase(lost) }) })
-	chores.Go(func() { every(stopChores, app.cfg.claimLease/3, app.deliverer.renewClaims) })
+	for _, d := range app.deliverers() {
+		chores.Go(func() { every(stopChores, app.cfg.claimLease/3, d.renewClaims) })
+	}
 	chores.Go(func() { every(stopChores, min(time.Second, app.cfg.checkpointInterval), app.housekeeping()) })
 
 	var lostErr error
@@ -254,7 +294,9 @@ func (app *application) pendingForLog() any {
 // how many tasks were still running at the deadline: 0 when all finished.
 func (app *application) drainBackground(deadline context.Context) (left int64) {
 	defer app.cancelBackground()
-	app.deliverer.drain()
+	for _, d := range app.deliverers() {
+		d.drain()
+	}
 	idle := make(chan struct{})
 	go func() {
 		app.wg.Wait()

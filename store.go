@@ -69,6 +69,7 @@ type store struct {
 	userByKeyStmt, spendStmt, insertNewUserStmt               *sql.Stmt
 	sessionStmt                                               *sql.Stmt     // on the read pool: forward auth checks a session on every request
 	cache                                                     *sessionCache // SQLite only: see sessionCache
+	webhookURL                                                string        // where events go; "" queues none (store.event)
 }
 
 // openStore opens the database that -db names, a PostgreSQL URL or an
@@ -258,7 +259,7 @@ func (st *store) prepare() error {
 		// Claims from several instances at once skip each other's rows.
 		&st.claimStmt: `UPDATE outbox SET claimed_until = $1, claimed_by = $5
 			WHERE id IN (SELECT id FROM outbox
-				WHERE status = 'pending' AND next_attempt_at <= $2 AND claimed_until <= $3
+				WHERE channel = $6 AND status = 'pending' AND next_attempt_at <= $2 AND claimed_until <= $3
 				ORDER BY next_attempt_at, id LIMIT $4` + st.skipLocked() + `)
 			RETURNING id, kind, user_id, created_at, message_id, recipient, message, attempts`,
 		&st.markSentStmt:  `UPDATE outbox SET status = 'sent', message = NULL, attempts = attempts + 1, claimed_until = 0, last_error = '' WHERE id = $1`,

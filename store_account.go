@@ -69,6 +69,9 @@ func (st *store) changePassword(ctx context.Context, u *user, checked, newHash, 
 	if err := st.queue(ctx, tx, e, nil); err != nil {
 		return err
 	}
+	if err := st.event(ctx, tx, eventPasswordChanged, u, e.CreatedAt); err != nil {
+		return err
+	}
 	return st.commit(tx)
 }
 
@@ -237,6 +240,11 @@ func (st *store) confirmEmailChange(ctx context.Context, tokenHash []byte, compo
 	if _, err := st.queueNotice(ctx, tx, e); err != nil {
 		return false, err
 	}
+	moved := *c.user
+	moved.Email = c.newEmail
+	if err := st.event(ctx, tx, eventEmailChanged, &moved, now); err != nil {
+		return false, err
+	}
 	return true, st.commit(tx)
 }
 
@@ -302,6 +310,9 @@ func (st *store) deleteAccount(ctx context.Context, u *user, checked []byte, com
 		return err
 	}
 	if err := st.queue(ctx, tx, e, nil); err != nil {
+		return err
+	}
+	if err := st.event(ctx, tx, eventDeleted, u, e.CreatedAt); err != nil {
 		return err
 	}
 	return st.commit(tx)

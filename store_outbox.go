@@ -15,7 +15,8 @@ type email struct {
 	ID   int64
 	Kind string // a key of emailKinds
 
-	UserID    int64 // 0 for an email that outlives its account (account-deleted)
+	Channel   string // "email" (Recipient, over SMTP) or "webhook" (a POST to -webhook-url)
+	UserID    int64  // 0 for a row that outlives its account (account-deleted, every webhook)
 	CreatedAt time.Time
 	MessageID string
 	Recipient string
@@ -47,11 +48,11 @@ func (st *store) queue(ctx context.Context, tx *sql.Tx, e *email, tokenHash []by
 // userID is id as the outbox stores it: NULL for none.
 func userID(id int64) sql.NullInt64 { return sql.NullInt64{Int64: id, Valid: id != 0} }
 
-// claimDue claims for this instance up to limit pending emails that are due
-// at now and not claimed by another deliverer (or whose claim has expired),
-// until now+lease.
-func (st *store) claimDue(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]*email, error) {
-	rows, err := st.claimStmt.QueryContext(ctx, millis(now.Add(lease)), millis(now), millis(now), limit, st.instance)
+// claimDue claims for this instance up to limit pending rows of channel
+// ("email" or "webhook") that are due at now and not claimed by another
+// deliverer (or whose claim has expired), until now+lease.
+func (st *store) claimDue(ctx context.Context, channel string, now time.Time, lease time.Duration, limit int) ([]*email, error) {
+	rows, err := st.claimStmt.QueryContext(ctx, millis(now.Add(lease)), millis(now), millis(now), limit, st.instance, channel)
 	if err != nil {
 		return nil, err
 	}
@@ -65,7 +66,7 @@ func (st *store) claimDue(ctx context.Context, now time.Time, lease time.Duratio
 		if err := rows.Scan(&e.ID, &e.Kind, &uid, &created, &e.MessageID, &e.Recipient, &blob, &e.Attempts); err != nil {
 			return nil, err
 		}
-		e.UserID = uid.Int64
+		e.UserID, e.Channel = uid.Int64, channel
 		e.Message, e.stale = st.openMessage(blob)
 		if blob == nil {
 			e.stale = errNoMessage
@@ -90,10 +91,12 @@ func (st *store) markRetry(ctx context.Context, e *email, next time.Time, lastEr
 	return err
 }
 
-// markFailed records that e will never be sent, and drops its content.
+// markFailed records that e will never be sent, and drops its content —
+// but a webhook's body, which carries no token and cannot be composed
+// again: `signup outbox retry` sends it as it was.
 func (st *store) markFailed(ctx context.Context, e *email, lastErr string) error {
 	_, err := st.write.ExecContext(ctx,
-		`UPDATE outbox SET status = 'failed', message = NULL, attempts = attempts + 1, claimed_until = 0, last_error = $1 WHERE id = $2`,
+		`UPDATE outbox SET status = 'failed', message = CASE WHEN channel = 'webhook' THEN message END, attempts = attempts + 1, claimed_until = 0, last_error = $1 WHERE id = $2`,
 		lastErr, e.ID)
 	return err
 }
@@ -145,12 +148,12 @@ func (st *store) outboxCounts(ctx context.Context) (pending, failed int, err err
 	return pending, failed, err
 }
 
-// nextDue returns when the earliest pending, unclaimed email is due, and
-// false if there is none.
-func (st *store) nextDue(ctx context.Context) (time.Time, bool, error) {
+// nextDue returns when the earliest pending, unclaimed row of channel is
+// due, and false if there is none.
+func (st *store) nextDue(ctx context.Context, channel string) (time.Time, bool, error) {
 	var next sql.NullInt64
 	err := st.read.QueryRowContext(ctx,
-		`SELECT min(CASE WHEN next_attempt_at > claimed_until THEN next_attempt_at ELSE claimed_until END) FROM outbox WHERE status = 'pending'`).Scan(&next)
+		`SELECT min(CASE WHEN next_attempt_at > claimed_until THEN next_attempt_at ELSE claimed_until END) FROM outbox WHERE channel = $1 AND status = 'pending'`, channel).Scan(&next)
 	if err != nil || !next.Valid {
 		return time.Time{}, false, err
 	}
@@ -236,11 +239,12 @@ var errNoMessage = errors.New("queued again to be composed afresh")
 // the 72-hour window starting over and its message dropped: the serving
 // process composes it afresh (with a new token where its kind carries one)
 // when it claims it, with its own configuration, so that however `signup
-// outbox retry` was started the email is the service's own. It returns the
+// outbox retry` was started the email is the service's own. A webhook
+// keeps its body, and goes again as it was (the same webhook-id). It returns the
 // recipient, errNotFound for no such row, errClaimed for one being sent.
 func (st *store) markForRetry(ctx context.Context, id int64, now time.Time) (string, error) {
 	var to string
-	err := st.write.QueryRowContext(ctx, `UPDATE outbox SET status = 'pending', message = NULL, created_at = $2, next_attempt_at = $2,
+	err := st.write.QueryRowContext(ctx, `UPDATE outbox SET status = 'pending', message = CASE WHEN channel = 'webhook' THEN message END, created_at = $2, next_attempt_at = $2,
 		attempts = 0, claimed_until = 0, last_error = ''
 		WHERE id = $1 AND NOT (status = 'pending' AND claimed_until > $2) RETURNING recipient`, id, millis(now)).Scan(&to)
 	if !errors.Is(err, sql.ErrNoRows) {

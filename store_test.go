@@ -196,7 +196,7 @@ func testClaimsExclusive(t *testing.T, open func() *store) {
 		claimed[i] = map[int64]bool{}
 		wg.Go(func() {
 			for {
-				batch, err := stores[i].claimDue(context.Background(), time.Now(), lease, 7)
+				batch, err := stores[i].claimDue(context.Background(), "email", time.Now(), lease, 7)
 				if err != nil {
 					t.Error(err)
 					return
@@ -222,7 +222,7 @@ func testClaimsExclusive(t *testing.T, open func() *store) {
 	if err := stores[0].releaseOwnClaims(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	again, _ := stores[1].claimDue(context.Background(), time.Now(), lease, 100)
+	again, _ := stores[1].claimDue(context.Background(), "email", time.Now(), lease, 100)
 	if len(again) != len(claimed[0]) {
 		t.Errorf("after instance 0 released its %d claims, instance 1 could claim %d", len(claimed[0]), len(again))
 	}
@@ -241,11 +241,11 @@ func testClaimLease(t *testing.T, open func() *store) {
 		t.Fatal(err)
 	}
 	now := time.Now()
-	claimed, err := a.claimDue(ctx, now, lease, 10)
+	claimed, err := a.claimDue(ctx, "email", now, lease, 10)
 	if err != nil || len(claimed) != 1 {
 		t.Fatalf("got %d claimed (%v), want 1", len(claimed), err)
 	}
-	if got, _ := b.claimDue(ctx, now.Add(lease/2), lease, 10); len(got) != 0 {
+	if got, _ := b.claimDue(ctx, "email", now.Add(lease/2), lease, 10); len(got) != 0 {
 		t.Errorf("another instance took a live claim: got %d, want 0", len(got))
 	}
 	if err := b.renewClaims(ctx, []int64{claimed[0].ID}, now.Add(lease/2), 10*lease); err != nil {
@@ -254,10 +254,10 @@ func testClaimLease(t *testing.T, open func() *store) {
 	if err := a.renewClaims(ctx, []int64{claimed[0].ID}, now.Add(lease/2), lease); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := b.claimDue(ctx, now.Add(lease+time.Second), lease, 10); len(got) != 0 {
+	if got, _ := b.claimDue(ctx, "email", now.Add(lease+time.Second), lease, 10); len(got) != 0 {
 		t.Errorf("another instance took a renewed claim: got %d, want 0", len(got))
 	}
-	if got, _ := b.claimDue(ctx, now.Add(2*lease), lease, 10); len(got) != 1 {
+	if got, _ := b.claimDue(ctx, "email", now.Add(2*lease), lease, 10); len(got) != 1 {
 		t.Errorf("an expired claim: got %d taken over, want 1", len(got))
 	}
 }
@@ -297,7 +297,7 @@ func testPasswordReset(t *testing.T, open func() *store) {
 func testRetryComposesAfresh(t *testing.T, open func() *store) {
 	st, ctx := open(), context.Background()
 	_, first, _ := signupAs(t, st, "retry@example.com", "R")
-	batch, _ := st.claimDue(ctx, time.Now(), lease, 10)
+	batch, _ := st.claimDue(ctx, "email", time.Now(), lease, 10)
 	if len(batch) != 1 {
 		t.Fatalf("got %d claimed, want 1", len(batch))
 	}

@@ -94,6 +94,9 @@ func (st *store) signup(ctx context.Context, u *user, tokenHash []byte, compose 
 	}
 	switch {
 	case inserted:
+		if err := st.event(ctx, tx, eventCreated, u, u.CreatedAt); err != nil {
+			return "", err
+		}
 	case existing != nil && existing.Activated:
 		e, err := compose("account-exists", existing)
 		if err != nil {
@@ -186,6 +189,9 @@ func (st *store) activate(ctx context.Context, tokenHash, passwordHash []byte, l
 			return nil, err
 		}
 	}
+	if err := st.event(ctx, tx, eventActivated, u, now); err != nil {
+		return nil, err
+	}
 	return u, st.commit(tx)
 }
 
@@ -198,14 +204,14 @@ func (st *store) cancelSignup(ctx context.Context, tokenHash []byte, now time.Ti
 		return err
 	}
 	defer tx.Rollback()
-	res, err := tx.ExecContext(ctx, `DELETE FROM users
-		WHERE activated = 0 AND id = (SELECT user_id FROM tokens WHERE hash = $1 AND scope = 'activation' AND expiry > $2)`,
-		tokenHash, millis(now))
+	u, err := scanUser(tx.QueryRowContext(ctx, `DELETE FROM users
+		WHERE activated = 0 AND id = (SELECT user_id FROM tokens WHERE hash = $1 AND scope = 'activation' AND expiry > $2)
+		RETURNING `+userColumns, tokenHash, millis(now)))
 	if err != nil {
 		return err
 	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return errNotFound
+	if err := st.event(ctx, tx, eventDeleted, u, now); err != nil {
+		return err
 	}
 	return st.commit(tx)
 }
@@ -301,6 +307,9 @@ func (st *store) setPasswordByToken(ctx context.Context, tokenHash, passwordHash
 		return nil, err
 	}
 	if _, err := st.queueNotice(ctx, tx, e); err != nil {
+		return nil, err
+	}
+	if err := st.event(ctx, tx, eventPasswordChanged, u, now); err != nil {
 		return nil, err
 	}
 	return u, st.commit(tx)

@@ -75,7 +75,7 @@ func (app *application) mailAddress(ctx context.Context, address, request string
 	case err != nil:
 		return nil, err
 	}
-	app.deliverer.kick()
+	app.kick()
 	return nil, nil
 }
 

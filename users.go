@@ -79,7 +79,7 @@ func (app *application) signup(ctx context.Context, in signupInput) (validator, 
 		return nil, err
 	}
 	app.logger.Debug("signup", "user_id", u.ID, "email_kind", kind)
-	app.deliverer.kick()
+	app.kick()
 	return nil, nil
 }
 
@@ -161,6 +161,7 @@ func (app *application) activate(ctx context.Context, token, password string, co
 		return nil, nil, err
 	}
 	app.logger.Info("account activated", "user_id", u.ID, "password_set", newHash != nil)
+	app.kick() // its webhook
 	return u, nil, nil
 }
 

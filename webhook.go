@@ -1,0 +1,158 @@
+package main
+
+// webhook.go tells the app behind signup of every account change: each
+// event is an outbox row written in the transaction of the change (queued
+// by store.event), and a deliverer of its own POSTs it to -webhook-url as
+// Standard Webhooks say (standardwebhooks.com), signed with -webhook-secret.
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/base32"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// webhookTimeout is how long a receiver has to answer; silence past it is
+// a failed attempt, retried.
+const webhookTimeout = 10 * time.Second
+
+// The events, one per account change.
+const (
+	eventCreated         = "user.created" // a new account, pending
+	eventActivated       = "user.activated"
+	eventEmailChanged    = "user.email_changed"
+	eventPasswordChanged = "user.password_changed"
+	eventDeleted         = "user.deleted" // by "This wasn't me" or by its owner
+)
+
+// webhookEvent is a webhook's body: never a hash or a token.
+type webhookEvent struct {
+	Type      string      `json:"type"`
+	Timestamp time.Time   `json:"timestamp"`
+	Data      webhookUser `json:"data"`
+}
+
+type webhookUser struct {
+	ID        int64     `json:"id"`
+	Email     string    `json:"email"`
+	Name      string    `json:"name"`
+	CreatedAt time.Time `json:"created_at"`
+	Activated bool      `json:"activated"`
+}
+
+// event queues, through tx, the webhook of typ about u at now, when
+// -webhook-url is set. Its row has no user, so it outlives the account;
+// it spends no send budget.
+func (st *store) event(ctx context.Context, tx *sql.Tx, typ string, u *user, now time.Time) error {
+	if st.webhookURL == "" {
+		return nil
+	}
+	body, err := json.Marshal(webhookEvent{Type: typ, Timestamp: now.UTC().Truncate(time.Millisecond),
+		Data: webhookUser{ID: u.ID, Email: u.Email, Name: u.Name, CreatedAt: u.CreatedAt.UTC(), Activated: u.Activated}})
+	if err != nil {
+		return err
+	}
+	b := make([]byte, 15)
+	rand.Read(b)
+	id := "msg_" + strings.ToLower(base32.StdEncoding.EncodeToString(b))
+	_, err = tx.ExecContext(ctx, `INSERT INTO outbox (channel, kind, user_id, created_at, message_id, recipient, message, next_attempt_at)
+		VALUES ('webhook', $1, NULL, $2, $3, $4, $5, $2)`, typ, millis(now), id, st.webhookURL, st.sealMessage(body))
+	return err
+}
+
+// parseWebhookSecret returns the key of a Standard Webhooks secret:
+// "whsec_" and the base64 of at least 24 random bytes.
+func parseWebhookSecret(secret string) ([]byte, error) {
+	b64, ok := strings.CutPrefix(secret, "whsec_")
+	if !ok {
+		return nil, errors.New(`it must start with "whsec_"`)
+	}
+	key, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil {
+		return nil, errors.New(`after "whsec_" it must be base64`)
+	}
+	if len(key) < 24 {
+		return nil, fmt.Errorf("its key is %d bytes; it must be at least 24 (e.g. whsec_$(head -c 32 /dev/urandom | base64))", len(key))
+	}
+	return key, nil
+}
+
+// signWebhook is a webhook's signature, as the webhook-signature header
+// carries it: v1, and the base64 HMAC-SHA256 of id.timestamp.body.
+func signWebhook(key []byte, id, timestamp string, body []byte) string {
+	mac := hmac.New(sha256.New, key)
+	mac.Write([]byte(id + "." + timestamp + "."))
+	mac.Write(body)
+	return "v1," + base64.StdEncoding.EncodeToString(mac.Sum(nil))
+}
+
+// webhookSender POSTs webhooks to -webhook-url. Every failure is retried
+// (for 72 hours): no answer of a receiver is final.
+type webhookSender struct {
+	url    string
+	key    []byte
+	client *http.Client
+	now    func() time.Time
+}
+
+func newWebhookSender(url string, key []byte, now func() time.Time) *webhookSender {
+	return &webhookSender{url: url, key: key, now: now, client: &http.Client{
+		Timeout:       webhookTimeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }, // a 3xx is a failure
+	}}
+}
+
+func (w *webhookSender) open(ctx context.Context) (session, error) {
+	return &webhookSession{sender: w, ctx: ctx}, nil
+}
+
+func (w *webhookSender) permanent(error) bool { return false }
+
+// webhookSession sends webhooks one request each, over the client's
+// kept-alive connections, until its task's context ends.
+type webhookSession struct {
+	sender *webhookSender
+	ctx    context.Context
+}
+
+// send POSTs e's body with its webhook-id (the same on every attempt), the
+// attempt's timestamp and their signature. A 2xx is delivered; anything
+// else, or no answer in webhookTimeout, is an error.
+func (s *webhookSession) send(e *email) error {
+	timestamp := strconv.FormatInt(s.sender.now().Unix(), 10)
+	req, err := http.NewRequestWithContext(s.ctx, http.MethodPost, s.sender.url, bytes.NewReader(e.Message))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "signup/"+version())
+	req.Header.Set("webhook-id", e.MessageID)
+	req.Header.Set("webhook-timestamp", timestamp)
+	req.Header.Set("webhook-signature", signWebhook(s.sender.key, e.MessageID, timestamp, e.Message))
+	res, err := s.sender.client.Do(req)
+	if err != nil {
+		return err
+	}
+	io.Copy(io.Discard, io.LimitReader(res.Body, 64<<10))
+	res.Body.Close()
+	if res.StatusCode < 200 || res.StatusCode > 299 {
+		return fmt.Errorf("the receiver answered %s", res.Status)
+	}
+	return nil
+}
+
+func (s *webhookSession) full() bool { return false }
+func (s *webhookSession) close()     {}
+func (s *webhookSession) abort()     {}
