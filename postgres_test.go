@@ -147,8 +147,10 @@ func TestPostgresTwoInstances(t *testing.T) {
 	t.Parallel()
 	db := postgresURL(t)
 	srv := startSMTP(t, nil)
-	a := startBinary(t, pgArgs(t, db, srv))
-	b := startBinary(t, pgArgs(t, db, srv))
+	hooks := startReceiver(t, nil)
+	env := "SIGNUP_WEBHOOK_SECRET=" + testSecret
+	a := startBinary(t, pgArgs(t, db, srv, "-webhook-url", hooks.url), env)
+	b := startBinary(t, pgArgs(t, db, srv, "-webhook-url", hooks.url), env)
 
 	// Sign up on one, activate from the emailed link on the other, by the page.
 	status, _ := form(t, a.url, "/signup", url.Values{"name": {"Ada"}, "email": {"ada@example.com"}, "password": {"first-password"}})
@@ -231,6 +233,19 @@ func TestPostgresTwoInstances(t *testing.T) {
 	}
 	if flood != budgetPerHour {
 		t.Errorf("%d emails to one address across two instances, want %d", flood, budgetPerHour)
+	}
+
+	// The webhooks of both, each delivered once (claims are exclusive).
+	hooks.waitEvent(eventPasswordChanged, "ada@example.com")
+	ids := map[string]int{}
+	for _, d := range hooks.delivered() {
+		ids[d.id]++
+		if ids[d.id] > 1 {
+			t.Errorf("webhook %s (%s) delivered twice", d.id, d.event.Type)
+		}
+	}
+	for _, typ := range []string{eventCreated, eventActivated} {
+		hooks.waitEvent(typ, "ada@example.com")
 	}
 
 	for _, p := range []*process{a, b} {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -36,7 +37,7 @@ type delivery struct {
 // fails is a test error) and answers what answer says for the nth request
 // (from 1), 204 when answer is nil.
 type receiver struct {
-	t        *testing.T
+	t        testing.TB
 	url      string
 	answer   func(n int, d delivery) int
 	mu       sync.Mutex
@@ -45,7 +46,7 @@ type receiver struct {
 	arrivals atomic.Int64 // requests begun
 }
 
-func startReceiver(t *testing.T, answer func(n int, d delivery) int) *receiver {
+func startReceiver(t testing.TB, answer func(n int, d delivery) int) *receiver {
 	wh, err := standardwebhooks.NewWebhook(testSecret)
 	if err != nil {
 		t.Fatal(err)
@@ -522,4 +523,52 @@ func TestWebhookOutboxRetry(t *testing.T) {
 	if again.id != webhookID {
 		t.Errorf("retried with webhook-id %s, want %s", again.id, webhookID)
 	}
+}
+
+// BenchmarkWebhookDrain delivers a backlog of 10,000 webhooks to a local
+// receiver that verifies each signature, and reports webhooks per second.
+// Target: >= 1,000/s.
+func BenchmarkWebhookDrain(b *testing.B) {
+	const n = 10000
+	var elapsed time.Duration
+	for range b.N {
+		b.StopTimer()
+		r := startReceiver(b, nil)
+		srv := startSMTP(b, nil)
+		app := newTestApp(b, srv, webhookArgs(r))
+		tx, err := app.store.write.Begin()
+		if err != nil {
+			b.Fatal(err)
+		}
+		for i := range n {
+			u := &user{ID: int64(i + 1), Name: "Bulk", Email: fmt.Sprintf("bulk%d@example.com", i), CreatedAt: time.Now()}
+			if err := app.store.event(context.Background(), tx, eventCreated, u, time.Now()); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := tx.Commit(); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		start := time.Now()
+		app.webhooks.kick()
+		waitFor(b, 5*time.Minute, "every webhook delivered", func() bool { return r.arrivals.Load() >= n })
+		elapsed += time.Since(start)
+		b.StopTimer()
+		waitDrained(b, app.application)
+		if got := len(r.delivered()); got != n {
+			b.Fatalf("%d delivered, want %d", got, n)
+		}
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(n*b.N)/elapsed.Seconds(), "webhooks/s")
+	b.ReportMetric(0, "ns/op")
+}
+
+// BenchmarkSignupCeilingWebhooks is BenchmarkSignupCeiling with webhooks
+// on: each signup also queues its user.created, delivered to a local
+// receiver. Target: the same ratio as without (>= 90%).
+func BenchmarkSignupCeilingWebhooks(b *testing.B) {
+	r := startReceiver(b, nil)
+	benchSignupCeiling(b, "-webhook-url", r.url, "-webhook-secret", testSecret)
 }
