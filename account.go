@@ -97,7 +97,7 @@ func (app *application) noticeRefused(err error, address, request string) error 
 	if !errors.Is(err, errOverBudget) {
 		return err
 	}
-	app.metrics.overBudget.Add(1)
+	app.metrics.overBudget.WithLabelValues("address").Inc()
 	app.logger.Warn("send budget of the address spent: change refused, since its notice cannot be sent", "request", request, "email", address)
 	return errNoticeOverBudget
 }

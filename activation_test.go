@@ -60,7 +60,7 @@ func TestActivationTokenExpires(t *testing.T) {
 	srv := startSMTP(t, nil)
 	app := newTestApp(t, srv, nil)
 	clock := newClock(time.Now())
-	app.now = clock.now
+	app.setClock(clock.now)
 	signup(t, app.url, "expire@example.com")
 	token := firstToken(t, srv)
 

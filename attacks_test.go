@@ -361,28 +361,29 @@ func TestBackupDestIsAPlainPath(t *testing.T) {
 	}
 }
 
-// TestCountersNotForProxiedClients: /debug/vars answers a connection from
-// this machine only, never a request a proxy on loopback forwards, and
-// shows no counter that rises for a known login and not an unknown one.
+// TestCountersNotForProxiedClients: /metrics answers a connection from
+// this machine only, never a request a proxy on loopback forwards (with
+// -trusted-proxies or without), and shows no counter that rises for a
+// known login and not an unknown one.
 func TestCountersNotForProxiedClients(t *testing.T) {
 	t.Parallel()
-	app := newTestApp(t, startSMTP(t, nil), nil)
-	req, _ := http.NewRequest("GET", app.url+"/debug/vars", nil)
-	req.Header.Set("X-Forwarded-For", "198.51.100.7")
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res.Body.Close()
-	if res.StatusCode == http.StatusOK {
-		t.Errorf("/debug/vars through a proxy on loopback: got %d, want it refused", res.StatusCode)
-	}
-	res, vars := do(t, "GET", app.url+"/debug/vars", "")
-	if res.StatusCode != http.StatusOK {
-		t.Fatalf("/debug/vars from loopback: got %d, want 200", res.StatusCode)
-	}
-	if _, ok := vars["password_hashes"]; ok {
-		t.Error("/debug/vars shows password_hashes, which rises for a known login and not an unknown one")
+	for _, trusted := range [][]netip.Prefix{nil, {netip.MustParsePrefix("127.0.0.1/32")}} {
+		app := newTestApp(t, startSMTP(t, nil), func(cfg *config) { cfg.trustedProxies = trusted })
+		req, _ := http.NewRequest("GET", app.url+"/metrics", nil)
+		req.Header.Set("X-Forwarded-For", "198.51.100.7")
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusNotFound {
+			t.Errorf("/metrics through a proxy on loopback (trusted %v): got %d, want 404", trusted, res.StatusCode)
+		}
+		for name := range series(t, scrapeFrom(t, app.url, "127.0.0.1")) {
+			if strings.HasPrefix(name, "signup_") && strings.Contains(name, "hash") {
+				t.Errorf("/metrics shows %s, which would rise for a known login and not an unknown one", name)
+			}
+		}
 	}
 }
 

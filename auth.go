@@ -34,7 +34,17 @@ func (t throttled) Unwrap() error { return errThrottled }
 // time (and shed alike under load); past the throttle (store_limits.go), a
 // throttled error. A success also gives the browser a device cookie of the
 // account, if it has none.
-func (app *application) login(w http.ResponseWriter, r *http.Request, email, password, scope string) (string, time.Time, error) {
+func (app *application) login(w http.ResponseWriter, r *http.Request, email, password, scope string) (token string, expiry time.Time, err error) {
+	defer func() {
+		switch {
+		case errors.Is(err, errThrottled):
+			app.metrics.logins.WithLabelValues("throttled").Inc()
+		case errors.Is(err, errBadCredentials):
+			app.metrics.logins.WithLabelValues("failed").Inc()
+		case err == nil:
+			app.metrics.logins.WithLabelValues("ok").Inc()
+		}
+	}()
 	now := app.now()
 	client, device, err := app.loginClient(r, email)
 	if err != nil {

@@ -127,7 +127,7 @@ func TestLoginThrottleIsNoLockout(t *testing.T) {
 		cfg.trustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
 	})
 	activatedUser(t, app, srv, "ada@example.com", "right-password")
-	app.now = clock.now
+	app.setClock(clock.now)
 	attempt := func(from, address, password string, cookies ...*http.Cookie) *http.Response {
 		t.Helper()
 		req, _ := http.NewRequest("POST", app.url+"/v1/tokens/authentication",
@@ -241,7 +241,7 @@ func TestMeAndLogout(t *testing.T) {
 	// A token expires after 24 hours, and the sweeper's purge removes it.
 	_, _, token = login(t, app.url, "ada@example.com", "right-password")
 	clock := newClock(time.Now().Add(authTTL))
-	app.now = clock.now
+	app.setClock(clock.now)
 	if res := withBearer(t, "GET", app.url+"/v1/users/me", token); res.StatusCode != 401 {
 		t.Errorf("/me with an expired token: %d", res.StatusCode)
 	}

@@ -320,7 +320,7 @@ func benchIdleConnections(b *testing.B, args ...string) {
 			conns = append(conns, c)
 			fmt.Fprintf(c, "GET /v1/healthcheck HTTP/1.1\r\nHost: x\r\n\r\n")
 		}
-		vars := fetchVars(b, p.url, "127.0.0.2")
+		vars := series(b, scrapeFrom(b, p.url, "127.0.0.2"))
 		var latencies []time.Duration
 		for range 20 {
 			d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.3")}}
@@ -343,8 +343,8 @@ func benchIdleConnections(b *testing.B, args ...string) {
 		b.ReportMetric(procStatus(b, p.cmd.Process.Pid, "VmHWM"), "peak-RSS-MB")
 		b.ReportMetric(float64(latencies[len(latencies)/2].Microseconds())/1000, "healthcheck-median-ms")
 		b.ReportMetric(float64(latencies[len(latencies)-1].Microseconds())/1000, "healthcheck-max-ms")
-		b.ReportMetric(vars["connections_open"].(float64), "conns-held")
-		b.ReportMetric(vars["connections_refused"].(float64), "conns-refused")
+		b.ReportMetric(vars["signup_connections_open"], "conns-held")
+		b.ReportMetric(vars["signup_connections_refused_total"], "conns-refused")
 		b.ReportMetric(float64(dialErrors), "dials-reset")
 		for _, c := range conns {
 			c.Close()
@@ -593,8 +593,8 @@ func BenchmarkSoak(b *testing.B) {
 	p := startBinary(b, append(args, "-mail-retry-min", "100ms", "-mail-retry-max", "2s"))
 	pid := p.cmd.Process.Pid
 	goroutines := func() float64 {
-		_, vars := do(b, "GET", p.url+"/debug/vars", "")
-		n, _ := vars["goroutines"].(float64)
+		vars := series(b, scrapeFrom(b, p.url, "127.0.0.1"))
+		n := vars["go_goroutines"]
 		return n
 	}
 	rssStart, gStart := procStatus(b, pid, "VmRSS"), goroutines()
@@ -651,10 +651,10 @@ func BenchmarkIdleConnectionsManyClients(b *testing.B) {
 			c.Close()
 		}
 		slices.Sort(latencies)
-		_, vars := do(b, "GET", p.url+"/debug/vars", "")
+		vars := series(b, scrapeFrom(b, p.url, "127.0.0.1"))
 		b.ReportMetric(float64(latencies[len(latencies)/2].Microseconds())/1000, "healthcheck-median-ms")
 		b.ReportMetric(float64(latencies[len(latencies)-1].Microseconds())/1000, "healthcheck-max-ms")
-		b.ReportMetric(vars["connections_open"].(float64), "conns-open")
+		b.ReportMetric(vars["signup_connections_open"], "conns-open")
 		b.ReportMetric(float64(len(held)), "conns-accepted")
 		b.ReportMetric(procStatus(b, p.cmd.Process.Pid, "VmRSS"), "RSS-MB")
 		for _, c := range held {

@@ -56,7 +56,7 @@ func (l *capListener) Accept() (net.Conn, error) {
 		if ok {
 			l.total++
 			l.open[key]++
-			l.metrics.connsOpen.Set(int64(l.total))
+			l.metrics.connsOpen.Set(float64(l.total))
 		}
 		l.mu.Unlock()
 		if evict != nil {
@@ -65,7 +65,7 @@ func (l *capListener) Accept() (net.Conn, error) {
 		if ok {
 			return &cappedConn{Conn: c, release: sync.OnceFunc(func() { l.release(key) })}, nil
 		}
-		l.metrics.connsRefused.Add(1)
+		l.metrics.connsRefused.Inc()
 		if tc, isTCP := c.(*net.TCPConn); isTCP {
 			tc.SetLinger(0) // a reset: nothing lingers in TIME_WAIT
 		}
@@ -107,7 +107,7 @@ func (l *capListener) release(key netip.Addr) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.total--
-	l.metrics.connsOpen.Set(int64(l.total))
+	l.metrics.connsOpen.Set(float64(l.total))
 	if l.open[key]--; l.open[key] == 0 {
 		delete(l.open, key)
 	}

@@ -57,6 +57,7 @@ type config struct {
 	webhookURL         string
 	webhookSecret      string
 	webhookKey         []byte // from webhookSecret
+	metricsAllow       []netip.Prefix
 	version            bool
 }
 
@@ -116,6 +117,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.DurationVar(&cfg.sessionLifetime, "session-lifetime", 720*time.Hour, "longest a login in a browser lasts; it also ends after 7 days unused")
 	fs.StringVar(&cfg.webhookURL, "webhook-url", "", "the app's `URL` for account events (signed webhooks); https:// in production unless loopback")
 	fs.StringVar(&cfg.webhookSecret, "webhook-secret", "", "whsec_ and the base64 of at least 24 random bytes, signing the webhooks (best given as SIGNUP_WEBHOOK_SECRET; never logged)")
+	var metricsAllow string
+	fs.StringVar(&metricsAllow, "metrics-allow", "", "`CIDRs` (space- or comma-separated) besides loopback whose connections may read /metrics; judged by the connection's own address, never X-Forwarded-For")
 	fs.BoolVar(&cfg.version, "version", false, "print the version and exit")
 
 	var envErr error
@@ -142,6 +145,18 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	}
 	cfg.corsOrigins = strings.Fields(origins)
 	cfg.returnOrigins = strings.Fields(returnOrigins)
+	for _, c := range strings.Fields(strings.ReplaceAll(metricsAllow, ",", " ")) {
+		prefix, err := netip.ParsePrefix(c)
+		if err != nil {
+			addr, aerr := netip.ParseAddr(c)
+			if aerr != nil {
+				fmt.Fprintf(stderr, "signup: -metrics-allow: %q is not a CIDR or an address\n", c)
+				return cfg, nil, fmt.Errorf("%w: -metrics-allow: %q is not a CIDR or an address", errUsage, c)
+			}
+			prefix = netip.PrefixFrom(addr, addr.BitLen())
+		}
+		cfg.metricsAllow = append(cfg.metricsAllow, prefix.Masked())
+	}
 	if err := cfg.validate(proxies); err != nil {
 		fmt.Fprintln(stderr, "signup:", err)
 		return cfg, nil, fmt.Errorf("%w: %v", errUsage, err)

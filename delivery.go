@@ -9,10 +9,10 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
-	"expvar"
 	"fmt"
 	"log/slog"
 	mrand "math/rand/v2"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -54,7 +54,6 @@ type deliverer struct {
 	channel            string // "email" or "webhook": the rows it claims
 	store              *store
 	sender             sender
-	sent, failed       *expvar.Int // counted in metrics
 	logger             *slog.Logger
 	metrics            *metrics
 	now                func() time.Time
@@ -250,12 +249,35 @@ func (d *deliverer) recordSent(ctx context.Context, e *email) {
 	if err := d.record(ctx, "mark "+d.channel+" sent", e, func(dbctx context.Context) error { return d.store.markSent(dbctx, e) }); err != nil {
 		return
 	}
-	d.sent.Add(1)
+	d.count(e, "sent", nil)
 	if d.channel == "webhook" {
 		d.logger.Info("webhook delivered", "type", e.Kind, "webhook_id", e.MessageID, "attempt", e.Attempts+1)
 		return
 	}
 	d.logger.Info("email sent", "user_id", e.UserID, "message_id", e.MessageID, "attempt", e.Attempts+1)
+}
+
+// count counts an attempt at e in the metrics: its result, and the reply
+// class of the server (sendErr nil: it accepted).
+func (d *deliverer) count(e *email, result string, sendErr error) {
+	d.metrics.deliveries.WithLabelValues(d.channel, e.Kind, result).Inc()
+	class := "2xx"
+	var se *smtp.SMTPError
+	var status httpStatusError
+	switch {
+	case sendErr == nil:
+	case errors.As(sendErr, &se) && se.Code >= 400 && se.Code < 600:
+		class = strconv.Itoa(se.Code/100) + "xx"
+	case errors.As(sendErr, &status):
+		class = strconv.Itoa(int(status)/100) + "xx"
+	default:
+		class = "none"
+	}
+	if d.channel == "webhook" {
+		d.metrics.webhookReply.WithLabelValues(class).Inc()
+	} else {
+		d.metrics.smtpReplies.WithLabelValues(class).Inc()
+	}
 }
 
 // recordFailure logs a failed attempt at e once, and either schedules a
@@ -285,14 +307,15 @@ func (d *deliverer) recordFailure(ctx context.Context, e *email, sendErr error) 
 	var mark func(ctx context.Context) error
 	switch {
 	case d.sender.permanent(sendErr):
-		d.failed.Add(1)
+		d.count(e, "failed", sendErr)
 		d.logger.Error(d.channel+" rejected for good", args...)
 		mark = func(ctx context.Context) error { return d.store.markFailed(ctx, e, why) }
 	case now.Sub(e.CreatedAt) >= giveUpAfter:
-		d.failed.Add(1)
+		d.count(e, "failed", sendErr)
 		d.logger.Error(d.channel+" given up after "+giveUpAfter.String(), args...)
 		mark = func(ctx context.Context) error { return d.store.markFailed(ctx, e, why) }
 	default:
+		d.count(e, "retried", sendErr)
 		wait := backoff(attempt, d.retryMin, d.retryMax)
 		d.logger.Warn(d.channel+" not sent, will retry", append(args, "retry_in", wait.String())...)
 		mark = func(ctx context.Context) error { return d.store.markRetry(ctx, e, now.Add(wait), why) }

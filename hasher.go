@@ -104,10 +104,12 @@ func (h *hasher) onSlot(ctx context.Context, fn func()) error {
 func (h *hasher) queue(ctx context.Context, fn func()) error {
 	timer := time.NewTimer(h.maxWait)
 	defer timer.Stop()
+	start := time.Now()
 	select {
 	case h.slots <- struct{}{}:
+		h.metrics.slotWait.Observe(time.Since(start).Seconds())
 	case <-timer.C:
-		h.metrics.shed.Add(1)
+		h.metrics.slotWait.Observe(time.Since(start).Seconds())
 		return errBusy
 	case <-ctx.Done():
 		return ctx.Err()

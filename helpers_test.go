@@ -473,9 +473,14 @@ func parts(t testing.TB, msg []byte) (plain, html string) {
 // sending to a test SMTP server, served by httptest.
 type testApp struct {
 	*application
-	url  string
-	logs *syncBuffer
+	url   string
+	logs  *syncBuffer
+	clock atomic.Pointer[func() time.Time] // what app.now reads: setClock
 }
+
+// setClock makes now the application's clock, safely while its background
+// tasks read it.
+func (a *testApp) setClock(now func() time.Time) { a.clock.Store(&now) }
 
 // newTestApp builds an application for tests that need to reach inside it
 // (an injected clock, the store, the deliverer), served by httptest without
@@ -517,7 +522,10 @@ func newTestApp(t testing.TB, srv *testSMTP, adjust func(cfg *config)) *testApp 
 			t.Logf("logs:\n%s", logs)
 		}
 	})
-	return &testApp{application: app, url: ts.URL, logs: logs}
+	ta := &testApp{application: app, url: ts.URL, logs: logs}
+	ta.setClock(time.Now)
+	app.now = func() time.Time { return (*ta.clock.Load())() }
+	return ta
 }
 
 // serveTestApp serves app with the real serve() — its chores and its

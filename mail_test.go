@@ -485,7 +485,7 @@ func TestGivesUpAfter72Hours(t *testing.T) {
 	srv := startSMTP(t, func(s *testSMTP) { s.data = func(int64, *smtp.Conn) error { return tempFail } })
 	app := newTestApp(t, srv, nil)
 	clock := newClock(time.Now())
-	app.now = clock.now
+	app.setClock(clock.now)
 	app.background(app.deliverer.sweep)
 	signup(t, app.url, "late@example.com")
 	waitFor(t, 10*time.Second, "a first failure", func() bool { return containsLine(app.logs.String(), "will retry") })

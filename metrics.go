@@ -1,74 +1,188 @@
 package main
 
-// metrics.go holds the counters and the /debug/vars handler that shows them.
+// metrics.go is what operators watch: the Prometheus metrics, from the
+// Prometheus client library, served at /metrics to loopback and
+// -metrics-allow connections only. Every label value comes from a fixed
+// set: a route pattern, a status code, a kind; never an address, a name,
+// a token or a raw path.
 
 import (
-	"encoding/json"
+	"context"
 	"expvar"
 	"net/http"
 	"net/netip"
 	"runtime"
+	"slices"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// metrics are the counters /debug/vars shows. They belong to one
-// application, not to expvar's global registry, so tests can run several.
+// metrics are one application's, in a registry of its own (tests run
+// several applications in one process).
 type metrics struct {
-	requests     expvar.Int
-	responses    expvar.Map // by status code
-	emailsSent   expvar.Int
-	emailsFailed expvar.Int
-	hooksSent    expvar.Int // webhooks delivered
-	hooksFailed  expvar.Int
-	shed         expvar.Int // signups answered 503: no core free in time
-	connsRefused expvar.Int // connections closed at once: past a cap
-	connsOpen    expvar.Int
-	overBudget   expvar.Int // requests whose email was not sent: the address's budget was spent
-	hashes       expvar.Int // bcrypt hashes computed
+	registry *prometheus.Registry
+
+	requests     *prometheus.CounterVec   // route, code
+	duration     *prometheus.HistogramVec // route
+	signups      *prometheus.CounterVec   // outcome
+	logins       *prometheus.CounterVec   // result
+	deliveries   *prometheus.CounterVec   // channel, kind, result
+	smtpReplies  *prometheus.CounterVec   // class
+	webhookReply *prometheus.CounterVec   // class
+	overBudget   *prometheus.CounterVec   // budget
+	slotWait     prometheus.Histogram
+	connsOpen    prometheus.Gauge
+	connsRefused prometheus.Counter
+
+	// Not served: it rises for a known login and not for an unknown one.
+	hashes expvar.Int
 }
 
+// newMetrics makes the metrics and registers them, with the Go runtime's,
+// the process's and the build's.
 func newMetrics() *metrics {
-	m := &metrics{}
-	m.responses.Init()
+	m := &metrics{registry: prometheus.NewRegistry()}
+	f := func(c prometheus.Collector) prometheus.Collector { m.registry.MustRegister(c); return c }
+	m.requests = f(prometheus.NewCounterVec(prometheus.CounterOpts{Name: "signup_http_requests_total",
+		Help: "HTTP requests by route pattern and status code."}, []string{"route", "code"})).(*prometheus.CounterVec)
+	m.duration = f(prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "signup_http_request_duration_seconds",
+		Help: "Time to answer an HTTP request, by route pattern.", Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}},
+		[]string{"route"})).(*prometheus.HistogramVec)
+	m.signups = f(prometheus.NewCounterVec(prometheus.CounterOpts{Name: "signup_signups_total",
+		Help: "Signups by outcome: accepted (202), invalid (422), shed (503, no core free in time), error."}, []string{"outcome"})).(*prometheus.CounterVec)
+	m.logins = f(prometheus.NewCounterVec(prometheus.CounterOpts{Name: "signup_logins_total",
+		Help: "Logins by result: ok, failed (401), throttled (429)."}, []string{"result"})).(*prometheus.CounterVec)
+	m.deliveries = f(prometheus.NewCounterVec(prometheus.CounterOpts{Name: "signup_outbox_deliveries_total",
+		Help: "Attempts at outbox rows by channel (email, webhook), kind and result: sent, retried (a retry is scheduled), failed (for good)."},
+		[]string{"channel", "kind", "result"})).(*prometheus.CounterVec)
+	m.smtpReplies = f(prometheus.NewCounterVec(prometheus.CounterOpts{Name: "signup_smtp_replies_total",
+		Help: "Outcomes of email attempts by the SMTP server's reply class: 2xx, 4xx, 5xx, or none (unreachable, dropped, timed out)."},
+		[]string{"class"})).(*prometheus.CounterVec)
+	m.webhookReply = f(prometheus.NewCounterVec(prometheus.CounterOpts{Name: "signup_webhook_responses_total",
+		Help: "Outcomes of webhook attempts by the receiver's status class: 2xx, 3xx, 4xx, 5xx, or none (unreachable, dropped, silent past 10 s)."},
+		[]string{"class"})).(*prometheus.CounterVec)
+	m.overBudget = f(prometheus.NewCounterVec(prometheus.CounterOpts{Name: "signup_over_budget_total",
+		Help: "Requests whose email was not sent, or changes refused, for a spent budget: address (3 an hour, 10 a day) or client (-limiter-emails-per-hour)."},
+		[]string{"budget"})).(*prometheus.CounterVec)
+	m.slotWait = f(prometheus.NewHistogram(prometheus.HistogramOpts{Name: "signup_bcrypt_slot_wait_seconds",
+		Help: "Time a request waited for a bcrypt slot (one per core); past a second it is shed with 503.",
+		Buckets: []float64{.001, .01, .05, .1, .25, .5, .75, 1}})).(prometheus.Histogram)
+	m.connsOpen = f(prometheus.NewGauge(prometheus.GaugeOpts{Name: "signup_connections_open", Help: "HTTP connections open."})).(prometheus.Gauge)
+	m.connsRefused = f(prometheus.NewCounter(prometheus.CounterOpts{Name: "signup_connections_refused_total",
+		Help: "HTTP connections closed at once, past -max-conns or -max-conns-per-client."})).(prometheus.Counter)
+	build := f(prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "signup_build_info", Help: "The build: always 1."},
+		[]string{"version", "goversion"})).(*prometheus.GaugeVec)
+	build.WithLabelValues(version(), runtime.Version()).Set(1)
+	m.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// Every series of a fixed set exists from the start, at 0: a rate or an
+	// alert never waits for a first event.
+	for _, o := range []string{"accepted", "invalid", "shed", "error"} {
+		m.signups.WithLabelValues(o)
+	}
+	for _, r := range []string{"ok", "failed", "throttled"} {
+		m.logins.WithLabelValues(r)
+	}
+	for _, b := range []string{"address", "client"} {
+		m.overBudget.WithLabelValues(b)
+	}
+	for _, c := range []string{"2xx", "4xx", "5xx", "none"} {
+		m.smtpReplies.WithLabelValues(c)
+		m.webhookReply.WithLabelValues(c)
+	}
+	for channel, kinds := range outboxKinds() {
+		for _, k := range kinds {
+			for _, r := range []string{"sent", "retried", "failed"} {
+				m.deliveries.WithLabelValues(channel, k, r)
+			}
+		}
+	}
 	return m
 }
 
-// handleMetrics shows the counters as JSON, in the manner of expvar's
-// /debug/vars, to loopback clients only.
-func (app *application) handleMetrics(w http.ResponseWriter, r *http.Request) {
-	if !servedLocally(r) {
-		app.errorResponse(w, r, http.StatusForbidden, "metrics are served to loopback clients only")
-		return
+// outboxKinds are the kinds of outbox row of each channel.
+func outboxKinds() map[string][]string {
+	var emails []string
+	for k := range emailKinds {
+		emails = append(emails, k)
 	}
-	pending, failed, err := app.store.outboxCounts(r.Context())
-	if err != nil {
-		app.serverError(w, r, err)
-		return
-	}
-	vars := envelope{
-		"requests":                  app.metrics.requests.Value(),
-		"responses_by_status":       json.RawMessage(app.metrics.responses.String()),
-		"background_tasks":          app.tasks.Load(),
-		"emails_pending":            pending,
-		"emails_failed":             failed,
-		"emails_sent":               app.metrics.emailsSent.Value(),
-		"emails_failed_since_start": app.metrics.emailsFailed.Value(),
-		"signups_shed":              app.metrics.shed.Value(),
-		"connections_refused":       app.metrics.connsRefused.Value(),
-		"connections_open":          app.metrics.connsOpen.Value(),
-		"emails_over_budget":        app.metrics.overBudget.Value(),
-		"goroutines":                runtime.NumGoroutine(),
-		"version":                   version(),
-	}
-	app.writeJSON(w, r, http.StatusOK, vars)
+	slices.Sort(emails)
+	return map[string][]string{"email": emails,
+		"webhook": {eventCreated, eventActivated, eventEmailChanged, eventPasswordChanged, eventDeleted}}
 }
 
-// servedLocally reports whether r came over a connection from this machine
-// and not through a proxy: judged by the connection's own address, never
-// X-Forwarded-For, and refusing any request that names a forwarded client
-// (a reverse proxy on loopback forwards everyone's).
-func servedLocally(r *http.Request) bool {
+// outboxCollector reads the outbox when scraped: pending rows by channel
+// and kind, the age of the oldest pending row, and rows failed for good —
+// from the database, so true on every instance and after a restart.
+type outboxCollector struct {
+	store   *store
+	now     func() time.Time
+	pending *prometheus.Desc
+	oldest  *prometheus.Desc
+	failed  *prometheus.Desc
+	tasks   func() int64
+	running *prometheus.Desc
+}
+
+func newOutboxCollector(st *store, now func() time.Time, tasks func() int64) *outboxCollector {
+	return &outboxCollector{store: st, now: now, tasks: tasks,
+		pending: prometheus.NewDesc("signup_outbox_pending", "Outbox rows waiting to go out, by channel and kind (read from the database).", []string{"channel", "kind"}, nil),
+		oldest:  prometheus.NewDesc("signup_outbox_oldest_pending_age_seconds", "Age of the oldest pending outbox row of each channel; 0 when none is pending.", []string{"channel"}, nil),
+		failed:  prometheus.NewDesc("signup_outbox_failed", "Outbox rows failed for good, by channel: `signup outbox list -status failed` shows them.", []string{"channel"}, nil),
+		running: prometheus.NewDesc("signup_background_tasks", "Background tasks running (deliveries), which shutdown waits for.", nil, nil),
+	}
+}
+
+func (c *outboxCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.pending
+	ch <- c.oldest
+	ch <- c.failed
+	ch <- c.running
+}
+
+func (c *outboxCollector) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(c.running, prometheus.GaugeValue, float64(c.tasks()))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	stats, err := c.store.outboxStats(ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(c.pending, err)
+		return
+	}
+	now := c.now()
+	for channel, kinds := range outboxKinds() {
+		for _, k := range kinds {
+			ch <- prometheus.MustNewConstMetric(c.pending, prometheus.GaugeValue, float64(stats.pending[[2]string{channel, k}]), channel, k)
+		}
+		age := 0.0
+		if t, ok := stats.oldest[channel]; ok {
+			age = max(0, now.Sub(t).Seconds())
+		}
+		ch <- prometheus.MustNewConstMetric(c.oldest, prometheus.GaugeValue, age, channel)
+		ch <- prometheus.MustNewConstMetric(c.failed, prometheus.GaugeValue, float64(stats.failed[channel]), channel)
+	}
+}
+
+// handleMetrics serves the metrics to a connection from loopback or from
+// -metrics-allow, and the 404 of any unknown path to every other.
+func (app *application) handleMetrics(w http.ResponseWriter, r *http.Request) {
+	if !app.metricsAllowed(r) {
+		app.errorResponse(w, r, http.StatusNotFound, "the requested resource could not be found")
+		return
+	}
+	app.metricsHandler.ServeHTTP(w, r)
+}
+
+// metricsAllowed reports whether r came over a connection from loopback or
+// a -metrics-allow address, and not through a proxy: judged by the
+// connection's own address, never X-Forwarded-For, and refusing a request
+// that names a forwarded client (a reverse proxy on loopback forwards
+// everyone's).
+func (app *application) metricsAllowed(r *http.Request) bool {
 	peer, err := netip.ParseAddrPort(r.RemoteAddr)
-	if err != nil || !peer.Addr().Unmap().IsLoopback() {
+	if err != nil {
 		return false
 	}
 	for _, h := range []string{"X-Forwarded-For", "Forwarded", "X-Real-Ip"} {
@@ -76,5 +190,13 @@ func servedLocally(r *http.Request) bool {
 			return false
 		}
 	}
-	return true
+	addr := peer.Addr().Unmap()
+	return addr.IsLoopback() || slices.ContainsFunc(app.cfg.metricsAllow, func(p netip.Prefix) bool { return p.Contains(addr) })
+}
+
+// newMetricsHandler is the /metrics handler of app's registry, with the
+// outbox read at each scrape.
+func (app *application) newMetricsHandler() http.Handler {
+	app.metrics.registry.MustRegister(newOutboxCollector(app.store, func() time.Time { return app.now() }, app.tasks.Load))
+	return promhttp.HandlerFor(app.metrics.registry, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
 }

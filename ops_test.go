@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -382,10 +381,11 @@ func TestMetricsOnlyForLoopback(t *testing.T) {
 	t.Parallel()
 	app := newTestApp(t, startSMTP(t, nil), func(cfg *config) {
 		cfg.trustedProxies = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
+		cfg.metricsAllow = []netip.Prefix{netip.MustParsePrefix("10.9.0.0/16")}
 	})
 	h := app.routes()
 	get := func(remote, forwarded string) *httptest.ResponseRecorder {
-		r := httptest.NewRequest("GET", "/debug/vars", nil)
+		r := httptest.NewRequest("GET", "/metrics", nil)
 		r.RemoteAddr = remote
 		if forwarded != "" {
 			r.Header.Set("X-Forwarded-For", forwarded)
@@ -394,32 +394,22 @@ func TestMetricsOnlyForLoopback(t *testing.T) {
 		h.ServeHTTP(rec, r)
 		return rec
 	}
-	if rec := get("192.0.2.7:1234", ""); rec.Code != 403 {
-		t.Errorf("remote client: %d", rec.Code)
-	}
-	if rec := get("10.0.0.1:1234", "192.0.2.7"); rec.Code != 403 {
-		t.Errorf("remote client behind a trusted proxy: %d", rec.Code)
-	}
-	if rec := get("192.0.2.7:1234", "127.0.0.1"); rec.Code != 403 {
-		t.Errorf("remote client forging X-Forwarded-For: %d", rec.Code)
-	}
-	signup(t, app.url, "metrics@example.com")
-	waitFor(t, 10*time.Second, "the email", func() bool { return app.metrics.emailsSent.Value() == 1 })
-	rec := get("127.0.0.1:1234", "")
-	if rec.Code != 200 {
-		t.Fatalf("loopback: %d", rec.Code)
-	}
-	var vars map[string]any
-	if err := json.Unmarshal(rec.Body.Bytes(), &vars); err != nil {
-		t.Fatalf("not JSON: %v\n%s", err, rec.Body)
-	}
-	for _, key := range []string{"requests", "responses_by_status", "background_tasks", "emails_pending", "emails_sent", "emails_failed", "version"} {
-		if _, ok := vars[key]; !ok {
-			t.Errorf("metrics lack %s:\n%s", key, rec.Body)
+	for name, c := range map[string][2]string{
+		"a remote client":                         {"192.0.2.7:1234", ""},
+		"a remote client behind a trusted proxy":  {"10.0.0.1:1234", "192.0.2.7"},
+		"a remote client forging X-Forwarded-For": {"192.0.2.7:1234", "127.0.0.1"},
+		"a client behind a proxy on loopback":     {"127.0.0.1:1234", "192.0.2.7"},
+		"an allowed address's forwarded client":   {"10.9.0.5:1234", "192.0.2.7"},
+	} {
+		if rec := get(c[0], c[1]); rec.Code != 404 || rec.Body.String() != get("192.0.2.7:1234", "").Body.String() {
+			t.Errorf("%s: %d %s, want the 404 of any unknown path", name, rec.Code, rec.Body)
 		}
 	}
-	if vars["emails_sent"] != 1.0 || vars["responses_by_status"].(map[string]any)["202"] != 1.0 {
-		t.Errorf("metrics:\n%s", rec.Body)
+	if rec := get("10.9.0.5:1234", ""); rec.Code != 200 {
+		t.Errorf("a -metrics-allow address: %d", rec.Code)
+	}
+	if rec := get("127.0.0.1:1234", ""); rec.Code != 200 || !strings.Contains(rec.Body.String(), "signup_build_info") {
+		t.Fatalf("loopback: %d", rec.Code)
 	}
 }
 
@@ -586,7 +576,7 @@ func TestConnectionCaps(t *testing.T) {
 		idle = append(idle, dial("127.0.0.1"))
 	}
 	waitFor(t, 10*time.Second, "the idle connections to be accepted", func() bool {
-		return fetchVars(t, p.url, "127.0.0.2")["connections_open"] == 6.0 // and this one
+		return series(t, scrapeFrom(t, p.url, "127.0.0.2"))["signup_connections_open"] == 6 // and this one
 	})
 	if !refused("127.0.0.1") {
 		t.Error("a sixth connection from one address was kept open")
@@ -604,24 +594,7 @@ func TestConnectionCaps(t *testing.T) {
 		c.Close()
 	}
 	waitFor(t, 10*time.Second, "a place to free up", func() bool { return healthy("127.0.0.4") })
-	if vars := fetchVars(t, p.url, "127.0.0.5"); vars["connections_refused"].(float64) < 2 {
-		t.Errorf("metrics do not count the refused connections: %v", vars)
+	if m := series(t, scrapeFrom(t, p.url, "127.0.0.5")); m["signup_connections_refused_total"] < 2 {
+		t.Errorf("metrics do not count the refused connections: %v", m["signup_connections_refused_total"])
 	}
-}
-
-// fetchVars returns /debug/vars, asked from the loopback address from.
-func fetchVars(t testing.TB, url, from string) map[string]any {
-	t.Helper()
-	client := &http.Client{Transport: &http.Transport{DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}).DialContext}}
-	defer client.CloseIdleConnections()
-	res, err := client.Get(url + "/debug/vars")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	var vars map[string]any
-	if err := json.NewDecoder(res.Body).Decode(&vars); err != nil {
-		t.Fatal(err)
-	}
-	return vars
 }

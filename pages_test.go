@@ -309,7 +309,7 @@ func browser(t *testing.T) context.Context {
 	)
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancel := chromedp.NewContext(allocCtx)
-	ctx, cancelTimeout := context.WithTimeout(ctx, time.Minute)
+	ctx, cancelTimeout := context.WithTimeout(ctx, 3*time.Minute) // a busy machine: the whole life of an account, axe-core on every page
 	t.Cleanup(func() {
 		cancelTimeout()
 		cancel()

@@ -368,7 +368,7 @@ func TestCachedSessionEndsAtOnce(t *testing.T) {
 	srv := startSMTP(t, nil)
 	app := newTestApp(t, srv, nil)
 	clock := newClock(time.Now())
-	app.now = clock.now
+	app.setClock(clock.now)
 	bearer := activatedAccount(t, app, srv, "ada@example.com")
 	me := app.url + "/v1/users/me"
 	forward := func(header ...string) *http.Response {

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // routes lists every route of the API.
@@ -30,7 +31,7 @@ func (app *application) routes() http.Handler {
 	mux.HandleFunc("GET /v1/users/me/sessions", app.handleSessions)
 	mux.HandleFunc("DELETE /v1/users/me/sessions/{id}", app.handleEndSession)
 	mux.HandleFunc("/v1/forward-auth", app.handleForwardAuth) // any method: proxies ask with the original one
-	mux.HandleFunc("GET /debug/vars", app.handleMetrics)
+	mux.HandleFunc("GET /metrics", app.handleMetrics)
 
 	mux.HandleFunc("GET /{$}", app.handleRoot)
 	mux.HandleFunc("GET /signup", app.handleSignupPage)
@@ -55,7 +56,7 @@ func (app *application) routes() http.Handler {
 	mux.HandleFunc("POST /confirm-email", app.handleConfirmEmailForm)
 	mux.HandleFunc("GET /static/style.css", app.handleStyle)
 	mux.HandleFunc("GET /favicon.ico", app.handleFavicon)
-	return app.recoverPanic(app.countRequests(app.refuseWhenGone(app.rateLimit(app.cors(app.sameOrigin(app.jsonErrors(mux)))))))
+	return app.recoverPanic(app.countRequests(mux, app.refuseWhenGone(app.rateLimit(app.cors(app.sameOrigin(app.jsonErrors(mux)))))))
 }
 
 // handleHealthcheck reports that the service is up, and its version.
@@ -168,16 +169,22 @@ func (s *statusRecorder) Write(b []byte) (int, error) {
 
 func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
-// countRequests counts requests, and responses by status.
-func (app *application) countRequests(next http.Handler) http.Handler {
+// countRequests counts requests by route pattern (a fixed set, never the
+// raw path) and status, and times them.
+func (app *application) countRequests(mux *http.ServeMux, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		app.metrics.requests.Add(1)
+		start := time.Now()
+		_, route := mux.Handler(r)
+		if route == "" {
+			route = "unmatched"
+		}
 		rec := &statusRecorder{ResponseWriter: w}
 		defer func() {
 			if rec.status == 0 {
 				rec.status = http.StatusOK
 			}
-			app.metrics.responses.Add(strconv.Itoa(rec.status), 1)
+			app.metrics.requests.WithLabelValues(route, strconv.Itoa(rec.status)).Inc()
+			app.metrics.duration.WithLabelValues(route).Observe(time.Since(start).Seconds())
 		}()
 		next.ServeHTTP(rec, r)
 	})

@@ -186,7 +186,7 @@ func TestSendBudget(t *testing.T) {
 		cfg.limiterEnabled, cfg.limiterRPS, cfg.limiterBurst = true, 2, 4
 		cfg.trustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
 	})
-	app.now = clock.now
+	app.setClock(clock.now)
 	signup(t, app.url, "flood@example.com") // 1 of 3
 	live := tokenOf(t, srv.waitMessages(t, 1, 10*time.Second)[0].data)
 
@@ -214,8 +214,8 @@ func TestSendBudget(t *testing.T) {
 	if len(msgs) != 3 {
 		t.Errorf("%d emails to one address, want 3 (its hourly budget)", len(msgs))
 	}
-	if n := app.metrics.overBudget.Value(); n != 18 {
-		t.Errorf("over-budget counter %d, want 18", n)
+	if n := scrape(t, app)[`signup_over_budget_total{budget="address"}`]; n != 18 {
+		t.Errorf("over-budget counter %v, want 18", n)
 	}
 	if !containsLine(app.logs.String(), "level=WARN", "send budget of the address spent", "email=flood@example.com") {
 		t.Error("no WARN line for the refused sends")

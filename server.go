@@ -6,7 +6,6 @@ package main
 import (
 	"context"
 	"errors"
-	"expvar"
 	"fmt"
 	"log/slog"
 	"net"
@@ -37,6 +36,7 @@ type application struct {
 	hasher      *hasher
 	templates   *templates
 	metrics     *metrics
+	metricsHandler http.Handler // /metrics, for allowed connections
 	limiter     *limiter // nil when -limiter-enabled=false
 	crossOrigin *http.CrossOriginProtection
 	sender      *mail.Address    // From of every email
@@ -72,15 +72,18 @@ func newApplication(cfg config, logger *slog.Logger, st *store, m *mailer, t *te
 	if m != nil {
 		emails = m
 	}
-	app.deliverer = app.newDeliverer("email", emails, &metrics.emailsSent, &metrics.emailsFailed)
+	app.deliverer = app.newDeliverer("email", emails)
 	if cfg.webhookURL != "" {
 		if st != nil {
 			st.webhookURL = cfg.webhookURL
 		}
-		app.webhooks = app.newDeliverer("webhook", newWebhookSender(cfg.webhookURL, cfg.webhookKey, time.Now), &metrics.hooksSent, &metrics.hooksFailed)
+		app.webhooks = app.newDeliverer("webhook", newWebhookSender(cfg.webhookURL, cfg.webhookKey, time.Now))
 	}
 	for _, origin := range cfg.corsOrigins {
 		app.crossOrigin.AddTrustedOrigin(origin) // checked with the config
+	}
+	if st != nil {
+		app.metricsHandler = app.newMetricsHandler()
 	}
 	if cfg.limiterEnabled {
 		app.limiter = newLimiter(rate.Limit(cfg.limiterRPS), cfg.limiterBurst, cfg.limiterEmails)
@@ -89,13 +92,11 @@ func newApplication(cfg config, logger *slog.Logger, st *store, m *mailer, t *te
 }
 
 // newDeliverer is a deliverer of channel's rows through s.
-func (app *application) newDeliverer(channel string, s sender, sent, failed *expvar.Int) *deliverer {
+func (app *application) newDeliverer(channel string, s sender) *deliverer {
 	return &deliverer{
 		channel:    channel,
 		store:      app.store,
 		sender:     s,
-		sent:       sent,
-		failed:     failed,
 		logger:     app.logger,
 		metrics:    app.metrics,
 		now:        func() time.Time { return app.now() }, // the application's clock, which tests replace

@@ -205,7 +205,7 @@ func TestClientAddrIgnoresForwardedFromUntrustedPeer(t *testing.T) {
 		t.Errorf("trusted proxy: client %v, want 127.0.0.1", got)
 	}
 	// An unparsable hop ends the walk with an unknown client, never the
-	// (loopback) proxy: /debug/vars must not answer it.
+	// (loopback) proxy: /metrics must not answer it.
 	app = newTestApp(t, startSMTP(t, nil), func(cfg *config) {
 		cfg.trustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
 	}).application
@@ -214,20 +214,20 @@ func TestClientAddrIgnoresForwardedFromUntrustedPeer(t *testing.T) {
 	if got := app.clientAddr(r); got.IsValid() {
 		t.Errorf("bad hop: client %v, want unknown", got)
 	}
-	r = httptest.NewRequest("GET", "/debug/vars", nil)
+	r = httptest.NewRequest("GET", "/metrics", nil)
 	r.RemoteAddr = "127.0.0.1:1234"
 	r.Header.Set("X-Forwarded-For", "garbage")
 	rec := httptest.NewRecorder()
 	app.routes().ServeHTTP(rec, r)
-	if rec.Code != http.StatusForbidden {
-		t.Errorf("/debug/vars through a loopback proxy with a bad hop: %d, want 403", rec.Code)
+	if rec.Code != http.StatusNotFound {
+		t.Errorf("/metrics through a loopback proxy with a bad hop: %d, want 404", rec.Code)
 	}
 	// The proxy's own request, without X-Forwarded-For, is the proxy's.
 	r.Header.Del("X-Forwarded-For")
 	rec = httptest.NewRecorder()
 	app.routes().ServeHTTP(rec, r)
 	if rec.Code != http.StatusOK {
-		t.Errorf("/debug/vars from the loopback proxy itself: %d, want 200", rec.Code)
+		t.Errorf("/metrics from the loopback proxy itself: %d, want 200", rec.Code)
 	}
 }
 

@@ -196,7 +196,7 @@ func TestSessionLifetime(t *testing.T) {
 	app := newTestApp(t, srv, func(cfg *config) { cfg.sessionLifetime = 10 * 24 * time.Hour })
 	activatedAccount(t, app, srv, "ada@example.com")
 	clock := newClock(time.Now())
-	app.now = clock.now
+	app.setClock(clock.now)
 	v := newVisitor(t, app.url)
 	v.logIn("ada@example.com", "pa55word1234")
 	sum := sha256.Sum256([]byte(v.cookie("signup_session")))

@@ -148,6 +148,42 @@ func (st *store) outboxCounts(ctx context.Context) (pending, failed int, err err
 	return pending, failed, err
 }
 
+// outboxStats is what the outbox holds, as /metrics shows it.
+type outboxStats struct {
+	pending map[[2]string]int    // by channel and kind
+	oldest  map[string]time.Time // the oldest pending row's time, by channel
+	failed  map[string]int       // by channel
+}
+
+// outboxStats reads the outbox's pending rows by channel and kind, the
+// oldest of each channel, and its failed rows by channel.
+func (st *store) outboxStats(ctx context.Context) (outboxStats, error) {
+	s := outboxStats{pending: map[[2]string]int{}, oldest: map[string]time.Time{}, failed: map[string]int{}}
+	rows, err := st.read.QueryContext(ctx, `SELECT channel, kind, status, count(*), min(created_at) FROM outbox
+		WHERE status IN ('pending', 'failed') GROUP BY channel, kind, status`)
+	if err != nil {
+		return s, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var channel, kind, status string
+		var n int
+		var oldest int64
+		if err := rows.Scan(&channel, &kind, &status, &n, &oldest); err != nil {
+			return s, err
+		}
+		if status == "failed" {
+			s.failed[channel] += n
+			continue
+		}
+		s.pending[[2]string{channel, kind}] = n
+		if t, ok := s.oldest[channel]; !ok || time.UnixMilli(oldest).Before(t) {
+			s.oldest[channel] = time.UnixMilli(oldest)
+		}
+	}
+	return s, rows.Err()
+}
+
 // nextDue returns when the earliest pending, unclaimed row of channel is
 // due, and false if there is none.
 func (st *store) nextDue(ctx context.Context, channel string) (time.Time, bool, error) {

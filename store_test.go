@@ -327,3 +327,8 @@ func testRetryComposesAfresh(t *testing.T, open func() *store) {
 		t.Errorf("pending list: got %+v, want one with 0 attempts", pending)
 	}
 }
+
+// userByEmail finds a user by email address, regardless of case.
+func (st *store) userByEmail(ctx context.Context, address string) (*user, error) {
+	return userByAddress(ctx, st.read, address)
+}

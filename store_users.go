@@ -224,11 +224,6 @@ func (st *store) pendingUser(ctx context.Context, tokenHash []byte, now time.Tim
 		tokenHash, millis(now)))
 }
 
-// userByEmail finds a user by email address, regardless of case.
-func (st *store) userByEmail(ctx context.Context, address string) (*user, error) {
-	return userByAddress(ctx, st.read, address)
-}
-
 // userByToken returns the user holding the unexpired token of scope with
 // this hash, or errNotFound.
 func (st *store) userByToken(ctx context.Context, tokenHash []byte, scope string, now time.Time) (*user, error) {

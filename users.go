@@ -24,7 +24,8 @@ type signupInput struct {
 // over its send budget, or a client over its emails for the hour) it waits
 // as long as a hash takes instead (hasher.imitate). It returns a message
 // per invalid field, or an error (errBusy when no hashing slot came free).
-func (app *application) signup(ctx context.Context, in signupInput) (validator, error) {
+func (app *application) signup(ctx context.Context, in signupInput) (errs validator, err error) {
+	defer func() { app.metrics.signups.WithLabelValues(signupOutcome(errs, err)).Inc() }()
 	v := validator{}
 	validateName(v, in.Name)
 	validateEmail(v, in.Email)
@@ -83,10 +84,23 @@ func (app *application) signup(ctx context.Context, in signupInput) (validator, 
 	return nil, nil
 }
 
+// signupOutcome is how the metrics count a signup's answer.
+func signupOutcome(errs validator, err error) string {
+	switch {
+	case errors.Is(err, errBusy):
+		return "shed"
+	case err != nil:
+		return "error"
+	case len(errs) > 0:
+		return "invalid"
+	}
+	return "accepted"
+}
+
 // overBudget logs and counts a request whose email was not sent: its
 // address has had its share for now.
 func (app *application) overBudget(address, request string) {
-	app.metrics.overBudget.Add(1)
+	app.metrics.overBudget.WithLabelValues("address").Inc()
 	app.logger.Warn("send budget of the address spent: nothing sent, nothing changed", "request", request, "email", address,
 		"budget", fmt.Sprintf("%d per hour, %d per day", budgetPerHour, budgetPerDay))
 }
@@ -94,7 +108,7 @@ func (app *application) overBudget(address, request string) {
 // overClientBudget logs and counts a request whose email was not sent: its
 // client has caused its share of emails for the hour.
 func (app *application) overClientBudget(address, request string) {
-	app.metrics.overBudget.Add(1)
+	app.metrics.overBudget.WithLabelValues("client").Inc()
 	app.logger.Warn("emails of the client spent for the hour: nothing sent, nothing changed", "request", request, "email", address,
 		"budget", fmt.Sprintf("%d per hour", app.cfg.limiterEmails))
 }

@@ -148,10 +148,15 @@ func (s *webhookSession) send(e *email) error {
 	io.Copy(io.Discard, io.LimitReader(res.Body, 64<<10))
 	res.Body.Close()
 	if res.StatusCode < 200 || res.StatusCode > 299 {
-		return fmt.Errorf("the receiver answered %s", res.Status)
+		return fmt.Errorf("the receiver answered %s: %w", res.Status, httpStatusError(res.StatusCode))
 	}
 	return nil
 }
+
+// httpStatusError is a receiver's status that is not a 2xx.
+type httpStatusError int
+
+func (e httpStatusError) Error() string { return http.StatusText(int(e)) }
 
 func (s *webhookSession) full() bool { return false }
 func (s *webhookSession) close()     {}

@@ -165,7 +165,7 @@ func TestWebhooksForEveryChange(t *testing.T) {
 
 func testWebhooksForEveryChange(t *testing.T, app *testApp, srv *testSMTP, r *receiver) {
 	clock := newClock(time.Now())
-	app.now = clock.now // an hour on before the deletion: each address gets 3 emails an hour
+	app.setClock(clock.now) // an hour on before the deletion: each address gets 3 emails an hour
 	signup(t, app.url, "ada@example.com")
 	created := r.waitEvent(eventCreated, "ada@example.com")
 	welcome := waitFor1(t, srv, "ada@example.com", "Activate")
