@@ -68,7 +68,7 @@ func newMetrics() *metrics {
 		Help: "Requests whose email was not sent, or changes refused, for a spent budget: address (3 an hour, 10 a day) or client (-limiter-emails-per-hour)."},
 		[]string{"budget"})).(*prometheus.CounterVec)
 	m.slotWait = f(prometheus.NewHistogram(prometheus.HistogramOpts{Name: "signup_bcrypt_slot_wait_seconds",
-		Help: "Time a request waited for a bcrypt slot (one per core); past a second it is shed with 503.",
+		Help:    "Time a request waited for a bcrypt slot (one per core); past a second it is shed with 503.",
 		Buckets: []float64{.001, .01, .05, .1, .25, .5, .75, 1}})).(prometheus.Histogram)
 	m.connsOpen = f(prometheus.NewGauge(prometheus.GaugeOpts{Name: "signup_connections_open", Help: "HTTP connections open."})).(prometheus.Gauge)
 	m.connsRefused = f(prometheus.NewCounter(prometheus.CounterOpts{Name: "signup_connections_refused_total",

@@ -79,4 +79,3 @@ func scrape(t testing.TB, app *testApp) map[string]float64 {
 	t.Helper()
 	return series(t, scrapeFrom(t, app.url, "127.0.0.1"))
 }
-

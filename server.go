@@ -28,19 +28,19 @@ import (
 // requests. Each piece of machinery with a life of its own is a type of
 // its own: the deliverer, the hasher.
 type application struct {
-	cfg         config
-	logger      *slog.Logger
-	store       *store
-	deliverer   *deliverer // emails
-	webhooks    *deliverer // nil without -webhook-url
-	hasher      *hasher
-	templates   *templates
-	metrics     *metrics
+	cfg            config
+	logger         *slog.Logger
+	store          *store
+	deliverer      *deliverer // emails
+	webhooks       *deliverer // nil without -webhook-url
+	hasher         *hasher
+	templates      *templates
+	metrics        *metrics
 	metricsHandler http.Handler // /metrics, for allowed connections
-	limiter     *limiter // nil when -limiter-enabled=false
-	crossOrigin *http.CrossOriginProtection
-	sender      *mail.Address    // From of every email
-	now         func() time.Time // the clock; tests replace it
+	limiter        *limiter     // nil when -limiter-enabled=false
+	crossOrigin    *http.CrossOriginProtection
+	sender         *mail.Address    // From of every email
+	now            func() time.Time // the clock; tests replace it
 
 	wg               sync.WaitGroup
 	tasks            atomic.Int64       // background tasks running
