@@ -54,6 +54,8 @@ type testSMTP struct {
 	mail func(n int64) error
 	// rcpt, if set, runs for each RCPT TO; n counts them from 1.
 	rcpt func(n int64) error
+	// rcptTo, if set, runs for each RCPT TO with its address.
+	rcptTo func(to string) error
 	// auth, if set, is required: the PLAIN password it accepts for "user".
 	auth string
 	// loginOnly offers AUTH LOGIN instead of PLAIN.
@@ -224,6 +226,11 @@ func (s *testSession) Rcpt(to string, _ *smtp.RcptOptions) error {
 	s.srv.mu.Unlock()
 	if s.srv.rcpt != nil {
 		if err := s.srv.rcpt(n); err != nil {
+			return err
+		}
+	}
+	if s.srv.rcptTo != nil {
+		if err := s.srv.rcptTo(to); err != nil {
 			return err
 		}
 	}

@@ -5,10 +5,15 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os/exec"
+	"runtime"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/emersion/go-smtp"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -78,4 +83,156 @@ func labelsOf(m *dto.Metric) string {
 func scrape(t testing.TB, app *testApp) map[string]float64 {
 	t.Helper()
 	return series(t, scrapeFrom(t, app.url, "127.0.0.1"))
+}
+
+// TestAlertRules: Prometheus' own promtool accepts deploy/alerts.yml and
+// passes deploy/alerts_test.yml (the stuck-email alert fires on an email
+// that stays pending and not on one that drains).
+func TestAlertRules(t *testing.T) {
+	t.Parallel()
+	promtool := needTool(t, "promtool", "prometheus")
+	if out, err := exec.Command(promtool, "check", "rules", "deploy/alerts.yml").CombinedOutput(); err != nil {
+		t.Errorf("promtool check rules: %v\n%s", err, out)
+	}
+	cmd := exec.Command(promtool, "test", "rules", "alerts_test.yml")
+	cmd.Dir = "deploy"
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("promtool test rules: %v\n%s", err, out)
+	}
+}
+
+// TestMetricsCountWhatHappened drives every outcome the metrics count —
+// signups accepted, invalid and shed; logins ok, failed and throttled;
+// an email refused once (451) then sent, one refused for good (550);
+// webhooks delivered, retried and failed; budgets spent; connections
+// refused — then checks the counts against what happened, and that
+// promtool check metrics accepts the scrape.
+func TestMetricsCountWhatHappened(t *testing.T) {
+	t.Parallel()
+	promtool := needTool(t, "promtool", "prometheus")
+	srv := startSMTP(t, func(s *testSMTP) {
+		s.data = func(n int64, c *smtp.Conn) error {
+			if n == 1 {
+				return tempFail // the first email: 451, then 250
+			}
+			return nil
+		}
+		s.rcptTo = func(to string) error {
+			if strings.HasPrefix(to, "bounce") {
+				return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
+			}
+			return nil
+		}
+	})
+	var hookFails atomic.Int64
+	r := startReceiver(t, func(n int, d delivery) int {
+		if d.event.Data.Email == "refused@example.com" {
+			hookFails.Add(1)
+			return http.StatusInternalServerError
+		}
+		return http.StatusNoContent
+	})
+	app := newTestApp(t, srv, func(cfg *config) {
+		webhookArgs(r)(cfg)
+		cfg.maxConnsPerIP = 4
+	})
+	base, _ := serveTestApp(t, app)
+
+	const n = 5
+	for i := range n {
+		signup(t, base, fmt.Sprintf("m%d@example.com", i))
+	}
+	post(t, "POST", base+"/v1/users", map[string]string{"name": "X", "email": "not an address", "password": "pa55word1234"})
+	for range cap(app.hasher.slots) { // every core busy: the next signup is shed
+		app.hasher.slots <- struct{}{}
+	}
+	if status, _ := post(t, "POST", base+"/v1/users", map[string]string{"name": "X", "email": "shed@example.com", "password": "pa55word1234"}); status != 503 {
+		t.Errorf("with every slot held, a signup: %d, want 503", status)
+	}
+	for range cap(app.hasher.slots) {
+		<-app.hasher.slots
+	}
+	waitFor(t, 10*time.Second, "the five welcome emails", func() bool { return len(srv.messages()) == n })
+	activate(t, base, srv.messages()[0])
+	login(t, base, srv.messages()[0].to, "pa55word1234")
+	for range maxFailedLogins + 1 {
+		login(t, base, srv.messages()[0].to, "wrong-password")
+	}
+	signup(t, base, "bounce@example.com")
+	signup(t, base, "refused@example.com")
+	waitFor(t, 10*time.Second, "the refused webhook to be tried", func() bool { return hookFails.Load() > 0 })
+	signup(t, base, "flood@example.com")
+	for range 3 { // the flood: a welcome and two new links, then the budget
+		post(t, "POST", base+"/v1/tokens/activation", map[string]string{"email": "flood@example.com"})
+	}
+	// Past 72 hours: the refused webhook fails for good at its next try.
+	app.setClock(func() time.Time { return time.Now().Add(giveUpAfter + time.Hour) })
+	waitFor(t, 20*time.Second, "the webhook given up", func() bool {
+		return scrape(t, app)[`signup_outbox_deliveries_total{channel="webhook",kind="user.created",result="failed"}`] == 1
+	})
+	var conns []net.Conn
+	for range 5 { // past -max-conns-per-client
+		c, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+		if err == nil {
+			conns = append(conns, c)
+		}
+	}
+	waitFor(t, 10*time.Second, "a refused connection counted", func() bool {
+		return scrapeFromFresh(t, base)["signup_connections_refused_total"] >= 1
+	})
+	for _, c := range conns {
+		c.Close()
+	}
+
+	text := scrapeFrom(t, base, "127.0.0.2")
+	m := series(t, text)
+	for key, want := range map[string]float64{
+		`signup_signups_total{outcome="accepted"}`:                                              n + 3,
+		`signup_signups_total{outcome="invalid"}`:                                               1,
+		`signup_signups_total{outcome="shed"}`:                                                  1,
+		`signup_logins_total{result="ok"}`:                                                      1,
+		`signup_logins_total{result="failed"}`:                                                  maxFailedLogins,
+		`signup_logins_total{result="throttled"}`:                                               1,
+		`signup_outbox_deliveries_total{channel="email",kind="welcome",result="retried"}`:       1,
+		`signup_outbox_deliveries_total{channel="email",kind="welcome",result="failed"}`:        1,
+		`signup_smtp_replies_total{class="4xx"}`:                                                1,
+		`signup_smtp_replies_total{class="5xx"}`:                                                1,
+		`signup_outbox_deliveries_total{channel="webhook",kind="user.created",result="failed"}`: 1,
+		`signup_outbox_deliveries_total{channel="webhook",kind="user.activated",result="sent"}`: 1,
+		`signup_over_budget_total{budget="address"}`:                                            1,
+		`signup_outbox_failed{channel="email"}`:                                                 1,
+		`signup_outbox_failed{channel="webhook"}`:                                               1,
+		`signup_http_requests_total{code="202",route="POST /v1/users"}`:                         n + 3,
+		`signup_http_requests_total{code="503",route="POST /v1/users"}`:                         1,
+		`signup_http_request_duration_seconds_count{route="POST /v1/tokens/authentication"}`:    maxFailedLogins + 2,
+		`signup_build_info{goversion="` + runtime.Version() + `",version="` + version() + `"}`:  1,
+	} {
+		if got, ok := m[key]; !ok || got != want {
+			t.Errorf("%s = %v (present %v), want %v", key, got, ok, want)
+		}
+	}
+	// Sent: the five welcome emails and the activation's resends within budget, one of them after its 451.
+	waitFor(t, 10*time.Second, "every welcome email sent", func() bool {
+		return scrape(t, app)[`signup_outbox_deliveries_total{channel="email",kind="welcome",result="sent"}`] == n+2 // all but the bounce
+	})
+	if m[`signup_bcrypt_slot_wait_seconds_count`] == 0 || m["go_goroutines"] == 0 || m["process_resident_memory_bytes"] == 0 {
+		t.Error("the slot wait, the Go runtime or the process figures are missing")
+	}
+	for key := range m {
+		if strings.Contains(key, "@") || strings.Contains(key, "example.com") {
+			t.Errorf("a label holds an address: %s", key)
+		}
+	}
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = strings.NewReader(text)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
+	}
+}
+
+// scrapeFromFresh scrapes from an address of its own, for a test that
+// holds the capped client's connections open.
+func scrapeFromFresh(t *testing.T, base string) map[string]float64 {
+	t.Helper()
+	return series(t, scrapeFrom(t, base, "127.0.0.3"))
 }
