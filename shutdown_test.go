@@ -93,8 +93,11 @@ func TestSignalDrainsEmail(t *testing.T) {
 
 // TestSignalDrainsResetEmail: a password reset email in flight when SIGTERM
 // comes is sent before the process exits 0, like a welcome email.
-func TestSignalDrainsResetEmail(t *testing.T) {
-	t.Parallel()
+// activatedThenSlow starts the binary with an SMTP server, signs address
+// up and activates it (password pa55word1234), then makes every DATA take
+// a second: the next email is in flight when a signal comes.
+func activatedThenSlow(t *testing.T, address string) (*process, *testSMTP) {
+	t.Helper()
 	var slow atomic.Bool
 	srv := startSMTP(t, func(s *testSMTP) {
 		s.data = func(int64, *smtp.Conn) error {
@@ -105,11 +108,17 @@ func TestSignalDrainsResetEmail(t *testing.T) {
 		}
 	})
 	p := startBinary(t, append(baseArgs(t.TempDir()), smtpArgs(srv.host, srv.port)...))
-	signup(t, p.url, "reset@example.com")
+	signup(t, p.url, address)
 	if status, body := post(t, "PUT", p.url+"/v1/users/activated", map[string]string{"token": firstToken(t, srv), "password": "pa55word1234"}); status != 200 {
 		t.Fatalf("activate: %d %v", status, body)
 	}
 	slow.Store(true)
+	return p, srv
+}
+
+func TestSignalDrainsResetEmail(t *testing.T) {
+	t.Parallel()
+	p, srv := activatedThenSlow(t, "reset@example.com")
 	if status, _ := post(t, "POST", p.url+"/v1/tokens/password-reset", map[string]string{"email": "reset@example.com"}); status != 202 {
 		t.Fatalf("reset: %d", status)
 	}
@@ -130,22 +139,8 @@ func TestSignalDrainsResetEmail(t *testing.T) {
 // change; the "password changed" email is sent before exit 0.
 func TestSignalDrainsPasswordChangedEmail(t *testing.T) {
 	t.Parallel()
-	var slow atomic.Bool
-	srv := startSMTP(t, func(s *testSMTP) {
-		s.data = func(int64, *smtp.Conn) error {
-			if slow.Load() {
-				time.Sleep(time.Second)
-			}
-			return nil
-		}
-	})
-	p := startBinary(t, append(baseArgs(t.TempDir()), smtpArgs(srv.host, srv.port)...))
-	signup(t, p.url, "change@example.com")
-	if status, body := post(t, "PUT", p.url+"/v1/users/activated", map[string]string{"token": firstToken(t, srv), "password": "pa55word1234"}); status != 200 {
-		t.Fatalf("activate: %d %v", status, body)
-	}
+	p, srv := activatedThenSlow(t, "change@example.com")
 	_, _, token := login(t, p.url, "change@example.com", "pa55word1234")
-	slow.Store(true)
 	if status, body := bearerDo(t, "PUT", p.url+"/v1/users/me/password", token, map[string]string{"current_password": "pa55word1234", "password": "new-password-1"}); status != 200 {
 		t.Fatalf("change the password: %d %v", status, body)
 	}
