@@ -584,6 +584,11 @@ func TestConnectionCaps(t *testing.T) {
 	if !healthy("127.0.0.2") {
 		t.Error("another client was not served while one address is at its cap")
 	}
+	// The healthcheck's connection gone, the five idle ones (and the
+	// scrape's) remain: three more fill the overall cap.
+	waitFor(t, 10*time.Second, "the healthcheck's connection to close", func() bool {
+		return series(t, scrapeFrom(t, p.url, "127.0.0.2"))["signup_connections_open"] == 6
+	})
 	for range 3 {
 		idle = append(idle, dial("127.0.0.3"))
 	}
