@@ -206,7 +206,9 @@ func testWebhooksForEveryChange(t *testing.T, app *testApp, srv *testSMTP, r *re
 	// "This wasn't me" deletes a pending signup: user.deleted too.
 	signup(t, app.url, "notme@example.com")
 	link := tokenOf(t, waitFor1(t, srv, "notme@example.com", "Activate").data)
-	form(t, app.url, "/activate", url.Values{"token": {link}, "action": {"cancel"}})
+	if status, page := form(t, app.url, "/activate", url.Values{"token": {link}, "action": {"cancel"}}); status != 200 {
+		t.Fatalf("This wasn't me: %d\n%s", status, page)
+	}
 	r.waitEvent(eventDeleted, "notme@example.com")
 
 	var secrets []string
