@@ -1,0 +1,185 @@
+package main
+
+// account_pages.go is the account page and its forms, and the page of an
+// address change's emailed links; account.go has what each change does.
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+)
+
+// accountPage renders the account page of u (status, with errs for the
+// form section, and notice lines on top).
+func (app *application) accountPage(w http.ResponseWriter, r *http.Request, status int, u *user, s *loginSession, section string, errs validator, form map[string]string, notice ...string) {
+	list, err := app.store.sessions(r.Context(), u.ID, s.hash, app.now())
+	if err != nil {
+		app.pageError(w, r, err)
+		return
+	}
+	if form == nil {
+		form = map[string]string{}
+	}
+	form["section"] = section
+	app.render(w, r, status, "account.html", page{Title: "Your account", Lines: notice, Account: u, Since: formatTime(u.CreatedAt),
+		Sessions: list, Form: form, Errors: errs})
+}
+
+// loggedIn returns the user and session of the request's cookie; without
+// one it sends the browser to the login page (to come back to path) and
+// returns nil.
+func (app *application) loggedIn(w http.ResponseWriter, r *http.Request) (*user, *loginSession) {
+	u, s, err := app.browserSession(r)
+	if errors.Is(err, errNotFound) {
+		http.Redirect(w, r, "/login?return_to=%2Faccount", http.StatusSeeOther)
+		return nil, nil
+	}
+	if err != nil {
+		app.pageError(w, r, err)
+		return nil, nil
+	}
+	return u, s
+}
+
+// handleAccountPage shows the account page, or sends to the login page.
+func (app *application) handleAccountPage(w http.ResponseWriter, r *http.Request) {
+	u, s := app.loggedIn(w, r)
+	if u == nil {
+		return
+	}
+	app.accountPage(w, r, http.StatusOK, u, s, "", nil, nil)
+}
+
+// accountForm handles a posted form of the account page: it reads it,
+// finds the person, and has do make the change. A change refused is the
+// account page again with its messages in section (the throttle's as a
+// 429); a change made is answered by done.
+func (app *application) accountForm(w http.ResponseWriter, r *http.Request, section string,
+	do func(u *user, s *loginSession) (validator, error), done func(u *user, s *loginSession)) {
+	if !app.readForm(w, r) {
+		return
+	}
+	u, s := app.loggedIn(w, r)
+	if u == nil {
+		return
+	}
+	errs, err := do(u, s)
+	var t throttled
+	switch {
+	case errors.As(err, &t):
+		w.Header().Set("Retry-After", retryAfter(t.retry))
+		app.accountPage(w, r, http.StatusTooManyRequests, u, s, section, validator{"form": "Too many wrong passwords for this account. Please wait " + inWords(t.retry) + " and try again."}, nil)
+	case errors.Is(err, errNoticeOverBudget):
+		w.Header().Set("Retry-After", "3600")
+		app.accountPage(w, r, http.StatusTooManyRequests, u, s, section, validator{"form": "Nothing was changed. Your address has had many emails from us in the last hour, " +
+			"and we must be able to email it about this change. Please try again within the hour."}, nil)
+	case err != nil:
+		app.pageError(w, r, err)
+	case len(errs) > 0:
+		app.accountPage(w, r, http.StatusUnprocessableEntity, u, s, section, errs, map[string]string{"email": r.PostForm.Get("email")})
+	default:
+		done(u, s)
+	}
+}
+
+// handleAccountPasswordForm changes the password from the account page.
+func (app *application) handleAccountPasswordForm(w http.ResponseWriter, r *http.Request) {
+	app.accountForm(w, r, "password", func(u *user, s *loginSession) (validator, error) {
+		return app.changePassword(r, u, s, r.PostForm.Get("current_password"), r.PostForm.Get("password"))
+	}, func(u *user, s *loginSession) {
+		app.render(w, r, http.StatusOK, "message.html", app.continuePage(pageOf("Your password is changed",
+			"Every other session of your account is signed out, and an email tells your address of the change.")))
+	})
+}
+
+// handleAccountEmailForm asks for an address change from the account page.
+func (app *application) handleAccountEmailForm(w http.ResponseWriter, r *http.Request) {
+	app.accountForm(w, r, "email", func(u *user, s *loginSession) (validator, error) {
+		return app.changeEmail(r, u, r.PostForm.Get("current_password"), r.PostForm.Get("email"))
+	}, func(u *user, s *loginSession) {
+		app.render(w, r, http.StatusOK, "message.html", pageOf("Check both inboxes",
+			"We have sent a link to "+u.Email+" and one to "+r.PostForm.Get("email")+". Your address changes when both links are opened and confirmed, within 24 hours.",
+			"Until then, nothing changes. Either link can cancel the change.").withLink("/account", "Back to your account"))
+	})
+}
+
+// handleAccountSessionsForm ends one session (id) or every other one.
+func (app *application) handleAccountSessionsForm(w http.ResponseWriter, r *http.Request) {
+	app.accountForm(w, r, "sessions", func(u *user, s *loginSession) (validator, error) {
+		if id := r.PostForm.Get("id"); id != "" {
+			if err := app.store.endSession(r.Context(), u.ID, id); err != nil && !errors.Is(err, errNotFound) {
+				return nil, err
+			}
+			return nil, nil
+		}
+		return nil, app.store.endOtherSessions(r.Context(), u.ID, s.hash)
+	}, func(u *user, s *loginSession) {
+		if id := r.PostForm.Get("id"); id == s.ID {
+			http.SetCookie(w, app.sessionCookie("", -1)) // it ended its own
+			http.Redirect(w, r, "/login", http.StatusSeeOther)
+			return
+		}
+		app.accountPage(w, r, http.StatusOK, u, s, "sessions", nil, nil, "The session is ended.")
+	})
+}
+
+// handleAccountDeleteForm deletes the account from the account page.
+func (app *application) handleAccountDeleteForm(w http.ResponseWriter, r *http.Request) {
+	app.accountForm(w, r, "delete", func(u *user, s *loginSession) (validator, error) {
+		return app.deleteAccount(r, u, r.PostForm.Get("current_password"))
+	}, func(u *user, s *loginSession) {
+		http.SetCookie(w, app.sessionCookie("", -1))
+		app.render(w, r, http.StatusOK, "message.html", pageOf("Your account is deleted",
+			"Your account and everything it held are gone. An email to "+u.Email+" says so.").withLink("/signup", "Sign up again"))
+	})
+}
+
+// handleConfirmEmailPage shows what change a link confirms, with its
+// buttons. It never uses the token: mail scanners fetch every link.
+func (app *application) handleConfirmEmailPage(w http.ResponseWriter, r *http.Request) {
+	token := r.URL.Query().Get("token")
+	c, err := app.store.emailChangeByToken(r.Context(), hashToken(token), app.now())
+	if app.linkFailed(w, r, err, app.deadChangeLink) {
+		return
+	}
+	app.render(w, r, http.StatusOK, "confirm-email.html", page{Title: "Confirm the new email address", Token: token,
+		Form: map[string]string{"old": c.oldEmail, "new": c.newEmail, "confirmed": strconv.FormatBool(c.confirmed)}})
+}
+
+// handleConfirmEmailForm confirms this address's half of the change, or
+// cancels the change for both.
+func (app *application) handleConfirmEmailForm(w http.ResponseWriter, r *http.Request) {
+	if !app.readForm(w, r) {
+		return
+	}
+	token := r.PostForm.Get("token")
+	switch r.PostForm.Get("action") {
+	case "confirm":
+		done, errs, err := app.confirmEmail(r.Context(), token)
+		switch {
+		case err != nil:
+			app.pageError(w, r, err)
+		case errs["token"] == invalidChangeToken:
+			app.deadChangeLink(w, r)
+		case len(errs) > 0:
+			app.message(w, r, http.StatusUnprocessableEntity, "The change is cancelled", "The new address has an account of its own by now, so this account cannot move to it.")
+		case done:
+			app.message(w, r, http.StatusOK, "Your email address is changed", "Both addresses confirmed: the account now has its new address. Log in with it from now on.")
+		default:
+			app.message(w, r, http.StatusOK, "Confirmed from this address", "The change takes effect once the link sent to the other address is confirmed too.")
+		}
+	case "cancel":
+		if err := app.store.cancelEmailChange(r.Context(), hashToken(token), app.now()); app.linkFailed(w, r, err, app.deadChangeLink) {
+			return
+		}
+		app.message(w, r, http.StatusOK, "The change is cancelled", "The account keeps its address. Neither link works any more.")
+	default:
+		app.message(w, r, http.StatusBadRequest, "That did not work", "Please use one of the buttons on the page the link in your email opened.")
+	}
+}
+
+// deadChangeLink says that an address change's link does not work.
+func (app *application) deadChangeLink(w http.ResponseWriter, r *http.Request) {
+	app.render(w, r, http.StatusUnprocessableEntity, "message.html", pageOf("This link does not work",
+		"The link is invalid, has expired (links work for 24 hours), was used already, or the change was cancelled."))
+}
