@@ -210,6 +210,13 @@ func (st *store) migrate() error {
 	if err != nil {
 		return err
 	}
+	// Foreign keys off while migrating (SQLite's way to rebuild a table that
+	// others refer to), checked before the commit; the write pool's one
+	// connection gets them back after.
+	if _, err := st.write.Exec("PRAGMA foreign_keys = OFF"); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	defer st.write.Exec("PRAGMA foreign_keys = ON")
 	tx, err := st.write.Begin()
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
@@ -233,6 +240,10 @@ func (st *store) migrate() error {
 		if _, err := tx.Exec(fmt.Sprintf("PRAGMA user_version = %d", current+i+1)); err != nil {
 			return fmt.Errorf("migrate: %w", err)
 		}
+	}
+	var broken int
+	if err := tx.QueryRow("SELECT count(*) FROM pragma_foreign_key_check").Scan(&broken); err != nil || broken > 0 {
+		return fmt.Errorf("migrate: %d rows refer to nothing after the migration (%v)", broken, err)
 	}
 	return tx.Commit()
 }

@@ -75,6 +75,7 @@ var storeTests = []storeTest{
 	{"a claim is taken over only once its lease has expired, and renewing keeps it", testClaimLease},
 	{"password reset", testPasswordReset},
 	{"retry composes afresh", testRetryComposesAfresh},
+	{"ids are never given twice", testIDsNeverReused},
 }
 
 // testSignupByState: signup by the state of the address.
@@ -331,4 +332,32 @@ func testRetryComposesAfresh(t *testing.T, open func() *store) {
 // userByEmail finds a user by email address, regardless of case.
 func (st *store) userByEmail(ctx context.Context, address string) (*user, error) {
 	return userByAddress(ctx, st.read, address)
+}
+
+// testIDsNeverReused: a deleted account's id, and a deleted outbox row's,
+// are never given again: the app would take a new person for the old one,
+// and a delivery still recording a deleted row's outcome would mark the
+// new row with it.
+func testIDsNeverReused(t *testing.T, open func() *store) {
+	st, ctx := open(), context.Background()
+	signupAs(t, st, "first@example.com", "First")
+	first, err := st.userByEmail(ctx, "first@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var row int64
+	mustScan(t, st.read.QueryRow(`SELECT max(id) FROM outbox`), &row)
+	if _, err := st.write.Exec(`DELETE FROM users WHERE id = $1`, first.ID); err != nil {
+		t.Fatal(err)
+	}
+	signupAs(t, st, "second@example.com", "Second")
+	second, err := st.userByEmail(ctx, "second@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var next int64
+	mustScan(t, st.read.QueryRow(`SELECT max(id) FROM outbox`), &next)
+	if second.ID == first.ID || next <= row {
+		t.Errorf("ids given again: user %d after %d, outbox row %d after %d", second.ID, first.ID, next, row)
+	}
 }
