@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -74,33 +75,82 @@ type proxySetup struct {
 	port   int
 }
 
-func newProxySetup(t *testing.T, deployFile string) *proxySetup {
+// startProxied starts the app, signup, and the proxy that start runs with
+// the deploy file's configuration for this run's addresses, on ports
+// picked free a moment before. A free port is free only until someone
+// takes it — another test's server, say — so a port taken meanwhile means
+// another try with others: signup must log that it listens, and the
+// proxy's answers must name it (their Server header has server).
+func startProxied(t *testing.T, deployFile, server string, start func(dir, config string) *process) *proxySetup {
 	t.Helper()
 	app := startBehindApp(t)
-	port, signupPort := freePort(t), freePort(t)
-	site := fmt.Sprintf("http://127.0.0.1:%d", port)
-	args := append(baseArgs(t.TempDir()), "-port", strconv.Itoa(signupPort), "-base-url", fmt.Sprintf("http://127.0.0.1:%d", signupPort),
-		"-trusted-proxies", "127.0.0.1", "-app-url", site+"/", "-app-name", "Example")
-	p := startBinary(t, args)
 	raw, err := os.ReadFile(filepath.Join("deploy", deployFile))
 	if err != nil {
 		t.Fatal(err)
 	}
-	config := strings.NewReplacer("127.0.0.1:4000", strings.TrimPrefix(p.url, "http://"), "127.0.0.1:3000", strings.TrimPrefix(app.url, "http://"),
-		"127.0.0.1:8080", fmt.Sprintf("127.0.0.1:%d", port)).Replace(string(raw))
-	return &proxySetup{signup: p, app: app, site: site, config: config, port: port}
+	for attempt := 1; ; attempt++ {
+		port, signupPort := freePort(t), freePort(t)
+		site := fmt.Sprintf("http://127.0.0.1:%d", port)
+		args := append(baseArgs(t.TempDir()), "-port", strconv.Itoa(signupPort), "-base-url", fmt.Sprintf("http://127.0.0.1:%d", signupPort),
+			"-trusted-proxies", "127.0.0.1", "-app-url", site+"/", "-app-name", "Example")
+		p := startBinaryNoWait(t, args)
+		p.url = fmt.Sprintf("http://127.0.0.1:%d", signupPort)
+		if listened(t, p) {
+			config := strings.NewReplacer("127.0.0.1:4000", strings.TrimPrefix(p.url, "http://"), "127.0.0.1:3000", strings.TrimPrefix(app.url, "http://"),
+				"127.0.0.1:8080", fmt.Sprintf("127.0.0.1:%d", port)).Replace(string(raw))
+			proxy := start(t.TempDir(), config)
+			if answers(proxy, port, server) {
+				return &proxySetup{signup: p, app: app, site: site, config: config, port: port}
+			}
+			proxy.cmd.Process.Kill()
+		}
+		p.cmd.Process.Kill()
+		if attempt == 5 {
+			t.Fatalf("no free ports for signup and %s after %d tries", server, attempt)
+		}
+	}
 }
 
-// waitPort waits until something accepts connections on port.
-func waitPort(t *testing.T, port int, logs *syncBuffer) {
+// listened waits until signup logs that it listens (true) or exits (false).
+func listened(t *testing.T, p *process) bool {
 	t.Helper()
-	waitFor(t, 20*time.Second, fmt.Sprintf("the proxy on port %d", port), func() bool {
-		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err == nil {
-			c.Close()
+	up := false
+	waitFor(t, 20*time.Second, "signup to listen or exit", func() bool {
+		select {
+		case <-p.done:
+			return true
+		default:
 		}
-		return err == nil
+		up = strings.Contains(p.logs.String(), "starting server")
+		return up
 	})
+	return up
+}
+
+// answers waits until the proxy on port answers with server in its Server
+// header (true); another server's answer there, or the proxy's exit (it
+// could not bind the port), is false.
+func answers(proxy *process, port int, server string) bool {
+	client := &http.Client{Timeout: 2 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-proxy.done:
+			return false
+		default:
+		}
+		res, err := client.Get(fmt.Sprintf("http://127.0.0.1:%d/", port))
+		if err == nil {
+			res.Body.Close()
+			return strings.Contains(strings.ToLower(res.Header.Get("Server")), strings.ToLower(server))
+		}
+		var op *net.OpError
+		if !errors.As(err, &op) || op.Op != "dial" {
+			return false // something else answered, and not in HTTP
+		}
+		time.Sleep(20 * time.Millisecond) // polling for a port to open: no event to wait for
+	}
+	return false
 }
 
 // needTool returns the path of a Debian package's tool; without it the
@@ -206,15 +256,14 @@ func activateOnPage(t *testing.T, base string, p *process) {
 func TestNginxForwardAuth(t *testing.T) {
 	t.Parallel()
 	nginx := needTool(t, "nginx", "nginx")
-	s := newProxySetup(t, "nginx.conf")
-	dir := t.TempDir()
-	conf := filepath.Join(dir, "nginx.conf")
-	if err := os.WriteFile(conf, []byte(s.config), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	p := startCmd(t, exec.Command(nginx, "-p", dir, "-c", conf, "-e", filepath.Join(dir, "error.log"),
-		"-g", "daemon off; master_process off; pid "+filepath.Join(dir, "nginx.pid")+";"))
-	waitPort(t, s.port, p.logs)
+	s := startProxied(t, "nginx.conf", "nginx", func(dir, config string) *process {
+		conf := filepath.Join(dir, "nginx.conf")
+		if err := os.WriteFile(conf, []byte(config), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return startCmd(t, exec.Command(nginx, "-p", dir, "-c", conf, "-e", filepath.Join(dir, "error.log"),
+			"-g", "daemon off; master_process off; pid "+filepath.Join(dir, "nginx.pid")+";"))
+	})
 	checkProxy(t, s, func(res *http.Response) string {
 		if res.StatusCode != http.StatusFound {
 			t.Errorf("nginx, not logged in: %d, want 302", res.StatusCode)
@@ -229,16 +278,15 @@ func TestNginxForwardAuth(t *testing.T) {
 func TestCaddyForwardAuth(t *testing.T) {
 	t.Parallel()
 	caddy := needTool(t, "caddy", "caddy")
-	s := newProxySetup(t, "Caddyfile")
-	dir := t.TempDir()
-	conf := filepath.Join(dir, "Caddyfile")
-	if err := os.WriteFile(conf, []byte(s.config), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(caddy, "run", "--config", conf, "--adapter", "caddyfile")
-	cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir)
-	p := startCmd(t, cmd)
-	waitPort(t, s.port, p.logs)
+	s := startProxied(t, "Caddyfile", "Caddy", func(dir, config string) *process {
+		conf := filepath.Join(dir, "Caddyfile")
+		if err := os.WriteFile(conf, []byte(config), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(caddy, "run", "--config", conf, "--adapter", "caddyfile")
+		cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir)
+		return startCmd(t, cmd)
+	})
 	checkProxy(t, s, func(res *http.Response) string {
 		if res.StatusCode != http.StatusFound {
 			t.Errorf("Caddy, not logged in: %d, want signup's 302", res.StatusCode)
