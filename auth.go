@@ -8,7 +8,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -124,7 +123,7 @@ func (app *application) handleCreateAuthToken(w http.ResponseWriter, r *http.Req
 	var t throttled
 	switch {
 	case errors.As(err, &t):
-		w.Header().Set("Retry-After", strconv.Itoa(int(t.retry.Seconds())+1))
+		w.Header().Set("Retry-After", retryAfter(t.retry))
 		app.errorResponse(w, r, http.StatusTooManyRequests, "too many failed login attempts for this account; try again later")
 	case errors.Is(err, errBadCredentials):
 		app.errorResponse(w, r, http.StatusUnauthorized, "invalid authentication credentials")
@@ -174,15 +173,22 @@ func (app *application) cookie(name, value string, lifetime time.Duration) *http
 		HttpOnly: true, Secure: strings.HasPrefix(app.cfg.baseURL, "https://"), SameSite: http.SameSiteLaxMode}
 }
 
+// bearerHash is the hash of the request's bearer token, or nil for none.
+func bearerHash(r *http.Request) []byte {
+	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		return nil
+	}
+	return hashToken(strings.TrimSpace(token))
+}
+
 // bearer returns the user of the request's live bearer token and its
 // session, or answers 401 with WWW-Authenticate and returns nil.
 func (app *application) bearer(w http.ResponseWriter, r *http.Request) (*user, *loginSession) {
-	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	hash := hashToken(strings.TrimSpace(token))
 	var u *user
 	var s *loginSession
 	var err error
-	if ok && hash != nil {
+	if hash := bearerHash(r); hash != nil {
 		u, s, err = app.store.sessionUser(r.Context(), hash, "authentication", app.now())
 	}
 	if err != nil && !errors.Is(err, errNotFound) {

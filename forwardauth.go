@@ -30,9 +30,11 @@ func (app *application) handleForwardAuth(w http.ResponseWriter, r *http.Request
 		w.WriteHeader(http.StatusOK)
 	case !errors.Is(err, errNotFound):
 		app.serverError(w, r, err)
-	case app.loginRedirect(r) != "":
-		http.Redirect(w, r, app.loginRedirect(r), http.StatusFound)
 	default:
+		if to := app.loginRedirect(r); to != "" {
+			http.Redirect(w, r, to, http.StatusFound)
+			return
+		}
 		w.Header().Set("WWW-Authenticate", "Bearer")
 		w.Header().Set("Cache-Control", "no-store")
 		app.errorResponse(w, r, http.StatusUnauthorized, "not logged in")
@@ -46,9 +48,8 @@ func (app *application) forwardedUser(r *http.Request) (*user, error) {
 	if !errors.Is(err, errNotFound) {
 		return u, err
 	}
-	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	hash := hashToken(strings.TrimSpace(token))
-	if !ok || hash == nil {
+	hash := bearerHash(r)
+	if hash == nil {
 		return nil, errNotFound
 	}
 	u, _, err = app.store.sessionUser(r.Context(), hash, "authentication", app.now())

@@ -17,6 +17,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -45,36 +46,36 @@ type metrics struct {
 // the process's and the build's.
 func newMetrics() *metrics {
 	m := &metrics{registry: prometheus.NewRegistry()}
-	f := func(c prometheus.Collector) prometheus.Collector { m.registry.MustRegister(c); return c }
-	m.requests = f(prometheus.NewCounterVec(prometheus.CounterOpts{Name: "signup_http_requests_total",
-		Help: "HTTP requests by route pattern and status code."}, []string{"route", "code"})).(*prometheus.CounterVec)
-	m.duration = f(prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "signup_http_request_duration_seconds",
+	auto := promauto.With(m.registry)
+	m.requests = auto.NewCounterVec(prometheus.CounterOpts{Name: "signup_http_requests_total",
+		Help: "HTTP requests by route pattern and status code."}, []string{"route", "code"})
+	m.duration = auto.NewHistogramVec(prometheus.HistogramOpts{Name: "signup_http_request_duration_seconds",
 		Help: "Time to answer an HTTP request, by route pattern.", Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}},
-		[]string{"route"})).(*prometheus.HistogramVec)
-	m.signups = f(prometheus.NewCounterVec(prometheus.CounterOpts{Name: "signup_signups_total",
-		Help: "Signups by outcome: accepted (202), invalid (422), shed (503, no core free in time), error."}, []string{"outcome"})).(*prometheus.CounterVec)
-	m.logins = f(prometheus.NewCounterVec(prometheus.CounterOpts{Name: "signup_logins_total",
-		Help: "Logins by result: ok, failed (401), throttled (429)."}, []string{"result"})).(*prometheus.CounterVec)
-	m.deliveries = f(prometheus.NewCounterVec(prometheus.CounterOpts{Name: "signup_outbox_deliveries_total",
+		[]string{"route"})
+	m.signups = auto.NewCounterVec(prometheus.CounterOpts{Name: "signup_signups_total",
+		Help: "Signups by outcome: accepted (202), invalid (422), shed (503, no core free in time), error."}, []string{"outcome"})
+	m.logins = auto.NewCounterVec(prometheus.CounterOpts{Name: "signup_logins_total",
+		Help: "Logins by result: ok, failed (401), throttled (429)."}, []string{"result"})
+	m.deliveries = auto.NewCounterVec(prometheus.CounterOpts{Name: "signup_outbox_deliveries_total",
 		Help: "Attempts at outbox rows by channel (email, webhook), kind and result: sent, retried (a retry is scheduled), failed (for good)."},
-		[]string{"channel", "kind", "result"})).(*prometheus.CounterVec)
-	m.smtpReplies = f(prometheus.NewCounterVec(prometheus.CounterOpts{Name: "signup_smtp_replies_total",
+		[]string{"channel", "kind", "result"})
+	m.smtpReplies = auto.NewCounterVec(prometheus.CounterOpts{Name: "signup_smtp_replies_total",
 		Help: "Outcomes of email attempts by the SMTP server's reply class: 2xx, 4xx, 5xx, or none (unreachable, dropped, timed out)."},
-		[]string{"class"})).(*prometheus.CounterVec)
-	m.webhookReply = f(prometheus.NewCounterVec(prometheus.CounterOpts{Name: "signup_webhook_responses_total",
+		[]string{"class"})
+	m.webhookReply = auto.NewCounterVec(prometheus.CounterOpts{Name: "signup_webhook_responses_total",
 		Help: "Outcomes of webhook attempts by the receiver's status class: 2xx, 3xx, 4xx, 5xx, or none (unreachable, dropped, silent past 10 s)."},
-		[]string{"class"})).(*prometheus.CounterVec)
-	m.overBudget = f(prometheus.NewCounterVec(prometheus.CounterOpts{Name: "signup_over_budget_total",
+		[]string{"class"})
+	m.overBudget = auto.NewCounterVec(prometheus.CounterOpts{Name: "signup_over_budget_total",
 		Help: "Requests whose email was not sent, or changes refused, for a spent budget: address (3 an hour, 10 a day) or client (-limiter-emails-per-hour)."},
-		[]string{"budget"})).(*prometheus.CounterVec)
-	m.slotWait = f(prometheus.NewHistogram(prometheus.HistogramOpts{Name: "signup_bcrypt_slot_wait_seconds",
+		[]string{"budget"})
+	m.slotWait = auto.NewHistogram(prometheus.HistogramOpts{Name: "signup_bcrypt_slot_wait_seconds",
 		Help:    "Time a request waited for a bcrypt slot (one per core); past a second it is shed with 503.",
-		Buckets: []float64{.001, .01, .05, .1, .25, .5, .75, 1}})).(prometheus.Histogram)
-	m.connsOpen = f(prometheus.NewGauge(prometheus.GaugeOpts{Name: "signup_connections_open", Help: "HTTP connections open."})).(prometheus.Gauge)
-	m.connsRefused = f(prometheus.NewCounter(prometheus.CounterOpts{Name: "signup_connections_refused_total",
-		Help: "HTTP connections closed at once, past -max-conns or -max-conns-per-client."})).(prometheus.Counter)
-	build := f(prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "signup_build_info", Help: "The build: always 1."},
-		[]string{"version", "goversion"})).(*prometheus.GaugeVec)
+		Buckets: []float64{.001, .01, .05, .1, .25, .5, .75, 1}})
+	m.connsOpen = auto.NewGauge(prometheus.GaugeOpts{Name: "signup_connections_open", Help: "HTTP connections open."})
+	m.connsRefused = auto.NewCounter(prometheus.CounterOpts{Name: "signup_connections_refused_total",
+		Help: "HTTP connections closed at once, past -max-conns or -max-conns-per-client."})
+	build := auto.NewGaugeVec(prometheus.GaugeOpts{Name: "signup_build_info", Help: "The build: always 1."},
+		[]string{"version", "goversion"})
 	build.WithLabelValues(version(), runtime.Version()).Set(1)
 	m.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Every series of a fixed set exists from the start, at 0: a rate or an

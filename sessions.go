@@ -33,12 +33,11 @@ func (app *application) sessionCookieName() string {
 // sessionCookie is the session cookie holding token for maxAge (negative:
 // delete it).
 func (app *application) sessionCookie(token string, maxAge time.Duration) *http.Cookie {
-	c := &http.Cookie{Name: app.sessionCookieName(), Value: token, Path: "/", MaxAge: int(maxAge.Seconds()),
-		HttpOnly: true, Secure: strings.HasPrefix(app.cfg.baseURL, "https://"), SameSite: http.SameSiteLaxMode}
+	c := app.cookie("", token, maxAge) // HttpOnly, SameSite=Lax, Path=/, Secure over HTTPS
+	c.Name, c.Domain = app.sessionCookieName(), app.cfg.cookieDomain
 	if maxAge < 0 {
 		c.MaxAge = -1
 	}
-	c.Domain = app.cfg.cookieDomain
 	return c
 }
 
@@ -57,15 +56,20 @@ func inWords(d time.Duration) string {
 // browserSession returns the user and session of the request's session
 // cookie, or errNotFound when it has no live one.
 func (app *application) browserSession(r *http.Request) (*user, *loginSession, error) {
-	c, err := r.Cookie(app.sessionCookieName())
-	if err != nil {
-		return nil, nil, errNotFound
-	}
-	hash := hashToken(c.Value)
+	hash := app.sessionHash(r)
 	if hash == nil {
 		return nil, nil, errNotFound
 	}
 	return app.store.sessionUser(r.Context(), hash, "session", app.now())
+}
+
+// sessionHash is the hash of the request's session cookie, or nil for none.
+func (app *application) sessionHash(r *http.Request) []byte {
+	c, err := r.Cookie(app.sessionCookieName())
+	if err != nil {
+		return nil
+	}
+	return hashToken(c.Value)
 }
 
 // startSession sets the cookie of a new session made with token.
@@ -190,12 +194,10 @@ func (app *application) handleLoginForm(w http.ResponseWriter, r *http.Request) 
 
 // handleLogout ends this browser's session, then shows the login page.
 func (app *application) handleLogout(w http.ResponseWriter, r *http.Request) {
-	if c, err := r.Cookie(app.sessionCookieName()); err == nil {
-		if hash := hashToken(c.Value); hash != nil {
-			if err := app.store.deleteToken(r.Context(), hash, "session"); err != nil {
-				app.pageError(w, r, err)
-				return
-			}
+	if hash := app.sessionHash(r); hash != nil {
+		if err := app.store.deleteToken(r.Context(), hash, "session"); err != nil {
+			app.pageError(w, r, err)
+			return
 		}
 	}
 	http.SetCookie(w, app.sessionCookie("", -1))
