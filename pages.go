@@ -239,7 +239,7 @@ func (app *application) handleActivateForm(w http.ResponseWriter, r *http.Reques
 		if err := app.store.cancelSignup(r.Context(), hashToken(token), app.now()); app.linkFailed(w, r, err, app.invalidLink) {
 			return
 		}
-		app.kick() // its webhook
+		app.kickWebhooks() // a change that sends no email
 		app.message(w, r, http.StatusOK, "The signup is cancelled",
 			"The account that was waiting for activation with this email address, and everything it held, is deleted. You will get no more email about it.")
 	default:

@@ -130,6 +130,14 @@ func (app *application) kick() {
 	}
 }
 
+// kickWebhooks starts delivery of the webhook a change that sends no
+// email just queued, if webhooks are on.
+func (app *application) kickWebhooks() {
+	if app.webhooks != nil {
+		app.webhooks.kick()
+	}
+}
+
 // background runs fn in a goroutine that shutdown waits for. fn's context
 // is cancelled when the shutdown deadline passes; a panic is logged, never
 // fatal.

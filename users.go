@@ -175,7 +175,7 @@ func (app *application) activate(ctx context.Context, token, password string, co
 		return nil, nil, err
 	}
 	app.logger.Info("account activated", "user_id", u.ID, "password_set", newHash != nil)
-	app.kick() // its webhook
+	app.kickWebhooks() // a change that sends no email
 	return u, nil, nil
 }
 
