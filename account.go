@@ -91,6 +91,18 @@ func (app *application) changePassword(r *http.Request, u *user, s *loginSession
 // the hour.
 var errNoticeOverBudget = errors.New("the address has had its share of emails for now")
 
+// noticeSkipped logs and counts a notice not sent for the budget of its
+// address (the old one, for an address change), where the change stands:
+// the inbox took part in it.
+func (app *application) noticeSkipped(address, request string) {
+	app.metrics.overBudget.WithLabelValues("address").Inc()
+	args := []any{"request", request}
+	if address != "" {
+		args = append(args, "email", address)
+	}
+	app.logger.Warn("send budget of the address spent: the change is made, its notice not sent", args...)
+}
+
 // noticeRefused is err, or errNoticeOverBudget (logged) for errOverBudget.
 func (app *application) noticeRefused(err error, address, request string) error {
 	if !errors.Is(err, errOverBudget) {
@@ -163,7 +175,7 @@ func (app *application) confirmEmail(ctx context.Context, token string) (bool, v
 	if hash == nil {
 		return false, invalid, nil
 	}
-	done, err := app.store.confirmEmailChange(ctx, hash, app.composeWith("", app.now().UTC()), app.now())
+	done, sent, err := app.store.confirmEmailChange(ctx, hash, app.composeWith("", app.now().UTC()), app.now())
 	switch {
 	case errors.Is(err, errNotFound):
 		return false, invalid, nil
@@ -174,6 +186,9 @@ func (app *application) confirmEmail(ctx context.Context, token string) (bool, v
 	}
 	if done {
 		app.logger.Info("email changed")
+		if !sent {
+			app.noticeSkipped("", "email change")
+		}
 		app.kick()
 	}
 	return done, nil, nil

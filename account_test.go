@@ -408,3 +408,25 @@ func TestSessionsAreHashed(t *testing.T) {
 		t.Error("a token stored in clear")
 	}
 }
+
+// TestResetNoticeOverBudget: a reset by its emailed link sets the password
+// even when the address's budget has no room for the "password changed"
+// email — the inbox took part — and says so in a warning.
+func TestResetNoticeOverBudget(t *testing.T) {
+	t.Parallel()
+	srv := startSMTP(t, nil)
+	app := newTestApp(t, srv, nil)
+	activatedAccount(t, app, srv, "ada@example.com")
+	reset := tokenOf(t, askReset(t, app, srv, "ada@example.com").data)
+	app.store.write.Exec(`INSERT INTO sends (address_key, sent_at) VALUES ('ada@example.com', $1)`, millis(time.Now())) // the third this hour
+	if status, body := post(t, "PUT", app.url+"/v1/users/password", map[string]string{"token": reset, "password": "new-password-1"}); status != 200 {
+		t.Fatalf("reset: %d %v", status, body)
+	}
+	passwordIs(t, app.url, "ada@example.com", "new-password-1", "pa55word1234")
+	if !containsLine(app.logs.String(), "level=WARN", "its notice not sent", "request=\"password reset\"", "email=ada@example.com") {
+		t.Errorf("no warning for the notice not sent:\n%s", app.logs)
+	}
+	if n := emailsTo(srv, "ada@example.com", "password was changed"); n != 0 {
+		t.Errorf("%d password-changed emails past the budget", n)
+	}
+}

@@ -151,7 +151,7 @@ func TestResetEndsALoginInProgress(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := app.store.setPasswordByToken(context.Background(), hashToken(resetToken), newHash, app.composeWith("", time.Now()), time.Now()); err != nil {
+	if _, _, err := app.store.setPasswordByToken(context.Background(), hashToken(resetToken), newHash, app.composeWith("", time.Now()), time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	for range cap(app.hasher.slots) {

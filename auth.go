@@ -266,7 +266,7 @@ func (app *application) resetPassword(ctx context.Context, token, password strin
 	if err != nil {
 		return nil, err
 	}
-	u, err := app.store.setPasswordByToken(ctx, hash, passwordHash, app.composeWith("", app.now().UTC()), app.now())
+	u, sent, err := app.store.setPasswordByToken(ctx, hash, passwordHash, app.composeWith("", app.now().UTC()), app.now())
 	if errors.Is(err, errNotFound) {
 		return invalid, nil
 	}
@@ -274,6 +274,9 @@ func (app *application) resetPassword(ctx context.Context, token, password strin
 		return nil, err
 	}
 	app.logger.Info("password reset", "user_id", u.ID)
+	if !sent {
+		app.noticeSkipped(u.Email, "password reset")
+	}
 	app.kick()
 	return nil, nil
 }

@@ -179,73 +179,75 @@ func (st *store) emailChangeByToken(ctx context.Context, tokenHash []byte, now t
 // unexpired token with this hash is for. When both halves are confirmed
 // the account takes the new address (a pending account that has it is
 // deleted: the inbox's owner confirmed) and the old address gets the
-// email-changed email; it reports whether that happened. errNotFound for
+// email-changed email; it reports whether that happened, and whether the
+// email was queued (over the old address's budget it is not). errNotFound for
 // no such token; errAddressTaken, with the change ended, when the new
 // address has an activated account by now.
-func (st *store) confirmEmailChange(ctx context.Context, tokenHash []byte, compose composer, now time.Time) (done bool, err error) {
+func (st *store) confirmEmailChange(ctx context.Context, tokenHash []byte, compose composer, now time.Time) (done, sent bool, err error) {
 	c, err := st.emailChangeByToken(ctx, tokenHash, now)
 	if err != nil {
-		return false, err
+		return false, false, err
 	}
 	tx, err := st.write.BeginTx(ctx, nil)
 	if err != nil {
-		return false, err
+		return false, false, err
 	}
 	defer tx.Rollback()
 	if err := st.lockAddress(ctx, tx, c.newEmail); err != nil {
-		return false, err
+		return false, false, err
 	}
 	res, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE hash = $1 AND scope = $2 AND expiry > $3`, tokenHash, "email-change-"+c.half, millis(now))
 	if err != nil {
-		return false, err
+		return false, false, err
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
-		return false, errNotFound // used meanwhile
+		return false, false, errNotFound // used meanwhile
 	}
 	var oldDone, newDone, taken bool
 	if err := tx.QueryRowContext(ctx, `UPDATE email_changes SET old_confirmed = old_confirmed + $2, new_confirmed = new_confirmed + $3
 		WHERE user_id = $1 RETURNING old_confirmed > 0, new_confirmed > 0, taken > 0`,
 		c.user.ID, boolInt(c.half == "old"), boolInt(c.half == "new")).Scan(&oldDone, &newDone, &taken); err != nil {
-		return false, err
+		return false, false, err
 	}
 	if !oldDone || !newDone || taken {
-		return false, st.commit(tx)
+		return false, false, st.commit(tx)
 	}
 	if err := endEmailChange(ctx, tx, c.user.ID); err != nil {
-		return false, err
+		return false, false, err
 	}
 	owner, err := userByAddress(ctx, tx, c.newEmail)
 	switch {
 	case err == nil && owner.Activated:
 		if err := st.commit(tx); err != nil {
-			return false, err
+			return false, false, err
 		}
-		return false, errAddressTaken
+		return false, false, errAddressTaken
 	case err == nil:
 		if _, err := tx.ExecContext(ctx, `DELETE FROM users WHERE id = $1`, owner.ID); err != nil {
-			return false, err
+			return false, false, err
 		}
 	case !errors.Is(err, errNotFound):
-		return false, err
+		return false, false, err
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE users SET email = $1, email_key = $2 WHERE id = $3`, c.newEmail, strings.ToLower(c.newEmail), c.user.ID); err != nil {
-		return false, err
+		return false, false, err
 	}
 	old := *c.user
 	old.oldEmail, old.newEmail = c.oldEmail, c.newEmail
 	e, err := compose("email-changed", &old)
 	if err != nil {
-		return false, err
+		return false, false, err
 	}
-	if _, err := st.queueNotice(ctx, tx, e); err != nil {
-		return false, err
+	sent, err = st.queueNotice(ctx, tx, e)
+	if err != nil {
+		return false, false, err
 	}
 	moved := *c.user
 	moved.Email = c.newEmail
 	if err := st.event(ctx, tx, eventEmailChanged, &moved, now); err != nil {
-		return false, err
+		return false, false, err
 	}
-	return true, st.commit(tx)
+	return true, sent, st.commit(tx)
 }
 
 // boolInt is b as the databases store it.

@@ -283,13 +283,13 @@ func testPasswordReset(t *testing.T, open func() *store) {
 	if _, err := st.queuePasswordReset(ctx, "nobody@example.com", hash, composeFor(t, token)); !errors.Is(err, errNotFound) {
 		t.Errorf("an unknown address: got %v, want errNotFound", err)
 	}
-	if _, err := st.setPasswordByToken(ctx, hashToken(token), []byte("new-hash"), composeFor(t, ""), time.Now()); err != nil {
+	if _, _, err := st.setPasswordByToken(ctx, hashToken(token), []byte("new-hash"), composeFor(t, ""), time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := st.userByToken(ctx, hashToken(bearer), "authentication", time.Now()); !errors.Is(err, errNotFound) {
 		t.Errorf("the bearer token after the reset: got %v, want errNotFound", err)
 	}
-	if _, err := st.setPasswordByToken(ctx, hashToken(token), []byte("again"), composeFor(t, ""), time.Now()); !errors.Is(err, errNotFound) {
+	if _, _, err := st.setPasswordByToken(ctx, hashToken(token), []byte("again"), composeFor(t, ""), time.Now()); !errors.Is(err, errNotFound) {
 		t.Errorf("the reset token a second time: got %v, want errNotFound", err)
 	}
 }

@@ -277,37 +277,39 @@ func (st *store) queuePasswordReset(ctx context.Context, address string, tokenHa
 // unexpired password-reset token with this hash, marks the account
 // activated (the reset proved the inbox), deletes every token of the user
 // (reset, activation, sessions: every login), and queues the
-// password-changed email (not over budget: the password is set all the
-// same). It returns errNotFound for no such token.
-func (st *store) setPasswordByToken(ctx context.Context, tokenHash, passwordHash []byte, compose composer, now time.Time) (*user, error) {
+// password-changed email — over budget the password is set all the same,
+// and it reports that the email was not queued. It returns errNotFound for
+// no such token.
+func (st *store) setPasswordByToken(ctx context.Context, tokenHash, passwordHash []byte, compose composer, now time.Time) (*user, bool, error) {
 	tx, err := st.write.BeginTx(ctx, nil)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	defer tx.Rollback()
 	u, err := scanUser(tx.QueryRowContext(ctx, `UPDATE users SET password_hash = $1, activated = 1
 		WHERE id = (SELECT user_id FROM tokens WHERE hash = $2 AND scope = 'password-reset' AND expiry > $3)
 		RETURNING `+userColumns, passwordHash, tokenHash, millis(now)))
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE user_id = $1`, u.ID); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM email_changes WHERE user_id = $1`, u.ID); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	e, err := compose("password-changed", u)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	if _, err := st.queueNotice(ctx, tx, e); err != nil {
-		return nil, err
+	sent, err := st.queueNotice(ctx, tx, e)
+	if err != nil {
+		return nil, false, err
 	}
 	if err := st.event(ctx, tx, eventPasswordChanged, u, now); err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	return u, st.commit(tx)
+	return u, sent, st.commit(tx)
 }
 
 // purgeExpiredTokens deletes the tokens that expired before now, and the
