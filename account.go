@@ -50,7 +50,7 @@ func (app *application) checkPassword(r *http.Request, u *user, password string)
 // field, or returns it as it is.
 func passwordProblem(err error, field string) (validator, error) {
 	if errors.Is(err, errWrongPassword) {
-		return validator{field: "is not your current password"}, nil
+		return validator{field: "error.not_current_password"}, nil
 	}
 	return nil, err
 }
@@ -60,7 +60,7 @@ func passwordProblem(err error, field string) (validator, error) {
 // address gets the password-changed email.
 func (app *application) changePassword(r *http.Request, u *user, s *loginSession, current, password string) (validator, error) {
 	v := validator{}
-	v.check(current != "", "current_password", "must be provided")
+	v.check(current != "", "current_password", "error.required")
 	validatePassword(v, password)
 	if len(v) > 0 {
 		return v, nil
@@ -75,7 +75,7 @@ func (app *application) changePassword(r *http.Request, u *user, s *loginSession
 	}
 	err = app.store.changePassword(r.Context(), u, checked, newHash, s.hash, app.composeWith("", app.now().UTC()))
 	if errors.Is(err, errNotFound) {
-		return validator{"current_password": "is not your current password"}, nil // changed meanwhile
+		return validator{"current_password": "error.not_current_password"}, nil // changed meanwhile
 	}
 	if err != nil {
 		return nil, app.noticeRefused(err, u.Email, "password change")
@@ -120,12 +120,12 @@ func (app *application) noticeRefused(err error, address, request string) error 
 func (app *application) changeEmail(r *http.Request, u *user, current, newAddress string) (validator, error) {
 	v := validator{}
 	validateEmail(v, newAddress)
-	v.check(current != "", "current_password", "must be provided")
+	v.check(current != "", "current_password", "error.required")
 	if len(v) > 0 {
 		return v, nil
 	}
 	if strings.EqualFold(newAddress, u.Email) {
-		return validator{"email": "is already your address"}, nil
+		return validator{"email": "error.already_your_address"}, nil
 	}
 	checked, err := app.checkPassword(r, u, current)
 	if err != nil {
@@ -150,7 +150,7 @@ func (app *application) changeEmail(r *http.Request, u *user, current, newAddres
 	}
 	switch {
 	case errors.Is(err, errNotFound):
-		return validator{"current_password": "is not your current password"}, nil // changed meanwhile
+		return validator{"current_password": "error.not_current_password"}, nil // changed meanwhile
 	case errors.Is(err, errCurrentOverBudget):
 		return nil, app.noticeRefused(errOverBudget, u.Email, "email change")
 	case errors.Is(err, errOverBudget): // the same answer whoever owns newAddress
@@ -165,7 +165,7 @@ func (app *application) changeEmail(r *http.Request, u *user, current, newAddres
 }
 
 // invalidChangeToken is the message for a dead address-change link.
-const invalidChangeToken = "invalid or expired email change token"
+const invalidChangeToken = "error.change_token"
 
 // confirmEmail confirms the half of an address change that token is for;
 // it reports whether the change took effect (both halves confirmed).
@@ -180,7 +180,7 @@ func (app *application) confirmEmail(ctx context.Context, token string) (bool, v
 	case errors.Is(err, errNotFound):
 		return false, invalid, nil
 	case errors.Is(err, errAddressTaken):
-		return false, validator{"token": "the new address has an account now: the change is cancelled"}, nil
+		return false, validator{"token": "error.change_taken"}, nil
 	case err != nil:
 		return false, nil, err
 	}
@@ -198,7 +198,7 @@ func (app *application) confirmEmail(ctx context.Context, token string) (bool, v
 // password, and emails the address that it is gone.
 func (app *application) deleteAccount(r *http.Request, u *user, current string) (validator, error) {
 	if current == "" {
-		return validator{"current_password": "must be provided"}, nil
+		return validator{"current_password": "error.required"}, nil
 	}
 	checked, err := app.checkPassword(r, u, current)
 	if err != nil {
@@ -206,7 +206,7 @@ func (app *application) deleteAccount(r *http.Request, u *user, current string) 
 	}
 	err = app.store.deleteAccount(r.Context(), u, checked, app.composeWith("", app.now().UTC()))
 	if errors.Is(err, errNotFound) {
-		return validator{"current_password": "is not your current password"}, nil
+		return validator{"current_password": "error.not_current_password"}, nil
 	}
 	if err != nil {
 		return nil, app.noticeRefused(err, u.Email, "account deletion")
@@ -283,7 +283,7 @@ func (app *application) handleConfirmEmail(w http.ResponseWriter, r *http.Reques
 		return
 	}
 	if input.Token == "" {
-		app.failedValidation(w, r, validator{"token": "must be provided"})
+		app.failedValidation(w, r, validator{"token": "error.required"})
 		return
 	}
 	done, errs, err := app.confirmEmail(r.Context(), input.Token)

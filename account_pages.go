@@ -6,12 +6,14 @@ package main
 import (
 	"errors"
 	"net/http"
+	"net/url"
+	"slices"
 	"strconv"
 )
 
 // accountPage renders the account page of u (status, with errs for the
 // form section, and notice lines on top).
-func (app *application) accountPage(w http.ResponseWriter, r *http.Request, status int, u *user, s *loginSession, section string, errs validator, form map[string]string, notice ...string) {
+func (app *application) accountPage(w http.ResponseWriter, r *http.Request, status int, u *user, s *loginSession, section string, errs validator, form map[string]string, args map[string]string, notice ...string) {
 	list, err := app.store.sessions(r.Context(), u.ID, s.hash, app.now())
 	if err != nil {
 		app.pageError(w, r, err)
@@ -21,8 +23,13 @@ func (app *application) accountPage(w http.ResponseWriter, r *http.Request, stat
 		form = map[string]string{}
 	}
 	form["section"] = section
-	app.render(w, r, status, "account.html", page{Title: "Your account", Lines: notice, Account: u, Since: formatTime(u.CreatedAt),
-		Sessions: list, Form: form, Errors: errs})
+	var languages []languageLink
+	mine := app.localeOf(u).tag
+	for _, tag := range app.templates.offered {
+		languages = append(languages, languageLink{Tag: tag, Name: app.templates.locales[tag].name, Current: tag == mine})
+	}
+	app.render(w, r, status, "account.html", page{Title: "account.title", Lines: notice, Account: u, Since: u.CreatedAt,
+		Languages: languages, Sessions: list, Form: form, Errors: errs, Args: args})
 }
 
 // loggedIn returns the user and session of the request's cookie; without
@@ -47,7 +54,7 @@ func (app *application) handleAccountPage(w http.ResponseWriter, r *http.Request
 	if u == nil {
 		return
 	}
-	app.accountPage(w, r, http.StatusOK, u, s, "", nil, nil)
+	app.accountPage(w, r, http.StatusOK, u, s, "", nil, nil, nil)
 }
 
 // accountForm handles a posted form of the account page: it reads it,
@@ -68,15 +75,15 @@ func (app *application) accountForm(w http.ResponseWriter, r *http.Request, sect
 	switch {
 	case errors.As(err, &t):
 		w.Header().Set("Retry-After", retryAfter(t.retry))
-		app.accountPage(w, r, http.StatusTooManyRequests, u, s, section, validator{"form": "Too many wrong passwords for this account. Please wait " + inWords(t.retry) + " and try again."}, nil)
+		app.accountPage(w, r, http.StatusTooManyRequests, u, s, section, validator{"form": "error.account_throttled"}, nil,
+			map[string]string{"Wait": app.locale(r).inWords(t.retry)})
 	case errors.Is(err, errNoticeOverBudget):
 		w.Header().Set("Retry-After", "3600")
-		app.accountPage(w, r, http.StatusTooManyRequests, u, s, section, validator{"form": "Nothing was changed. Your address has had many emails from us in the last hour, " +
-			"and we must be able to email it about this change. Please try again within the hour."}, nil)
+		app.accountPage(w, r, http.StatusTooManyRequests, u, s, section, validator{"form": "error.notice_over_budget"}, nil, nil)
 	case err != nil:
 		app.pageError(w, r, err)
 	case len(errs) > 0:
-		app.accountPage(w, r, http.StatusUnprocessableEntity, u, s, section, errs, map[string]string{"email": r.PostForm.Get("email")})
+		app.accountPage(w, r, http.StatusUnprocessableEntity, u, s, section, errs, map[string]string{"email": r.PostForm.Get("email")}, nil)
 	default:
 		done(u, s)
 	}
@@ -87,8 +94,7 @@ func (app *application) handleAccountPasswordForm(w http.ResponseWriter, r *http
 	app.accountForm(w, r, "password", func(u *user, s *loginSession) (validator, error) {
 		return app.changePassword(r, u, s, r.PostForm.Get("current_password"), r.PostForm.Get("password"))
 	}, func(u *user, s *loginSession) {
-		app.render(w, r, http.StatusOK, "message.html", app.continuePage(pageOf("Your password is changed",
-			"Every other session of your account is signed out, and an email tells your address of the change.")))
+		app.render(w, r, http.StatusOK, "message.html", app.continuePage(pageOf("reset.done.title", "account.password.done.text")))
 	})
 }
 
@@ -97,9 +103,9 @@ func (app *application) handleAccountEmailForm(w http.ResponseWriter, r *http.Re
 	app.accountForm(w, r, "email", func(u *user, s *loginSession) (validator, error) {
 		return app.changeEmail(r, u, r.PostForm.Get("current_password"), r.PostForm.Get("email"))
 	}, func(u *user, s *loginSession) {
-		app.render(w, r, http.StatusOK, "message.html", pageOf("Check both inboxes",
-			"We have sent a link to "+u.Email+" and one to "+r.PostForm.Get("email")+". Your address changes when both links are opened and confirmed, within 24 hours.",
-			"Until then, nothing changes. Either link can cancel the change.").withLink("/account", "Back to your account"))
+		p := pageOf("account.email.done.title", "account.email.done.text", "account.email.done.until").withLink("/account", "account.back")
+		p.Args = map[string]string{"Old": u.Email, "New": r.PostForm.Get("email")}
+		app.render(w, r, http.StatusOK, "message.html", p)
 	})
 }
 
@@ -119,7 +125,28 @@ func (app *application) handleAccountSessionsForm(w http.ResponseWriter, r *http
 			http.Redirect(w, r, "/login", http.StatusSeeOther)
 			return
 		}
-		app.accountPage(w, r, http.StatusOK, u, s, "sessions", nil, nil, "The session is ended.")
+		app.accountPage(w, r, http.StatusOK, u, s, "sessions", nil, nil, nil, "account.sessions.ended")
+	})
+}
+
+// handleAccountLanguageForm sets the language of the account's emails,
+// and of this browser's pages (its cookie), as the switch does.
+func (app *application) handleAccountLanguageForm(w http.ResponseWriter, r *http.Request) {
+	var tag string
+	app.accountForm(w, r, "language", func(u *user, s *loginSession) (validator, error) {
+		tag = r.PostForm.Get("language")
+		if !slices.Contains(app.templates.offered, tag) {
+			return validator{"language": "error.language_unknown"}, nil
+		}
+		return nil, app.store.setLanguage(r.Context(), u.ID, tag)
+	}, func(u *user, s *loginSession) {
+		u.language = tag
+		// The page in the language chosen, and the cookie that keeps it,
+		// as a switch link (?lang=) gives them.
+		chosen := r.Clone(r.Context())
+		chosen.URL.RawQuery = url.Values{"lang": {tag}}.Encode()
+		app.accountPage(w, chosen, http.StatusOK, u, s, "language", nil, nil,
+			map[string]string{"Language": app.templates.locales[tag].name}, "account.language.done")
 	})
 }
 
@@ -129,8 +156,9 @@ func (app *application) handleAccountDeleteForm(w http.ResponseWriter, r *http.R
 		return app.deleteAccount(r, u, r.PostForm.Get("current_password"))
 	}, func(u *user, s *loginSession) {
 		http.SetCookie(w, app.sessionCookie("", -1))
-		app.render(w, r, http.StatusOK, "message.html", pageOf("Your account is deleted",
-			"Your account and everything it held are gone. An email to "+u.Email+" says so.").withLink("/signup", "Sign up again"))
+		p := pageOf("account.delete.done.title", "account.delete.done.text").withLink("/signup", "account.delete.done.link")
+		p.Args = map[string]string{"Email": u.Email}
+		app.render(w, r, http.StatusOK, "message.html", p)
 	})
 }
 
@@ -142,7 +170,7 @@ func (app *application) handleConfirmEmailPage(w http.ResponseWriter, r *http.Re
 	if app.linkFailed(w, r, err, app.deadChangeLink) {
 		return
 	}
-	app.render(w, r, http.StatusOK, "confirm-email.html", page{Title: "Confirm the new email address", Token: token,
+	app.render(w, r, http.StatusOK, "confirm-email.html", page{Title: "confirm.title", Token: token,
 		Form: map[string]string{"old": c.oldEmail, "new": c.newEmail, "confirmed": strconv.FormatBool(c.confirmed)}})
 }
 
@@ -162,24 +190,23 @@ func (app *application) handleConfirmEmailForm(w http.ResponseWriter, r *http.Re
 		case errs["token"] == invalidChangeToken:
 			app.deadChangeLink(w, r)
 		case len(errs) > 0:
-			app.message(w, r, http.StatusUnprocessableEntity, "The change is cancelled", "The new address has an account of its own by now, so this account cannot move to it.")
+			app.message(w, r, http.StatusUnprocessableEntity, "confirm.taken.title", "confirm.taken.text")
 		case done:
-			app.message(w, r, http.StatusOK, "Your email address is changed", "Both addresses confirmed: the account now has its new address. Log in with it from now on.")
+			app.message(w, r, http.StatusOK, "confirm.done.title", "confirm.done.text")
 		default:
-			app.message(w, r, http.StatusOK, "Confirmed from this address", "The change takes effect once the link sent to the other address is confirmed too.")
+			app.message(w, r, http.StatusOK, "confirm.half.title", "confirm.half.text")
 		}
 	case "cancel":
 		if err := app.store.cancelEmailChange(r.Context(), hashToken(token), app.now()); app.linkFailed(w, r, err, app.deadChangeLink) {
 			return
 		}
-		app.message(w, r, http.StatusOK, "The change is cancelled", "The account keeps its address. Neither link works any more.")
+		app.message(w, r, http.StatusOK, "confirm.cancelled.title", "confirm.cancelled.text")
 	default:
-		app.message(w, r, http.StatusBadRequest, "That did not work", "Please use one of the buttons on the page the link in your email opened.")
+		app.message(w, r, http.StatusBadRequest, "badform.title", "badbutton.text")
 	}
 }
 
 // deadChangeLink says that an address change's link does not work.
 func (app *application) deadChangeLink(w http.ResponseWriter, r *http.Request) {
-	app.render(w, r, http.StatusUnprocessableEntity, "message.html", pageOf("This link does not work",
-		"The link is invalid, has expired (links work for 24 hours), was used already, or the change was cancelled."))
+	app.render(w, r, http.StatusUnprocessableEntity, "message.html", pageOf("link.dead.title", "link.dead.change"))
 }

@@ -114,7 +114,7 @@ func (app *application) handleCreateAuthToken(w http.ResponseWriter, r *http.Req
 	}
 	v := validator{}
 	validateEmail(v, input.Email)
-	v.check(input.Password != "", "password", "must be provided")
+	v.check(input.Password != "", "password", "error.required")
 	if len(v) > 0 {
 		app.failedValidation(w, r, v)
 		return
@@ -247,11 +247,11 @@ func (app *application) handleCreateResetToken(w http.ResponseWriter, r *http.Re
 func (app *application) resetPassword(ctx context.Context, token, password string) (validator, error) {
 	v := validator{}
 	validatePassword(v, password)
-	v.check(token != "", "token", "must be provided")
+	v.check(token != "", "token", "error.required")
 	if len(v) > 0 {
 		return v, nil
 	}
-	invalid := validator{"token": "invalid or expired password reset token"}
+	invalid := validator{"token": "error.reset_token"}
 	hash := hashToken(token)
 	if hash == nil {
 		return invalid, nil

@@ -228,7 +228,7 @@ func (app *application) rateLimit(next http.Handler) http.Handler {
 			if strings.HasPrefix(r.URL.Path, "/v1/") {
 				app.errorResponse(w, r, http.StatusTooManyRequests, "rate limit exceeded")
 			} else {
-				app.message(w, r, http.StatusTooManyRequests, "Slow down a little", "Too many requests came from your address just now. Please wait a moment, then try again.")
+				app.message(w, r, http.StatusTooManyRequests, "slowdown.title", "slowdown.text")
 			}
 			return
 		}

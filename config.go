@@ -58,6 +58,8 @@ type config struct {
 	webhookSecret      string
 	webhookKey         []byte // from webhookSecret
 	metricsAllow       []netip.Prefix
+	languages          []string // offered; empty: every one there is
+	defaultLanguage    string
 	version            bool
 }
 
@@ -117,6 +119,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.DurationVar(&cfg.sessionLifetime, "session-lifetime", 720*time.Hour, "longest a login in a browser lasts; it also ends after 7 days unused")
 	fs.StringVar(&cfg.webhookURL, "webhook-url", "", "the app's `URL` for account events (signed webhooks); https:// in production unless loopback")
 	fs.StringVar(&cfg.webhookSecret, "webhook-secret", "", "whsec_ and the base64 of at least 24 random bytes, signing the webhooks (best given as SIGNUP_WEBHOOK_SECRET; never logged)")
+	var languages string
+	fs.StringVar(&languages, "languages", "", "space-separated `languages` offered (en de fr …; default: every one shipped or added in -templates)")
+	fs.StringVar(&cfg.defaultLanguage, "default-language", "en", "the `language` when nothing the person asks for is offered")
 	var metricsAllow string
 	fs.StringVar(&metricsAllow, "metrics-allow", "", "`CIDRs` (space- or comma-separated) besides loopback whose connections may read /metrics; judged by the connection's own address, never X-Forwarded-For")
 	fs.BoolVar(&cfg.version, "version", false, "print the version and exit")
@@ -145,6 +150,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	}
 	cfg.corsOrigins = strings.Fields(origins)
 	cfg.returnOrigins = strings.Fields(returnOrigins)
+	cfg.languages = strings.Fields(languages)
 	for _, c := range strings.Fields(strings.ReplaceAll(metricsAllow, ",", " ")) {
 		prefix, err := netip.ParsePrefix(c)
 		if err != nil {

@@ -564,7 +564,7 @@ func serveTestApp(t testing.TB, app *testApp) (string, func() error) {
 // embeddedTemplates returns the embedded templates, parsed.
 func embeddedTemplates(t testing.TB) *templates {
 	t.Helper()
-	tmpl, err := loadTemplates("")
+	tmpl, err := loadTemplates("", nil, "en")
 	if err != nil {
 		t.Fatal(err)
 	}

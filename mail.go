@@ -67,6 +67,7 @@ var emailKinds = map[string]emailKind{
 // mailData is what an email template is given.
 type mailData struct {
 	AppName string
+	Lang    string // the email's language
 	Name    string // as the user typed it: in the bodies only, escaped in HTML
 	Link    string // with its token, where the email carries one
 	Expires string // when the link stops working, in UTC; empty if it has no token
@@ -93,21 +94,22 @@ func parseSender(s string) (*mail.Address, error) {
 }
 
 // compose writes the email of this kind to u, carrying token, as an outbox
-// row. Only the address (validated) and the fixed subject go into headers;
+// row, in u's language. Only the address (validated) and the fixed subject go into headers;
 // the user's name appears in the bodies alone.
 func (app *application) compose(kind string, u *user, token string, now time.Time) (*email, error) {
-	t, ok := app.templates.emails[kind]
+	l := app.localeOf(u)
+	t, ok := app.templates.emails[l.tag][kind]
 	if !ok {
 		return nil, fmt.Errorf("no email of kind %q", kind)
 	}
 	k := emailKinds[kind]
-	data := mailData{AppName: app.cfg.appName, Name: u.Name, Link: app.cfg.baseURL + k.path, OldEmail: u.oldEmail, NewEmail: u.newEmail}
+	data := mailData{AppName: app.cfg.appName, Lang: l.tag, Name: u.Name, Link: app.cfg.baseURL + k.path, OldEmail: u.oldEmail, NewEmail: u.newEmail}
 	if k.path == "" {
 		data.Link = ""
 	}
 	if k.scope != "" {
 		data.Link += "?token=" + token
-		data.Expires = formatTime(now.Add(k.ttl))
+		data.Expires = l.formatTime(now.Add(k.ttl))
 	}
 	e, err := composeEmail(t, data, app.sender, u.Email, kind, now)
 	if err != nil {
@@ -121,11 +123,6 @@ func (app *application) compose(kind string, u *user, token string, now time.Tim
 // their kind carries one.
 func (app *application) composeWith(token string, now time.Time) composer {
 	return func(kind string, to *user) (*email, error) { return app.compose(kind, to, token, now) }
-}
-
-// formatTime is how emails and pages write a time: absolute, in UTC.
-func formatTime(t time.Time) string {
-	return t.UTC().Format("Monday 2 January 2006 at 15:04 UTC")
 }
 
 // composeEmail writes the email of template t with data, from sender to

@@ -81,7 +81,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintf(stderr, "signup: unknown arguments %q; run signup -h\n", rest)
 		return fmt.Errorf("%w: unknown arguments %q", errUsage, rest)
 	}
-	tmpl, err := loadTemplates(cfg.templates)
+	tmpl, err := loadTemplates(cfg.templates, cfg.languages, cfg.defaultLanguage)
 	if err != nil {
 		fmt.Fprintln(stderr, "signup:", err)
 		return fmt.Errorf("%w: %v", errUsage, err)

@@ -7,24 +7,30 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
+	"time"
 )
 
-// page is what a page template is given: the fields each page uses.
+// page is what a page template is given: the fields each page uses. The
+// handlers give Title, Lines, LinkText and Errors as message keys, with
+// Args for the messages' data; render writes them in the page's language.
 type page struct {
 	AppName    string
-	Title      string
+	Lang       string            // the page's language
+	Switch     []languageLink    // the other languages offered: this page in each
+	Title      string            //
 	Lines      []string          // paragraphs (message.html, resend.html)
 	Link       string            // a link under them, and its text
 	LinkText   string            //
+	Args       map[string]string // the data of those messages ({{.Email}}, …)
 	Form       map[string]string // values to show again in the form
 	Errors     map[string]string // a message per field
 	Name       string            // activate.html: the signup's name and time
-	SignedUpAt string            //
+	SignedUpAt time.Time         //
 	Token      string            // activate.html, reset-password.html, confirm-email.html: posted back by its buttons
-	Account    *user             // account.html: whose account, since when, its sessions
-	Since      string            //
+	Account    *user             // account.html: whose account, since when, the language of its emails, its sessions
+	Since      time.Time         //
+	Languages  []languageLink    //
 	Sessions   []loginSession    //
 }
 
@@ -38,11 +44,17 @@ var pageHeaders = map[string]string{
 	"Cache-Control":          "no-store",
 }
 
-// render sends page name with status.
+// render sends page name with status, in the language of r.
 func (app *application) render(w http.ResponseWriter, r *http.Request, status int, name string, p page) {
-	p.AppName = app.cfg.appName
+	l := app.locale(r)
+	app.keepLanguage(w, r)
+	p.AppName, p.Lang, p.Switch = app.cfg.appName, l.tag, app.languageLinks(r, l)
 	var buf bytes.Buffer
-	if err := app.templates.pages[name].ExecuteTemplate(&buf, "layout.html", p); err != nil {
+	err := l.page(&p)
+	if err == nil {
+		err = app.templates.pages[l.tag][name].ExecuteTemplate(&buf, "layout.html", p)
+	}
+	if err != nil {
 		app.logger.Error("render page", "page", name, "method", r.Method, "path", r.URL.Path, "error", err)
 		http.Error(w, "the server encountered a problem and could not process your request", http.StatusInternalServerError)
 		return
@@ -51,6 +63,7 @@ func (app *application) render(w http.ResponseWriter, r *http.Request, status in
 		w.Header().Set(k, v)
 	}
 	w.Header().Set("Content-Security-Policy", app.contentSecurityPolicy())
+	w.Header().Set("Content-Language", l.tag)
 	w.WriteHeader(status)
 	w.Write(buf.Bytes())
 }
@@ -67,7 +80,7 @@ func (app *application) contentSecurityPolicy() string {
 	return "default-src 'none'; style-src 'self'; img-src 'self'; form-action " + sources + "; frame-ancestors 'none'"
 }
 
-// pageOf is a message page: a title and its paragraphs.
+// pageOf is a message page: a title and its paragraphs, as message keys.
 func pageOf(title string, lines ...string) page { return page{Title: title, Lines: lines} }
 
 // withLink is p with a link under its paragraphs.
@@ -76,7 +89,7 @@ func (p page) withLink(href, text string) page {
 	return p
 }
 
-// message renders message.html.
+// message renders message.html: a title and its paragraphs, as message keys.
 func (app *application) message(w http.ResponseWriter, r *http.Request, status int, title string, lines ...string) {
 	app.render(w, r, status, "message.html", page{Title: title, Lines: lines})
 }
@@ -88,14 +101,14 @@ func (app *application) pageError(w http.ResponseWriter, r *http.Request, err er
 	case app.clientGone(r):
 	case errors.Is(err, errBusy):
 		w.Header().Set("Retry-After", "1")
-		app.message(w, r, http.StatusServiceUnavailable, "Too busy right now", "Many people are signing up at this moment. Please go back and try again in a few seconds.")
+		app.message(w, r, http.StatusServiceUnavailable, "busy.title", "busy.text")
 	case isUnavailable(err) || app.store.checkFile() != nil:
 		app.logger.Warn("database unavailable", "method", r.Method, "path", r.URL.Path, "error", err)
 		w.Header().Set("Retry-After", "5")
-		app.message(w, r, http.StatusServiceUnavailable, "Please try again", "We could not save your request just now. Please go back and try again in a moment.")
+		app.message(w, r, http.StatusServiceUnavailable, "unavailable.title", "unavailable.text")
 	default:
 		app.logger.Error("internal error", "method", r.Method, "path", r.URL.Path, "error", err)
-		app.message(w, r, http.StatusInternalServerError, "Something went wrong", "We could not process your request. Please try again later.")
+		app.message(w, r, http.StatusInternalServerError, "internal.title", "internal.text")
 	}
 }
 
@@ -104,7 +117,7 @@ func (app *application) pageError(w http.ResponseWriter, r *http.Request, err er
 func (app *application) readForm(w http.ResponseWriter, r *http.Request) bool {
 	r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
 	if err := r.ParseForm(); err != nil {
-		app.message(w, r, http.StatusBadRequest, "That did not work", "The form could not be read. Please go back and try again.")
+		app.message(w, r, http.StatusBadRequest, "badform.title", "badform.text")
 		return false
 	}
 	return true
@@ -128,6 +141,7 @@ func (app *application) handleFavicon(w http.ResponseWriter, r *http.Request) {
 // handleRoot sends a visitor to the account page when logged in, else to
 // the signup form.
 func (app *application) handleRoot(w http.ResponseWriter, r *http.Request) {
+	app.keepLanguage(w, r)
 	_, _, err := app.browserSession(r)
 	switch {
 	case err == nil:
@@ -141,7 +155,7 @@ func (app *application) handleRoot(w http.ResponseWriter, r *http.Request) {
 
 // handleSignupPage shows the signup form.
 func (app *application) handleSignupPage(w http.ResponseWriter, r *http.Request) {
-	app.render(w, r, http.StatusOK, "signup.html", page{Title: "Create your account"})
+	app.render(w, r, http.StatusOK, "signup.html", page{Title: "signup.title"})
 }
 
 // handleSignupForm signs up exactly as POST /v1/users does.
@@ -149,20 +163,21 @@ func (app *application) handleSignupForm(w http.ResponseWriter, r *http.Request)
 	if !app.readForm(w, r) {
 		return
 	}
-	in := signupInput{Name: r.PostForm.Get("name"), Email: r.PostForm.Get("email"), Password: r.PostForm.Get("password")}
+	in := signupInput{Name: r.PostForm.Get("name"), Email: r.PostForm.Get("email"), Password: r.PostForm.Get("password"),
+		language: app.locale(r).tag}
 	errs, err := app.signup(r.Context(), in)
 	if err != nil {
 		app.pageError(w, r, err)
 		return
 	}
 	if len(errs) > 0 {
-		app.render(w, r, http.StatusUnprocessableEntity, "signup.html", page{Title: "Create your account",
+		app.render(w, r, http.StatusUnprocessableEntity, "signup.html", page{Title: "signup.title",
 			Form: map[string]string{"name": in.Name, "email": in.Email}, Errors: errs})
 		return
 	}
-	app.render(w, r, http.StatusOK, "message.html", pageOf("Check your inbox",
-		"We have sent an email to "+in.Email+". Open the link in it to activate your account.",
-		"The link works for 3 days. Nothing there? Look in your spam folder, or ask for a new link.").withLink("/resend", "Get a new activation link"))
+	p := pageOf("signup.sent.title", "signup.sent.text", "signup.sent.expiry").withLink("/resend", "signup.lost_link")
+	p.Args = map[string]string{"Email": in.Email}
+	app.render(w, r, http.StatusOK, "message.html", p)
 }
 
 // linkFailed answers a failed look-up by an emailed link's token: dead's
@@ -182,9 +197,8 @@ func (app *application) linkFailed(w http.ResponseWriter, r *http.Request, err e
 
 // invalidLink renders the resend form, saying that the link did not work.
 func (app *application) invalidLink(w http.ResponseWriter, r *http.Request) {
-	app.render(w, r, http.StatusUnprocessableEntity, "resend.html", page{Title: "This link does not work",
-		Lines: []string{"The link is invalid, has expired, or was used already. If your account is activated, there is nothing more to do.",
-			"Otherwise, enter your email address and we will send you a new link."}})
+	app.render(w, r, http.StatusUnprocessableEntity, "resend.html", page{Title: "link.dead.title",
+		Lines: []string{"link.dead.activation", "link.dead.activation_resend"}})
 }
 
 // handleActivatePage shows whose signup the link in the email is for, with
@@ -196,8 +210,8 @@ func (app *application) handleActivatePage(w http.ResponseWriter, r *http.Reques
 	if app.linkFailed(w, r, err, app.invalidLink) {
 		return
 	}
-	app.render(w, r, http.StatusOK, "activate.html", page{Title: "Activate your account",
-		Name: u.Name, SignedUpAt: formatTime(u.CreatedAt), Token: token})
+	app.render(w, r, http.StatusOK, "activate.html", page{Title: "activate.title",
+		Name: u.Name, SignedUpAt: u.CreatedAt, Token: token})
 }
 
 // handleActivateForm activates the account with the password typed, or,
@@ -214,16 +228,14 @@ func (app *application) handleActivateForm(w http.ResponseWriter, r *http.Reques
 		password, confirm := r.PostForm.Get("password"), r.PostForm.Get("confirm")
 		confirming := r.PostForm.Has("confirm")
 		if confirming && confirm != password {
-			app.activatePage(w, r, token, true, validator{"confirm": "The two passwords are not the same."})
+			app.activatePage(w, r, token, true, validator{"confirm": "error.passwords_differ"})
 			return
 		}
 		sessionToken, l := app.newLogin(r, "session", app.now())
 		_, errs, err := app.activate(r.Context(), token, password, confirming, l)
 		switch {
 		case errors.Is(err, errNotTheSignupPassword):
-			app.activatePage(w, r, token, true, validator{"form": "This is not the password this signup was made with. " +
-				"The link in the email shows that the address is yours: to activate the account with the password you just typed, type it again. " +
-				"If you did not sign up, press \"This wasn't me\"."})
+			app.activatePage(w, r, token, true, validator{"form": "error.not_signup_password"})
 		case err != nil:
 			app.pageError(w, r, err)
 		case errs["token"] != "":
@@ -232,18 +244,16 @@ func (app *application) handleActivateForm(w http.ResponseWriter, r *http.Reques
 			app.activatePage(w, r, token, confirming, errs)
 		default:
 			app.startSession(w, sessionToken)
-			app.render(w, r, http.StatusOK, "message.html", app.continuePage(pageOf("Your account is activated",
-				"Thank you for confirming your email address. Your account is ready, and you are logged in.")))
+			app.render(w, r, http.StatusOK, "message.html", app.continuePage(pageOf("activate.done.title", "activate.done.text")))
 		}
 	case "cancel":
 		if err := app.store.cancelSignup(r.Context(), hashToken(token), app.now()); app.linkFailed(w, r, err, app.invalidLink) {
 			return
 		}
 		app.kickWebhooks() // a change that sends no email
-		app.message(w, r, http.StatusOK, "The signup is cancelled",
-			"The account that was waiting for activation with this email address, and everything it held, is deleted. You will get no more email about it.")
+		app.message(w, r, http.StatusOK, "activate.cancelled.title", "activate.cancelled.text")
 	default:
-		app.message(w, r, http.StatusBadRequest, "That did not work", "Please use one of the buttons on the page the link in your email opened.")
+		app.message(w, r, http.StatusBadRequest, "badform.title", "badbutton.text")
 	}
 }
 
@@ -254,7 +264,7 @@ func (app *application) activatePage(w http.ResponseWriter, r *http.Request, tok
 	if app.linkFailed(w, r, err, app.invalidLink) {
 		return
 	}
-	p := page{Title: "Activate your account", Name: u.Name, SignedUpAt: formatTime(u.CreatedAt), Token: token, Errors: errs}
+	p := page{Title: "activate.title", Name: u.Name, SignedUpAt: u.CreatedAt, Token: token, Errors: errs}
 	if confirm {
 		p.Form = map[string]string{"confirm": "yes"}
 	}
@@ -263,13 +273,12 @@ func (app *application) activatePage(w http.ResponseWriter, r *http.Request, tok
 
 // handleResendPage shows the form for a new activation link.
 func (app *application) handleResendPage(w http.ResponseWriter, r *http.Request) {
-	app.render(w, r, http.StatusOK, "resend.html", page{Title: "Get a new activation link",
-		Lines: []string{"Enter the email address you signed up with, and we will send it a new link."}})
+	app.render(w, r, http.StatusOK, "resend.html", page{Title: "resend.title", Lines: []string{"resend.text"}})
 }
 
 // emailForm handles a posted form that asks for an email to its address,
 // as the API does (send), and answers the same page whoever owns the
-// address: done (with the address for its %s), or the form (page name,
+// address: done (a message whose {{.Email}} is the address), or the form (page name,
 // title) again for a malformed one.
 func (app *application) emailForm(w http.ResponseWriter, r *http.Request, send func(ctx context.Context, address string) (validator, error), name, title, done string) {
 	if !app.readForm(w, r) {
@@ -285,25 +294,22 @@ func (app *application) emailForm(w http.ResponseWriter, r *http.Request, send f
 		app.render(w, r, http.StatusUnprocessableEntity, name, page{Title: title, Form: map[string]string{"email": address}, Errors: errs})
 		return
 	}
-	app.message(w, r, http.StatusOK, "Check your inbox", fmt.Sprintf(done, address))
+	app.render(w, r, http.StatusOK, "message.html", page{Title: "inbox.title", Lines: []string{done}, Args: map[string]string{"Email": address}})
 }
 
 // handleResendForm asks for a new activation link.
 func (app *application) handleResendForm(w http.ResponseWriter, r *http.Request) {
-	app.emailForm(w, r, app.resendActivation, "resend.html", "Get a new activation link",
-		"If an account at %s is waiting for activation, we have sent it a new link. Earlier links no longer work.")
+	app.emailForm(w, r, app.resendActivation, "resend.html", "resend.title", "resend.done")
 }
 
 // handleForgotPage shows the form for a password reset link.
 func (app *application) handleForgotPage(w http.ResponseWriter, r *http.Request) {
-	app.render(w, r, http.StatusOK, "forgot-password.html", page{Title: "Reset your password",
-		Lines: []string{"Enter the email address of your account, and we will send it a link to choose a new password."}})
+	app.render(w, r, http.StatusOK, "forgot-password.html", page{Title: "forgot.title", Lines: []string{"forgot.text"}})
 }
 
 // handleForgotForm asks for a password reset link.
 func (app *application) handleForgotForm(w http.ResponseWriter, r *http.Request) {
-	app.emailForm(w, r, app.requestPasswordReset, "forgot-password.html", "Reset your password",
-		"If an account has the address %s, we have sent it a link to choose a new password. The link works for 45 minutes.")
+	app.emailForm(w, r, app.requestPasswordReset, "forgot-password.html", "forgot.title", "forgot.done")
 }
 
 // handleResetPage shows the form for a new password. It looks the token up
@@ -315,7 +321,7 @@ func (app *application) handleResetPage(w http.ResponseWriter, r *http.Request) 
 		return
 	}
 	// The address, for password managers to know which account it is for.
-	app.render(w, r, http.StatusOK, "reset-password.html", page{Title: "Choose a new password", Token: token, Form: map[string]string{"email": u.Email}})
+	app.render(w, r, http.StatusOK, "reset-password.html", page{Title: "reset.title", Token: token, Form: map[string]string{"email": u.Email}})
 }
 
 // handleResetForm sets the new password as PUT /v1/users/password does.
@@ -331,16 +337,14 @@ func (app *application) handleResetForm(w http.ResponseWriter, r *http.Request) 
 	case errs["token"] != "":
 		app.deadResetLink(w, r)
 	case len(errs) > 0:
-		app.render(w, r, http.StatusUnprocessableEntity, "reset-password.html", page{Title: "Choose a new password", Token: token, Errors: errs})
+		app.render(w, r, http.StatusUnprocessableEntity, "reset-password.html", page{Title: "reset.title", Token: token, Errors: errs})
 	default:
-		app.render(w, r, http.StatusOK, "message.html", pageOf("Your password is changed",
-			"Log in with your new password. Every session that was open with the old one is signed out.").withLink("/login", "Log in"))
+		app.render(w, r, http.StatusOK, "message.html", pageOf("reset.done.title", "reset.done.text").withLink("/login", "reset.done.link"))
 	}
 }
 
 // deadResetLink says that a reset link does not work, and where to get one.
 func (app *application) deadResetLink(w http.ResponseWriter, r *http.Request) {
-	app.render(w, r, http.StatusUnprocessableEntity, "message.html", page{Title: "This link does not work",
-		Lines: []string{"The link is invalid, has expired (links work for 45 minutes), or was used already."},
-		Link:  "/forgot-password", LinkText: "Get a new link"})
+	app.render(w, r, http.StatusUnprocessableEntity, "message.html", page{Title: "link.dead.title",
+		Lines: []string{"link.dead.reset"}, Link: "/forgot-password", LinkText: "link.dead.reset_link"})
 }

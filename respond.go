@@ -139,9 +139,17 @@ func (app *application) badRequest(w http.ResponseWriter, r *http.Request, err e
 	app.errorResponse(w, r, http.StatusBadRequest, err.Error())
 }
 
-// failedValidation answers 422 with a message per field.
+// failedValidation answers 422 with a message per field, in the
+// language of the request (Accept-Language).
 func (app *application) failedValidation(w http.ResponseWriter, r *http.Request, errs map[string]string) {
-	app.errorResponse(w, r, http.StatusUnprocessableEntity, errs)
+	var failed []error
+	messages := app.locale(r).errors(errs, map[string]string{"AppName": app.cfg.appName}, &failed)
+	if err := errors.Join(failed...); err != nil {
+		app.serverError(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Language", app.locale(r).tag)
+	app.errorResponse(w, r, http.StatusUnprocessableEntity, messages)
 }
 
 // hashError answers an error from a step that hashes: 503 when no core

@@ -52,6 +52,7 @@ func (app *application) routes() http.Handler {
 	mux.HandleFunc("POST /account/email", app.handleAccountEmailForm)
 	mux.HandleFunc("POST /account/sessions", app.handleAccountSessionsForm)
 	mux.HandleFunc("POST /account/delete", app.handleAccountDeleteForm)
+	mux.HandleFunc("POST /account/language", app.handleAccountLanguageForm)
 	mux.HandleFunc("GET /confirm-email", app.handleConfirmEmailPage)
 	mux.HandleFunc("POST /confirm-email", app.handleConfirmEmailForm)
 	mux.HandleFunc("GET /static/style.css", app.handleStyle)
@@ -136,7 +137,7 @@ func (app *application) sameOrigin(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !strings.HasPrefix(r.URL.Path, "/v1/") {
 			if err := pages.Check(r); err != nil {
-				app.message(w, r, http.StatusForbidden, "Request refused", "This form can only be sent from this site's own pages.")
+				app.message(w, r, http.StatusForbidden, "refused.title", "refused.text")
 				return
 			}
 		} else if err := app.crossOrigin.Check(r); err != nil {
@@ -205,8 +206,7 @@ func (app *application) jsonErrors(mux *http.ServeMux) http.Handler {
 		page := !strings.HasPrefix(r.URL.Path, "/v1/")
 		switch {
 		case probe.status == http.StatusNotFound && page:
-			app.render(w, r, http.StatusNotFound, "message.html", pageOf("Page not found",
-				"There is no page at this address. Perhaps the link was mistyped.").withLink("/signup", "Go to the signup page"))
+			app.render(w, r, http.StatusNotFound, "message.html", pageOf("notfound.title", "notfound.text").withLink("/signup", "notfound.link"))
 		case probe.status == http.StatusMethodNotAllowed:
 			w.Header().Set("Allow", probe.header.Get("Allow"))
 			app.errorResponse(w, r, http.StatusMethodNotAllowed, fmt.Sprintf("the %s method is not supported for this resource", r.Method))

@@ -44,15 +44,6 @@ func (app *application) sessionCookie(token string, maxAge time.Duration) *http.
 // retryAfter is a Retry-After header's value for a wait of d.
 func retryAfter(d time.Duration) string { return strconv.Itoa(int(d.Seconds()) + 1) }
 
-// inWords is a wait of d as a person reads it, in whole minutes.
-func inWords(d time.Duration) string {
-	m := int(d.Minutes()) + 1
-	if m == 1 {
-		return "a minute"
-	}
-	return strconv.Itoa(m) + " minutes"
-}
-
 // browserSession returns the user and session of the request's session
 // cookie, or errNotFound when it has no live one.
 func (app *application) browserSession(r *http.Request) (*user, *loginSession, error) {
@@ -143,14 +134,14 @@ func (app *application) nextPage() string {
 // account page when there is no -app-url).
 func (app *application) continuePage(p page) page {
 	if app.cfg.appURL != "" {
-		return p.withLink(app.cfg.appURL, "Continue to "+app.cfg.appName)
+		return p.withLink(app.cfg.appURL, "continue.app")
 	}
-	return p.withLink("/account", "Go to your account")
+	return p.withLink("/account", "continue.account")
 }
 
 // handleLoginPage shows the login form; return_to is kept for after it.
 func (app *application) handleLoginPage(w http.ResponseWriter, r *http.Request) {
-	app.render(w, r, http.StatusOK, "login.html", page{Title: "Log in",
+	app.render(w, r, http.StatusOK, "login.html", page{Title: "login.title",
 		Form: map[string]string{"return_to": app.returnTo(r.URL.Query().Get("return_to"))}})
 }
 
@@ -165,9 +156,9 @@ func (app *application) handleLoginForm(w http.ResponseWriter, r *http.Request) 
 	form := map[string]string{"email": address, "return_to": app.returnTo(r.PostForm.Get("return_to"))}
 	v := validator{}
 	validateEmail(v, address)
-	v.check(password != "", "password", "must be provided")
+	v.check(password != "", "password", "error.required")
 	if len(v) > 0 {
-		app.render(w, r, http.StatusUnprocessableEntity, "login.html", page{Title: "Log in", Form: form, Errors: v})
+		app.render(w, r, http.StatusUnprocessableEntity, "login.html", page{Title: "login.title", Form: form, Errors: v})
 		return
 	}
 	token, _, err := app.login(w, r, address, password, "session")
@@ -175,11 +166,11 @@ func (app *application) handleLoginForm(w http.ResponseWriter, r *http.Request) 
 	switch {
 	case errors.As(err, &t):
 		w.Header().Set("Retry-After", retryAfter(t.retry))
-		app.render(w, r, http.StatusTooManyRequests, "login.html", page{Title: "Log in", Form: form, Errors: validator{"form": "Too many failed attempts to log in to this account. " +
-			"Please wait " + inWords(t.retry) + " and try again, or reset your password."}})
+		app.render(w, r, http.StatusTooManyRequests, "login.html", page{Title: "login.title", Form: form,
+			Errors: validator{"form": "error.login_throttled"}, Args: map[string]string{"Wait": app.locale(r).inWords(t.retry)}})
 	case errors.Is(err, errBadCredentials):
-		app.render(w, r, http.StatusUnauthorized, "login.html", page{Title: "Log in", Form: form, Errors: validator{"form": "The email address or the password is not right. " +
-			"An account can be used only once the link in its welcome email was followed."}, Link: "/resend", LinkText: "Get a new activation link"})
+		app.render(w, r, http.StatusUnauthorized, "login.html", page{Title: "login.title", Form: form,
+			Errors: validator{"form": "error.login_failed"}, Link: "/resend", LinkText: "signup.lost_link"})
 	case err != nil:
 		app.pageError(w, r, err)
 	default:

@@ -280,7 +280,7 @@ func (st *store) prepare() error {
 			WHERE (SELECT count(*) FROM sends WHERE address_key = $1 AND sent_at > $3) < $4
 			AND (SELECT count(*) FROM sends WHERE address_key = $1 AND sent_at > $5) < $6`,
 		// A new address's account, or nothing if the address has one.
-		&st.insertNewUserStmt: `INSERT INTO users (created_at, name, email, email_key, password_hash) VALUES ($1, $2, $3, $4, $5)
+		&st.insertNewUserStmt: `INSERT INTO users (created_at, name, email, email_key, password_hash, language) VALUES ($1, $2, $3, $4, $5, $6)
 			ON CONFLICT (email_key) DO NOTHING RETURNING id`,
 	} {
 		var err error

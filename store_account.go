@@ -307,7 +307,7 @@ func (st *store) deleteAccount(ctx context.Context, u *user, checked []byte, com
 	if n, _ := res.RowsAffected(); n == 0 {
 		return errNotFound
 	}
-	e, err := compose("account-deleted", &user{Email: u.Email})
+	e, err := compose("account-deleted", &user{Email: u.Email, language: u.language})
 	if err != nil {
 		return err
 	}
@@ -318,4 +318,11 @@ func (st *store) deleteAccount(ctx context.Context, u *user, checked []byte, com
 		return err
 	}
 	return st.commit(tx)
+}
+
+// setLanguage sets the language of the emails about account id.
+func (st *store) setLanguage(ctx context.Context, id int64, language string) error {
+	_, err := st.write.ExecContext(ctx, `UPDATE users SET language = $1 WHERE id = $2`, language, id)
+	st.cache.forget() // a cached session carries the old one
+	return err
 }

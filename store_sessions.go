@@ -66,7 +66,7 @@ func insertLogin(ctx context.Context, tx *sql.Tx, id int64, checked []byte, l *n
 }
 
 // sessionQuery finds a live session of a scope by its hash, and its user.
-const sessionQuery = `SELECT u.id, u.created_at, u.name, u.email, u.activated,
+const sessionQuery = `SELECT u.id, u.created_at, u.name, u.email, u.activated, u.language,
 		t.session_id, t.created_at, t.last_used_at, t.user_agent, t.expiry
 	FROM tokens t JOIN users u ON u.id = t.user_id
 	WHERE t.hash = $1 AND t.scope = $2 AND t.expiry > $3 AND (t.scope <> 'session' OR t.last_used_at > $4)`
@@ -83,7 +83,7 @@ func (st *store) sessionUser(ctx context.Context, hash []byte, scope string, now
 		gen := st.cache.generation()
 		var created, sCreated, sUsed, expiry int64
 		err := st.sessionStmt.QueryRowContext(ctx, hash, scope, millis(now), millis(now.Add(-sessionIdle))).
-			Scan(&c.u.ID, &created, &c.u.Name, &c.u.Email, &c.u.Activated, &c.s.ID, &sCreated, &sUsed, &c.s.UserAgent, &expiry)
+			Scan(&c.u.ID, &created, &c.u.Name, &c.u.Email, &c.u.Activated, &c.u.language, &c.s.ID, &sCreated, &sUsed, &c.s.UserAgent, &expiry)
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil, nil, errNotFound
 		}

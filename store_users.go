@@ -18,12 +18,13 @@ type user struct {
 	Email        string    `json:"email"`
 	Activated    bool      `json:"activated"`
 	passwordHash []byte
+	language     string // of the emails about the account; "" is -default-language
 
 	oldEmail, newEmail string // an address change's two addresses, for the emails about it
 }
 
 // userColumns are the columns scanUser reads, in its order.
-const userColumns = `id, created_at, name, email, activated, password_hash`
+const userColumns = `id, created_at, name, email, activated, password_hash, language`
 
 // rowQuerier reads one row: the read pool or a transaction.
 type rowQuerier interface {
@@ -40,7 +41,7 @@ func userByAddress(ctx context.Context, q rowQuerier, address string) (*user, er
 func scanUser(row interface{ Scan(...any) error }) (*user, error) {
 	var u user
 	var created int64
-	err := row.Scan(&u.ID, &created, &u.Name, &u.Email, &u.Activated, &u.passwordHash)
+	err := row.Scan(&u.ID, &created, &u.Name, &u.Email, &u.Activated, &u.passwordHash, &u.language)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, errNotFound
 	}
@@ -80,7 +81,7 @@ func (st *store) signup(ctx context.Context, u *user, tokenHash []byte, compose 
 	var existing *user
 	inserted := false
 	if u.passwordHash != nil {
-		err := tx.StmtContext(ctx, st.insertNewUserStmt).QueryRowContext(ctx, millis(u.CreatedAt), u.Name, u.Email, strings.ToLower(u.Email), u.passwordHash).Scan(&u.ID)
+		err := tx.StmtContext(ctx, st.insertNewUserStmt).QueryRowContext(ctx, millis(u.CreatedAt), u.Name, u.Email, strings.ToLower(u.Email), u.passwordHash, u.language).Scan(&u.ID)
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return "", err
 		}
@@ -110,8 +111,8 @@ func (st *store) signup(ctx context.Context, u *user, tokenHash []byte, compose 
 		return "", errOverBudget
 	case existing != nil:
 		u.ID = existing.ID
-		if _, err := tx.ExecContext(ctx, `UPDATE users SET name = $1, password_hash = $2, created_at = $3 WHERE id = $4`,
-			u.Name, u.passwordHash, millis(u.CreatedAt), u.ID); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE users SET name = $1, password_hash = $2, created_at = $3, language = $4 WHERE id = $5`,
+			u.Name, u.passwordHash, millis(u.CreatedAt), u.language, u.ID); err != nil {
 			return "", err
 		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE user_id = $1`, u.ID); err != nil {

@@ -1,7 +1,8 @@
 package main
 
-// templates.go loads the email and page templates: embedded, overridable with
-// -templates, all parsed and tried at start.
+// templates.go loads the email and page templates of every language
+// (languages.go has their messages): embedded, overridable with -templates
+// (per language in its directory), all parsed and tried at start.
 
 import (
 	"embed"
@@ -16,6 +17,8 @@ import (
 	"strings"
 	"text/template"
 	"time"
+
+	"golang.org/x/text/language"
 )
 
 //go:embed templates
@@ -25,25 +28,80 @@ var templateFS embed.FS
 var pageFiles = []string{"message.html", "signup.html", "activate.html", "resend.html", "forgot-password.html", "reset-password.html",
 	"login.html", "account.html", "confirm-email.html"}
 
-// templates are the parsed email and page templates and the stylesheet.
+// templates are the parsed email and page templates of every language,
+// the stylesheet, and the languages offered.
 type templates struct {
-	emails map[string]mailTemplate
-	pages  map[string]*htmltemplate.Template
-	css    []byte
+	emails  map[string]map[string]mailTemplate           // by language, then kind
+	pages   map[string]map[string]*htmltemplate.Template // by language, then file
+	css     []byte
+	locales map[string]*locale // every language, offered or not
+	offered []string           // -languages, -default-language first
+	matcher language.Matcher   // of offered
 }
 
-// loadTemplates parses every template, each from dir if a file of its name
-// is there, else the embedded one, and executes each against sample data,
-// so that a broken override stops the start, naming its file.
-func loadTemplates(dir string) (*templates, error) {
+// loadTemplates parses every template in every language, each from
+// dir/<lang>/ if a file of its name is there, else from dir, else the
+// embedded one, and executes each against sample data, so that a broken
+// override or message stops the start, naming its file. languages (empty:
+// every one there is) are offered, defaultLanguage first.
+func loadTemplates(dir string, languages []string, defaultLanguage string) (*templates, error) {
 	if dir != "" {
 		if err := checkOverrides(dir); err != nil {
 			return nil, err
 		}
 	}
-	read := func(name string) (string, string, error) {
-		if dir != "" {
-			path := filepath.Join(dir, name)
+	locales, tags, err := loadLocales(dir)
+	if err != nil {
+		return nil, err
+	}
+	t := &templates{emails: map[string]map[string]mailTemplate{}, pages: map[string]map[string]*htmltemplate.Template{}, locales: locales}
+	if t.offered, err = offer(tags, languages, defaultLanguage); err != nil {
+		return nil, err
+	}
+	var supported []language.Tag
+	for _, tag := range t.offered {
+		supported = append(supported, language.Make(tag))
+	}
+	t.matcher = language.NewMatcher(supported)
+	for _, tag := range tags {
+		if t.emails[tag], t.pages[tag], err = parseLanguage(dir, locales[tag], t.offered); err != nil {
+			return nil, err
+		}
+	}
+	css, _, err := readTemplate(dir, "", "style.css")
+	if err != nil {
+		return nil, fmt.Errorf("template style.css: %w", err)
+	}
+	t.css = []byte(css)
+	return t, nil
+}
+
+// offer is the languages offered: those asked for, each one there is,
+// defaultLanguage first; all of them when none are asked for.
+func offer(tags, languages []string, defaultLanguage string) ([]string, error) {
+	if len(languages) == 0 {
+		languages = tags
+	}
+	offered := []string{defaultLanguage}
+	for _, tag := range languages {
+		if !slices.Contains(tags, tag) {
+			return nil, fmt.Errorf("-languages: %q is not a language here; there are %s (add one with -templates DIR/%s/messages.json)", tag, strings.Join(tags, ", "), tag)
+		}
+		if tag != defaultLanguage {
+			offered = append(offered, tag)
+		}
+	}
+	if !slices.Contains(languages, defaultLanguage) {
+		return nil, fmt.Errorf("-default-language: %q is not one of the languages offered (%s)", defaultLanguage, strings.Join(languages, " "))
+	}
+	return offered, nil
+}
+
+// readTemplate reads template name of language tag: dir/tag/name, else
+// dir/name, else the embedded one. It returns the path it read, for errors.
+func readTemplate(dir, tag, name string) (string, string, error) {
+	if dir != "" {
+		for _, path := range []string{filepath.Join(dir, tag, name), filepath.Join(dir, name)} {
 			b, err := os.ReadFile(path)
 			if err == nil {
 				return string(b), path, nil
@@ -52,84 +110,140 @@ func loadTemplates(dir string) (*templates, error) {
 				return "", path, err
 			}
 		}
-		b, err := templateFS.ReadFile("templates/" + name)
-		return string(b), "templates/" + name + " (embedded)", err
+	}
+	b, err := templateFS.ReadFile("templates/" + name)
+	return string(b), "templates/" + name + " (embedded)", err
+}
+
+// parseLanguage parses and tries every email and page template in
+// language l.
+func parseLanguage(dir string, l *locale, offered []string) (map[string]mailTemplate, map[string]*htmltemplate.Template, error) {
+	funcs := map[string]any{
+		"t": func(key string, data ...any) (any, error) {
+			if len(data) == 0 {
+				return l.t(key, nil)
+			}
+			return l.t(key, data[0])
+		},
+		"fieldError": l.fieldError,
+		"formatTime": l.formatTime,
+		"wrap":       wrap,
+	}
+	// known reports a key that is no message, with the template naming it.
+	known := func(path string, keys []string) error {
+		for _, key := range keys {
+			if l.messages[key] == nil && l.html[key] == nil {
+				return fmt.Errorf("template %s: no message %q in any language", path, key)
+			}
+		}
+		return nil
 	}
 
-	t := &templates{emails: map[string]mailTemplate{}, pages: map[string]*htmltemplate.Template{}}
-	sample := mailData{AppName: "Signup", Name: "Sam <Sample>", Link: "https://signup.example.com/activate?token=SAMPLE", Expires: formatTime(time.Now()),
+	emails := map[string]mailTemplate{}
+	now := time.Now()
+	sample := mailData{AppName: "Signup", Lang: l.tag, Name: "Sam <Sample>", Link: "https://signup.example.com/activate?token=SAMPLE", Expires: l.formatTime(now),
 		OldEmail: "sam@example.com", NewEmail: "sam@example.org"}
 	for kind, k := range emailKinds {
 		name := k.template
-		src, path, err := read(name)
+		src, path, err := readTemplate(dir, l.tag, name)
 		if err != nil {
-			return nil, fmt.Errorf("template %s: %w", path, err)
+			return nil, nil, fmt.Errorf("template %s: %w", path, err)
 		}
 		var mt mailTemplate
-		if mt.text, err = template.New(name).Parse(src); err != nil {
-			return nil, fmt.Errorf("template %s: %w", path, err)
+		if mt.text, err = template.New(name).Funcs(funcs).Parse(src); err != nil {
+			return nil, nil, fmt.Errorf("template %s: %w", path, err)
 		}
-		if mt.html, err = htmltemplate.New(name).Parse(src); err != nil {
-			return nil, fmt.Errorf("template %s: %w", path, err)
+		if mt.html, err = htmltemplate.New(name).Funcs(funcs).Parse(src); err != nil {
+			return nil, nil, fmt.Errorf("template %s: %w", path, err)
+		}
+		for _, part := range mt.text.Templates() {
+			if err := known(path, messageKeys(part.Tree)); err != nil {
+				return nil, nil, err
+			}
 		}
 		for _, part := range []string{"subject", "plainBody"} {
 			if err := mt.text.ExecuteTemplate(io.Discard, part, sample); err != nil {
-				return nil, fmt.Errorf("template %s: %w", path, err)
+				return nil, nil, fmt.Errorf("template %s (language %s): %w", path, l.tag, err)
 			}
 		}
 		if err := mt.html.ExecuteTemplate(io.Discard, "htmlBody", sample); err != nil {
-			return nil, fmt.Errorf("template %s: %w", path, err)
+			return nil, nil, fmt.Errorf("template %s (language %s): %w", path, l.tag, err)
 		}
-		t.emails[kind] = mt
+		emails[kind] = mt
 	}
 
-	layoutSrc, layoutPath, err := read("layout.html")
+	pages := map[string]*htmltemplate.Template{}
+	layoutSrc, layoutPath, err := readTemplate(dir, l.tag, "layout.html")
 	if err != nil {
-		return nil, fmt.Errorf("template %s: %w", layoutPath, err)
+		return nil, nil, fmt.Errorf("template %s: %w", layoutPath, err)
 	}
-	layout, err := htmltemplate.New("layout.html").Funcs(htmltemplate.FuncMap{"formatTime": formatTime}).Parse(layoutSrc)
+	layout, err := htmltemplate.New("layout.html").Funcs(funcs).Parse(layoutSrc)
 	if err != nil {
-		return nil, fmt.Errorf("template %s: %w", layoutPath, err)
+		return nil, nil, fmt.Errorf("template %s: %w", layoutPath, err)
 	}
-	samplePage := page{AppName: "Signup", Title: "Sample", Lines: []string{"A line."}, Link: "/signup", LinkText: "Sign up",
-		Form: map[string]string{"name": "Sam", "email": "sam@example.com"}, Errors: map[string]string{"email": "must be provided"},
-		Name: "Sam", SignedUpAt: formatTime(time.Now()), Token: "SAMPLE",
-		Account: &user{ID: 1, Name: "Sam", Email: "sam@example.com"}, Since: formatTime(time.Now()),
+	if err := known(layoutPath, messageKeys(layout.Tree)); err != nil {
+		return nil, nil, err
+	}
+	var languages []languageLink
+	for _, tag := range offered {
+		languages = append(languages, languageLink{Tag: tag, Name: tag, Href: "/signup?lang=" + tag, Current: tag == l.tag})
+	}
+	samplePage := page{AppName: "Signup", Lang: l.tag, Switch: languages, Languages: languages, Title: "Sample", Lines: []string{"A line."}, Link: "/signup", LinkText: "Sign up",
+		Form: map[string]string{"name": "Sam", "email": "sam@example.com", "old": "sam@example.com", "new": "sam@example.org", "confirmed": "true"}, Errors: map[string]string{"email": "must be provided"},
+		Name: "Sam", SignedUpAt: now, Token: "SAMPLE",
+		Account: &user{ID: 1, Name: "Sam", Email: "sam@example.com"}, Since: now,
 		Sessions: []loginSession{{ID: "0123456789abcdef", UserAgent: "Firefox", Current: true, Browser: true}, {ID: "fedcba9876543210"}}}
 	for _, name := range pageFiles {
-		src, path, err := read(name)
+		src, path, err := readTemplate(dir, l.tag, name)
 		if err != nil {
-			return nil, fmt.Errorf("template %s: %w", path, err)
+			return nil, nil, fmt.Errorf("template %s: %w", path, err)
 		}
 		pt := htmltemplate.Must(layout.Clone())
-		if _, err := pt.New(name).Parse(src); err != nil {
-			return nil, fmt.Errorf("template %s: %w", path, err)
+		content, err := pt.New(name).Parse(src)
+		if err != nil {
+			return nil, nil, fmt.Errorf("template %s: %w", path, err)
+		}
+		for _, part := range content.Templates() {
+			if err := known(path, messageKeys(part.Tree)); err != nil {
+				return nil, nil, err
+			}
 		}
 		if err := pt.ExecuteTemplate(io.Discard, "layout.html", samplePage); err != nil {
-			return nil, fmt.Errorf("template %s (in %s): %w", path, layoutPath, err)
+			return nil, nil, fmt.Errorf("template %s (in %s, language %s): %w", path, layoutPath, l.tag, err)
 		}
-		t.pages[name] = pt
+		pages[name] = pt
 	}
-	css, _, err := read("style.css")
-	if err != nil {
-		return nil, fmt.Errorf("template style.css: %w", err)
-	}
-	t.css = []byte(css)
-	return t, nil
+	return emails, pages, nil
 }
 
 // checkOverrides refuses a file in dir that overrides nothing: most likely
-// a typo, which would otherwise be silently ignored.
+// a typo, which would otherwise be silently ignored. A directory is a
+// language (its name a language tag; loadLocales reads its messages.json):
+// its files override templates for that language alone.
 func checkOverrides(dir string) error {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return fmt.Errorf("-templates: %w", err)
 	}
-	known, _ := fs.Glob(templateFS, "templates/*")
+	known, _ := fs.Glob(templateFS, "templates/*.*")
+	names := strings.ReplaceAll(strings.Join(known, ", "), "templates/", "")
 	for _, e := range entries {
-		if !slices.Contains(known, "templates/"+e.Name()) {
-			return fmt.Errorf("-templates: %s overrides no template; the templates are %s",
-				filepath.Join(dir, e.Name()), strings.TrimPrefix(strings.Join(known, ", "), "templates/"))
+		if !e.IsDir() {
+			if !slices.Contains(known, "templates/"+e.Name()) {
+				return fmt.Errorf("-templates: %s overrides no template; the templates are %s, and a directory per language (de/, …) may hold them and messages.json",
+					filepath.Join(dir, e.Name()), names)
+			}
+			continue
+		}
+		files, err := os.ReadDir(filepath.Join(dir, e.Name()))
+		if err != nil {
+			return fmt.Errorf("-templates: %w", err)
+		}
+		for _, f := range files {
+			if f.Name() != "messages.json" && !slices.Contains(known, "templates/"+f.Name()) {
+				return fmt.Errorf("-templates: %s overrides no template; a language's directory holds messages.json and the templates %s",
+					filepath.Join(dir, e.Name(), f.Name()), names)
+			}
 		}
 	}
 	return nil

@@ -15,6 +15,7 @@ type signupInput struct {
 	Name     string `json:"name"`
 	Email    string `json:"email"`
 	Password string `json:"password"`
+	language string // of the page or request (Accept-Language): the emails' from now on
 }
 
 // signup validates a signup and, if it is valid, does what the state of
@@ -53,7 +54,7 @@ func (app *application) signup(ctx context.Context, in signupInput) (errs valida
 		return nil, err
 	}
 	now := app.now().UTC()
-	u := &user{CreatedAt: now.Truncate(time.Millisecond), Name: in.Name, Email: in.Email, passwordHash: hash}
+	u := &user{CreatedAt: now.Truncate(time.Millisecond), Name: in.Name, Email: in.Email, passwordHash: hash, language: in.language}
 	token, tokenHash := newToken()
 	// The welcome email, composed before the transaction so that the
 	// templates do not run while it holds the database's one writer.
@@ -120,6 +121,7 @@ func (app *application) handleSignup(w http.ResponseWriter, r *http.Request) {
 		app.badRequest(w, r, err)
 		return
 	}
+	in.language = app.locale(r).tag
 	errs, err := app.signup(r.Context(), in)
 	app.answer(w, r, errs, err, http.StatusAccepted, envelope{"message": "check your inbox: an email is on its way with a link to activate your account"})
 }
@@ -140,12 +142,12 @@ var errNotTheSignupPassword = errors.New("not the password this signup was made 
 // token), or an error.
 func (app *application) activate(ctx context.Context, token, password string, confirmed bool, l *newSession) (*user, validator, error) {
 	v := validator{}
-	v.check(token != "", "token", "must be provided")
+	v.check(token != "", "token", "error.required")
 	validatePassword(v, password)
 	if len(v) > 0 {
 		return nil, v, nil
 	}
-	invalid := validator{"token": "invalid or expired activation token"}
+	invalid := validator{"token": "error.activation_token"}
 	hash := hashToken(token)
 	pending, err := app.store.pendingUser(ctx, hash, app.now())
 	if errors.Is(err, errNotFound) {
