@@ -515,7 +515,13 @@ func newTestApp(t testing.TB, srv *testSMTP, adjust func(cfg *config)) *testApp 
 	if err != nil {
 		t.Fatal(err)
 	}
-	app := newApplication(cfg, logger, st, m, embeddedTemplates(t))
+	tmpl := embeddedTemplates(t)
+	if cfg.templates != "" || len(cfg.languages) > 0 || cfg.defaultLanguage != "en" {
+		if tmpl, err = loadTemplates(cfg.templates, cfg.languages, cfg.defaultLanguage); err != nil {
+			t.Fatal(err)
+		}
+	}
+	app := newApplication(cfg, logger, st, m, tmpl)
 	ts := httptest.NewServer(app.routes())
 	t.Cleanup(func() {
 		ts.Close()
@@ -561,15 +567,18 @@ func serveTestApp(t testing.TB, app *testApp) (string, func() error) {
 	return "http://" + ln.Addr().String(), stop
 }
 
-// embeddedTemplates returns the embedded templates, parsed.
+// embeddedTemplates returns the embedded templates, parsed once for every
+// test: they are only read, and each parse holds a few MB.
 func embeddedTemplates(t testing.TB) *templates {
 	t.Helper()
-	tmpl, err := loadTemplates("", nil, "en")
+	tmpl, err := parsedOnce()
 	if err != nil {
 		t.Fatal(err)
 	}
 	return tmpl
 }
+
+var parsedOnce = sync.OnceValues(func() (*templates, error) { return loadTemplates("", nil, "en") })
 
 // testComposer is an application with the default configuration and no store,
 // for tests that compose emails.

@@ -195,6 +195,10 @@ func loadLocales(dir string) (map[string]*locale, []string, error) {
 		l := &locale{tag: tag, messages: map[string]*template.Template{}, html: map[string]*htmltemplate.Template{},
 			sources: sources[tag], fields: map[string]map[string]bool{}}
 		l.funcs = map[string]any{"formatTime": l.formatTime}
+		// One set of templates for the messages, one for the _html ones:
+		// they share their functions, which a template each would copy.
+		texts := template.New("").Funcs(l.funcs).Option("missingkey=error")
+		markups := htmltemplate.New("").Funcs(l.funcs).Option("missingkey=error")
 		for _, key := range slices.Sorted(maps.Keys(raw[tag])) {
 			src, path := raw[tag][key], sources[tag][key]
 			if _, ok := raw["en"][key]; !ok {
@@ -202,13 +206,13 @@ func loadLocales(dir string) (map[string]*locale, []string, error) {
 			}
 			var tree map[string]*parse.Tree
 			if strings.HasSuffix(key, "_html") {
-				h, err := htmltemplate.New(key).Funcs(l.funcs).Option("missingkey=error").Parse(src)
+				h, err := markups.New(key).Parse(src)
 				if err != nil {
 					return nil, nil, fmt.Errorf("messages %s: %q: %w", path, key, err)
 				}
 				l.html[key], tree = h, map[string]*parse.Tree{key: h.Tree}
 			} else {
-				m, err := template.New(key).Funcs(l.funcs).Option("missingkey=error").Parse(src)
+				m, err := texts.New(key).Parse(src)
 				if err != nil {
 					return nil, nil, fmt.Errorf("messages %s: %q: %w", path, key, err)
 				}

@@ -79,7 +79,7 @@ var inputRE = regexp.MustCompile(`<input id="([^"]+)"`)
 // h1, a label for every visible input, no script.
 func checkAccessible(t *testing.T, path, body string) {
 	t.Helper()
-	if !strings.Contains(body, `<html lang="en">`) || strings.Count(body, "<h1>") != 1 || strings.Contains(body, "<script") {
+	if !regexp.MustCompile(`<html lang="[a-z]{2,3}(-[A-Za-z0-9]+)*">`).MatchString(body) || strings.Count(body, "<h1>") != 1 || strings.Contains(body, "<script") {
 		t.Errorf("%s: want lang, one h1 and no script:\n%s", path, body)
 	}
 	for _, m := range inputRE.FindAllStringSubmatch(body, -1) {
@@ -289,7 +289,7 @@ func TestTemplatesOverride(t *testing.T) {
 // browser returns a context for a headless Chromium, which it starts. Where
 // Chromium is not installed the test is skipped, except under CI (.ci/run
 // installs it).
-func browser(t *testing.T) context.Context {
+func browser(t *testing.T, flags ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
 	path, err := exec.LookPath("chromium")
 	if err != nil {
@@ -307,6 +307,7 @@ func browser(t *testing.T) context.Context {
 		chromedp.UserDataDir(t.TempDir()),
 		chromedp.WindowSize(390, 844), // a phone
 	)
+	opts = append(opts, flags...)
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancel := chromedp.NewContext(allocCtx)
 	ctx, cancelTimeout := context.WithTimeout(ctx, 3*time.Minute) // a busy machine: the whole life of an account, axe-core on every page
