@@ -355,22 +355,39 @@ func messageKeys(trees ...*parse.Tree) []string {
 // golang.org/x/text/language's matcher judges it (de-AT finds de), else
 // -default-language.
 func (app *application) locale(r *http.Request) *locale {
+	l, _ := app.askedLocale(r)
+	return l
+}
+
+// askedLocale is locale(r), and whether r asked for it (by the switch, the
+// cookie or Accept-Language) rather than getting -default-language.
+func (app *application) askedLocale(r *http.Request) (*locale, bool) {
 	offered := app.templates.offered
 	if tag := r.URL.Query().Get("lang"); slices.Contains(offered, tag) {
-		return app.templates.locales[tag]
+		return app.templates.locales[tag], true
 	}
 	if c, err := r.Cookie(languageCookie); err == nil && slices.Contains(offered, c.Value) {
-		return app.templates.locales[c.Value]
+		return app.templates.locales[c.Value], true
 	}
 	if accept := r.Header.Get("Accept-Language"); accept != "" {
 		if tags, _, err := language.ParseAcceptLanguage(accept); err == nil && len(tags) > 0 {
 			_, i, confidence := app.templates.matcher.Match(tags...)
 			if confidence != language.No {
-				return app.templates.locales[offered[i]]
+				return app.templates.locales[offered[i]], true
 			}
 		}
 	}
-	return app.templates.locales[offered[0]]
+	return app.templates.locales[offered[0]], false
+}
+
+// accountLanguage is the language to store with an account that r makes:
+// the one r asked for, or "" (-default-language, whichever it is when an
+// email is sent).
+func (app *application) accountLanguage(r *http.Request) string {
+	if l, asked := app.askedLocale(r); asked {
+		return l.tag
+	}
+	return ""
 }
 
 // localeOf is the language of the emails about u: the one stored with

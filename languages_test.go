@@ -399,11 +399,18 @@ func TestEmailsInThePersonsLanguage(t *testing.T) {
 	}
 	inLanguage(fr, waitFor1(t, srv, "hanna@example.com", "initialisez"), "reset.subject")
 
-	// An account with no language stored (made before there were any)
-	// gets -default-language.
+	// A signup that asks for no language (a script without
+	// Accept-Language) stores none: its emails follow -default-language,
+	// as those of an account made before there were languages.
 	signup(t, app.url, "old@example.com")
-	if _, err := app.store.write.Exec(`UPDATE users SET language = '' WHERE email = 'old@example.com'`); err != nil {
-		t.Fatal(err)
+	var stored string
+	mustScan(t, app.store.write.QueryRow(`SELECT language FROM users WHERE email = 'old@example.com'`), &stored)
+	if stored != "" {
+		t.Errorf("a signup that asked for no language stored %q", stored)
+	}
+	mustScan(t, app.store.write.QueryRow(`SELECT language FROM users WHERE email = 'hanna@example.com'`), &stored)
+	if stored != "fr" {
+		t.Errorf("hanna's language is %q, want fr", stored)
 	}
 	post(t, "POST", app.url+"/v1/tokens/activation", map[string]string{"email": "old@example.com"})
 	if m := waitFor1(t, srv, "old@example.com", "activation link"); !strings.Contains(decodedSubject(t, m.data), "Your new") {

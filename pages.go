@@ -164,7 +164,7 @@ func (app *application) handleSignupForm(w http.ResponseWriter, r *http.Request)
 		return
 	}
 	in := signupInput{Name: r.PostForm.Get("name"), Email: r.PostForm.Get("email"), Password: r.PostForm.Get("password"),
-		language: app.locale(r).tag}
+		language: app.accountLanguage(r)}
 	errs, err := app.signup(r.Context(), in)
 	if err != nil {
 		app.pageError(w, r, err)

@@ -121,7 +121,7 @@ func (app *application) handleSignup(w http.ResponseWriter, r *http.Request) {
 		app.badRequest(w, r, err)
 		return
 	}
-	in.language = app.locale(r).tag
+	in.language = app.accountLanguage(r)
 	errs, err := app.signup(r.Context(), in)
 	app.answer(w, r, errs, err, http.StatusAccepted, envelope{"message": "check your inbox: an email is on its way with a link to activate your account"})
 }
