@@ -148,6 +148,7 @@ func loadLocales(dir string) (map[string]*locale, []string, error) {
 	}
 	raw := map[string]map[string]string{}
 	sources := map[string]map[string]string{}
+	file := map[string]string{} // the last file read of each language, for a message missing
 	for _, tag := range tags {
 		raw[tag], sources[tag] = map[string]string{}, map[string]string{}
 		files := []string{}
@@ -173,7 +174,7 @@ func loadLocales(dir string) (map[string]*locale, []string, error) {
 			if err != nil {
 				return nil, nil, fmt.Errorf("messages %s: %w", path, err)
 			}
-			found = true
+			found, file[tag] = true, path
 			var m map[string]string
 			if err := json.Unmarshal(b, &m); err != nil {
 				return nil, nil, fmt.Errorf("messages %s: %w", path, err)
@@ -204,25 +205,25 @@ func loadLocales(dir string) (map[string]*locale, []string, error) {
 			if _, ok := raw["en"][key]; !ok {
 				return nil, nil, fmt.Errorf("messages %s: %q is no message (English has no such key)", path, key)
 			}
-			var tree map[string]*parse.Tree
+			var tree *parse.Tree
 			if strings.HasSuffix(key, "_html") {
 				h, err := markups.New(key).Parse(src)
 				if err != nil {
 					return nil, nil, fmt.Errorf("messages %s: %q: %w", path, key, err)
 				}
-				l.html[key], tree = h, map[string]*parse.Tree{key: h.Tree}
+				l.html[key], tree = h, h.Tree
 			} else {
 				m, err := texts.New(key).Parse(src)
 				if err != nil {
 					return nil, nil, fmt.Errorf("messages %s: %q: %w", path, key, err)
 				}
-				l.messages[key], tree = m, map[string]*parse.Tree{key: m.Tree}
+				l.messages[key], tree = m, m.Tree
 			}
-			l.fields[key] = fieldsOf(tree[key].Root)
+			l.fields[key] = fieldsOf(tree)
 		}
 		for _, key := range slices.Sorted(maps.Keys(raw["en"])) {
 			if _, ok := raw[tag][key]; !ok {
-				return nil, nil, fmt.Errorf("messages %s: the message %q is missing", filepath.Join(dir, tag, "messages.json"), key)
+				return nil, nil, fmt.Errorf("messages %s: the message %q is missing", file[tag], key)
 			}
 		}
 		l.name = raw[tag]["language.name"]
@@ -249,105 +250,75 @@ func loadLocales(dir string) (map[string]*locale, []string, error) {
 }
 
 // fieldsOf is the fields (.Name) and functions a message's template uses.
-func fieldsOf(n parse.Node) map[string]bool {
+func fieldsOf(tree *parse.Tree) map[string]bool {
 	used := map[string]bool{}
-	var walk func(n parse.Node)
-	walk = func(n parse.Node) {
+	walk(tree.Root, func(n parse.Node) {
 		switch n := n.(type) {
-		case *parse.ListNode:
-			if n != nil {
-				for _, c := range n.Nodes {
-					walk(c)
-				}
-			}
-		case *parse.ActionNode:
-			walk(n.Pipe)
-		case *parse.PipeNode:
-			if n != nil {
-				for _, c := range n.Cmds {
-					walk(c)
-				}
-			}
-		case *parse.CommandNode:
-			for _, a := range n.Args {
-				walk(a)
-			}
 		case *parse.FieldNode:
 			used["."+strings.Join(n.Ident, ".")] = true
 		case *parse.IdentifierNode:
 			used[n.Ident] = true
-		case *parse.IfNode:
-			walk(n.Pipe)
-			walk(n.List)
-			walk(n.ElseList)
-		case *parse.RangeNode:
-			walk(n.Pipe)
-			walk(n.List)
-			walk(n.ElseList)
-		case *parse.WithNode:
-			walk(n.Pipe)
-			walk(n.List)
-			walk(n.ElseList)
 		case *parse.TemplateNode:
 			used["template"] = true
 		}
-	}
-	walk(n)
+	})
 	return used
 }
 
 // messageKeys is the message keys a template's t and fieldError calls
 // name, so that a key no language has stops the start.
-func messageKeys(trees ...*parse.Tree) []string {
+func messageKeys(tree *parse.Tree) []string {
 	var keys []string
-	var walk func(n parse.Node)
-	walk = func(n parse.Node) {
-		switch n := n.(type) {
-		case *parse.ListNode:
-			if n != nil {
-				for _, c := range n.Nodes {
-					walk(c)
-				}
-			}
-		case *parse.ActionNode:
-			walk(n.Pipe)
-		case *parse.PipeNode:
-			if n != nil {
-				for _, c := range n.Cmds {
-					walk(c)
-				}
-			}
-		case *parse.CommandNode:
-			if len(n.Args) >= 2 {
-				if id, ok := n.Args[0].(*parse.IdentifierNode); ok && (id.Ident == "t" || id.Ident == "fieldError") {
-					if s, ok := n.Args[1].(*parse.StringNode); ok {
-						keys = append(keys, s.Text)
-					}
-				}
-			}
-			for _, a := range n.Args {
-				walk(a)
-			}
-		case *parse.IfNode:
-			walk(n.Pipe)
-			walk(n.List)
-			walk(n.ElseList)
-		case *parse.RangeNode:
-			walk(n.Pipe)
-			walk(n.List)
-			walk(n.ElseList)
-		case *parse.WithNode:
-			walk(n.Pipe)
-			walk(n.List)
-			walk(n.ElseList)
-		}
+	if tree == nil {
+		return nil
 	}
-	for _, t := range trees {
-		if t != nil {
-			walk(t.Root)
+	walk(tree.Root, func(n parse.Node) {
+		if c, ok := n.(*parse.CommandNode); ok && len(c.Args) >= 2 {
+			id, isFunc := c.Args[0].(*parse.IdentifierNode)
+			key, isString := c.Args[1].(*parse.StringNode)
+			if isFunc && isString && (id.Ident == "t" || id.Ident == "fieldError") {
+				keys = append(keys, key.Text)
+			}
 		}
-	}
+	})
 	return keys
+}
+
+// walk calls visit for n and every node within it.
+func walk(n parse.Node, visit func(parse.Node)) {
+	visit(n)
+	switch n := n.(type) {
+	case *parse.ListNode:
+		if n != nil {
+			for _, c := range n.Nodes {
+				walk(c, visit)
+			}
+		}
+	case *parse.ActionNode:
+		walk(n.Pipe, visit)
+	case *parse.PipeNode:
+		if n != nil {
+			for _, c := range n.Cmds {
+				walk(c, visit)
+			}
+		}
+	case *parse.CommandNode:
+		for _, a := range n.Args {
+			walk(a, visit)
+		}
+	case *parse.IfNode:
+		walk(n.Pipe, visit)
+		walk(n.List, visit)
+		walk(n.ElseList, visit)
+	case *parse.RangeNode:
+		walk(n.Pipe, visit)
+		walk(n.List, visit)
+		walk(n.ElseList, visit)
+	case *parse.WithNode:
+		walk(n.Pipe, visit)
+		walk(n.List, visit)
+		walk(n.ElseList, visit)
+	}
 }
 
 // locale is the language of request r: the one the switch names (?lang=),
