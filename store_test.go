@@ -68,6 +68,7 @@ const lease = time.Minute
 // engines, each a named function below.
 var storeTests = []storeTest{
 	{"signup by the state of the address", testSignupByState},
+	{"an account's language is kept, replaced by a new signup of its pending address, and changed", testAccountLanguage},
 	{"send budget holds under concurrency across instances", testSendBudgetAcrossInstances},
 	{"login throttle holds under concurrency across instances", testLoginThrottleAcrossInstances},
 	{"concurrent signups of one new address make one account", testConcurrentSignupsOneAccount},
@@ -359,5 +360,39 @@ func testIDsNeverReused(t *testing.T, open func() *store) {
 	mustScan(t, st.read.QueryRow(`SELECT max(id) FROM outbox`), &next)
 	if second.ID == first.ID || next <= row {
 		t.Errorf("ids given again: user %d after %d, outbox row %d after %d", second.ID, first.ID, next, row)
+	}
+}
+
+// testAccountLanguage: the language a signup gives is the account's (and
+// its session's user's); a new signup of a pending address replaces it;
+// setLanguage changes it.
+func testAccountLanguage(t *testing.T, open func() *store) {
+	st := open()
+	ctx := context.Background()
+	languageOf := func() string {
+		t.Helper()
+		u, err := st.userByEmail(ctx, "lang@example.com")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u.language
+	}
+	for _, want := range []string{"de", "fr"} {
+		hash, _ := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
+		_, tokenHash := newToken()
+		u := &user{CreatedAt: time.Now().Truncate(time.Millisecond), Name: "Lang", Email: "lang@example.com", passwordHash: hash, language: want}
+		if _, err := st.signup(ctx, u, tokenHash, composeFor(t, "T")); err != nil {
+			t.Fatal(err)
+		}
+		if got := languageOf(); got != want {
+			t.Errorf("after a signup in %s: %q", want, got)
+		}
+	}
+	u, _ := st.userByEmail(ctx, "lang@example.com")
+	if err := st.setLanguage(ctx, u.ID, "en"); err != nil {
+		t.Fatal(err)
+	}
+	if got := languageOf(); got != "en" {
+		t.Errorf("after setLanguage: %q", got)
 	}
 }
