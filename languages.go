@@ -38,8 +38,9 @@ const languageCookie = "signup_language"
 type locale struct {
 	tag      string
 	name     string                            // the language's name in itself ("Deutsch")
-	messages map[string]*template.Template     // every message but the _html ones
-	html     map[string]*htmltemplate.Template // messages whose key ends in _html: markup around escaped data
+	texts    map[string]string                 // every message, as written
+	messages map[string]*template.Template     // those with data ({{.Email}}), parsed, but the _html ones
+	html     map[string]*htmltemplate.Template // those whose key ends in _html: markup around escaped data
 	weekdays []string                          // Sunday first
 	months   []string                          // January first
 	sources  map[string]string                 // the file each message came from, for errors
@@ -59,7 +60,14 @@ func (l *locale) t(key string, data any) (any, error) {
 	}
 	m, ok := l.messages[key]
 	if !ok {
-		return "", fmt.Errorf("no message %q in language %s", key, l.tag)
+		text, ok := l.texts[key]
+		switch {
+		case !ok:
+			return "", fmt.Errorf("no message %q in language %s", key, l.tag)
+		case strings.HasSuffix(key, "_html"):
+			return htmltemplate.HTML(text), nil
+		}
+		return text, nil
 	}
 	if err := m.Execute(&b, data); err != nil {
 		return "", err
@@ -193,7 +201,7 @@ func loadLocales(dir string) (map[string]*locale, []string, error) {
 
 	locales := map[string]*locale{}
 	for _, tag := range tags {
-		l := &locale{tag: tag, messages: map[string]*template.Template{}, html: map[string]*htmltemplate.Template{},
+		l := &locale{tag: tag, texts: raw[tag], messages: map[string]*template.Template{}, html: map[string]*htmltemplate.Template{},
 			sources: sources[tag], fields: map[string]map[string]bool{}}
 		l.funcs = map[string]any{"formatTime": l.formatTime}
 		// One set of templates for the messages, one for the _html ones:
@@ -205,14 +213,19 @@ func loadLocales(dir string) (map[string]*locale, []string, error) {
 			if _, ok := raw["en"][key]; !ok {
 				return nil, nil, fmt.Errorf("messages %s: %q is no message (English has no such key)", path, key)
 			}
+			// Most messages are words alone: only those with data are
+			// parsed, which takes far more memory than their text.
 			var tree *parse.Tree
-			if strings.HasSuffix(key, "_html") {
+			switch {
+			case !strings.Contains(src, "{{"):
+				continue
+			case strings.HasSuffix(key, "_html"):
 				h, err := markups.New(key).Parse(src)
 				if err != nil {
 					return nil, nil, fmt.Errorf("messages %s: %q: %w", path, key, err)
 				}
 				l.html[key], tree = h, h.Tree
-			} else {
+			default:
 				m, err := texts.New(key).Parse(src)
 				if err != nil {
 					return nil, nil, fmt.Errorf("messages %s: %q: %w", path, key, err)
@@ -265,7 +278,7 @@ func fieldsOf(tree *parse.Tree) map[string]bool {
 	return used
 }
 
-// messageKeys is the message keys a template's t and fieldError calls
+// messageKeys is the message keys a template's $.T and $.FieldError calls
 // name, so that a key no language has stops the start.
 func messageKeys(tree *parse.Tree) []string {
 	var keys []string
@@ -273,12 +286,20 @@ func messageKeys(tree *parse.Tree) []string {
 		return nil
 	}
 	walk(tree.Root, func(n parse.Node) {
-		if c, ok := n.(*parse.CommandNode); ok && len(c.Args) >= 2 {
-			id, isFunc := c.Args[0].(*parse.IdentifierNode)
-			key, isString := c.Args[1].(*parse.StringNode)
-			if isFunc && isString && (id.Ident == "t" || id.Ident == "fieldError") {
-				keys = append(keys, key.Text)
-			}
+		c, ok := n.(*parse.CommandNode)
+		if !ok || len(c.Args) < 2 {
+			return
+		}
+		var method []string
+		switch f := c.Args[0].(type) {
+		case *parse.VariableNode: // $.T
+			method = f.Ident
+		case *parse.FieldNode: // .T
+			method = f.Ident
+		}
+		key, isString := c.Args[1].(*parse.StringNode)
+		if isString && len(method) > 0 && (method[len(method)-1] == "T" || method[len(method)-1] == "FieldError") {
+			keys = append(keys, key.Text)
 		}
 	})
 	return keys
@@ -421,6 +442,7 @@ func (app *application) languageLinks(r *http.Request, l *locale) []languageLink
 // page writes p's message keys (Title, Lines, LinkText, Errors) in l,
 // with p.Args and the app's name as their data.
 func (l *locale) page(p *page) error {
+	p.locale = l
 	args := map[string]string{"AppName": p.AppName}
 	maps.Copy(args, p.Args)
 	var errs []error
@@ -454,4 +476,27 @@ func (l *locale) errors(keys map[string]string, args map[string]string, errs *[]
 		out[field] = s
 	}
 	return out
+}
+
+// T is message key in the page's language, with data (the page, or
+// what the template has at hand) for its placeholders: $.T in a template.
+func (p page) T(key string, data ...any) (any, error) { return p.locale.t(key, first(data)) }
+
+// FieldError is a field's message as a sentence: $.FieldError.
+func (p page) FieldError(label, message string) (string, error) {
+	return p.locale.fieldError(label, message)
+}
+
+// FormatTime is a time as the page's language writes it: $.FormatTime.
+func (p page) FormatTime(t time.Time) string { return p.locale.formatTime(t) }
+
+// T is message key in the email's language: $.T in an email template.
+func (d mailData) T(key string, data ...any) (any, error) { return d.locale.t(key, first(data)) }
+
+// first is data's first value, or nil.
+func first(data []any) any {
+	if len(data) == 0 {
+		return nil
+	}
+	return data[0]
 }

@@ -49,11 +49,8 @@ func visibleText(page string) string {
 // behind, or a message missing. Links are left out.
 func foreignWords(l *locale, text string, data ...string) []string {
 	known := map[string]bool{}
-	for _, m := range l.messages {
-		maps.Copy(known, wordsOf(m.Root.String()))
-	}
-	for _, m := range l.html {
-		maps.Copy(known, wordsOf(m.Tree.Root.String()))
+	for _, text := range l.texts {
+		maps.Copy(known, wordsOf(text))
 	}
 	maps.Copy(known, wordsOf(strings.Join(data, " ")))
 	text = regexp.MustCompile(`https?://\S+`).ReplaceAllString(text, " ")
@@ -93,11 +90,11 @@ func TestEveryLanguageIsComplete(t *testing.T) {
 		if tag == "en" {
 			continue
 		}
-		for key := range en.messages {
-			if l.messages[key] == nil {
+		for key, english := range en.texts {
+			if text, ok := l.texts[key]; !ok {
 				t.Errorf("%s: message %q missing", tag, key)
-			} else if l.messages[key].Root.String() == en.messages[key].Root.String() && !slices.Contains(sameAsEnglish[tag], key) {
-				t.Errorf("%s: message %q is English's: %q", tag, key, l.messages[key].Root.String())
+			} else if text == english && !slices.Contains(sameAsEnglish[tag], key) {
+				t.Errorf("%s: message %q is English's: %q", tag, key, text)
 			}
 		}
 
@@ -439,7 +436,7 @@ func TestLanguageOverrides(t *testing.T) {
 	os.MkdirAll(filepath.Join(tmpl, "pt"), 0o755)
 	welcome, _ := templateFS.ReadFile("templates/welcome.tmpl")
 	os.WriteFile(filepath.Join(tmpl, "de", "welcome.tmpl"), []byte(strings.Replace(string(welcome),
-		`{{define "subject"}}{{t "welcome.subject" .}}{{end}}`, `{{define "subject"}}Willkommen an Bord von {{.AppName}}{{end}}`, 1)), 0o644)
+		`{{define "subject"}}{{$.T "welcome.subject" .}}{{end}}`, `{{define "subject"}}Willkommen an Bord von {{.AppName}}{{end}}`, 1)), 0o644)
 	os.WriteFile(filepath.Join(tmpl, "de", "messages.json"), []byte(`{"signup.title": "Jetzt mitmachen"}`), 0o644)
 	pt := portuguese(t)
 	os.WriteFile(filepath.Join(tmpl, "pt", "messages.json"), pt, 0o644)
@@ -498,7 +495,7 @@ func TestLanguageOverrides(t *testing.T) {
 		{"pt/messages.json", string(badFieldJSON), nil, `"signup.sent.text" uses .Emial`},
 		{"de/messages.json", `{"signup.titel": "Tippfehler"}`, nil, `"signup.titel" is no message`},
 		{"de/messages.json", `{"signup.title": "{{.AppName"}`, nil, `"signup.title"`},
-		{"de/welcome.tmpl", `{{define "subject"}}{{t "welcome.subjekt" .}}{{end}}`, nil, `no message "welcome.subjekt"`},
+		{"de/welcome.tmpl", `{{define "subject"}}{{$.T "welcome.subjekt" .}}{{end}}`, nil, `no message "welcome.subjekt"`},
 		{"de/welcom.tmpl", `typo`, nil, "de/welcom.tmpl overrides no template"},
 		{"klingon!/messages.json", `{}`, nil, "is not a language tag"},
 		{"xx/signup.html", `{{define "content"}}{{end}}`, nil, "a language needs its messages.json"},

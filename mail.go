@@ -67,10 +67,11 @@ var emailKinds = map[string]emailKind{
 // mailData is what an email template is given.
 type mailData struct {
 	AppName string
-	Lang    string // the email's language
-	Name    string // as the user typed it: in the bodies only, escaped in HTML
-	Link    string // with its token, where the email carries one
-	Expires string // when the link stops working, in UTC; empty if it has no token
+	Lang    string  // the email's language
+	locale  *locale // its messages: $.T
+	Name    string  // as the user typed it: in the bodies only, escaped in HTML
+	Link    string  // with its token, where the email carries one
+	Expires string  // when the link stops working, in UTC; empty if it has no token
 
 	OldEmail, NewEmail string // an address change's: from which address to which
 }
@@ -103,7 +104,7 @@ func (app *application) compose(kind string, u *user, token string, now time.Tim
 		return nil, fmt.Errorf("no email of kind %q", kind)
 	}
 	k := emailKinds[kind]
-	data := mailData{AppName: app.cfg.appName, Lang: l.tag, Name: u.Name, Link: app.cfg.baseURL + k.path, OldEmail: u.oldEmail, NewEmail: u.newEmail}
+	data := mailData{AppName: app.cfg.appName, Lang: l.tag, locale: l, Name: u.Name, Link: app.cfg.baseURL + k.path, OldEmail: u.oldEmail, NewEmail: u.newEmail}
 	if k.path == "" {
 		data.Link = ""
 	}

@@ -17,6 +17,7 @@ import (
 type page struct {
 	AppName    string
 	Lang       string            // the page's language
+	locale     *locale           // its messages: $.T, $.FieldError, $.FormatTime
 	Switch     []languageLink    // the other languages offered: this page in each
 	Title      string            //
 	Lines      []string          // paragraphs (message.html, resend.html)

@@ -249,7 +249,7 @@ func TestTemplatesOverride(t *testing.T) {
 	tmpl := filepath.Join(dir, "templates")
 	os.Mkdir(tmpl, 0o755)
 	welcome, _ := templateFS.ReadFile("templates/welcome.tmpl")
-	branded := strings.Replace(string(welcome), `{{define "subject"}}{{t "welcome.subject" .}}{{end}}`, `{{define "subject"}}Welcome aboard {{.AppName}}{{end}}`, 1)
+	branded := strings.Replace(string(welcome), `{{define "subject"}}{{$.T "welcome.subject" .}}{{end}}`, `{{define "subject"}}Welcome aboard {{.AppName}}{{end}}`, 1)
 	os.WriteFile(filepath.Join(tmpl, "welcome.tmpl"), []byte(branded), 0o644)
 	os.WriteFile(filepath.Join(tmpl, "style.css"), []byte("body { background: #fafafa; }"), 0o644)
 

@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strings"
 	"text/template"
+	"text/template/parse"
 	"time"
 
 	"golang.org/x/text/language"
@@ -63,8 +64,9 @@ func loadTemplates(dir string, languages []string, defaultLanguage string) (*tem
 		supported = append(supported, language.Make(tag))
 	}
 	t.matcher = language.NewMatcher(supported)
+	done := &parsed{emails: map[string]mailTemplate{}, layouts: map[string]*htmltemplate.Template{}, pages: map[string]*htmltemplate.Template{}}
 	for _, tag := range tags {
-		if t.emails[tag], t.pages[tag], err = parseLanguage(dir, locales[tag], t.offered); err != nil {
+		if t.emails[tag], t.pages[tag], err = parseLanguage(dir, locales[tag], t.offered, done); err != nil {
 			return nil, err
 		}
 	}
@@ -115,25 +117,29 @@ func readTemplate(dir, tag, name string) (string, string, error) {
 	return string(b), "templates/" + name + " (embedded)", err
 }
 
-// parseLanguage parses and tries every email and page template in
-// language l.
-func parseLanguage(dir string, l *locale, offered []string) (map[string]mailTemplate, map[string]*htmltemplate.Template, error) {
-	funcs := map[string]any{
-		"t": func(key string, data ...any) (any, error) {
-			if len(data) == 0 {
-				return l.t(key, nil)
-			}
-			return l.t(key, data[0])
-		},
-		"fieldError": l.fieldError,
-		"formatTime": l.formatTime,
-		"wrap":       wrap,
-	}
+// parsed holds the templates parsed so far, by the files they were read
+// from: a file serves every language that reads it (the data carries the
+// language), so each is parsed once.
+type parsed struct {
+	emails  map[string]mailTemplate
+	layouts map[string]*htmltemplate.Template // never executed: each page is a clone
+	pages   map[string]*htmltemplate.Template // by layout's file and page's file
+}
+
+// templateFuncs are what a template may call besides the data's methods
+// ($.T, $.FieldError, $.FormatTime).
+var templateFuncs = map[string]any{"wrap": wrap}
+
+// parseLanguage parses (or takes from done) every email and page template
+// of language l and tries each in l.
+func parseLanguage(dir string, l *locale, offered []string, done *parsed) (map[string]mailTemplate, map[string]*htmltemplate.Template, error) {
 	// known reports a key that is no message, with the template naming it.
-	known := func(path string, keys []string) error {
-		for _, key := range keys {
-			if l.messages[key] == nil && l.html[key] == nil {
-				return fmt.Errorf("template %s: no message %q in any language", path, key)
+	known := func(path string, trees ...*parse.Tree) error {
+		for _, tree := range trees {
+			for _, key := range messageKeys(tree) {
+				if _, ok := l.texts[key]; !ok {
+					return fmt.Errorf("template %s: no message %q in any language", path, key)
+				}
 			}
 		}
 		return nil
@@ -141,7 +147,7 @@ func parseLanguage(dir string, l *locale, offered []string) (map[string]mailTemp
 
 	emails := map[string]mailTemplate{}
 	now := time.Now()
-	sample := mailData{AppName: "Signup", Lang: l.tag, Name: "Sam <Sample>", Link: "https://signup.example.com/activate?token=SAMPLE", Expires: l.formatTime(now),
+	sample := mailData{AppName: "Signup", Lang: l.tag, locale: l, Name: "Sam <Sample>", Link: "https://signup.example.com/activate?token=SAMPLE", Expires: l.formatTime(now),
 		OldEmail: "sam@example.com", NewEmail: "sam@example.org"}
 	for kind, k := range emailKinds {
 		name := k.template
@@ -149,15 +155,18 @@ func parseLanguage(dir string, l *locale, offered []string) (map[string]mailTemp
 		if err != nil {
 			return nil, nil, fmt.Errorf("template %s: %w", path, err)
 		}
-		var mt mailTemplate
-		if mt.text, err = template.New(name).Funcs(funcs).Parse(src); err != nil {
-			return nil, nil, fmt.Errorf("template %s: %w", path, err)
-		}
-		if mt.html, err = htmltemplate.New(name).Funcs(funcs).Parse(src); err != nil {
-			return nil, nil, fmt.Errorf("template %s: %w", path, err)
+		mt, ok := done.emails[path]
+		if !ok {
+			if mt.text, err = template.New(name).Funcs(templateFuncs).Parse(src); err != nil {
+				return nil, nil, fmt.Errorf("template %s: %w", path, err)
+			}
+			if mt.html, err = htmltemplate.New(name).Funcs(templateFuncs).Parse(src); err != nil {
+				return nil, nil, fmt.Errorf("template %s: %w", path, err)
+			}
+			done.emails[path] = mt
 		}
 		for _, part := range mt.text.Templates() {
-			if err := known(path, messageKeys(part.Tree)); err != nil {
+			if err := known(path, part.Tree); err != nil {
 				return nil, nil, err
 			}
 		}
@@ -177,20 +186,23 @@ func parseLanguage(dir string, l *locale, offered []string) (map[string]mailTemp
 	if err != nil {
 		return nil, nil, fmt.Errorf("template %s: %w", layoutPath, err)
 	}
-	layout, err := htmltemplate.New("layout.html").Funcs(funcs).Parse(layoutSrc)
-	if err != nil {
-		return nil, nil, fmt.Errorf("template %s: %w", layoutPath, err)
+	layout, ok := done.layouts[layoutPath]
+	if !ok {
+		if layout, err = htmltemplate.New("layout.html").Funcs(templateFuncs).Parse(layoutSrc); err != nil {
+			return nil, nil, fmt.Errorf("template %s: %w", layoutPath, err)
+		}
+		done.layouts[layoutPath] = layout
 	}
-	if err := known(layoutPath, messageKeys(layout.Tree)); err != nil {
+	if err := known(layoutPath, layout.Tree); err != nil {
 		return nil, nil, err
 	}
 	var languages []languageLink
 	for _, tag := range offered {
 		languages = append(languages, languageLink{Tag: tag, Name: tag, Href: "/signup?lang=" + tag, Current: tag == l.tag})
 	}
-	samplePage := page{AppName: "Signup", Lang: l.tag, Switch: languages, Languages: languages, Title: "Sample", Lines: []string{"A line."}, Link: "/signup", LinkText: "Sign up",
-		Form: map[string]string{"name": "Sam", "email": "sam@example.com", "old": "sam@example.com", "new": "sam@example.org", "confirmed": "true"}, Errors: map[string]string{"email": "must be provided"},
-		Name: "Sam", SignedUpAt: now, Token: "SAMPLE",
+	samplePage := page{AppName: "Signup", Lang: l.tag, locale: l, Switch: languages, Languages: languages, Title: "Sample", Lines: []string{"A line."}, Link: "/signup", LinkText: "Sign up",
+		Form:   map[string]string{"name": "Sam", "email": "sam@example.com", "old": "sam@example.com", "new": "sam@example.org", "confirmed": "true"},
+		Errors: map[string]string{"email": "must be provided"}, Name: "Sam", SignedUpAt: now, Token: "SAMPLE",
 		Account: &user{ID: 1, Name: "Sam", Email: "sam@example.com"}, Since: now,
 		Sessions: []loginSession{{ID: "0123456789abcdef", UserAgent: "Firefox", Current: true, Browser: true}, {ID: "fedcba9876543210"}}}
 	for _, name := range pageFiles {
@@ -198,13 +210,16 @@ func parseLanguage(dir string, l *locale, offered []string) (map[string]mailTemp
 		if err != nil {
 			return nil, nil, fmt.Errorf("template %s: %w", path, err)
 		}
-		pt := htmltemplate.Must(layout.Clone())
-		content, err := pt.New(name).Parse(src)
-		if err != nil {
-			return nil, nil, fmt.Errorf("template %s: %w", path, err)
+		pt, ok := done.pages[layoutPath+"\x00"+path]
+		if !ok {
+			pt = htmltemplate.Must(layout.Clone())
+			if _, err := pt.New(name).Parse(src); err != nil {
+				return nil, nil, fmt.Errorf("template %s: %w", path, err)
+			}
+			done.pages[layoutPath+"\x00"+path] = pt
 		}
-		for _, part := range content.Templates() {
-			if err := known(path, messageKeys(part.Tree)); err != nil {
+		for _, part := range pt.Templates() {
+			if err := known(path, part.Tree); err != nil {
 				return nil, nil, err
 			}
 		}
