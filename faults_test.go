@@ -263,7 +263,14 @@ func TestPostgresConnectionsCut(t *testing.T) {
 	url, _ := serveTestApp(t, app)
 	var wg sync.WaitGroup
 	for i := range 16 { // fill the pool with connections
-		wg.Go(func() { signup(t, url, fmt.Sprintf("warm%d@example.com", i)) })
+		wg.Go(func() {
+			// A signup shed while 16 hash at once on a busy machine (503,
+			// "busy") has done its part: the pool is what is warmed.
+			res, body := do(t, "POST", url+"/v1/users", fmt.Sprintf(`{"name": "Warm", "email": "warm%d@example.com", "password": "pa55word1234"}`, i))
+			if res.StatusCode != http.StatusAccepted && res.StatusCode != http.StatusServiceUnavailable {
+				t.Errorf("warm-up signup: %d %v", res.StatusCode, body)
+			}
+		})
 	}
 	wg.Wait()
 	cut()
