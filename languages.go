@@ -43,9 +43,6 @@ type locale struct {
 	html     map[string]*htmltemplate.Template // those whose key ends in _html: markup around escaped data
 	weekdays []string                          // Sunday first
 	months   []string                          // January first
-	sources  map[string]string                 // the file each message came from, for errors
-	funcs    map[string]any                    // what its messages may call
-	fields   map[string]map[string]bool        // the data fields and functions each message uses
 }
 
 // t is message key with data (a page, an email's data, or a map), as a
@@ -154,44 +151,46 @@ func loadLocales(dir string) (map[string]*locale, []string, error) {
 			}
 		}
 	}
-	raw := map[string]map[string]string{}
-	sources := map[string]map[string]string{}
-	file := map[string]string{} // the last file read of each language, for a message missing
+	raw := map[string]map[string]string{}     // each language's messages, as written
+	sources := map[string]map[string]string{} // the file each came from, for errors
+	file := map[string]string{}               // the last file read of each language, for a message missing
 	for _, tag := range tags {
 		raw[tag], sources[tag] = map[string]string{}, map[string]string{}
-		files := []string{}
-		if slices.Contains(shippedLanguages, tag) {
-			files = append(files, "templates/"+tag+"/messages.json")
-		}
-		if dir != "" {
-			files = append(files, filepath.Join(dir, tag, "messages.json"))
-		}
-		found := false
-		for i, path := range files {
-			var b []byte
-			var err error
-			if i == 0 && slices.Contains(shippedLanguages, tag) {
-				b, err = templateFS.ReadFile(path)
-				path += " (embedded)"
-			} else {
-				b, err = os.ReadFile(path)
-			}
-			if errors.Is(err, fs.ErrNotExist) {
-				continue
-			}
-			if err != nil {
-				return nil, nil, fmt.Errorf("messages %s: %w", path, err)
-			}
-			found, file[tag] = true, path
+		merge := func(b []byte, path string) error {
 			var m map[string]string
 			if err := json.Unmarshal(b, &m); err != nil {
-				return nil, nil, fmt.Errorf("messages %s: %w", path, err)
+				return fmt.Errorf("messages %s: %w", path, err)
 			}
 			for k, v := range m {
 				raw[tag][k], sources[tag][k] = v, path
 			}
+			file[tag] = path
+			return nil
 		}
-		if !found {
+		if slices.Contains(shippedLanguages, tag) {
+			path := "templates/" + tag + "/messages.json"
+			b, err := templateFS.ReadFile(path)
+			if err == nil {
+				err = merge(b, path+" (embedded)")
+			}
+			if err != nil {
+				return nil, nil, err
+			}
+		}
+		if dir != "" {
+			path := filepath.Join(dir, tag, "messages.json")
+			b, err := os.ReadFile(path)
+			switch {
+			case err == nil:
+				err = merge(b, path)
+			case errors.Is(err, fs.ErrNotExist):
+				err = nil
+			}
+			if err != nil {
+				return nil, nil, fmt.Errorf("messages %s: %w", path, err)
+			}
+		}
+		if file[tag] == "" {
 			return nil, nil, fmt.Errorf("-templates: %s is not a language: a language needs its messages.json", filepath.Join(dir, tag))
 		}
 		if _, err := language.Parse(tag); err != nil {
@@ -200,14 +199,15 @@ func loadLocales(dir string) (map[string]*locale, []string, error) {
 	}
 
 	locales := map[string]*locale{}
+	fields := map[string]map[string]map[string]bool{} // the data and functions each message of each language uses
 	for _, tag := range tags {
-		l := &locale{tag: tag, texts: raw[tag], messages: map[string]*template.Template{}, html: map[string]*htmltemplate.Template{},
-			sources: sources[tag], fields: map[string]map[string]bool{}}
-		l.funcs = map[string]any{"formatTime": l.formatTime}
+		l := &locale{tag: tag, texts: raw[tag], messages: map[string]*template.Template{}, html: map[string]*htmltemplate.Template{}}
+		fields[tag] = map[string]map[string]bool{}
 		// One set of templates for the messages, one for the _html ones:
 		// they share their functions, which a template each would copy.
-		texts := template.New("").Funcs(l.funcs).Option("missingkey=error")
-		markups := htmltemplate.New("").Funcs(l.funcs).Option("missingkey=error")
+		funcs := map[string]any{"formatTime": l.formatTime}
+		texts := template.New("").Funcs(funcs).Option("missingkey=error")
+		markups := htmltemplate.New("").Funcs(funcs).Option("missingkey=error")
 		for _, key := range slices.Sorted(maps.Keys(raw[tag])) {
 			src, path := raw[tag][key], sources[tag][key]
 			if _, ok := raw["en"][key]; !ok {
@@ -232,7 +232,7 @@ func loadLocales(dir string) (map[string]*locale, []string, error) {
 				}
 				l.messages[key], tree = m, m.Tree
 			}
-			l.fields[key] = fieldsOf(tree)
+			fields[tag][key] = fieldsOf(tree)
 		}
 		for _, key := range slices.Sorted(maps.Keys(raw["en"])) {
 			if _, ok := raw[tag][key]; !ok {
@@ -250,11 +250,11 @@ func loadLocales(dir string) (map[string]*locale, []string, error) {
 	// A translation may use only the data the English message uses: the
 	// Go code and the templates give what English needs.
 	for _, tag := range tags {
-		for key, used := range locales[tag].fields {
+		for key, used := range fields[tag] {
 			for f := range used {
-				if !locales["en"].fields[key][f] {
+				if !fields["en"][key][f] {
 					return nil, nil, fmt.Errorf("messages %s: %q uses %s, which it is not given (English uses only %s)",
-						locales[tag].sources[key], key, f, strings.Join(slices.Sorted(maps.Keys(locales["en"].fields[key])), ", "))
+						sources[tag][key], key, f, strings.Join(slices.Sorted(maps.Keys(fields["en"][key])), ", "))
 				}
 			}
 		}
@@ -460,22 +460,24 @@ func (l *locale) page(p *page) error {
 	if p.LinkText != "" {
 		p.LinkText = text(p.LinkText)
 	}
-	p.Errors = l.errors(p.Errors, args, &errs)
-	return errors.Join(errs...)
+	var err error
+	p.Errors, err = l.errors(p.Errors, args)
+	return errors.Join(append(errs, err)...)
 }
 
 // errors writes a message key per field in l.
-func (l *locale) errors(keys map[string]string, args map[string]string, errs *[]error) map[string]string {
+func (l *locale) errors(keys map[string]string, args map[string]string) (map[string]string, error) {
 	if keys == nil {
-		return nil
+		return nil, nil
 	}
 	out := make(map[string]string, len(keys))
+	var errs []error
 	for field, key := range keys {
 		s, err := l.text(key, args)
-		*errs = append(*errs, err)
+		errs = append(errs, err)
 		out[field] = s
 	}
-	return out
+	return out, errors.Join(errs...)
 }
 
 // T is message key in the page's language, with data (the page, or

@@ -142,13 +142,13 @@ func (app *application) badRequest(w http.ResponseWriter, r *http.Request, err e
 // failedValidation answers 422 with a message per field, in the
 // language of the request (Accept-Language).
 func (app *application) failedValidation(w http.ResponseWriter, r *http.Request, errs map[string]string) {
-	var failed []error
-	messages := app.locale(r).errors(errs, map[string]string{"AppName": app.cfg.appName}, &failed)
-	if err := errors.Join(failed...); err != nil {
+	l := app.locale(r)
+	messages, err := l.errors(errs, map[string]string{"AppName": app.cfg.appName})
+	if err != nil {
 		app.serverError(w, r, err)
 		return
 	}
-	w.Header().Set("Content-Language", app.locale(r).tag)
+	w.Header().Set("Content-Language", l.tag)
 	app.errorResponse(w, r, http.StatusUnprocessableEntity, messages)
 }
 

@@ -134,6 +134,8 @@ var templateFuncs = map[string]any{"wrap": wrap}
 // of language l and tries each in l.
 func parseLanguage(dir string, l *locale, offered []string, done *parsed) (map[string]mailTemplate, map[string]*htmltemplate.Template, error) {
 	// known reports a key that is no message, with the template naming it.
+	// Every language has the same keys, so a file is checked once, when
+	// it is parsed.
 	known := func(path string, trees ...*parse.Tree) error {
 		for _, tree := range trees {
 			for _, key := range messageKeys(tree) {
@@ -163,12 +165,12 @@ func parseLanguage(dir string, l *locale, offered []string, done *parsed) (map[s
 			if mt.html, err = htmltemplate.New(name).Funcs(templateFuncs).Parse(src); err != nil {
 				return nil, nil, fmt.Errorf("template %s: %w", path, err)
 			}
-			done.emails[path] = mt
-		}
-		for _, part := range mt.text.Templates() {
-			if err := known(path, part.Tree); err != nil {
-				return nil, nil, err
+			for _, part := range mt.text.Templates() {
+				if err := known(path, part.Tree); err != nil {
+					return nil, nil, err
+				}
 			}
+			done.emails[path] = mt
 		}
 		for _, part := range []string{"subject", "plainBody"} {
 			if err := mt.text.ExecuteTemplate(io.Discard, part, sample); err != nil {
@@ -191,10 +193,10 @@ func parseLanguage(dir string, l *locale, offered []string, done *parsed) (map[s
 		if layout, err = htmltemplate.New("layout.html").Funcs(templateFuncs).Parse(layoutSrc); err != nil {
 			return nil, nil, fmt.Errorf("template %s: %w", layoutPath, err)
 		}
+		if err := known(layoutPath, layout.Tree); err != nil {
+			return nil, nil, err
+		}
 		done.layouts[layoutPath] = layout
-	}
-	if err := known(layoutPath, layout.Tree); err != nil {
-		return nil, nil, err
 	}
 	var languages []languageLink
 	for _, tag := range offered {
@@ -216,12 +218,12 @@ func parseLanguage(dir string, l *locale, offered []string, done *parsed) (map[s
 			if _, err := pt.New(name).Parse(src); err != nil {
 				return nil, nil, fmt.Errorf("template %s: %w", path, err)
 			}
-			done.pages[layoutPath+"\x00"+path] = pt
-		}
-		for _, part := range pt.Templates() {
-			if err := known(path, part.Tree); err != nil {
-				return nil, nil, err
+			for _, part := range pt.Templates() {
+				if err := known(path, part.Tree); err != nil {
+					return nil, nil, err
+				}
 			}
+			done.pages[layoutPath+"\x00"+path] = pt
 		}
 		if err := pt.ExecuteTemplate(io.Discard, "layout.html", samplePage); err != nil {
 			return nil, nil, fmt.Errorf("template %s (in %s, language %s): %w", path, layoutPath, l.tag, err)
