@@ -480,6 +480,12 @@ func (l *locale) errors(keys map[string]string, args map[string]string) (map[str
 	return out, errors.Join(errs...)
 }
 
+// Lang is the page's language tag, for lang="…".
+func (p page) Lang() string { return p.locale.tag }
+
+// Lang is the email's language tag, for lang="…".
+func (d mailData) Lang() string { return d.locale.tag }
+
 // T is message key in the page's language, with data (the page, or
 // what the template has at hand) for its placeholders: $.T in a template.
 func (p page) T(key string, data ...any) (any, error) { return p.locale.t(key, first(data)) }

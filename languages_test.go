@@ -106,7 +106,7 @@ func TestEveryLanguageIsComplete(t *testing.T) {
 		}
 		for _, name := range pageFiles {
 			for _, section := range []string{"password", "email", "delete", "language"} {
-				p := page{AppName: "Signup", Lang: tag, Title: "account.title", Lines: []string{"account.sessions.ended"}, Link: "/signup", LinkText: "signup.lost_link",
+				p := page{AppName: "Signup", Title: "account.title", Lines: []string{"account.sessions.ended"}, Link: "/signup", LinkText: "signup.lost_link",
 					Switch: []languageLink{{Tag: "en", Name: "English", Href: "/signup?lang=en"}}, Errors: errs,
 					Form: map[string]string{"name": "Sam Sample", "email": "sam@example.com", "confirm": "yes", "old": "sam@example.com", "new": "sam@example.org", "confirmed": "true", "section": section},
 					Name: "Sam Sample", SignedUpAt: when, Token: "T", Account: &user{Name: "Sam Sample", Email: "sam@example.com"}, Since: when,

@@ -67,8 +67,7 @@ var emailKinds = map[string]emailKind{
 // mailData is what an email template is given.
 type mailData struct {
 	AppName string
-	Lang    string  // the email's language
-	locale  *locale // its messages: $.T
+	locale  *locale // its language: .Lang, $.T
 	Name    string  // as the user typed it: in the bodies only, escaped in HTML
 	Link    string  // with its token, where the email carries one
 	Expires string  // when the link stops working, in UTC; empty if it has no token
@@ -104,7 +103,7 @@ func (app *application) compose(kind string, u *user, token string, now time.Tim
 		return nil, fmt.Errorf("no email of kind %q", kind)
 	}
 	k := emailKinds[kind]
-	data := mailData{AppName: app.cfg.appName, Lang: l.tag, locale: l, Name: u.Name, Link: app.cfg.baseURL + k.path, OldEmail: u.oldEmail, NewEmail: u.newEmail}
+	data := mailData{AppName: app.cfg.appName, locale: l, Name: u.Name, Link: app.cfg.baseURL + k.path, OldEmail: u.oldEmail, NewEmail: u.newEmail}
 	if k.path == "" {
 		data.Link = ""
 	}

@@ -16,10 +16,9 @@ import (
 // Args for the messages' data; render writes them in the page's language.
 type page struct {
 	AppName    string
-	Lang       string            // the page's language
-	locale     *locale           // its messages: $.T, $.FieldError, $.FormatTime
-	Switch     []languageLink    // the other languages offered: this page in each
-	Title      string            //
+	locale     *locale        // its language: .Lang, $.T, $.FieldError, $.FormatTime
+	Switch     []languageLink // the other languages offered: this page in each
+	Title      string
 	Lines      []string          // paragraphs (message.html, resend.html)
 	Link       string            // a link under them, and its text
 	LinkText   string            //
@@ -29,9 +28,9 @@ type page struct {
 	Name       string            // activate.html: the signup's name and time
 	SignedUpAt time.Time         //
 	Token      string            // activate.html, reset-password.html, confirm-email.html: posted back by its buttons
-	Account    *user             // account.html: whose account, since when, the language of its emails, its sessions
+	Account    *user             // account.html: whose account, since when,
 	Since      time.Time         //
-	Languages  []languageLink    //
+	Languages  []languageLink    // the languages offered, its emails' marked Current, and its sessions
 	Sessions   []loginSession    //
 }
 
@@ -49,7 +48,7 @@ var pageHeaders = map[string]string{
 func (app *application) render(w http.ResponseWriter, r *http.Request, status int, name string, p page) {
 	l := app.locale(r)
 	app.keepLanguage(w, r)
-	p.AppName, p.Lang, p.Switch = app.cfg.appName, l.tag, app.languageLinks(r, l)
+	p.AppName, p.Switch = app.cfg.appName, app.languageLinks(r, l)
 	var buf bytes.Buffer
 	err := l.page(&p)
 	if err == nil {

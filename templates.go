@@ -149,7 +149,7 @@ func parseLanguage(dir string, l *locale, offered []string, done *parsed) (map[s
 
 	emails := map[string]mailTemplate{}
 	now := time.Now()
-	sample := mailData{AppName: "Signup", Lang: l.tag, locale: l, Name: "Sam <Sample>", Link: "https://signup.example.com/activate?token=SAMPLE", Expires: l.formatTime(now),
+	sample := mailData{AppName: "Signup", locale: l, Name: "Sam <Sample>", Link: "https://signup.example.com/activate?token=SAMPLE", Expires: l.formatTime(now),
 		OldEmail: "sam@example.com", NewEmail: "sam@example.org"}
 	for kind, k := range emailKinds {
 		name := k.template
@@ -202,7 +202,7 @@ func parseLanguage(dir string, l *locale, offered []string, done *parsed) (map[s
 	for _, tag := range offered {
 		languages = append(languages, languageLink{Tag: tag, Name: tag, Href: "/signup?lang=" + tag, Current: tag == l.tag})
 	}
-	samplePage := page{AppName: "Signup", Lang: l.tag, locale: l, Switch: languages, Languages: languages, Title: "Sample", Lines: []string{"A line."}, Link: "/signup", LinkText: "Sign up",
+	samplePage := page{AppName: "Signup", locale: l, Switch: languages, Languages: languages, Title: "Sample", Lines: []string{"A line."}, Link: "/signup", LinkText: "Sign up",
 		Form:   map[string]string{"name": "Sam", "email": "sam@example.com", "old": "sam@example.com", "new": "sam@example.org", "confirmed": "true"},
 		Errors: map[string]string{"email": "must be provided"}, Name: "Sam", SignedUpAt: now, Token: "SAMPLE",
 		Account: &user{ID: 1, Name: "Sam", Email: "sam@example.com"}, Since: now,
