@@ -105,7 +105,11 @@ func TestEveryLanguageIsComplete(t *testing.T) {
 			errs[f] = "error.required"
 		}
 		for _, name := range pageFiles {
-			for _, section := range []string{"password", "email", "delete", "language"} {
+			sections := []string{""}
+			if name == "account.html" { // each form shows its errors in turn
+				sections = []string{"password", "email", "delete", "language"}
+			}
+			for _, section := range sections {
 				p := page{AppName: "Signup", Title: "account.title", Lines: []string{"account.sessions.ended"}, Link: "/signup", LinkText: "signup.lost_link",
 					Switch: []languageLink{{Tag: "en", Name: "English", Href: "/signup?lang=en"}}, Errors: errs,
 					Form: map[string]string{"name": "Sam Sample", "email": "sam@example.com", "confirm": "yes", "old": "sam@example.com", "new": "sam@example.org", "confirmed": "true", "section": section},
