@@ -73,7 +73,7 @@ func (app *application) changePassword(r *http.Request, u *user, s *loginSession
 	if err != nil {
 		return nil, err
 	}
-	err = app.store.changePassword(r.Context(), u, checked, newHash, s.hash, app.composeWith("", app.now().UTC()))
+	err = app.store.changePassword(r.Context(), u, checked, newHash, s.hash, app.now())
 	if errors.Is(err, errNotFound) {
 		return validator{"current_password": "error.not_current_password"}, nil // changed meanwhile
 	}
@@ -81,7 +81,7 @@ func (app *application) changePassword(r *http.Request, u *user, s *loginSession
 		return nil, app.noticeRefused(err, u.Email, "password change")
 	}
 	app.logger.Info("password changed", "user_id", u.ID)
-	app.kick()
+	app.outbox.kick()
 	return nil, nil
 }
 
@@ -113,11 +113,11 @@ func (app *application) noticeRefused(err error, address, request string) error 
 	return errNoticeOverBudget
 }
 
-// changeEmail starts moving u to the address newAddress, if current is its
+// requestEmailChange starts moving u to the address newAddress, if current is its
 // password: a confirmation link to each address (or, if newAddress has an
 // account, the account-exists email to its owner). The answer is the same
 // whoever owns newAddress, and over a budget.
-func (app *application) changeEmail(r *http.Request, u *user, current, newAddress string) (validator, error) {
+func (app *application) requestEmailChange(r *http.Request, u *user, current, newAddress string) (validator, error) {
 	v := validator{}
 	validateEmail(v, newAddress)
 	v.check(current != "", "current_password", "error.required")
@@ -136,15 +136,9 @@ func (app *application) changeEmail(r *http.Request, u *user, current, newAddres
 		app.overClientBudget(newAddress, "email change")
 		return nil, nil
 	}
-	now := app.now().UTC()
-	tokenOld, hashOld := newToken()
-	tokenNew, hashNew := newToken()
-	err = app.store.requestEmailChange(r.Context(), u, newAddress, checked, hashOld, hashNew, func(kind string, to *user) (*email, error) {
-		if kind == "confirm-email-new" {
-			return app.compose(kind, to, tokenNew, now)
-		}
-		return app.compose(kind, to, tokenOld, now)
-	}, now)
+	tokenOld, _ := newToken()
+	tokenNew, _ := newToken()
+	err = app.store.requestEmailChange(r.Context(), u, newAddress, checked, tokenOld, tokenNew, app.now())
 	if err != nil {
 		release()
 	}
@@ -160,22 +154,22 @@ func (app *application) changeEmail(r *http.Request, u *user, current, newAddres
 		return nil, err
 	}
 	app.logger.Info("email change asked", "user_id", u.ID)
-	app.kick()
+	app.outbox.kick()
 	return nil, nil
 }
 
 // invalidChangeToken is the message for a dead address-change link.
 const invalidChangeToken = "error.change_token"
 
-// confirmEmail confirms the half of an address change that token is for;
+// confirmEmailChange confirms the half of an address change that token is for;
 // it reports whether the change took effect (both halves confirmed).
-func (app *application) confirmEmail(ctx context.Context, token string) (bool, validator, error) {
+func (app *application) confirmEmailChange(ctx context.Context, token string) (bool, validator, error) {
 	invalid := validator{"token": invalidChangeToken}
 	hash := hashToken(token)
 	if hash == nil {
 		return false, invalid, nil
 	}
-	done, sent, err := app.store.confirmEmailChange(ctx, hash, app.composeWith("", app.now().UTC()), app.now())
+	done, sent, err := app.store.confirmEmailChange(ctx, hash, app.now())
 	switch {
 	case errors.Is(err, errNotFound):
 		return false, invalid, nil
@@ -189,7 +183,7 @@ func (app *application) confirmEmail(ctx context.Context, token string) (bool, v
 		if !sent {
 			app.noticeSkipped("", "email change")
 		}
-		app.kick()
+		app.outbox.kick()
 	}
 	return done, nil, nil
 }
@@ -204,7 +198,7 @@ func (app *application) deleteAccount(r *http.Request, u *user, current string) 
 	if err != nil {
 		return passwordProblem(err, "current_password")
 	}
-	err = app.store.deleteAccount(r.Context(), u, checked, app.composeWith("", app.now().UTC()))
+	err = app.store.deleteAccount(r.Context(), u, checked, app.now())
 	if errors.Is(err, errNotFound) {
 		return validator{"current_password": "error.not_current_password"}, nil
 	}
@@ -212,7 +206,7 @@ func (app *application) deleteAccount(r *http.Request, u *user, current string) 
 		return nil, app.noticeRefused(err, u.Email, "account deletion")
 	}
 	app.logger.Info("account deleted", "user_id", u.ID)
-	app.kick()
+	app.outbox.kick()
 	return nil, nil
 }
 
@@ -238,11 +232,7 @@ func (app *application) answerChange(w http.ResponseWriter, r *http.Request, err
 }
 
 // handleChangePassword is PUT /v1/users/me/password.
-func (app *application) handleChangePassword(w http.ResponseWriter, r *http.Request) {
-	u, s := app.bearer(w, r)
-	if u == nil {
-		return
-	}
+func (app *application) handleChangePassword(w http.ResponseWriter, r *http.Request, u *user, s *loginSession) {
 	var input struct {
 		CurrentPassword string `json:"current_password"`
 		Password        string `json:"password"`
@@ -255,12 +245,8 @@ func (app *application) handleChangePassword(w http.ResponseWriter, r *http.Requ
 	app.answerChange(w, r, errs, err, http.StatusOK, envelope{"message": "your password is changed; every other session and token of the account is ended"})
 }
 
-// handleChangeEmail is POST /v1/users/me/email.
-func (app *application) handleChangeEmail(w http.ResponseWriter, r *http.Request) {
-	u, _ := app.bearer(w, r)
-	if u == nil {
-		return
-	}
+// handleRequestEmailChange is POST /v1/users/me/email.
+func (app *application) handleRequestEmailChange(w http.ResponseWriter, r *http.Request, u *user, _ *loginSession) {
 	var input struct {
 		Email           string `json:"email"`
 		CurrentPassword string `json:"current_password"`
@@ -269,12 +255,12 @@ func (app *application) handleChangeEmail(w http.ResponseWriter, r *http.Request
 		app.badRequest(w, r, err)
 		return
 	}
-	errs, err := app.changeEmail(r, u, input.CurrentPassword, input.Email)
+	errs, err := app.requestEmailChange(r, u, input.CurrentPassword, input.Email)
 	app.answerChange(w, r, errs, err, http.StatusAccepted, envelope{"message": "a link is on its way to each address: the change takes effect when both are confirmed"})
 }
 
-// handleConfirmEmail is PUT /v1/users/email: one half of an address change.
-func (app *application) handleConfirmEmail(w http.ResponseWriter, r *http.Request) {
+// handleConfirmEmailChange is PUT /v1/users/email: one half of an address change.
+func (app *application) handleConfirmEmailChange(w http.ResponseWriter, r *http.Request) {
 	var input struct {
 		Token string `json:"token"`
 	}
@@ -286,7 +272,7 @@ func (app *application) handleConfirmEmail(w http.ResponseWriter, r *http.Reques
 		app.failedValidation(w, r, validator{"token": "error.required"})
 		return
 	}
-	done, errs, err := app.confirmEmail(r.Context(), input.Token)
+	done, errs, err := app.confirmEmailChange(r.Context(), input.Token)
 	msg := "this address's half of the change is confirmed; the change takes effect when the other address confirms it too"
 	if done {
 		msg = "the change is confirmed by both addresses: the account has its new address"
@@ -294,12 +280,8 @@ func (app *application) handleConfirmEmail(w http.ResponseWriter, r *http.Reques
 	app.answer(w, r, errs, err, http.StatusOK, envelope{"message": msg})
 }
 
-// handleDeleteMe is DELETE /v1/users/me.
-func (app *application) handleDeleteMe(w http.ResponseWriter, r *http.Request) {
-	u, _ := app.bearer(w, r)
-	if u == nil {
-		return
-	}
+// handleDeleteAccount is DELETE /v1/users/me.
+func (app *application) handleDeleteAccount(w http.ResponseWriter, r *http.Request, u *user, _ *loginSession) {
 	var input struct {
 		CurrentPassword string `json:"current_password"`
 	}
@@ -312,11 +294,7 @@ func (app *application) handleDeleteMe(w http.ResponseWriter, r *http.Request) {
 }
 
 // handleSessions is GET /v1/users/me/sessions.
-func (app *application) handleSessions(w http.ResponseWriter, r *http.Request) {
-	u, s := app.bearer(w, r)
-	if u == nil {
-		return
-	}
+func (app *application) handleSessions(w http.ResponseWriter, r *http.Request, u *user, s *loginSession) {
 	list, err := app.store.sessions(r.Context(), u.ID, s.hash, app.now())
 	if err != nil {
 		app.serverError(w, r, err)
@@ -326,11 +304,7 @@ func (app *application) handleSessions(w http.ResponseWriter, r *http.Request) {
 }
 
 // handleEndSession is DELETE /v1/users/me/sessions/{id}.
-func (app *application) handleEndSession(w http.ResponseWriter, r *http.Request) {
-	u, _ := app.bearer(w, r)
-	if u == nil {
-		return
-	}
+func (app *application) handleEndSession(w http.ResponseWriter, r *http.Request, u *user, _ *loginSession) {
 	err := app.store.endSession(r.Context(), u.ID, r.PathValue("id"))
 	switch {
 	case errors.Is(err, errNotFound):

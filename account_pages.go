@@ -24,7 +24,7 @@ func (app *application) accountPage(w http.ResponseWriter, r *http.Request, stat
 	}
 	form["section"] = section
 	var languages []languageLink
-	mine := app.localeOf(u).tag
+	mine := app.templates.localeOf(u).tag
 	for _, tag := range app.templates.offered {
 		languages = append(languages, languageLink{Tag: tag, Name: app.templates.locales[tag].name, Current: tag == mine})
 	}
@@ -101,7 +101,7 @@ func (app *application) handleAccountPasswordForm(w http.ResponseWriter, r *http
 // handleAccountEmailForm asks for an address change from the account page.
 func (app *application) handleAccountEmailForm(w http.ResponseWriter, r *http.Request) {
 	app.accountForm(w, r, "email", func(u *user, s *loginSession) (validator, error) {
-		return app.changeEmail(r, u, r.PostForm.Get("current_password"), r.PostForm.Get("email"))
+		return app.requestEmailChange(r, u, r.PostForm.Get("current_password"), r.PostForm.Get("email"))
 	}, func(u *user, s *loginSession) {
 		p := pageOf("account.email.done.title", "account.email.done.text", "account.email.done.until").withLink("/account", "account.back")
 		p.Args = map[string]string{"Old": u.Email, "New": r.PostForm.Get("email")}
@@ -183,26 +183,26 @@ func (app *application) handleConfirmEmailForm(w http.ResponseWriter, r *http.Re
 	token := r.PostForm.Get("token")
 	switch r.PostForm.Get("action") {
 	case "confirm":
-		done, errs, err := app.confirmEmail(r.Context(), token)
+		done, errs, err := app.confirmEmailChange(r.Context(), token)
 		switch {
 		case err != nil:
 			app.pageError(w, r, err)
 		case errs["token"] == invalidChangeToken:
 			app.deadChangeLink(w, r)
 		case len(errs) > 0:
-			app.message(w, r, http.StatusUnprocessableEntity, "confirm.taken.title", "confirm.taken.text")
+			app.showMessage(w, r, http.StatusUnprocessableEntity, "confirm.taken.title", "confirm.taken.text")
 		case done:
-			app.message(w, r, http.StatusOK, "confirm.done.title", "confirm.done.text")
+			app.showMessage(w, r, http.StatusOK, "confirm.done.title", "confirm.done.text")
 		default:
-			app.message(w, r, http.StatusOK, "confirm.half.title", "confirm.half.text")
+			app.showMessage(w, r, http.StatusOK, "confirm.half.title", "confirm.half.text")
 		}
 	case "cancel":
 		if err := app.store.cancelEmailChange(r.Context(), hashToken(token), app.now()); app.linkFailed(w, r, err, app.deadChangeLink) {
 			return
 		}
-		app.message(w, r, http.StatusOK, "confirm.cancelled.title", "confirm.cancelled.text")
+		app.showMessage(w, r, http.StatusOK, "confirm.cancelled.title", "confirm.cancelled.text")
 	default:
-		app.message(w, r, http.StatusBadRequest, "badform.title", "badbutton.text")
+		app.showMessage(w, r, http.StatusBadRequest, "badform.title", "badbutton.text")
 	}
 }
 

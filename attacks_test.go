@@ -151,7 +151,7 @@ func TestResetEndsALoginInProgress(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := app.store.setPasswordByToken(context.Background(), hashToken(resetToken), newHash, app.composeWith("", time.Now()), time.Now()); err != nil {
+	if _, _, err := app.store.resetPassword(context.Background(), hashToken(resetToken), newHash, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	for range cap(app.hasher.slots) {
@@ -274,7 +274,7 @@ func floodApp(t *testing.T, srv *testSMTP) *testApp {
 // waitOutboxIdle waits until nothing is pending in app's outbox.
 func waitOutboxIdle(t *testing.T, app *testApp) {
 	t.Helper()
-	app.background(app.deliverer.sweep)
+	app.background(app.outbox.emails.sweep)
 	waitFor(t, 20*time.Second, "the outbox drained", func() bool {
 		pending, _, err := app.store.outboxCounts(context.Background())
 		return err == nil && pending == 0

@@ -71,11 +71,13 @@ func (app *application) login(w http.ResponseWriter, r *http.Request, email, pas
 	}
 	token, l := app.newLogin(r, scope, now)
 	var deviceToken string
-	var deviceHash []byte
+	var deviceCookieToken *linkToken
 	if !device {
-		deviceToken, deviceHash = newToken()
+		var hash []byte
+		deviceToken, hash = newToken()
+		deviceCookieToken = &linkToken{hash: hash, scope: "device", expiry: now.Add(deviceTTL)}
 	}
-	err = app.store.loginSucceeded(r.Context(), u, client, u.passwordHash, l, deviceHash, now)
+	err = app.store.loginSucceeded(r.Context(), u, client, u.passwordHash, l, deviceCookieToken, now)
 	if errors.Is(err, errNotFound) { // the password changed while it was checked
 		return "", time.Time{}, errBadCredentials
 	}
@@ -100,10 +102,10 @@ func (app *application) newLogin(r *http.Request, scope string, now time.Time) (
 	return token, &newSession{hash: hash, scope: scope, expiry: now.Add(ttl), userAgent: r.UserAgent()}
 }
 
-// handleCreateAuthToken logs in: a bearer token for the right email and
+// handleLogin logs in: a bearer token for the right email and
 // password of an activated account (login); 401 for any failure, 429 with
 // Retry-After past the throttle.
-func (app *application) handleCreateAuthToken(w http.ResponseWriter, r *http.Request) {
+func (app *application) handleLogin(w http.ResponseWriter, r *http.Request) {
 	var input struct {
 		Email    string `json:"email"`
 		Password string `json:"password"`
@@ -128,7 +130,7 @@ func (app *application) handleCreateAuthToken(w http.ResponseWriter, r *http.Req
 	case errors.Is(err, errBadCredentials):
 		app.errorResponse(w, r, http.StatusUnauthorized, "invalid authentication credentials")
 	case err != nil:
-		app.hashError(w, r, err)
+		app.serverError(w, r, err)
 	default:
 		data := envelope{"authentication_token": map[string]any{"token": token, "expiry": expiry.UTC().Truncate(time.Second)}}
 		app.writeJSON(w, r, http.StatusCreated, data)
@@ -182,42 +184,37 @@ func bearerHash(r *http.Request) []byte {
 	return hashToken(strings.TrimSpace(token))
 }
 
-// bearer returns the user of the request's live bearer token and its
-// session, or answers 401 with WWW-Authenticate and returns nil.
-func (app *application) bearer(w http.ResponseWriter, r *http.Request) (*user, *loginSession) {
-	var u *user
-	var s *loginSession
-	var err error
-	if hash := bearerHash(r); hash != nil {
-		u, s, err = app.store.sessionUser(r.Context(), hash, "authentication", app.now())
+// requireBearer wraps a handler of the API that needs a live bearer
+// token: it is given the token's user and session; without one the
+// request is answered 401 with WWW-Authenticate.
+func (app *application) requireBearer(next func(w http.ResponseWriter, r *http.Request, u *user, s *loginSession)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var u *user
+		var s *loginSession
+		var err error
+		if hash := bearerHash(r); hash != nil {
+			u, s, err = app.store.sessionUser(r.Context(), hash, "authentication", app.now())
+		}
+		if err != nil && !errors.Is(err, errNotFound) {
+			app.serverError(w, r, err)
+			return
+		}
+		if u == nil {
+			w.Header().Set("WWW-Authenticate", "Bearer")
+			app.errorResponse(w, r, http.StatusUnauthorized, "invalid or missing authentication token")
+			return
+		}
+		next(w, r, u, s)
 	}
-	if err != nil && !errors.Is(err, errNotFound) {
-		app.serverError(w, r, err)
-		return nil, nil
-	}
-	if u == nil {
-		w.Header().Set("WWW-Authenticate", "Bearer")
-		app.errorResponse(w, r, http.StatusUnauthorized, "invalid or missing authentication token")
-		return nil, nil
-	}
-	return u, s
 }
 
 // handleMe answers the user of the bearer token.
-func (app *application) handleMe(w http.ResponseWriter, r *http.Request) {
-	u, _ := app.bearer(w, r)
-	if u == nil {
-		return
-	}
+func (app *application) handleMe(w http.ResponseWriter, r *http.Request, u *user, _ *loginSession) {
 	app.writeJSON(w, r, http.StatusOK, envelope{"user": u})
 }
 
-// handleDeleteAuthToken logs out: the bearer token is revoked.
-func (app *application) handleDeleteAuthToken(w http.ResponseWriter, r *http.Request) {
-	u, s := app.bearer(w, r)
-	if u == nil {
-		return
-	}
+// handleLogout logs out: the bearer token is revoked.
+func (app *application) handleLogout(w http.ResponseWriter, r *http.Request, u *user, s *loginSession) {
 	if err := app.store.deleteToken(r.Context(), s.hash, "authentication"); err != nil {
 		app.serverError(w, r, err)
 		return
@@ -228,15 +225,15 @@ func (app *application) handleDeleteAuthToken(w http.ResponseWriter, r *http.Req
 // requestPasswordReset sends what a password reset for address sends
 // (store.requestPasswordReset); the answer is the same whoever owns it.
 func (app *application) requestPasswordReset(ctx context.Context, address string) (validator, error) {
-	return app.mailAddress(ctx, address, "password reset", func(tokenHash []byte, compose composer) error {
-		_, err := app.store.queuePasswordReset(ctx, address, tokenHash, compose)
+	return app.emailRequest(ctx, address, "password reset", func(token string, now time.Time) error {
+		_, err := app.store.requestPasswordReset(ctx, address, token, now)
 		return err
 	})
 }
 
-// handleCreateResetToken asks for a password reset email; the answer is
+// handleRequestPasswordReset asks for a password reset email; the answer is
 // the same for any address.
-func (app *application) handleCreateResetToken(w http.ResponseWriter, r *http.Request) {
+func (app *application) handleRequestPasswordReset(w http.ResponseWriter, r *http.Request) {
 	app.handleEmailRequest(w, r, app.requestPasswordReset,
 		"if an account has this address, an email is on its way with a link to reset its password")
 }
@@ -266,7 +263,7 @@ func (app *application) resetPassword(ctx context.Context, token, password strin
 	if err != nil {
 		return nil, err
 	}
-	u, sent, err := app.store.setPasswordByToken(ctx, hash, passwordHash, app.composeWith("", app.now().UTC()), app.now())
+	u, sent, err := app.store.resetPassword(ctx, hash, passwordHash, app.now())
 	if errors.Is(err, errNotFound) {
 		return invalid, nil
 	}
@@ -277,7 +274,7 @@ func (app *application) resetPassword(ctx context.Context, token, password strin
 	if !sent {
 		app.noticeSkipped(u.Email, "password reset")
 	}
-	app.kick()
+	app.outbox.kick()
 	return nil, nil
 }
 

@@ -504,12 +504,12 @@ func BenchmarkOutboxDrainPostgres(b *testing.B) {
 		}
 		for i := range n {
 			u := &user{CreatedAt: time.Now(), Name: "Bulk", Email: fmt.Sprintf("bulk%d@example.com", i), passwordHash: []byte("x")}
-			if err := tx.Stmt(st.insertNewUserStmt).QueryRow(millis(u.CreatedAt), u.Name, u.Email, u.Email, u.passwordHash).Scan(&u.ID); err != nil {
+			if err := tx.Stmt(st.insertNewUserStmt).QueryRow(millis(u.CreatedAt), u.Name, u.Email, u.Email, u.passwordHash, "").Scan(&u.ID); err != nil {
 				b.Fatal(err)
 			}
-			e, _ := app.compose("welcome", u, "AAAAAAAAAAAAAAAAAAAAAAAAAA", time.Now())
+			e, _ := app.email(kindWelcome, u, "AAAAAAAAAAAAAAAAAAAAAAAAAA", time.Now())
 			var id int64
-			if err := tx.Stmt(st.insertEmailStmt).QueryRow(e.Kind, u.ID, millis(e.CreatedAt), e.MessageID, e.Recipient, e.Message, millis(e.CreatedAt)).Scan(&id); err != nil {
+			if err := tx.Stmt(st.insertRowStmt).QueryRow(e.Channel, e.Kind, u.ID, millis(e.CreatedAt), e.MessageID, e.Recipient, e.Message, millis(e.CreatedAt)).Scan(&id); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -54,26 +54,26 @@ type captureBackend struct {
 }
 
 func (b *captureBackend) NewSession(*smtp.Conn) (smtp.Session, error) {
-	return &captureSession{backend: b}, nil
+	return &captureMail{backend: b}, nil
 }
 
-type captureSession struct {
+type captureMail struct {
 	backend *captureBackend
 	to      []string
 }
 
-func (s *captureSession) Mail(string, *smtp.MailOptions) error { return nil }
+func (s *captureMail) Mail(string, *smtp.MailOptions) error { return nil }
 
-func (s *captureSession) Rcpt(to string, _ *smtp.RcptOptions) error {
+func (s *captureMail) Rcpt(to string, _ *smtp.RcptOptions) error {
 	s.to = append(s.to, to)
 	return nil
 }
 
-func (s *captureSession) Reset() { s.to = nil }
+func (s *captureMail) Reset() { s.to = nil }
 
-func (s *captureSession) Logout() error { return nil }
+func (s *captureMail) Logout() error { return nil }
 
-func (s *captureSession) Data(r io.Reader) error {
+func (s *captureMail) Data(r io.Reader) error {
 	msg, err := io.ReadAll(r)
 	if err != nil {
 		return err

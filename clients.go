@@ -228,7 +228,7 @@ func (app *application) rateLimit(next http.Handler) http.Handler {
 			if strings.HasPrefix(r.URL.Path, "/v1/") {
 				app.errorResponse(w, r, http.StatusTooManyRequests, "rate limit exceeded")
 			} else {
-				app.message(w, r, http.StatusTooManyRequests, "slowdown.title", "slowdown.text")
+				app.showMessage(w, r, http.StatusTooManyRequests, "slowdown.title", "slowdown.text")
 			}
 			return
 		}

@@ -14,9 +14,9 @@ import (
 	"time"
 )
 
-// outbox runs `signup outbox list` and `signup outbox retry`, beside the
-// serving process or without one.
-func outbox(ctx context.Context, cfg config, args []string, stdout, stderr io.Writer) error {
+// cmdOutbox runs `signup outbox list` and `signup outbox retry`, beside
+// the serving process or without one.
+func cmdOutbox(ctx context.Context, cfg config, args []string, stdout, stderr io.Writer) error {
 	usage := fmt.Errorf("%w: outbox list [-status pending|failed|sent] [-json] | outbox retry (ID... | -failed)", errUsage)
 	if len(args) == 0 {
 		fmt.Fprintln(stderr, "signup:", usage)

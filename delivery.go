@@ -1,9 +1,10 @@
 package main
 
-// delivery.go is the deliverer: it claims due outbox rows of its channel
-// for this instance, sends them through its sender (the SMTP client for
-// emails, webhook.go's for webhooks), records each attempt, and keeps its
-// claims alive while it runs.
+// delivery.go is the outbox's machinery: the outbox (a deliverer per
+// channel, started and stopped as one), and the deliverer, which claims
+// due rows of its channel for this instance, sends them through its
+// sender (mail.go's SMTP client for emails, webhooks.go's for webhooks),
+// records each attempt, and keeps its claims alive while it sends.
 
 import (
 	"context"
@@ -24,34 +25,119 @@ import (
 // by a killed process are released at the next start (SQLite) or expire
 // within a lease (PostgreSQL, where other instances take them over).
 const (
-	maxSessions = 4               // sessions at once
-	claimBatch  = 20              // rows claimed at a time by one session
+	maxConnsOut = 4               // connections a deliverer has open at once
+	claimBatch  = 20              // rows claimed at a time by one connection
 	giveUpAfter = 72 * time.Hour  // a temporary failure this long after queueing is final
 	sweepIdle   = 2 * time.Second // the sweeper looks for due rows at least this often: another process may add some
 	sweepBusy   = 50 * time.Millisecond
 )
 
-// sender opens sessions with where outbox rows go: one per channel, each
-// with a deliverer of its own, so that a slow webhook receiver never holds
-// up an email, nor a slow SMTP server a webhook.
+// outbox delivers what the changes queued: a deliverer per channel, so
+// that a slow webhook receiver never holds up an email, nor a slow SMTP
+// server a webhook. Like Litestream's Replica it starts and stops itself:
+// start runs each deliverer's sweep and claim renewal as background tasks
+// (through the application's one background()); stop makes it claim
+// nothing more, and its tasks end once what they hold is sent.
+type outbox struct {
+	emails   *deliverer
+	webhooks *deliverer // nil without -webhook-url
+	store    *store
+	logger   *slog.Logger
+}
+
+// newOutbox is the outbox of cfg: emails through emails (nil for a
+// command that only queues), and webhooks when -webhook-url is set. Each
+// delivery is a task started by background.
+func newOutbox(cfg config, st *store, emails sender, logger *slog.Logger, m *metrics, now func() time.Time, background func(fn func(ctx context.Context))) *outbox {
+	newDeliverer := func(channel string, s sender) *deliverer {
+		return &deliverer{channel: channel, store: st, sender: s, logger: logger, metrics: m, now: now, background: background,
+			lease: cfg.claimLease, retryMin: cfg.mailRetryMin, retryMax: cfg.mailRetryMax,
+			slots: make(chan struct{}, maxConnsOut), freed: make(chan struct{}, 1), resched: make(chan struct{}, 1), stopping: make(chan struct{})}
+	}
+	o := &outbox{emails: newDeliverer(channelEmail, emails), store: st, logger: logger}
+	if cfg.webhookURL != "" {
+		o.webhooks = newDeliverer(channelWebhook, newWebhookSender(cfg.webhookURL, cfg.webhookKey, time.Now))
+	}
+	return o
+}
+
+// deliverers are the outbox's: emails, and webhooks when configured.
+func (o *outbox) deliverers() []*deliverer {
+	if o.webhooks == nil {
+		return []*deliverer{o.emails}
+	}
+	return []*deliverer{o.emails, o.webhooks}
+}
+
+// start logs what the outbox holds and starts each deliverer's sweep and
+// claim renewal. With SQLite this process holds the database lock, so any
+// claim is left by one that died and is released first; on PostgreSQL
+// other instances' claims are theirs until their lease expires.
+func (o *outbox) start(ctx context.Context) error {
+	if o.store.engine == "sqlite" {
+		if err := o.store.releaseAllClaims(ctx); err != nil {
+			return err
+		}
+	}
+	pending, failed, err := o.store.outboxCounts(ctx)
+	if err != nil {
+		return err
+	}
+	o.logger.Info("outbox", "pending", pending, "failed", failed)
+	for _, d := range o.deliverers() {
+		d.background(d.sweep)
+		d.background(d.renew)
+	}
+	return nil
+}
+
+// kick starts delivery of what a change just queued: its emails and its
+// webhooks.
+func (o *outbox) kick() {
+	for _, d := range o.deliverers() {
+		d.kick()
+	}
+}
+
+// kickWebhooks starts delivery of the webhook a change that sends no
+// email just queued, if webhooks are on.
+func (o *outbox) kickWebhooks() {
+	if o.webhooks != nil {
+		o.webhooks.kick()
+	}
+}
+
+// stop makes the outbox claim nothing more: shutdown has begun waiting
+// for background tasks. Its sweeps end at once; its deliveries finish
+// what they hold, and its renewals end with them.
+func (o *outbox) stop() {
+	for _, d := range o.deliverers() {
+		d.drain()
+	}
+}
+
+// sender opens connections to where outbox rows go: one per channel, each
+// with a deliverer of its own.
 type sender interface {
-	open(ctx context.Context) (session, error)
+	open(ctx context.Context) (conn, error)
 	// permanent reports whether a send's error is final: no retry will change it.
 	permanent(err error) bool
 }
 
-// session carries messages until it is full or fails.
-type session interface {
-	send(e *email) error
-	full() bool // it takes no more messages
+// conn carries rows to where they go (an SMTP connection, or requests to
+// the webhook receiver) until it is full or fails.
+type conn interface {
+	send(e *outboxRow) error
+	full() bool // it takes no more rows
 	close()     // after the last success
 	abort()     // after a failure: its state is unknown
 }
 
-// deliverer sends the outbox's due rows, at most maxSessions sessions at a
-// time, each started as a background task that shutdown waits for.
+// deliverer sends the outbox's due rows of one channel over at most
+// maxConnsOut connections at a time, each a background task that
+// shutdown waits for.
 type deliverer struct {
-	channel            string // "email" or "webhook": the rows it claims
+	channel            string // channelEmail or channelWebhook: the rows it claims
 	store              *store
 	sender             sender
 	logger             *slog.Logger
@@ -59,10 +145,10 @@ type deliverer struct {
 	now                func() time.Time
 	lease              time.Duration // how long a claim lasts unless renewed
 	retryMin, retryMax time.Duration
-	background         func(fn func(ctx context.Context))        // starts a task that shutdown waits for
-	recompose          func(ctx context.Context, id int64) error // composes a row afresh, due now
+	background         func(fn func(ctx context.Context)) // the application's: starts a task that shutdown waits for
 
-	slots    chan struct{} // one token per session running
+	slots    chan struct{} // one token per connection open
+	freed    chan struct{} // a slot was given back: a draining renewal looks whether any is still taken
 	resched  chan struct{} // a retry time changed: the sweeper looks again
 	queued   atomic.Bool   // a deliver task is waiting for a slot
 	stopping chan struct{} // closed when shutdown begins waiting for background tasks
@@ -87,7 +173,7 @@ func (d *deliverer) kick() {
 	select {
 	case d.slots <- struct{}{}:
 		d.background(func(ctx context.Context) {
-			defer func() { <-d.slots }()
+			defer d.giveBack()
 			d.queued.Store(false)
 			d.sendDue(ctx, true)
 		})
@@ -118,7 +204,7 @@ func (d *deliverer) draining() bool {
 
 // deliver waits for one of the slots, then sends due rows. Once draining
 // it stops waiting: it holds nothing yet, and claims nothing new — a
-// session stuck at a hung server's greeting holds a shutdown up for one
+// connection stuck at a hung server's greeting holds a shutdown up for one
 // connect timeout, not for a further batch behind it.
 func (d *deliverer) deliver(ctx context.Context) {
 	select {
@@ -130,13 +216,22 @@ func (d *deliverer) deliver(ctx context.Context) {
 		d.queued.Store(false)
 		return
 	}
-	defer func() { <-d.slots }()
+	defer d.giveBack()
 	d.queued.Store(false)
 	d.sendDue(ctx, false)
 }
 
+// giveBack gives back the slot of a connection that is over.
+func (d *deliverer) giveBack() {
+	<-d.slots
+	select {
+	case d.freed <- struct{}{}:
+	default:
+	}
+}
+
 // sendDue claims due rows a batch at a time and sends them over one
-// session until none is due. Once draining it claims nothing more — but
+// connection until none is due. Once draining it claims nothing more — but
 // its first batch when claimFirst (its slot was taken before the drain
 // began): a draining process finishes what it holds, not what is queued,
 // or kept being added, after the wait began (that stays pending for the
@@ -144,7 +239,7 @@ func (d *deliverer) deliver(ctx context.Context) {
 // progress is cut and what is unsent stays pending.
 func (d *deliverer) sendDue(ctx context.Context, claimFirst bool) {
 	dbctx := context.WithoutCancel(ctx)
-	var s session
+	var s conn
 	defer func() {
 		if s != nil {
 			s.close()
@@ -161,7 +256,7 @@ func (d *deliverer) sendDue(ctx context.Context, claimFirst bool) {
 			return
 		}
 		if len(batch) == claimBatch {
-			d.kick() // a backlog: let another session help
+			d.kick() // a backlog: let another connection help
 		}
 		for i, e := range batch {
 			if e.stale != nil {
@@ -212,8 +307,8 @@ func (d *deliverer) sendDue(ctx context.Context, claimFirst bool) {
 // message cannot be sent as it is — queued again by `signup outbox retry`,
 // or sealed with another key (the database was restored without its key
 // file) — and leaves it due now. A row whose account is gone fails.
-func (d *deliverer) composeAfresh(ctx context.Context, e *email) {
-	if d.channel == "webhook" {
+func (d *deliverer) composeAfresh(ctx context.Context, e *outboxRow) {
+	if d.channel == channelWebhook {
 		// A webhook is never composed again: its body is the event.
 		if err := d.store.markFailed(ctx, e, "its body cannot be read ("+e.stale.Error()+"): nothing to send"); err != nil {
 			d.logger.Error("mark webhook failed", "id", e.ID, "error", err)
@@ -223,7 +318,7 @@ func (d *deliverer) composeAfresh(ctx context.Context, e *email) {
 	}
 	// Composed afresh while still claimed, so that no other task takes the
 	// stale row meanwhile; requeue drops the claim.
-	err := d.recompose(ctx, e.ID)
+	_, err := d.store.recompose(ctx, e.ID, d.now().UTC())
 	if errors.Is(err, errNotFound) {
 		err = d.store.markFailed(ctx, e, "its account is gone: nothing to compose it for")
 	}
@@ -244,13 +339,13 @@ func (d *deliverer) composeAfresh(ctx context.Context, e *email) {
 // recordSent marks e sent and logs it. The server has accepted it: if the
 // database cannot take that just now, it is tried again until it can (or
 // the shutdown deadline), so that the email is neither held nor sent twice.
-func (d *deliverer) recordSent(ctx context.Context, e *email) {
+func (d *deliverer) recordSent(ctx context.Context, e *outboxRow) {
 	defer d.unhold(e)
 	if err := d.record(ctx, "mark "+d.channel+" sent", e, func(dbctx context.Context) error { return d.store.markSent(dbctx, e) }); err != nil {
 		return
 	}
 	d.count(e, "sent", nil)
-	if d.channel == "webhook" {
+	if d.channel == channelWebhook {
 		d.logger.Info("webhook delivered", "type", e.Kind, "webhook_id", e.MessageID, "attempt", e.Attempts+1)
 		return
 	}
@@ -259,7 +354,7 @@ func (d *deliverer) recordSent(ctx context.Context, e *email) {
 
 // count counts an attempt at e in the metrics: its result, and the reply
 // class of the server (sendErr nil: it accepted).
-func (d *deliverer) count(e *email, result string, sendErr error) {
+func (d *deliverer) count(e *outboxRow, result string, sendErr error) {
 	d.metrics.deliveries.WithLabelValues(d.channel, e.Kind, result).Inc()
 	class := "2xx"
 	var se *smtp.SMTPError
@@ -273,7 +368,7 @@ func (d *deliverer) count(e *email, result string, sendErr error) {
 	default:
 		class = "none"
 	}
-	if d.channel == "webhook" {
+	if d.channel == channelWebhook {
 		d.metrics.webhookReply.WithLabelValues(class).Inc()
 	} else {
 		d.metrics.smtpReplies.WithLabelValues(class).Inc()
@@ -282,11 +377,11 @@ func (d *deliverer) count(e *email, result string, sendErr error) {
 
 // recordFailure logs a failed attempt at e once, and either schedules a
 // retry or, for a permanent refusal or after giveUpAfter, marks it failed.
-func (d *deliverer) recordFailure(ctx context.Context, e *email, sendErr error) {
+func (d *deliverer) recordFailure(ctx context.Context, e *outboxRow, sendErr error) {
 	defer d.unhold(e)
 	attempt := e.Attempts + 1
 	args := []any{"user_id", e.UserID, "message_id", e.MessageID, "attempt", attempt}
-	if d.channel == "webhook" {
+	if d.channel == channelWebhook {
 		args = []any{"type", e.Kind, "webhook_id", e.MessageID, "attempt", attempt}
 	}
 	why := sendErr.Error()
@@ -335,7 +430,7 @@ func (d *deliverer) recordFailure(ctx context.Context, e *email, sendErr error) 
 // task's: cancelled at the shutdown deadline) ends, returning the last
 // error; the claim then expires by itself, or is released at the next
 // start.
-func (d *deliverer) record(ctx context.Context, what string, e *email, mark func(ctx context.Context) error) error {
+func (d *deliverer) record(ctx context.Context, what string, e *outboxRow, mark func(ctx context.Context) error) error {
 	dbctx := context.WithoutCancel(ctx)
 	for attempt := 1; ; attempt++ {
 		err := mark(dbctx)
@@ -361,7 +456,7 @@ func (d *deliverer) record(ctx context.Context, what string, e *email, mark func
 // returns them less any another task of this process still holds: a claim
 // can expire under a holder whose update waits for the database, and the
 // holder's outcome is the one to record.
-func (d *deliverer) hold(batch []*email) []*email {
+func (d *deliverer) hold(batch []*outboxRow) []*outboxRow {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.held == nil {
@@ -378,7 +473,7 @@ func (d *deliverer) hold(batch []*email) []*email {
 }
 
 // unhold records that e's attempt is over: its claim is renewed no more.
-func (d *deliverer) unhold(e *email) {
+func (d *deliverer) unhold(e *outboxRow) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	delete(d.held, e.ID)
@@ -416,10 +511,35 @@ func (d *deliverer) sweep(ctx context.Context) {
 	}
 }
 
-// renewClaims extends the claims on the rows this process is sending now,
-// and only those: while a send runs no other instance takes its row over,
-// and a claim whose attempt is over (or whose process died) is free within
-// one lease. It runs every third of a lease.
+// renew extends, every third of a lease, the claims on the rows this
+// process is sending now, and only those: while a send runs no other
+// instance takes its row over, and a claim whose attempt is over (or whose
+// process died) is free within one lease. Once draining it ends when no
+// connection is open any more (none will open again), and at the
+// shutdown deadline; either way it then releases this instance's claims
+// of its channel, so that other instances send what it did not.
+func (d *deliverer) renew(ctx context.Context) {
+	defer d.releaseClaims()
+	tick := time.NewTicker(d.lease / 3)
+	defer tick.Stop()
+	stopping := d.stopping
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			d.renewClaims()
+		case <-stopping:
+			stopping = nil // looked at below, from now on after every slot given back
+		case <-d.freed:
+		}
+		if d.draining() && len(d.slots) == 0 {
+			return
+		}
+	}
+}
+
+// renewClaims extends this process's claims on the rows it holds.
 func (d *deliverer) renewClaims() {
 	d.mu.Lock()
 	ids := make([]int64, 0, len(d.held))
@@ -432,6 +552,17 @@ func (d *deliverer) renewClaims() {
 	}
 	if err := d.store.renewClaims(context.Background(), ids, d.now(), d.lease); err != nil {
 		d.logger.Error("renew claims", "error", err)
+	}
+}
+
+// releaseClaims drops this instance's claims on its channel's rows, within
+// lastWordsTimeout: with the database away they expire by themselves.
+func (d *deliverer) releaseClaims() {
+	ctx, cancel := context.WithTimeout(context.Background(), lastWordsTimeout)
+	defer cancel()
+	if err := d.store.releaseOwnClaims(ctx, d.channel); err != nil {
+		d.logger.Warn("could not release this instance's claims: the database is unavailable; they expire within -mail-claim-lease",
+			"channel", d.channel, "error", err)
 	}
 }
 

@@ -176,16 +176,16 @@ func TestShutdownWhileServerHangsAtGreeting(t *testing.T) {
 	t.Parallel()
 	hung := startHangingSMTP(t)
 	app := newTestApp(t, &testSMTP{host: hung.host, port: hung.port}, nil)
-	app.deliverer.sender.(*mailer).connectTimeout = 2 * time.Second
+	app.outbox.emails.sender.(*mailer).connectTimeout = 2 * time.Second
 	url, stop := serveTestApp(t, app)
-	for i := 0; hung.accepted.Load() < maxSessions; i++ {
+	for i := 0; hung.accepted.Load() < maxConnsOut; i++ {
 		if i == 100 {
-			t.Fatalf("got %d sessions after 100 signups, want %d", hung.accepted.Load(), maxSessions)
+			t.Fatalf("got %d sessions after 100 signups, want %d", hung.accepted.Load(), maxConnsOut)
 		}
 		signup(t, url, "hang"+string(rune('a'+i%26))+string(rune('a'+i/26))+"@example.com")
 	}
 	signup(t, url, "queued@example.com") // a delivery now waits for a slot
-	waitFor(t, 10*time.Second, "a delivery queued for a slot", func() bool { return app.deliverer.queued.Load() })
+	waitFor(t, 10*time.Second, "a delivery queued for a slot", func() bool { return app.outbox.emails.queued.Load() })
 	before := hung.accepted.Load()
 	if err := stop(); err != nil {
 		t.Fatalf("shutdown returned %v, want nil: it finished its own work", err)

@@ -97,7 +97,7 @@ func startSMTP(t testing.TB, setup func(s *testSMTP)) *testSMTP {
 }
 
 func (s *testSMTP) NewSession(c *smtp.Conn) (smtp.Session, error) {
-	return &testSession{srv: s, conn: c, id: s.sessions.Add(1), helo: c.Hostname()}, nil
+	return &testSMTPMail{srv: s, conn: c, id: s.sessions.Add(1), helo: c.Hostname()}, nil
 }
 
 // ehloListener counts the EHLO and HELO commands of each connection it
@@ -148,7 +148,7 @@ func (s *testSMTP) waitMessages(t testing.TB, n int, timeout time.Duration) []re
 	return s.messages()
 }
 
-type testSession struct {
+type testSMTPMail struct {
 	srv      *testSMTP
 	conn     *smtp.Conn
 	id       int64
@@ -157,7 +157,7 @@ type testSession struct {
 	user     string
 }
 
-func (s *testSession) AuthMechanisms() []string {
+func (s *testSMTPMail) AuthMechanisms() []string {
 	switch {
 	case s.srv.auth == "":
 		return nil
@@ -167,7 +167,7 @@ func (s *testSession) AuthMechanisms() []string {
 	return []string{sasl.Plain}
 }
 
-func (s *testSession) Auth(mech string) (sasl.Server, error) {
+func (s *testSMTPMail) Auth(mech string) (sasl.Server, error) {
 	check := func(username, password string) error {
 		if username != "user" || password != s.srv.auth {
 			return &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8}, Message: "bad credentials"}
@@ -197,7 +197,7 @@ func (l *loginServer) Next(response []byte) ([]byte, bool, error) {
 	return nil, true, l.check(l.username, string(response))
 }
 
-func (s *testSession) Mail(from string, _ *smtp.MailOptions) error {
+func (s *testSMTPMail) Mail(from string, _ *smtp.MailOptions) error {
 	// OpenSMTPD answers a second EHLO with 503, and the client's next
 	// command finds it has not said hello: the same failure, one step on.
 	if c, ok := s.conn.Conn().(*ehloConn); ok && c.ehlos.Load() > 1 {
@@ -219,7 +219,7 @@ func (s *testSession) Mail(from string, _ *smtp.MailOptions) error {
 	return nil
 }
 
-func (s *testSession) Rcpt(to string, _ *smtp.RcptOptions) error {
+func (s *testSMTPMail) Rcpt(to string, _ *smtp.RcptOptions) error {
 	s.srv.mu.Lock()
 	s.srv.rcptN++
 	n := s.srv.rcptN
@@ -238,7 +238,7 @@ func (s *testSession) Rcpt(to string, _ *smtp.RcptOptions) error {
 	return nil
 }
 
-func (s *testSession) Data(r io.Reader) error {
+func (s *testSMTPMail) Data(r io.Reader) error {
 	data, err := io.ReadAll(r)
 	if err != nil {
 		return err
@@ -259,8 +259,8 @@ func (s *testSession) Data(r io.Reader) error {
 	return nil
 }
 
-func (s *testSession) Reset()        { s.from, s.to = "", "" }
-func (s *testSession) Logout() error { return nil }
+func (s *testSMTPMail) Reset()        { s.from, s.to = "", "" }
+func (s *testSMTPMail) Logout() error { return nil }
 
 // tempFail is a 451 reply, a temporary failure.
 var tempFail = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "try again later"}
@@ -580,15 +580,29 @@ func embeddedTemplates(t testing.TB) *templates {
 
 var parsedOnce = sync.OnceValues(func() (*templates, error) { return loadTemplates("", nil, "en") })
 
-// testComposer is an application with the default configuration and no store,
-// for tests that compose emails.
-func testComposer(t testing.TB) *application {
+// testComposer is the composer of the default configuration, for tests
+// that compose emails or drive a store by hand.
+func testComposer(t testing.TB) *composer {
 	t.Helper()
 	cfg, _, err := parseConfig(baseArgs(t.TempDir()), func(string) string { return "" }, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return newApplication(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nil, nil, embeddedTemplates(t))
+	return newComposer(cfg, embeddedTemplates(t))
+}
+
+// signupWith signs u up on st, its welcome email carrying token, as
+// app.signup does after the hash.
+func signupWith(t testing.TB, st *store, u *user, token string) (emailKind, error) {
+	t.Helper()
+	if st.composer == nil {
+		st.composer = testComposer(t)
+	}
+	welcome, err := st.composer.email(kindWelcome, u, token, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.signup(context.Background(), u, welcome)
 }
 
 // binary is the signup binary built once for the tests that need a real
@@ -731,4 +745,10 @@ func notEmailed(srv *testSMTP, accepted []string) []string {
 		}
 	}
 	return missing
+}
+
+// mustToken is a new token, for a test that needs one and not its hash.
+func mustToken() string {
+	token, _ := newToken()
+	return token
 }

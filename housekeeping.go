@@ -1,9 +1,9 @@
 package main
 
-// housekeeping.go holds the service's chores, each run on a ticker while
-// it serves: watching the database file; checkpointing the WAL, keeping
-// the disk reserve and purging expired records. (Renewing claims is the
-// deliverer's.)
+// housekeeping.go holds the service's chores, each a background task on a
+// ticker while it serves: watching the database file; checkpointing the
+// WAL, keeping the disk reserve and purging expired records. (Renewing
+// claims is the outbox's.)
 
 import (
 	"context"
@@ -14,13 +14,16 @@ import (
 // purged.
 const tokenPurgeTick = time.Hour
 
-// every calls fn every d until stop is closed.
-func every(stop <-chan struct{}, d time.Duration, fn func()) {
+// every calls fn every d, a chore run as a background task, until
+// shutdown begins to wait for the background tasks (or ctx ends).
+func (app *application) every(ctx context.Context, d time.Duration, fn func()) {
 	tick := time.NewTicker(d)
 	defer tick.Stop()
 	for {
 		select {
-		case <-stop:
+		case <-app.tasks.stopping:
+			return
+		case <-ctx.Done():
 			return
 		case <-tick.C:
 			fn()
@@ -32,11 +35,11 @@ func every(stop <-chan struct{}, d time.Duration, fn func()) {
 // when it is not, every request is refused from then on and the error is
 // reported on lost (once: lost holds one).
 func (app *application) watchDatabase(lost chan<- error) {
-	if app.dbGone.Load() {
+	if app.store.gone.Load() {
 		return
 	}
 	if err := app.store.checkFile(); err != nil {
-		app.dbGone.Store(true)
+		app.store.gone.Store(true)
 		lost <- err
 	}
 }

@@ -384,11 +384,11 @@ func (app *application) accountLanguage(r *http.Request) string {
 
 // localeOf is the language of the emails about u: the one stored with
 // the account, else -default-language.
-func (app *application) localeOf(u *user) *locale {
-	if slices.Contains(app.templates.offered, u.language) {
-		return app.templates.locales[u.language]
+func (t *templates) localeOf(u *user) *locale {
+	if slices.Contains(t.offered, u.language) {
+		return t.locales[u.language]
 	}
-	return app.templates.locales[app.templates.offered[0]]
+	return t.locales[t.offered[0]]
 }
 
 // keepLanguage keeps the language the switch chose (?lang=) in a cookie

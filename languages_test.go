@@ -135,7 +135,7 @@ func TestEveryLanguageIsComplete(t *testing.T) {
 		// Every email.
 		app := testComposer(t)
 		for kind := range emailKinds {
-			e, err := app.compose(kind, &user{ID: 7, Name: "Sam Sample", Email: "sam@example.com", language: tag,
+			e, err := app.email(kind, &user{ID: 7, Name: "Sam Sample", Email: "sam@example.com", language: tag,
 				oldEmail: "sam@example.com", newEmail: "sam@example.org"}, "TOKEN", when)
 			if err != nil {
 				t.Fatal(err)

@@ -1,9 +1,9 @@
 package main
 
-// mail.go composes each kind of email as an outbox row (what each kind is
-// stands in one table, emailKinds) and is the SMTP client: opening an
-// authenticated session (TLS as -smtp-tls says), sending over it, and
-// telling a refusal of the address from the rest.
+// mail.go writes an email's MIME message (composeEmail, for outbox.go's
+// composer) and is the SMTP client: opening an authenticated connection
+// (TLS as -smtp-tls says), sending over it, and telling a refusal of the
+// address from the rest.
 
 import (
 	"bytes"
@@ -28,41 +28,6 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 )
-
-// How long tokens live.
-const (
-	activationTTL = 72 * time.Hour   // the link in a welcome or activation email
-	resetTTL      = 45 * time.Minute // the link in a password-reset email
-	changeTTL     = 24 * time.Hour   // the links that confirm an address change
-	authTTL       = 24 * time.Hour   // a bearer token from logging in
-)
-
-// emailKind is what one kind of email is. Every kind counts against the
-// recipient's send budget (store.queue).
-type emailKind struct {
-	template string        // its file in templates/ (or -templates)
-	scope    string        // the scope of the token its link carries; "" for none
-	ttl      time.Duration // how long that token lives
-	path     string        // where its link leads, on -base-url; ?token= is added where it carries one
-}
-
-// emailKinds lists every kind of email the outbox knows: adding a kind is
-// an entry here and its template.
-var emailKinds = map[string]emailKind{
-	"welcome":        {"welcome.tmpl", "activation", activationTTL, "/activate"},
-	"activation":     {"activation.tmpl", "activation", activationTTL, "/activate"},
-	"account-exists": {"account-exists.tmpl", "", 0, "/forgot-password"},
-	"password-reset": {"password-reset.tmpl", "password-reset", resetTTL, "/reset-password"},
-	// A password change, from the account page, the API or a reset.
-	"password-changed": {"password-changed.tmpl", "", 0, "/forgot-password"},
-	// An address change: one link to the current address, one to the new.
-	"confirm-email-old": {"confirm-email.tmpl", "email-change-old", changeTTL, "/confirm-email"},
-	"confirm-email-new": {"confirm-email.tmpl", "email-change-new", changeTTL, "/confirm-email"},
-	// The change taking effect, to the old address.
-	"email-changed": {"email-changed.tmpl", "", 0, "/forgot-password"},
-	// Sent after the account is gone: its row has no user.
-	"account-deleted": {"account-deleted.tmpl", "", 0, ""},
-}
 
 // mailData is what an email template is given.
 type mailData struct {
@@ -93,41 +58,9 @@ func parseSender(s string) (*mail.Address, error) {
 	return addr, nil
 }
 
-// compose writes the email of this kind to u, carrying token, as an outbox
-// row, in u's language. Only the address (validated) and the fixed subject go into headers;
-// the user's name appears in the bodies alone.
-func (app *application) compose(kind string, u *user, token string, now time.Time) (*email, error) {
-	l := app.localeOf(u)
-	t, ok := app.templates.emails[l.tag][kind]
-	if !ok {
-		return nil, fmt.Errorf("no email of kind %q", kind)
-	}
-	k := emailKinds[kind]
-	data := mailData{AppName: app.cfg.appName, locale: l, Name: u.Name, Link: app.cfg.baseURL + k.path, OldEmail: u.oldEmail, NewEmail: u.newEmail}
-	if k.path == "" {
-		data.Link = ""
-	}
-	if k.scope != "" {
-		data.Link += "?token=" + token
-		data.Expires = l.formatTime(now.Add(k.ttl))
-	}
-	e, err := composeEmail(t, data, app.sender, u.Email, kind, now)
-	if err != nil {
-		return nil, err
-	}
-	e.UserID = u.ID
-	return e, nil
-}
-
-// composeWith is a composer of emails dated now that carry token, where
-// their kind carries one.
-func (app *application) composeWith(token string, now time.Time) composer {
-	return func(kind string, to *user) (*email, error) { return app.compose(kind, to, token, now) }
-}
-
-// composeEmail writes the email of template t with data, from sender to
-// the address to.
-func composeEmail(t mailTemplate, data mailData, sender *mail.Address, to, kind string, now time.Time) (*email, error) {
+// composeEmail writes the MIME message of template t with data, from
+// sender to the address to, as an outbox row.
+func composeEmail(t mailTemplate, data mailData, sender *mail.Address, to string, now time.Time) (*outboxRow, error) {
 	var subject, plain, html bytes.Buffer
 	if err := t.text.ExecuteTemplate(&subject, "subject", data); err != nil {
 		return nil, err
@@ -178,8 +111,8 @@ func composeEmail(t mailTemplate, data mailData, sender *mail.Address, to, kind 
 	if err := w.Close(); err != nil {
 		return nil, err
 	}
-	return &email{
-		Kind:      kind,
+	return &outboxRow{
+		Channel:   channelEmail,
 		CreatedAt: now,
 		MessageID: "<" + messageID + ">",
 		Recipient: to,
@@ -187,10 +120,7 @@ func composeEmail(t mailTemplate, data mailData, sender *mail.Address, to, kind 
 	}, nil
 }
 
-// smtp.go is the SMTP client: opening an authenticated session (TLS as -smtp-tls
-// says), sending over it, and telling a refusal of the address from the rest.
-
-// mailer opens authenticated SMTP sessions to the configured server.
+// mailer opens authenticated SMTP connections to the configured server.
 type mailer struct {
 	addr     string // host:port
 	tlsMode  string // starttls, tls or none
@@ -226,34 +156,34 @@ func newMailer(cfg config, logger *slog.Logger) (*mailer, error) {
 	}, nil
 }
 
-// Bounds on one SMTP session. Exim queues the 11th and later messages of a
+// Bounds on one SMTP connection. Exim queues the 11th and later messages of a
 // connection instead of delivering them; a reply may not grow without end.
 const (
-	maxPerSession = 10
+	maxPerConn    = 10
 	maxReplyBytes = 64 << 10
 	maxReplyLines = 100
 )
 
-// smtpSession is an open, authenticated connection, closed when the context
+// smtpConn is an open, authenticated connection, closed when the context
 // it was opened with is cancelled.
-type smtpSession struct {
+type smtpConn struct {
 	*smtp.Client
 	stop func() bool
 	from string // the envelope sender
 	sent int    // messages accepted over it
 }
 
-// sessionError is a failure that concerns the session, not the message:
+// connError is a failure that concerns the connection, not the message:
 // connecting, TLS, logging in or MAIL FROM. Whatever its reply code, it is
 // worth a retry: the message itself was never refused.
-type sessionError struct {
+type connError struct {
 	step string
 	err  error
 }
 
-func (e *sessionError) Error() string { return e.step + ": " + e.err.Error() }
+func (e *connError) Error() string { return e.step + ": " + e.err.Error() }
 
-func (e *sessionError) Unwrap() error { return e.err }
+func (e *connError) Unwrap() error { return e.err }
 
 // rcptError is the server's refusal of RCPT TO: a bare 550, 551 or 553 there
 // is about the address.
@@ -263,7 +193,7 @@ func (e *rcptError) Error() string { return "RCPT TO: " + e.err.Error() }
 
 func (e *rcptError) Unwrap() error { return e.err }
 
-// errReplyTooLong ends a session whose server sends an endless reply.
+// errReplyTooLong ends a connection whose server sends an endless reply.
 var errReplyTooLong = fmt.Errorf("SMTP reply longer than %d bytes or %d lines", maxReplyBytes, maxReplyLines)
 
 // boundedConn caps each reply the server sends: what is read between two
@@ -297,15 +227,15 @@ func (c *boundedConn) Read(b []byte) (int, error) {
 
 // open dials the server, secures the connection as -smtp-tls says, and
 // authenticates if a username is set.
-func (m *mailer) open(ctx context.Context) (session, error) {
+func (m *mailer) open(ctx context.Context) (conn, error) {
 	s, err := m.dial(ctx)
 	if err != nil {
-		return nil, &sessionError{"connect", err}
+		return nil, &connError{"connect", err}
 	}
 	return s, nil
 }
 
-func (m *mailer) dial(ctx context.Context) (*smtpSession, error) {
+func (m *mailer) dial(ctx context.Context) (*smtpConn, error) {
 	host, _, _ := net.SplitHostPort(m.addr)
 	tlsConfig := &tls.Config{ServerName: host, RootCAs: m.rootCAs, MinVersion: tls.VersionTLS12}
 
@@ -340,7 +270,7 @@ func (m *mailer) dial(ctx context.Context) (*smtpSession, error) {
 	}
 	c.CommandTimeout = m.commandTimeout
 	c.SubmissionTimeout = m.dataTimeout
-	return &smtpSession{Client: c, from: m.from, stop: context.AfterFunc(ctx, func() { raw.Close() })}, nil
+	return &smtpConn{Client: c, from: m.from, stop: context.AfterFunc(ctx, func() { raw.Close() })}, nil
 }
 
 // handshake greets the server with one EHLO (and one more over TLS, as RFC
@@ -423,10 +353,10 @@ func (m *mailer) startTLS(conn *boundedConn) error {
 
 // full reports whether s has carried as many messages as one connection
 // should.
-func (s *smtpSession) full() bool { return s.sent >= maxPerSession }
+func (s *smtpConn) full() bool { return s.sent >= maxPerConn }
 
 // close says goodbye and closes the connection.
-func (s *smtpSession) close() {
+func (s *smtpConn) close() {
 	if err := s.Quit(); err != nil {
 		s.Close()
 	}
@@ -435,16 +365,16 @@ func (s *smtpSession) close() {
 
 // abort closes the connection without a word: after a failure its state is
 // unknown, and an RSET would cost a second EHLO, which some servers refuse.
-func (s *smtpSession) abort() {
+func (s *smtpConn) abort() {
 	s.Close()
 	s.stop()
 }
 
 // send transmits e over s: MAIL, RCPT, DATA. After a successful DATA the
 // transaction is over (RFC 5321 4.1.1.4): the next MAIL needs no RSET.
-func (s *smtpSession) send(e *email) error {
+func (s *smtpConn) send(e *outboxRow) error {
 	if err := s.Mail(s.from, nil); err != nil {
-		return &sessionError{"MAIL FROM", err}
+		return &connError{"MAIL FROM", err}
 	}
 	if err := s.Rcpt(e.Recipient, nil); err != nil {
 		return &rcptError{err}
@@ -473,8 +403,8 @@ func (m *mailer) permanent(err error) bool { return refusesRecipient(err) }
 // mailbox, the server's own trouble) may pass later.
 func refusesRecipient(err error) bool {
 	var se *smtp.SMTPError
-	var session *sessionError
-	if !errors.As(err, &se) || se.Code < 500 || errors.As(err, &session) {
+	var ce *connError
+	if !errors.As(err, &se) || se.Code < 500 || errors.As(err, &ce) {
 		return false
 	}
 	if se.EnhancedCode[0] == 5 && se.EnhancedCode[1] == 1 {

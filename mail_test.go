@@ -28,7 +28,7 @@ import (
 func TestUserInputCannotReachHeaders(t *testing.T) {
 	t.Parallel()
 	u := &user{ID: 7, Name: "Eve\r\nBcc: mallory@evil.example\r\nSubject: pwned", Email: "eve@example.com"}
-	e, err := testComposer(t).compose("welcome", u, "ABCDEFGHIJKLMNOPQRSTUVWXYZ", time.Now())
+	e, err := testComposer(t).email(kindWelcome, u, "ABCDEFGHIJKLMNOPQRSTUVWXYZ", time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +133,7 @@ func TestStartTLSAndAuthPlain(t *testing.T) {
 	t.Run("trusted", func(t *testing.T) {
 		t.Parallel()
 		app := newTestApp(t, srv, tlsOn)
-		app.deliverer.sender.(*mailer).rootCAs = pool
+		app.outbox.emails.sender.(*mailer).rootCAs = pool
 		signup(t, app.url, "tls@example.com")
 		waitFor(t, 10*time.Second, "the message", func() bool {
 			return slices.ContainsFunc(srv.messages(), func(m received) bool { return m.to == "tls@example.com" })
@@ -161,7 +161,7 @@ func TestStartTLSAndAuthPlain(t *testing.T) {
 	t.Run("wrong password", func(t *testing.T) {
 		t.Parallel()
 		app := newTestApp(t, srv, func(cfg *config) { tlsOn(cfg); cfg.smtpPassword = "wrong" })
-		app.deliverer.sender.(*mailer).rootCAs = pool
+		app.outbox.emails.sender.(*mailer).rootCAs = pool
 		signup(t, app.url, "wrongpw@example.com")
 		waitFor(t, 10*time.Second, "the login error", func() bool {
 			return containsLine(app.logs.String(), "level=ERROR", "rejected the login", "smtp_code=535")
@@ -222,7 +222,7 @@ func TestImplicitTLS(t *testing.T) {
 		cfg.smtpTLS, cfg.smtpHost = "tls", host
 		fmt.Sscan(port, &cfg.smtpPort)
 	})
-	app.deliverer.sender.(*mailer).rootCAs = pool
+	app.outbox.emails.sender.(*mailer).rootCAs = pool
 	signup(t, app.url, "implicit@example.com")
 	srv.waitMessages(t, 1, 10*time.Second)
 }
@@ -313,7 +313,7 @@ func TestRetryClassification(t *testing.T) {
 				}
 			})
 			app := newTestApp(t, srv, nil) // retries after 10-50ms
-			app.background(app.deliverer.sweep)
+			app.background(app.outbox.emails.sweep)
 			signup(t, app.url, "x@example.com")
 			if tt.wantFailed {
 				waitFor(t, 10*time.Second, "the failure", func() bool {
@@ -370,7 +370,7 @@ func TestSessionsRealServersTake(t *testing.T) {
 	app := newTestApp(t, srv, func(cfg *config) { cfg.smtpHelo = "signup.example.org" })
 	const n = 35
 	queueEmails(t, app.application, n)
-	app.deliverer.sendDue(context.Background(), false)
+	app.outbox.emails.sendDue(context.Background(), false)
 	waitDrained(t, app.application)
 	msgs := srv.messages()
 	if len(msgs) != n-1 {
@@ -384,8 +384,8 @@ func TestSessionsRealServersTake(t *testing.T) {
 		}
 	}
 	for id, count := range perSession {
-		if count > maxPerSession {
-			t.Errorf("connection %d carried %d messages, want at most %d", id, count, maxPerSession)
+		if count > maxPerConn {
+			t.Errorf("connection %d carried %d messages, want at most %d", id, count, maxPerConn)
 		}
 	}
 	if logs := app.logs.String(); strings.Contains(logs, "Already identified") || strings.Contains(logs, "will retry") {
@@ -473,7 +473,7 @@ func TestSenderRefusalIsRetried(t *testing.T) {
 		}
 	})
 	app := newTestApp(t, srv, nil)
-	app.background(app.deliverer.sweep)
+	app.background(app.outbox.emails.sweep)
 	signup(t, app.url, "sender@example.com")
 	srv.waitMessages(t, 1, 10*time.Second)
 	if !containsLine(app.logs.String(), "will retry", "smtp_code=553", "MAIL FROM") {
@@ -487,7 +487,7 @@ func TestGivesUpAfter72Hours(t *testing.T) {
 	app := newTestApp(t, srv, nil)
 	clock := newClock(time.Now())
 	app.setClock(clock.now)
-	app.background(app.deliverer.sweep)
+	app.background(app.outbox.emails.sweep)
 	signup(t, app.url, "late@example.com")
 	waitFor(t, 10*time.Second, "a first failure", func() bool { return containsLine(app.logs.String(), "will retry") })
 	clock.add(giveUpAfter)
@@ -526,11 +526,11 @@ func TestBacklogReusesSessions(t *testing.T) {
 	app := newTestApp(t, srv, nil)
 	const n = 200
 	queueEmails(t, app.application, n)
-	app.background(app.deliverer.sweep)
+	app.background(app.outbox.emails.sweep)
 	srv.waitMessages(t, n, 20*time.Second)
 	sessions := srv.sessions.Load()
 	t.Logf("%d emails over %d SMTP sessions", n, sessions)
-	if sessions > n/maxPerSession+maxSessions*2 {
+	if sessions > n/maxPerConn+maxConnsOut*2 {
 		t.Errorf("%d sessions for %d emails", sessions, n)
 	}
 }
@@ -544,7 +544,7 @@ func TestClaimedEmailSentOnce(t *testing.T) {
 	// Many deliverers at once, each claiming and sending.
 	var wg sync.WaitGroup
 	for range 16 {
-		wg.Go(func() { app.deliverer.sendDue(context.Background(), false) })
+		wg.Go(func() { app.outbox.emails.sendDue(context.Background(), false) })
 	}
 	wg.Wait()
 	waitDrained(t, app.application) // deliverers kicked by a full batch, too
@@ -563,10 +563,8 @@ func queueEmails(t testing.TB, app *application, n int) {
 	t.Helper()
 	for i := range n {
 		u := &user{CreatedAt: time.Now(), Name: "Bulk", Email: fmt.Sprintf("bulk%d@example.com", i), passwordHash: []byte("x")}
-		token, hash := newToken()
-		if _, err := app.store.signup(context.Background(), u, hash, func(kind string, to *user) (*email, error) {
-			return app.compose(kind, to, token, time.Now())
-		}); err != nil {
+		token, _ := newToken()
+		if _, err := signupWith(t, app.store, u, token); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -582,7 +580,7 @@ func TestEveryEmailKind(t *testing.T) {
 	app := testComposer(t)
 	u := &user{ID: 4242, Name: "Ada <b>", Email: "ada@example.com", oldEmail: "ada@example.com", newEmail: "ada@new.example"}
 	for kind, k := range emailKinds {
-		e, err := app.compose(kind, u, "ABCDEFGHIJKLMNOPQRSTUVWXYZ", time.Now())
+		e, err := app.email(kind, u, "ABCDEFGHIJKLMNOPQRSTUVWXYZ", time.Now())
 		if err != nil {
 			t.Fatalf("%s: %v", kind, err)
 		}
@@ -610,13 +608,13 @@ func TestEveryEmailKind(t *testing.T) {
 		if strings.Contains(html, "Ada <b>") {
 			t.Errorf("%s: the name unescaped in HTML", kind)
 		}
-		if k.path != "" && !regexp.MustCompile(`(?m)^`+regexp.QuoteMeta(app.cfg.baseURL+k.path)+`(\?token=ABCDEFGHIJKLMNOPQRSTUVWXYZ)?\r?$`).MatchString(plain) {
+		if k.path != "" && !regexp.MustCompile(`(?m)^`+regexp.QuoteMeta(app.baseURL+k.path)+`(\?token=ABCDEFGHIJKLMNOPQRSTUVWXYZ)?\r?$`).MatchString(plain) {
 			t.Errorf("%s: no line with its link %s:\n%s", kind, k.path, plain)
 		}
 		if k.scope != "" && !regexp.MustCompile(`expires on \w+day \d+ \w+ \d{4} at \d\d:\d\d UTC`).MatchString(strings.Join(strings.Fields(plain), " ")) {
 			t.Errorf("%s: no absolute expiry for its token:\n%s", kind, plain)
 		}
-		if strings.HasPrefix(kind, "confirm-email") || kind == "email-changed" {
+		if strings.HasPrefix(string(kind), "confirm-email") || kind == "email-changed" {
 			if !strings.Contains(plain, "ada@example.com") || !strings.Contains(plain, "ada@new.example") {
 				t.Errorf("%s: does not name both addresses:\n%s", kind, plain)
 			}

@@ -76,7 +76,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	switch {
 	case len(rest) == 0:
 	case rest[0] == "outbox":
-		return outbox(ctx, cfg, rest[1:], stdout, stderr)
+		return cmdOutbox(ctx, cfg, rest[1:], stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "signup: unknown arguments %q; run signup -h\n", rest)
 		return fmt.Errorf("%w: unknown arguments %q", errUsage, rest)

@@ -38,6 +38,8 @@ type metrics struct {
 	connsOpen    prometheus.Gauge
 	connsRefused prometheus.Counter
 
+	handler http.Handler // /metrics, for allowed connections (watch makes it)
+
 	// Not served: it rises for a known login and not for an unknown one.
 	hashes expvar.Int
 }
@@ -105,13 +107,15 @@ func newMetrics() *metrics {
 
 // outboxKinds are the kinds of outbox row of each channel.
 func outboxKinds() map[string][]string {
-	var emails []string
+	var emails, events []string
 	for k := range emailKinds {
-		emails = append(emails, k)
+		emails = append(emails, string(k))
 	}
 	slices.Sort(emails)
-	return map[string][]string{"email": emails,
-		"webhook": {eventCreated, eventActivated, eventEmailChanged, eventPasswordChanged, eventDeleted}}
+	for _, e := range eventTypes {
+		events = append(events, string(e))
+	}
+	return map[string][]string{channelEmail: emails, channelWebhook: events}
 }
 
 // outboxCollector reads the outbox when scraped: pending rows by channel
@@ -173,7 +177,7 @@ func (app *application) handleMetrics(w http.ResponseWriter, r *http.Request) {
 		app.errorResponse(w, r, http.StatusNotFound, "the requested resource could not be found")
 		return
 	}
-	app.metricsHandler.ServeHTTP(w, r)
+	app.metrics.handler.ServeHTTP(w, r)
 }
 
 // metricsAllowed reports whether r came over a connection from loopback or
@@ -195,9 +199,9 @@ func (app *application) metricsAllowed(r *http.Request) bool {
 	return addr.IsLoopback() || slices.ContainsFunc(app.cfg.metricsAllow, func(p netip.Prefix) bool { return p.Contains(addr) })
 }
 
-// newMetricsHandler is the /metrics handler of app's registry, with the
-// outbox read at each scrape.
-func (app *application) newMetricsHandler() http.Handler {
-	app.metrics.registry.MustRegister(newOutboxCollector(app.store, func() time.Time { return app.now() }, app.tasks.Load))
-	return promhttp.HandlerFor(app.metrics.registry, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+// watch makes the /metrics handler of m's registry, with the outbox of st
+// and the count of background tasks read at each scrape.
+func (m *metrics) watch(st *store, now func() time.Time, tasks func() int64) {
+	m.registry.MustRegister(newOutboxCollector(st, now, tasks))
+	m.handler = promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
 }

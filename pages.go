@@ -89,26 +89,23 @@ func (p page) withLink(href, text string) page {
 	return p
 }
 
-// message renders message.html: a title and its paragraphs, as message keys.
-func (app *application) message(w http.ResponseWriter, r *http.Request, status int, title string, lines ...string) {
+// showMessage renders message.html: a title and its paragraphs, as message keys.
+func (app *application) showMessage(w http.ResponseWriter, r *http.Request, status int, title string, lines ...string) {
 	app.render(w, r, status, "message.html", page{Title: title, Lines: lines})
 }
 
 // pageError renders the page for an error that is not the person's
 // doing, as serverError answers the API.
 func (app *application) pageError(w http.ResponseWriter, r *http.Request, err error) {
-	switch {
-	case app.clientGone(r):
-	case errors.Is(err, errBusy):
+	switch app.classify(r, err) {
+	case failureBusy:
 		w.Header().Set("Retry-After", "1")
-		app.message(w, r, http.StatusServiceUnavailable, "busy.title", "busy.text")
-	case isUnavailable(err) || app.store.checkFile() != nil:
-		app.logger.Warn("database unavailable", "method", r.Method, "path", r.URL.Path, "error", err)
+		app.showMessage(w, r, http.StatusServiceUnavailable, "busy.title", "busy.text")
+	case failureUnavailable:
 		w.Header().Set("Retry-After", "5")
-		app.message(w, r, http.StatusServiceUnavailable, "unavailable.title", "unavailable.text")
-	default:
-		app.logger.Error("internal error", "method", r.Method, "path", r.URL.Path, "error", err)
-		app.message(w, r, http.StatusInternalServerError, "internal.title", "internal.text")
+		app.showMessage(w, r, http.StatusServiceUnavailable, "unavailable.title", "unavailable.text")
+	case failureInternal:
+		app.showMessage(w, r, http.StatusInternalServerError, "internal.title", "internal.text")
 	}
 }
 
@@ -117,7 +114,7 @@ func (app *application) pageError(w http.ResponseWriter, r *http.Request, err er
 func (app *application) readForm(w http.ResponseWriter, r *http.Request) bool {
 	r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
 	if err := r.ParseForm(); err != nil {
-		app.message(w, r, http.StatusBadRequest, "badform.title", "badform.text")
+		app.showMessage(w, r, http.StatusBadRequest, "badform.title", "badform.text")
 		return false
 	}
 	return true
@@ -250,10 +247,10 @@ func (app *application) handleActivateForm(w http.ResponseWriter, r *http.Reques
 		if err := app.store.cancelSignup(r.Context(), hashToken(token), app.now()); app.linkFailed(w, r, err, app.invalidLink) {
 			return
 		}
-		app.kickWebhooks() // a change that sends no email
-		app.message(w, r, http.StatusOK, "activate.cancelled.title", "activate.cancelled.text")
+		app.outbox.kickWebhooks() // a change that sends no email
+		app.showMessage(w, r, http.StatusOK, "activate.cancelled.title", "activate.cancelled.text")
 	default:
-		app.message(w, r, http.StatusBadRequest, "badform.title", "badbutton.text")
+		app.showMessage(w, r, http.StatusBadRequest, "badform.title", "badbutton.text")
 	}
 }
 

@@ -37,7 +37,7 @@ func (app *application) writeJSON(w http.ResponseWriter, r *http.Request, status
 func (app *application) answer(w http.ResponseWriter, r *http.Request, errs validator, err error, status int, data any) {
 	switch {
 	case err != nil:
-		app.hashError(w, r, err)
+		app.serverError(w, r, err)
 	case len(errs) > 0:
 		app.failedValidation(w, r, errs)
 	default:
@@ -100,23 +100,50 @@ func (app *application) errorResponse(w http.ResponseWriter, r *http.Request, st
 	app.writeJSON(w, r, status, envelope{"error": message})
 }
 
-// serverError logs err once, with the request's method and path (never
-// its query string, which may hold a token), and answers a generic 500. A
-// database that cannot take writes (a full disk, say), or whose file is
-// gone (a new read connection finds an empty one), is a 503 instead; a
-// client that hung up is no error at all.
-func (app *application) serverError(w http.ResponseWriter, r *http.Request, err error) {
-	if app.clientGone(r) {
-		return
-	}
-	if isUnavailable(err) || app.store.checkFile() != nil {
+// failure is how to answer an error that is not the client's doing.
+type failure int
+
+const (
+	failureNone        failure = iota // the client hung up: no one to answer
+	failureBusy                       // 503: no core came free in time to hash (errBusy)
+	failureUnavailable                // 503: the database cannot take it now, or its file is gone
+	failureInternal                   // 500: a bug
+)
+
+// classify tells how to answer err, and logs it once, where it is handled,
+// with the request's method and path (never its query string, which may
+// hold a token): a database that cannot take writes (a full disk, say), or
+// whose file is gone (a new read connection finds an empty one), at WARN;
+// anything else unexpected at ERROR. The API (serverError) and the pages
+// (pageError) answer by it alike.
+func (app *application) classify(r *http.Request, err error) failure {
+	switch {
+	case app.clientGone(r):
+		return failureNone
+	case errors.Is(err, errBusy):
+		return failureBusy
+	case isUnavailable(err) || app.store.checkFile() != nil:
 		app.logger.Warn("database unavailable", "method", r.Method, "path", r.URL.Path, "error", err)
+		return failureUnavailable
+	default:
+		app.logger.Error("internal error", "method", r.Method, "path", r.URL.Path, "error", err)
+		return failureInternal
+	}
+}
+
+// serverError answers err, which is not the client's doing, as classify
+// says: a generic 500, or a 503 with Retry-After.
+func (app *application) serverError(w http.ResponseWriter, r *http.Request, err error) {
+	switch app.classify(r, err) {
+	case failureBusy:
+		w.Header().Set("Retry-After", "1")
+		app.errorResponse(w, r, http.StatusServiceUnavailable, "the server is busy; try again in a moment")
+	case failureUnavailable:
 		w.Header().Set("Retry-After", "5")
 		app.errorResponse(w, r, http.StatusServiceUnavailable, "the service cannot store your request right now; try again in a moment")
-		return
+	case failureInternal:
+		app.errorResponse(w, r, http.StatusInternalServerError, "the server encountered a problem and could not process your request")
 	}
-	app.logger.Error("internal error", "method", r.Method, "path", r.URL.Path, "error", err)
-	app.errorResponse(w, r, http.StatusInternalServerError, "the server encountered a problem and could not process your request")
 }
 
 // clientGone reports whether the client of r hung up before its answer,
@@ -150,15 +177,4 @@ func (app *application) failedValidation(w http.ResponseWriter, r *http.Request,
 	}
 	w.Header().Set("Content-Language", l.tag)
 	app.errorResponse(w, r, http.StatusUnprocessableEntity, messages)
-}
-
-// hashError answers an error from a step that hashes: 503 when no core
-// came free in time, else as serverError.
-func (app *application) hashError(w http.ResponseWriter, r *http.Request, err error) {
-	if errors.Is(err, errBusy) {
-		w.Header().Set("Retry-After", "1")
-		app.errorResponse(w, r, http.StatusServiceUnavailable, "the server is busy; try again in a moment")
-		return
-	}
-	app.serverError(w, r, err)
 }

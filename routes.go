@@ -12,24 +12,25 @@ import (
 	"time"
 )
 
-// routes lists every route of the API.
+// routes lists every route: the API, then the pages; and the middleware
+// every request passes through, outermost first.
 func (app *application) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/healthcheck", app.handleHealthcheck)
 	mux.HandleFunc("POST /v1/users", app.handleSignup)
-	mux.HandleFunc("PUT /v1/users/activated", app.handleActivateUser)
-	mux.HandleFunc("POST /v1/tokens/activation", app.handleCreateActivationToken)
-	mux.HandleFunc("POST /v1/tokens/authentication", app.handleCreateAuthToken)
-	mux.HandleFunc("DELETE /v1/tokens/authentication", app.handleDeleteAuthToken)
-	mux.HandleFunc("GET /v1/users/me", app.handleMe)
-	mux.HandleFunc("POST /v1/tokens/password-reset", app.handleCreateResetToken)
+	mux.HandleFunc("PUT /v1/users/activated", app.handleActivate)
+	mux.HandleFunc("POST /v1/tokens/activation", app.handleResendActivation)
+	mux.HandleFunc("POST /v1/tokens/authentication", app.handleLogin)
+	mux.HandleFunc("DELETE /v1/tokens/authentication", app.requireBearer(app.handleLogout))
+	mux.HandleFunc("GET /v1/users/me", app.requireBearer(app.handleMe))
+	mux.HandleFunc("POST /v1/tokens/password-reset", app.handleRequestPasswordReset)
 	mux.HandleFunc("PUT /v1/users/password", app.handleResetPassword)
-	mux.HandleFunc("PUT /v1/users/me/password", app.handleChangePassword)
-	mux.HandleFunc("POST /v1/users/me/email", app.handleChangeEmail)
-	mux.HandleFunc("PUT /v1/users/email", app.handleConfirmEmail)
-	mux.HandleFunc("DELETE /v1/users/me", app.handleDeleteMe)
-	mux.HandleFunc("GET /v1/users/me/sessions", app.handleSessions)
-	mux.HandleFunc("DELETE /v1/users/me/sessions/{id}", app.handleEndSession)
+	mux.HandleFunc("PUT /v1/users/me/password", app.requireBearer(app.handleChangePassword))
+	mux.HandleFunc("POST /v1/users/me/email", app.requireBearer(app.handleRequestEmailChange))
+	mux.HandleFunc("PUT /v1/users/email", app.handleConfirmEmailChange)
+	mux.HandleFunc("DELETE /v1/users/me", app.requireBearer(app.handleDeleteAccount))
+	mux.HandleFunc("GET /v1/users/me/sessions", app.requireBearer(app.handleSessions))
+	mux.HandleFunc("DELETE /v1/users/me/sessions/{id}", app.requireBearer(app.handleEndSession))
 	mux.HandleFunc("/v1/forward-auth", app.handleForwardAuth) // any method: proxies ask with the original one
 	mux.HandleFunc("GET /metrics", app.handleMetrics)
 
@@ -46,7 +47,7 @@ func (app *application) routes() http.Handler {
 	mux.HandleFunc("POST /reset-password", app.handleResetForm)
 	mux.HandleFunc("GET /login", app.handleLoginPage)
 	mux.HandleFunc("POST /login", app.handleLoginForm)
-	mux.HandleFunc("POST /logout", app.handleLogout)
+	mux.HandleFunc("POST /logout", app.handleLogoutForm)
 	mux.HandleFunc("GET /account", app.handleAccountPage)
 	mux.HandleFunc("POST /account/password", app.handleAccountPasswordForm)
 	mux.HandleFunc("POST /account/email", app.handleAccountEmailForm)
@@ -57,7 +58,7 @@ func (app *application) routes() http.Handler {
 	mux.HandleFunc("POST /confirm-email", app.handleConfirmEmailForm)
 	mux.HandleFunc("GET /static/style.css", app.handleStyle)
 	mux.HandleFunc("GET /favicon.ico", app.handleFavicon)
-	return app.recoverPanic(app.countRequests(mux, app.refuseWhenGone(app.rateLimit(app.cors(app.sameOrigin(app.jsonErrors(mux)))))))
+	return app.recoverPanic(app.countRequests(mux, app.refuseWhenGone(app.rateLimit(app.cors(app.sameOrigin(app.noRoute(mux)))))))
 }
 
 // handleHealthcheck reports that the service is up, and its version.
@@ -92,7 +93,7 @@ func (app *application) recoverPanic(next http.Handler) http.Handler {
 // gone, while the service shuts down.
 func (app *application) refuseWhenGone(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if app.dbGone.Load() {
+		if app.store.gone.Load() {
 			w.Header().Set("Retry-After", "5")
 			app.errorResponse(w, r, http.StatusServiceUnavailable, "the service is restarting; try again in a moment")
 			return
@@ -134,13 +135,17 @@ func (app *application) cors(next http.Handler) http.Handler {
 // servers) pass.
 func (app *application) sameOrigin(next http.Handler) http.Handler {
 	pages := http.NewCrossOriginProtection() // no origin is trusted to post the forms
+	api := http.NewCrossOriginProtection()
+	for _, origin := range app.cfg.corsOrigins {
+		api.AddTrustedOrigin(origin) // checked with the config
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !strings.HasPrefix(r.URL.Path, "/v1/") {
 			if err := pages.Check(r); err != nil {
-				app.message(w, r, http.StatusForbidden, "refused.title", "refused.text")
+				app.showMessage(w, r, http.StatusForbidden, "refused.title", "refused.text")
 				return
 			}
-		} else if err := app.crossOrigin.Check(r); err != nil {
+		} else if err := api.Check(r); err != nil {
 			app.errorResponse(w, r, http.StatusForbidden, "cross-origin request refused")
 			return
 		}
@@ -191,10 +196,11 @@ func (app *application) countRequests(mux *http.ServeMux, next http.Handler) htt
 	})
 }
 
-// jsonErrors answers 404 and 405 (with Allow) instead of the ServeMux's
-// plain text: in JSON on the API, as a page in the site's style elsewhere
-// (a mistyped page path, /Signup or /signup/, is a person's).
-func (app *application) jsonErrors(mux *http.ServeMux) http.Handler {
+// noRoute answers a request that no route takes — 404, or 405 with Allow —
+// instead of the ServeMux's plain text: in JSON on the API, as a page in
+// the site's style elsewhere (a mistyped page path, /Signup or /signup/,
+// is a person's).
+func (app *application) noRoute(mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h, pattern := mux.Handler(r)
 		if pattern != "" {

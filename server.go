@@ -20,138 +20,116 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/emersion/go-message/mail"
 	"golang.org/x/time/rate"
 )
 
 // application is the wiring: the configuration and the parts that serve
 // requests. Each piece of machinery with a life of its own is a type of
-// its own: the deliverer, the hasher.
+// its own (the outbox, the hasher), and every goroutine that outlives a
+// request is started by background below.
 type application struct {
-	cfg            config
-	logger         *slog.Logger
-	store          *store
-	deliverer      *deliverer // emails
-	webhooks       *deliverer // nil without -webhook-url
-	hasher         *hasher
-	templates      *templates
-	metrics        *metrics
-	metricsHandler http.Handler // /metrics, for allowed connections
-	limiter        *limiter     // nil when -limiter-enabled=false
-	crossOrigin    *http.CrossOriginProtection
-	sender         *mail.Address    // From of every email
-	now            func() time.Time // the clock; tests replace it
+	cfg       config
+	logger    *slog.Logger
+	store     *store
+	outbox    *outbox
+	hasher    *hasher
+	templates *templates
+	metrics   *metrics
+	limiter   *limiter         // nil when -limiter-enabled=false
+	now       func() time.Time // the clock; tests replace it
 
-	wg               sync.WaitGroup
-	tasks            atomic.Int64       // background tasks running
-	bgCtx            context.Context    // handed to background tasks
-	cancelBackground context.CancelFunc // at the shutdown deadline
-	dbGone           atomic.Bool        // the database file was deleted or replaced
+	wg    sync.WaitGroup // the background tasks, which shutdown waits for
+	tasks tasks
 }
 
-// newApplication wires the dependencies together. m may be nil for a
-// command that only composes emails (outbox retry).
-func newApplication(cfg config, logger *slog.Logger, st *store, m *mailer, t *templates) *application {
-	from, _ := parseSender(cfg.smtpSender) // checked with the config
-	bgCtx, cancel := context.WithCancel(context.Background())
-	metrics := newMetrics()
-	app := &application{
-		cfg:              cfg,
-		logger:           logger,
-		store:            st,
-		hasher:           newHasher(cfg.bcryptCost, metrics),
-		templates:        t,
-		metrics:          metrics,
-		crossOrigin:      http.NewCrossOriginProtection(),
-		sender:           from,
-		now:              time.Now,
-		bgCtx:            bgCtx,
-		cancelBackground: cancel,
-	}
-	var emails sender
-	if m != nil {
-		emails = m
-	}
-	app.deliverer = app.newDeliverer("email", emails)
-	if cfg.webhookURL != "" {
-		if st != nil {
-			st.webhookURL = cfg.webhookURL
-		}
-		app.webhooks = app.newDeliverer("webhook", newWebhookSender(cfg.webhookURL, cfg.webhookKey, time.Now))
-	}
-	for _, origin := range cfg.corsOrigins {
-		app.crossOrigin.AddTrustedOrigin(origin) // checked with the config
-	}
-	if st != nil {
-		app.metricsHandler = app.newMetricsHandler()
-	}
-	if cfg.limiterEnabled {
-		app.limiter = newLimiter(rate.Limit(cfg.limiterRPS), cfg.limiterBurst, cfg.limiterEmails)
-	}
-	return app
+// tasks is what background hands its tasks, and the count of them.
+type tasks struct {
+	running  atomic.Int64       // tasks running, for the log and /metrics
+	ctx      context.Context    // handed to every task
+	cancel   context.CancelFunc // cancels ctx: at the shutdown deadline
+	stopping chan struct{}      // closed when shutdown begins to wait: the chores end (every)
 }
 
-// newDeliverer is a deliverer of channel's rows through s.
-func (app *application) newDeliverer(channel string, s sender) *deliverer {
-	return &deliverer{
-		channel:    channel,
-		store:      app.store,
-		sender:     s,
-		logger:     app.logger,
-		metrics:    app.metrics,
-		now:        func() time.Time { return app.now() }, // the application's clock, which tests replace
-		lease:      app.cfg.claimLease,
-		retryMin:   app.cfg.mailRetryMin,
-		retryMax:   app.cfg.mailRetryMax,
-		background: app.background,
-		recompose: func(ctx context.Context, id int64) error {
-			_, err := app.retryEmail(ctx, id)
-			return err
-		},
-		slots:    make(chan struct{}, maxSessions),
-		resched:  make(chan struct{}, 1),
-		stopping: make(chan struct{}),
-	}
-}
-
-// deliverers are the application's: emails, and webhooks when configured.
-func (app *application) deliverers() []*deliverer {
-	if app.webhooks == nil {
-		return []*deliverer{app.deliverer}
-	}
-	return []*deliverer{app.deliverer, app.webhooks}
-}
-
-// kick starts delivery of what a change just queued: its emails and its
-// webhooks.
-func (app *application) kick() {
-	for _, d := range app.deliverers() {
-		d.kick()
-	}
-}
-
-// kickWebhooks starts delivery of the webhook a change that sends no
-// email just queued, if webhooks are on.
-func (app *application) kickWebhooks() {
-	if app.webhooks != nil {
-		app.webhooks.kick()
-	}
-}
-
-// background runs fn in a goroutine that shutdown waits for. fn's context
+// background runs fn in a goroutine that shutdown waits for: every
+// delivery, sweep, claim renewal and chore goes through it. fn's context
 // is cancelled when the shutdown deadline passes; a panic is logged, never
 // fatal.
 func (app *application) background(fn func(ctx context.Context)) {
-	app.tasks.Add(1)
+	app.tasks.running.Add(1)
 	app.wg.Go(func() {
-		defer app.tasks.Add(-1)
+		defer app.tasks.running.Add(-1)
 		defer func() {
 			if p := recover(); p != nil {
 				app.logger.Error("background task panicked", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 			}
 		}()
-		fn(app.bgCtx)
+		fn(app.tasks.ctx)
 	})
+}
+
+// drainBackground is the second step of shutdown: the outbox claims
+// nothing more, the chores stop, and the background tasks running are
+// waited for until deadline. Past it their context is cancelled (sends cut
+// their connection and release their rows) and it waits a moment more for
+// that. It returns how many tasks were still running at the deadline: 0
+// when all finished.
+func (app *application) drainBackground(deadline context.Context) (left int64) {
+	defer app.tasks.cancel()
+	app.outbox.stop()
+	select {
+	case <-app.tasks.stopping:
+	default:
+		close(app.tasks.stopping)
+	}
+	idle := make(chan struct{})
+	go func() {
+		app.wg.Wait()
+		close(idle)
+	}()
+	select {
+	case <-idle:
+		return 0
+	case <-deadline.Done():
+	}
+	left = app.tasks.running.Load()
+	app.tasks.cancel()
+	select {
+	case <-idle:
+	case <-time.After(2 * time.Second):
+	}
+	return left
+}
+
+// newApplication wires the dependencies together. m may be nil for a
+// command that only queues emails (outbox retry).
+func newApplication(cfg config, logger *slog.Logger, st *store, m *mailer, t *templates) *application {
+	ctx, cancel := context.WithCancel(context.Background())
+	metrics := newMetrics()
+	app := &application{
+		cfg:       cfg,
+		logger:    logger,
+		store:     st,
+		hasher:    newHasher(cfg.bcryptCost, metrics),
+		templates: t,
+		metrics:   metrics,
+		now:       time.Now,
+		tasks:     tasks{ctx: ctx, cancel: cancel, stopping: make(chan struct{})},
+	}
+	var emails sender
+	if m != nil {
+		emails = m
+	}
+	// The application's clock, read at each call: tests replace it.
+	now := func() time.Time { return app.now() }
+	app.outbox = newOutbox(cfg, st, emails, logger, metrics, now, app.background)
+	if st != nil {
+		st.composer = newComposer(cfg, t)
+		metrics.watch(st, now, app.tasks.running.Load)
+	}
+	if cfg.limiterEnabled {
+		app.limiter = newLimiter(rate.Limit(cfg.limiterRPS), cfg.limiterBurst, cfg.limiterEmails)
+	}
+	return app
 }
 
 // serve answers HTTP on ln until ctx is cancelled or SIGINT or SIGTERM
@@ -163,21 +141,8 @@ func (app *application) serve(ctx context.Context, ln net.Listener, getenv func(
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sigs)
 
-	// With SQLite this process holds the database lock: any claim is left
-	// by one that died. On PostgreSQL other instances' claims are theirs
-	// until their lease expires.
-	if app.store.engine == "sqlite" {
-		if err := app.store.releaseAllClaims(ctx); err != nil {
-			return err
-		}
-	}
-	pending, failed, err := app.store.outboxCounts(ctx)
-	if err != nil {
+	if err := app.outbox.start(ctx); err != nil {
 		return err
-	}
-	app.logger.Info("outbox", "pending", pending, "failed", failed)
-	for _, d := range app.deliverers() {
-		app.background(d.sweep)
 	}
 
 	var fresh newConns
@@ -201,30 +166,16 @@ func (app *application) serve(ctx context.Context, ln net.Listener, getenv func(
 	app.logger.Info("starting server", "addr", ln.Addr().String(), "env", app.cfg.env, "version", version())
 	sdNotify(getenv, "READY=1")
 
-	// The chores run until serve returns; the claims they renew are
-	// released then.
 	lost := make(chan error, 1)
-	stopChores := make(chan struct{})
-	var chores sync.WaitGroup
-	defer func() {
-		close(stopChores)
-		chores.Wait()
-		ctx, cancel := context.WithTimeout(context.Background(), lastWordsTimeout)
-		defer cancel()
-		if err := app.store.releaseOwnClaims(ctx); err != nil {
-			app.logger.Warn("could not release this instance's claims: the database is unavailable; they expire within -mail-claim-lease", "error", err)
-		}
-	}()
-	chores.Go(func() { every(stopChores, time.Second, func() { app.watchDatabase(lost) }) })
-	for _, d := range app.deliverers() {
-		chores.Go(func() { every(stopChores, app.cfg.claimLease/3, d.renewClaims) })
-	}
-	chores.Go(func() { every(stopChores, min(time.Second, app.cfg.checkpointInterval), app.housekeeping()) })
+	app.background(func(ctx context.Context) { app.every(ctx, time.Second, func() { app.watchDatabase(lost) }) })
+	app.background(func(ctx context.Context) {
+		app.every(ctx, min(time.Second, app.cfg.checkpointInterval), app.housekeeping())
+	})
 
 	var lostErr error
 	select {
 	case err := <-serveErr:
-		app.cancelBackground()
+		app.tasks.cancel()
 		return fmt.Errorf("serve: %w", err)
 	case sig := <-sigs:
 		app.logger.Info("shutting down server", "signal", sig.String())
@@ -241,7 +192,7 @@ func (app *application) serve(ctx context.Context, ln net.Listener, getenv func(
 	case err := <-done:
 		return errors.Join(lostErr, err)
 	case sig := <-sigs:
-		app.cancelBackground()
+		app.tasks.cancel()
 		return fmt.Errorf("forced exit on second signal (%v): undelivered emails stay pending for the next start", sig)
 	}
 }
@@ -260,7 +211,7 @@ func (app *application) shutdown(srv *http.Server, ln net.Listener, serveErr <-c
 	fresh.wait(deadline, 500*time.Millisecond)
 	httpErr := srv.Shutdown(deadline)
 
-	app.logger.Info("completing background tasks", "tasks", app.tasks.Load())
+	app.logger.Info("completing background tasks", "tasks", app.tasks.running.Load())
 	if left := app.drainBackground(deadline); left > 0 {
 		pending := app.pendingForLog()
 		app.logger.Error("shutdown deadline passed", "timeout", app.cfg.shutdownTimeout.String(), "tasks_left", left, "emails_pending", pending)
@@ -294,35 +245,6 @@ func (app *application) pendingForLog() any {
 		return "unknown"
 	}
 	return pending
-}
-
-// drainBackground is the second step of shutdown: the deliverer claims
-// nothing more, and the background tasks running are waited for until
-// deadline. Past it their context is cancelled (sends cut their connection
-// and release their rows) and it waits a moment more for that. It returns
-// how many tasks were still running at the deadline: 0 when all finished.
-func (app *application) drainBackground(deadline context.Context) (left int64) {
-	defer app.cancelBackground()
-	for _, d := range app.deliverers() {
-		d.drain()
-	}
-	idle := make(chan struct{})
-	go func() {
-		app.wg.Wait()
-		close(idle)
-	}()
-	select {
-	case <-idle:
-		return 0
-	case <-deadline.Done():
-	}
-	left = app.tasks.Load()
-	app.cancelBackground()
-	select {
-	case <-idle:
-	case <-time.After(2 * time.Second):
-	}
-	return left
 }
 
 // newConns tracks the connections accepted whose first request has not

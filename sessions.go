@@ -183,8 +183,8 @@ func (app *application) handleLoginForm(w http.ResponseWriter, r *http.Request) 
 	}
 }
 
-// handleLogout ends this browser's session, then shows the login page.
-func (app *application) handleLogout(w http.ResponseWriter, r *http.Request) {
+// handleLogoutForm ends this browser's session, then shows the login page.
+func (app *application) handleLogoutForm(w http.ResponseWriter, r *http.Request) {
 	if hash := app.sessionHash(r); hash != nil {
 		if err := app.store.deleteToken(r.Context(), hash, "session"); err != nil {
 			app.pageError(w, r, err)

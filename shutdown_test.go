@@ -291,6 +291,7 @@ func TestDrainFinishesOnlyWhatItHolds(t *testing.T) {
 	}
 	defer other.close()
 	app := testComposer(t)
+	other.composer = app
 	stop := make(chan struct{})
 	queued := make(chan struct{})
 	defer func() { close(stop); <-queued }()
@@ -303,10 +304,12 @@ func TestDrainFinishesOnlyWhatItHolds(t *testing.T) {
 			default:
 			}
 			u := &user{CreatedAt: time.Now(), Name: "Other", Email: fmt.Sprintf("other%d@example.com", i), passwordHash: []byte("x")}
-			token, hash := newToken()
-			if _, err := other.signup(context.Background(), u, hash, func(kind string, to *user) (*email, error) {
-				return app.compose(kind, to, token, time.Now())
-			}); err != nil {
+			token, _ := newToken()
+			welcome, err := app.email(kindWelcome, u, token, time.Now())
+			if err != nil {
+				return
+			}
+			if _, err := other.signup(context.Background(), u, welcome); err != nil {
 				return
 			}
 			time.Sleep(2 * time.Millisecond) // the other process's signup rate

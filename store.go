@@ -19,6 +19,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -65,11 +66,18 @@ type store struct {
 
 	// The statements of the hot path, prepared once on write: parsing the
 	// SQL is a good part of a small transaction's cost.
-	insertTokenStmt, insertEmailStmt, claimStmt, markSentStmt *sql.Stmt
-	userByKeyStmt, spendStmt, insertNewUserStmt               *sql.Stmt
-	sessionStmt                                               *sql.Stmt     // on the read pool: forward auth checks a session on every request
-	cache                                                     *sessionCache // SQLite only: see sessionCache
-	webhookURL                                                string        // where events go; "" queues none (store.event)
+	insertTokenStmt, insertRowStmt, claimStmt, markSentStmt *sql.Stmt
+	userByKeyStmt, spendStmt, insertNewUserStmt             *sql.Stmt
+	sessionStmt                                             *sql.Stmt     // on the read pool: forward auth checks a session on every request
+	cache                                                   *sessionCache // SQLite only: see sessionCache
+
+	// composer writes the outbox rows of the changes (outbox.go): the
+	// store is given it, and calls nothing else above it.
+	composer *composer
+
+	// gone is set once the file at -db is found deleted or replaced:
+	// every request is refused from then on (routes.go refuseWhenGone).
+	gone atomic.Bool
 }
 
 // openStore opens the database that -db names, a PostgreSQL URL or an
@@ -200,15 +208,11 @@ func instanceName() string {
 	return fmt.Sprintf("%s/%d/%x", host, os.Getpid(), b)
 }
 
-// migrate applies, in one transaction, the SQLite migrations newer than the
-// database's user_version.
+// migrate applies, in one transaction, the migrations newer than the
+// database's version (migrateTx); PostgreSQL's way in store_postgres.go.
 func (st *store) migrate() error {
 	if st.engine == "postgres" {
 		return st.migratePostgres()
-	}
-	names, err := fs.Glob(migrations, "migrations/sqlite/*.sql")
-	if err != nil {
-		return err
 	}
 	// Foreign keys off while migrating (SQLite's way to rebuild a table that
 	// others refer to), checked before the commit; the write pool's one
@@ -226,6 +230,25 @@ func (st *store) migrate() error {
 	if err := tx.QueryRow("PRAGMA user_version").Scan(&current); err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
+	if err := migrateTx(tx, "sqlite", current, "PRAGMA user_version = %d"); err != nil {
+		return err
+	}
+	var broken int
+	if err := tx.QueryRow("SELECT count(*) FROM pragma_foreign_key_check").Scan(&broken); err != nil || broken > 0 {
+		return fmt.Errorf("migrate: %d rows refer to nothing after the migration (%v)", broken, err)
+	}
+	return tx.Commit()
+}
+
+// migrateTx runs, in tx, the migrations of engine (migrations/<engine>/)
+// newer than current, the database's version, each followed by the
+// statement record (with the new version for %d): one loop for both
+// engines.
+func migrateTx(tx *sql.Tx, engine string, current int, record string) error {
+	names, err := fs.Glob(migrations, "migrations/"+engine+"/*.sql")
+	if err != nil {
+		return err
+	}
 	if current > len(names) {
 		return fmt.Errorf("database schema version %d is newer than this binary knows (%d)", current, len(names))
 	}
@@ -237,15 +260,11 @@ func (st *store) migrate() error {
 		if _, err := tx.Exec(string(schema)); err != nil {
 			return fmt.Errorf("migrate %s: %w", path.Base(name), err)
 		}
-		if _, err := tx.Exec(fmt.Sprintf("PRAGMA user_version = %d", current+i+1)); err != nil {
+		if _, err := tx.Exec(fmt.Sprintf(record, current+i+1)); err != nil {
 			return fmt.Errorf("migrate: %w", err)
 		}
 	}
-	var broken int
-	if err := tx.QueryRow("SELECT count(*) FROM pragma_foreign_key_check").Scan(&broken); err != nil || broken > 0 {
-		return fmt.Errorf("migrate: %d rows refer to nothing after the migration (%v)", broken, err)
-	}
-	return tx.Commit()
+	return nil
 }
 
 // setUp migrates the database and prepares the hot-path statements; on
@@ -266,7 +285,7 @@ func (st *store) setUp() (*store, error) {
 func (st *store) prepare() error {
 	for stmt, query := range map[**sql.Stmt]string{
 		&st.insertTokenStmt: `INSERT INTO tokens (hash, user_id, scope, expiry) VALUES ($1, $2, $3, $4)`,
-		&st.insertEmailStmt: `INSERT INTO outbox (kind, user_id, created_at, message_id, recipient, message, next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id`,
+		&st.insertRowStmt:   `INSERT INTO outbox (channel, kind, user_id, created_at, message_id, recipient, message, next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id`,
 		// Claims from several instances at once skip each other's rows.
 		&st.claimStmt: `UPDATE outbox SET claimed_until = $1, claimed_by = $5
 			WHERE id IN (SELECT id FROM outbox

@@ -20,27 +20,13 @@ var errCurrentOverBudget = errors.New("send budget of the current address spent"
 // has an account now.
 var errAddressTaken = errors.New("the new address has an account")
 
-// queueNotice queues e, the notice of a change whose inbox took part in it
-// (a reset by its emailed link; an address change both addresses
-// confirmed). Over the recipient's budget the change still stands and the
-// notice is not sent: it reports false. A change made with the password
-// alone (a new password, a deletion) queues its notice with queue instead,
-// and is refused over budget: the inbox must hear of it.
-func (st *store) queueNotice(ctx context.Context, tx *sql.Tx, e *email) (bool, error) {
-	err := st.queue(ctx, tx, e, nil)
-	if errors.Is(err, errOverBudget) {
-		return false, nil
-	}
-	return err == nil, err
-}
-
 // changePassword gives u the password hash newHash, if checked (the hash
 // the current password was compared with) is still its own, ends every
 // other session and token of u (all but the session with hash keep, when
-// set), and queues the password-changed email. It returns errNotFound when
+// set), and queues the password-changed email, dated now. It returns errNotFound when
 // the password changed meanwhile, errOverBudget (nothing changed) when the
 // address's budget has no room for the email.
-func (st *store) changePassword(ctx context.Context, u *user, checked, newHash, keep []byte, compose composer) error {
+func (st *store) changePassword(ctx context.Context, u *user, checked, newHash, keep []byte, now time.Time) error {
 	tx, err := st.write.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -62,27 +48,18 @@ func (st *store) changePassword(ctx context.Context, u *user, checked, newHash, 
 	if _, err := tx.ExecContext(ctx, `DELETE FROM email_changes WHERE user_id = $1`, u.ID); err != nil {
 		return err
 	}
-	e, err := compose("password-changed", u)
-	if err != nil {
-		return err
-	}
-	if err := st.queue(ctx, tx, e, nil); err != nil {
-		return err
-	}
-	if err := st.event(ctx, tx, eventPasswordChanged, u, e.CreatedAt); err != nil {
-		return err
-	}
-	return st.commit(tx)
+	_, err = st.tell(ctx, tx, notice{kind: kindPasswordChanged, to: u, event: eventPasswordChanged, about: u, now: now})
+	return err
 }
 
 // requestEmailChange starts moving u to newAddress, if checked is still
 // its password hash, in place of any change it had waiting: a confirmation
-// link (tokenOld) to u's address and one (tokenNew) to newAddress. When
+// link (carrying tokenOld) to u's address and one (tokenNew) to newAddress. When
 // newAddress has an activated account, its owner gets the account-exists
 // email instead of a link, and the change can never complete. Over the
 // budget of u's address nothing changes and it returns errCurrentOverBudget;
 // over newAddress's, errOverBudget.
-func (st *store) requestEmailChange(ctx context.Context, u *user, newAddress string, checked, tokenOld, tokenNew []byte, compose composer, now time.Time) error {
+func (st *store) requestEmailChange(ctx context.Context, u *user, newAddress string, checked []byte, tokenOld, tokenNew string, now time.Time) error {
 	tx, err := st.write.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -103,39 +80,37 @@ func (st *store) requestEmailChange(ctx context.Context, u *user, newAddress str
 		return err
 	}
 	taken := owner != nil && owner.Activated
+	from := *u
+	from.oldEmail, from.newEmail = u.Email, newAddress
+	toOld, err := st.composer.email(kindConfirmOld, &from, tokenOld, now)
+	if err != nil {
+		return err
+	}
+	var toNew *outboxRow
+	if taken {
+		toNew, err = st.composer.email(kindAccountExists, owner, "", now)
+	} else {
+		to := from
+		to.Email = newAddress
+		toNew, err = st.composer.email(kindConfirmNew, &to, tokenNew, now)
+	}
+	if err != nil {
+		return err
+	}
 	if err := endEmailChange(ctx, tx, u.ID); err != nil {
 		return err
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO email_changes (user_id, new_email, taken, expiry) VALUES ($1, $2, $3, $4)`,
-		u.ID, newAddress, boolInt(taken), millis(now.Add(changeTTL))); err != nil {
+		u.ID, newAddress, boolInt(taken), millis(toOld.token.expiry)); err != nil {
 		return err
 	}
-	from := *u
-	from.oldEmail, from.newEmail = u.Email, newAddress
-	e, err := compose("confirm-email-old", &from)
-	if err != nil {
-		return err
-	}
-	if err := st.queue(ctx, tx, e, tokenOld); errors.Is(err, errOverBudget) {
+	if err := st.queue(ctx, tx, toOld); errors.Is(err, errOverBudget) {
 		return errCurrentOverBudget
 	} else if err != nil {
 		return err
 	}
-	if taken {
-		e, err = compose("account-exists", owner)
-		tokenNew = nil
-	} else {
-		to := from
-		to.Email = newAddress
-		e, err = compose("confirm-email-new", &to)
-	}
-	if err != nil {
-		return err
-	}
-	if err := st.queue(ctx, tx, e, tokenNew); err != nil {
-		return err
-	}
-	return st.commit(tx)
+	_, err = st.tell(ctx, tx, notice{composed: toNew, now: now})
+	return err
 }
 
 // emailChange is an address change waiting for its confirmations, as its
@@ -183,7 +158,7 @@ func (st *store) emailChangeByToken(ctx context.Context, tokenHash []byte, now t
 // email was queued (over the old address's budget it is not). errNotFound for
 // no such token; errAddressTaken, with the change ended, when the new
 // address has an activated account by now.
-func (st *store) confirmEmailChange(ctx context.Context, tokenHash []byte, compose composer, now time.Time) (done, sent bool, err error) {
+func (st *store) confirmEmailChange(ctx context.Context, tokenHash []byte, now time.Time) (done, sent bool, err error) {
 	c, err := st.emailChangeByToken(ctx, tokenHash, now)
 	if err != nil {
 		return false, false, err
@@ -234,20 +209,10 @@ func (st *store) confirmEmailChange(ctx context.Context, tokenHash []byte, compo
 	}
 	old := *c.user
 	old.oldEmail, old.newEmail = c.oldEmail, c.newEmail
-	e, err := compose("email-changed", &old)
-	if err != nil {
-		return false, false, err
-	}
-	sent, err = st.queueNotice(ctx, tx, e)
-	if err != nil {
-		return false, false, err
-	}
 	moved := *c.user
 	moved.Email = c.newEmail
-	if err := st.event(ctx, tx, eventEmailChanged, &moved, now); err != nil {
-		return false, false, err
-	}
-	return true, sent, st.commit(tx)
+	sent, err = st.tell(ctx, tx, notice{kind: kindEmailChanged, to: &old, skippable: true, event: eventEmailChanged, about: &moved, now: now})
+	return err == nil, sent, err
 }
 
 // boolInt is b as the databases store it.
@@ -294,7 +259,7 @@ func endEmailChange(ctx context.Context, tx *sql.Tx, id int64) error {
 // the address's. It returns errNotFound when the password changed
 // meanwhile, errOverBudget (nothing deleted) when the address's budget has
 // no room for the email.
-func (st *store) deleteAccount(ctx context.Context, u *user, checked []byte, compose composer) error {
+func (st *store) deleteAccount(ctx context.Context, u *user, checked []byte, now time.Time) error {
 	tx, err := st.write.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -307,17 +272,8 @@ func (st *store) deleteAccount(ctx context.Context, u *user, checked []byte, com
 	if n, _ := res.RowsAffected(); n == 0 {
 		return errNotFound
 	}
-	e, err := compose("account-deleted", &user{Email: u.Email, language: u.language})
-	if err != nil {
-		return err
-	}
-	if err := st.queue(ctx, tx, e, nil); err != nil {
-		return err
-	}
-	if err := st.event(ctx, tx, eventDeleted, u, e.CreatedAt); err != nil {
-		return err
-	}
-	return st.commit(tx)
+	_, err = st.tell(ctx, tx, notice{kind: kindAccountDeleted, to: &user{Email: u.Email, language: u.language}, event: eventDeleted, about: u, now: now})
+	return err
 }
 
 // setLanguage sets the language of the emails about account id.

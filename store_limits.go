@@ -106,12 +106,12 @@ func (st *store) beginLogin(ctx context.Context, address, client string, device 
 }
 
 // loginSucceeded clears client's failed attempts on u's address (and only
-// its own), and stores the session l for u and, when deviceHash is set, a
-// device token (deviceTTL) — but only if checked, the password hash the
+// its own), and stores the session l for u and, when device is set, a
+// device token — but only if checked, the password hash the
 // login was compared with, is still the account's: a password changed (a
 // reset, say) while the login was being checked leaves nothing behind, and
 // errNotFound.
-func (st *store) loginSucceeded(ctx context.Context, u *user, client string, checked []byte, l *newSession, deviceHash []byte, now time.Time) error {
+func (st *store) loginSucceeded(ctx context.Context, u *user, client string, checked []byte, l *newSession, device *linkToken, now time.Time) error {
 	tx, err := st.write.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -123,8 +123,8 @@ func (st *store) loginSucceeded(ctx context.Context, u *user, client string, che
 	if err := insertLogin(ctx, tx, u.ID, checked, l, now); err != nil {
 		return err
 	}
-	if deviceHash != nil {
-		if _, err := tx.StmtContext(ctx, st.insertTokenStmt).ExecContext(ctx, deviceHash, u.ID, "device", millis(now.Add(deviceTTL))); err != nil {
+	if device != nil {
+		if _, err := tx.StmtContext(ctx, st.insertTokenStmt).ExecContext(ctx, device.hash, u.ID, device.scope, millis(device.expiry)); err != nil {
 			return err
 		}
 	}

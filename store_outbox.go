@@ -10,39 +10,76 @@ import (
 	"time"
 )
 
-// email is one row of the outbox: a composed message and its delivery state.
-type email struct {
-	ID   int64
-	Kind string // a key of emailKinds
-
-	Channel   string // "email" (Recipient, over SMTP) or "webhook" (a POST to -webhook-url)
-	UserID    int64  // 0 for a row that outlives its account (account-deleted, every webhook)
-	CreatedAt time.Time
-	MessageID string
-	Recipient string
-	Message   []byte
-	Attempts  int
-
-	stale error // the stored message cannot be sent as it is (errUnsealable, errNoMessage): compose it afresh
-}
-
-// queue inserts e, and the token it carries (emailKinds), spending one
-// email of the recipient's budget: errOverBudget if none is left.
-func (st *store) queue(ctx context.Context, tx *sql.Tx, e *email, tokenHash []byte) error {
-	res, err := tx.StmtContext(ctx, st.spendStmt).ExecContext(ctx, mailboxKey(e.Recipient), millis(e.CreatedAt),
-		millis(e.CreatedAt.Add(-time.Hour)), budgetPerHour, millis(e.CreatedAt.Add(-24*time.Hour)), budgetPerDay)
-	if err != nil {
-		return err
+// queue inserts row e in tx. An email spends one unit of its recipient's
+// send budget (errOverBudget when none is left) and stores the token its
+// link carries, if any; a webhook spends nothing.
+func (st *store) queue(ctx context.Context, tx *sql.Tx, e *outboxRow) error {
+	if e.Channel == channelEmail {
+		res, err := tx.StmtContext(ctx, st.spendStmt).ExecContext(ctx, mailboxKey(e.Recipient), millis(e.CreatedAt),
+			millis(e.CreatedAt.Add(-time.Hour)), budgetPerHour, millis(e.CreatedAt.Add(-24*time.Hour)), budgetPerDay)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return errOverBudget
+		}
 	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return errOverBudget
-	}
-	if tok := emailKinds[e.Kind]; tok.scope != "" {
-		if _, err := tx.StmtContext(ctx, st.insertTokenStmt).ExecContext(ctx, tokenHash, e.UserID, tok.scope, millis(e.CreatedAt.Add(tok.ttl))); err != nil {
+	if tok := e.token; tok != nil {
+		if _, err := tx.StmtContext(ctx, st.insertTokenStmt).ExecContext(ctx, tok.hash, e.UserID, tok.scope, millis(tok.expiry)); err != nil {
 			return err
 		}
 	}
-	return tx.StmtContext(ctx, st.insertEmailStmt).QueryRowContext(ctx, e.Kind, userID(e.UserID), millis(e.CreatedAt), e.MessageID, e.Recipient, st.sealMessage(e.Message), millis(e.CreatedAt)).Scan(&e.ID)
+	return tx.StmtContext(ctx, st.insertRowStmt).QueryRowContext(ctx, e.Channel, e.Kind, userID(e.UserID), millis(e.CreatedAt), e.MessageID,
+		e.Recipient, st.sealMessage(e.Message), millis(e.CreatedAt)).Scan(&e.ID)
+}
+
+// tell is the tail of every change that tells of itself: it composes the
+// email n names (if any) and the webhook event (if any), queues them in tx
+// and commits tx. Over the recipient's send budget the change is refused
+// with errOverBudget — unless n.skippable: then the email alone is left
+// out, and sent reports it.
+func (st *store) tell(ctx context.Context, tx *sql.Tx, n notice) (sent bool, err error) {
+	e := n.composed
+	if e == nil && n.kind != "" {
+		if e, err = st.composer.email(n.kind, n.to, n.token, n.now); err != nil {
+			return false, err
+		}
+	}
+	if e != nil {
+		err = st.queue(ctx, tx, e)
+		sent = err == nil
+		if errors.Is(err, errOverBudget) && n.skippable {
+			err = nil
+		}
+		if err != nil {
+			return false, err
+		}
+	}
+	if n.event != "" {
+		ev, err := st.composer.event(n.event, n.about, n.now)
+		if err != nil {
+			return false, err
+		}
+		if ev != nil {
+			if err := st.queue(ctx, tx, ev); err != nil {
+				return false, err
+			}
+		}
+	}
+	return sent, st.commit(tx)
+}
+
+// notice is what a change tells: an email and a webhook event, each
+// optional.
+type notice struct {
+	kind      emailKind  // the email; "" for none
+	to        *user      // its recipient, and whom it is about
+	token     string     // the token its link carries, where kind carries one
+	composed  *outboxRow // the email, composed already (a signup's, before its transaction): kind is then unused
+	skippable bool       // over budget the email is left out rather than the change refused: the inbox took part in it
+	event     eventType  // the webhook event; "" for none
+	about     *user      // the account the event is about
+	now       time.Time
 }
 
 // userID is id as the outbox stores it: NULL for none.
@@ -51,15 +88,15 @@ func userID(id int64) sql.NullInt64 { return sql.NullInt64{Int64: id, Valid: id 
 // claimDue claims for this instance up to limit pending rows of channel
 // ("email" or "webhook") that are due at now and not claimed by another
 // deliverer (or whose claim has expired), until now+lease.
-func (st *store) claimDue(ctx context.Context, channel string, now time.Time, lease time.Duration, limit int) ([]*email, error) {
+func (st *store) claimDue(ctx context.Context, channel string, now time.Time, lease time.Duration, limit int) ([]*outboxRow, error) {
 	rows, err := st.claimStmt.QueryContext(ctx, millis(now.Add(lease)), millis(now), millis(now), limit, st.instance, channel)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var emails []*email
+	var claimed []*outboxRow
 	for rows.Next() {
-		var e email
+		var e outboxRow
 		var created int64
 		var blob []byte
 		var uid sql.NullInt64
@@ -72,19 +109,19 @@ func (st *store) claimDue(ctx context.Context, channel string, now time.Time, le
 			e.stale = errNoMessage
 		}
 		e.CreatedAt = time.UnixMilli(created).UTC()
-		emails = append(emails, &e)
+		claimed = append(claimed, &e)
 	}
-	return emails, rows.Err()
+	return claimed, rows.Err()
 }
 
 // markSent records that the SMTP server accepted e, and drops its content.
-func (st *store) markSent(ctx context.Context, e *email) error {
+func (st *store) markSent(ctx context.Context, e *outboxRow) error {
 	_, err := st.markSentStmt.ExecContext(ctx, e.ID)
 	return err
 }
 
 // markRetry records a failed attempt at e and when to try again.
-func (st *store) markRetry(ctx context.Context, e *email, next time.Time, lastErr string) error {
+func (st *store) markRetry(ctx context.Context, e *outboxRow, next time.Time, lastErr string) error {
 	_, err := st.write.ExecContext(ctx,
 		`UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $1, claimed_until = 0, last_error = $2 WHERE id = $3`,
 		millis(next), lastErr, e.ID)
@@ -94,7 +131,7 @@ func (st *store) markRetry(ctx context.Context, e *email, next time.Time, lastEr
 // markFailed records that e will never be sent, and drops its content —
 // but a webhook's body, which carries no token and cannot be composed
 // again: `signup outbox retry` sends it as it was.
-func (st *store) markFailed(ctx context.Context, e *email, lastErr string) error {
+func (st *store) markFailed(ctx context.Context, e *outboxRow, lastErr string) error {
 	_, err := st.write.ExecContext(ctx,
 		`UPDATE outbox SET status = 'failed', message = CASE WHEN channel = 'webhook' THEN message END, attempts = attempts + 1, claimed_until = 0, last_error = $1 WHERE id = $2`,
 		lastErr, e.ID)
@@ -103,7 +140,7 @@ func (st *store) markFailed(ctx context.Context, e *email, lastErr string) error
 
 // release gives up the claim on e without counting an attempt, so that it
 // is sent as soon as a deliverer is free (or at the next start).
-func (st *store) release(ctx context.Context, e *email) error {
+func (st *store) release(ctx context.Context, e *outboxRow) error {
 	_, err := st.write.ExecContext(ctx, `UPDATE outbox SET claimed_until = 0 WHERE id = $1`, e.ID)
 	return err
 }
@@ -116,10 +153,11 @@ func (st *store) releaseAllClaims(ctx context.Context) error {
 	return err
 }
 
-// releaseOwnClaims drops this instance's claims: at shutdown, so that
-// other instances send what it did not.
-func (st *store) releaseOwnClaims(ctx context.Context) error {
-	_, err := st.write.ExecContext(ctx, `UPDATE outbox SET claimed_until = 0 WHERE claimed_by = $1 AND status = 'pending' AND claimed_until > 0`, st.instance)
+// releaseOwnClaims drops this instance's claims on rows of channel: at
+// shutdown, so that other instances send what it did not.
+func (st *store) releaseOwnClaims(ctx context.Context, channel string) error {
+	_, err := st.write.ExecContext(ctx, `UPDATE outbox SET claimed_until = 0 WHERE claimed_by = $1 AND channel = $2 AND status = 'pending' AND claimed_until > 0`,
+		st.instance, channel)
 	return err
 }
 
@@ -253,15 +291,15 @@ func (st *store) outboxUser(ctx context.Context, id int64) (string, *user, error
 		return "", nil, err
 	}
 	switch kind {
-	case "confirm-email-old":
+	case string(kindConfirmOld):
 		u.oldEmail = u.Email
 		err = st.read.QueryRowContext(ctx, `SELECT new_email FROM email_changes WHERE user_id = $1`, u.ID).Scan(&u.newEmail)
 		if errors.Is(err, sql.ErrNoRows) {
 			return "", nil, errNotFound // the change is over: nothing to confirm
 		}
-	case "confirm-email-new":
+	case string(kindConfirmNew):
 		u.oldEmail, u.newEmail, u.Email = u.Email, recipient, recipient
-	case "email-changed":
+	case string(kindEmailChanged):
 		u.oldEmail, u.newEmail, u.Email = recipient, u.Email, recipient
 	}
 	return kind, u, err
@@ -298,7 +336,7 @@ func (st *store) markForRetry(ctx context.Context, id int64, now time.Time) (str
 // deliverer composing a row it holds); errClaimed for another's live
 // claim. The new token it carries, if its kind carries one, replaces the
 // user's earlier ones.
-func (st *store) requeue(ctx context.Context, e *email, tokenHash []byte) error {
+func (st *store) requeue(ctx context.Context, e *outboxRow) error {
 	tx, err := st.write.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -314,14 +352,31 @@ func (st *store) requeue(ctx context.Context, e *email, tokenHash []byte) error 
 	if n, _ := res.RowsAffected(); n == 0 {
 		return errClaimed
 	}
-	if tok := emailKinds[e.Kind]; tok.scope != "" {
+	if tok := e.token; tok != nil {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE user_id = $1 AND scope = $2`, e.UserID, tok.scope); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO tokens (hash, user_id, scope, expiry) VALUES ($1, $2, $3, $4)`,
-			tokenHash, e.UserID, tok.scope, millis(e.CreatedAt.Add(tok.ttl))); err != nil {
+		if _, err := tx.StmtContext(ctx, st.insertTokenStmt).ExecContext(ctx, tok.hash, e.UserID, tok.scope, millis(tok.expiry)); err != nil {
 			return err
 		}
 	}
 	return st.commit(tx)
+}
+
+// recompose composes outbox row id afresh, with a new token where its
+// kind carries one, and queues it to be sent now (requeue). It returns the
+// recipient; errNotFound when the row, or the account or change it is
+// about, is gone.
+func (st *store) recompose(ctx context.Context, id int64, now time.Time) (string, error) {
+	kind, u, err := st.outboxUser(ctx, id)
+	if err != nil {
+		return "", err
+	}
+	token, _ := newToken()
+	e, err := st.composer.email(emailKind(kind), u, token, now)
+	if err != nil {
+		return "", err
+	}
+	e.ID = id
+	return u.Email, st.requeue(ctx, e)
 }

@@ -36,6 +36,7 @@ func TestStore(t *testing.T) {
 							t.Fatal(err)
 						}
 						t.Cleanup(func() { st.close() })
+						st.composer = testComposer(t)
 						return st
 					})
 				})
@@ -44,20 +45,14 @@ func TestStore(t *testing.T) {
 	}
 }
 
-// composeFor returns a composer of emails carrying token.
-func composeFor(t *testing.T, token string) composer {
-	app := testComposer(t)
-	return func(kind string, to *user) (*email, error) { return app.compose(kind, to, token, time.Now()) }
-}
-
 // signupAs signs address up on st with name, and returns the kind of email
 // queued and the activation token.
-func signupAs(t *testing.T, st *store, address, name string) (string, string, error) {
+func signupAs(t *testing.T, st *store, address, name string) (emailKind, string, error) {
 	t.Helper()
 	hash, _ := bcrypt.GenerateFromPassword([]byte("pw-"+name), bcrypt.MinCost)
-	token, tokenHash := newToken()
+	token, _ := newToken()
 	u := &user{CreatedAt: time.Now().Truncate(time.Millisecond), Name: name, Email: address, passwordHash: hash}
-	kind, err := st.signup(context.Background(), u, tokenHash, composeFor(t, token))
+	kind, err := signupWith(t, st, u, token)
 	return kind, token, err
 }
 
@@ -120,8 +115,8 @@ func testSendBudgetAcrossInstances(t *testing.T, open func() *store) {
 	var wg sync.WaitGroup
 	for i := range 20 {
 		wg.Go(func() {
-			token, hash := newToken()
-			err := stores[i%2].resend(context.Background(), "flood@example.com", hash, composeFor(t, token))
+			token, _ := newToken()
+			err := stores[i%2].resendActivation(context.Background(), "flood@example.com", token, time.Now())
 			switch {
 			case err == nil:
 				sent.Add(1)
@@ -221,7 +216,7 @@ func testClaimsExclusive(t *testing.T, open func() *store) {
 	if total := len(claimed[0]) + len(claimed[1]); total != 60 {
 		t.Errorf("got %d emails claimed, want 60", total)
 	}
-	if err := stores[0].releaseOwnClaims(context.Background()); err != nil {
+	if err := stores[0].releaseOwnClaims(context.Background(), channelEmail); err != nil {
 		t.Fatal(err)
 	}
 	again, _ := stores[1].claimDue(context.Background(), "email", time.Now(), lease, 100)
@@ -276,21 +271,21 @@ func testPasswordReset(t *testing.T, open func() *store) {
 	if err := st.loginSucceeded(ctx, u, "client", u.passwordHash, &newSession{hash: bearerHash, scope: "authentication", expiry: time.Now().Add(time.Hour)}, nil, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	token, hash := newToken()
-	kind, err := st.queuePasswordReset(ctx, "reset@example.com", hash, composeFor(t, token))
+	token, _ := newToken()
+	kind, err := st.requestPasswordReset(ctx, "reset@example.com", token, time.Now())
 	if err != nil || kind != "password-reset" {
 		t.Fatalf("request: got %q, %v; want password-reset", kind, err)
 	}
-	if _, err := st.queuePasswordReset(ctx, "nobody@example.com", hash, composeFor(t, token)); !errors.Is(err, errNotFound) {
+	if _, err := st.requestPasswordReset(ctx, "nobody@example.com", token, time.Now()); !errors.Is(err, errNotFound) {
 		t.Errorf("an unknown address: got %v, want errNotFound", err)
 	}
-	if _, _, err := st.setPasswordByToken(ctx, hashToken(token), []byte("new-hash"), composeFor(t, ""), time.Now()); err != nil {
+	if _, _, err := st.resetPassword(ctx, hashToken(token), []byte("new-hash"), time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := st.userByToken(ctx, hashToken(bearer), "authentication", time.Now()); !errors.Is(err, errNotFound) {
 		t.Errorf("the bearer token after the reset: got %v, want errNotFound", err)
 	}
-	if _, _, err := st.setPasswordByToken(ctx, hashToken(token), []byte("again"), composeFor(t, ""), time.Now()); !errors.Is(err, errNotFound) {
+	if _, _, err := st.resetPassword(ctx, hashToken(token), []byte("again"), time.Now()); !errors.Is(err, errNotFound) {
 		t.Errorf("the reset token a second time: got %v, want errNotFound", err)
 	}
 }
@@ -313,10 +308,10 @@ func testRetryComposesAfresh(t *testing.T, open func() *store) {
 	if err != nil || kind != "welcome" {
 		t.Fatalf("outboxUser: got %q, %v; want welcome", kind, err)
 	}
-	token, hash := newToken()
-	e, _ := testComposer(t).compose(kind, u, token, time.Now())
+	token, _ := newToken()
+	e, _ := testComposer(t).email(emailKind(kind), u, token, time.Now())
 	e.ID = batch[0].ID
-	if err := st.requeue(ctx, e, hash); err != nil {
+	if err := st.requeue(ctx, e); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := st.pendingUser(ctx, hashToken(first), time.Now()); !errors.Is(err, errNotFound) {
@@ -379,9 +374,8 @@ func testAccountLanguage(t *testing.T, open func() *store) {
 	}
 	for _, want := range []string{"de", "fr"} {
 		hash, _ := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
-		_, tokenHash := newToken()
 		u := &user{CreatedAt: time.Now().Truncate(time.Millisecond), Name: "Lang", Email: "lang@example.com", passwordHash: hash, language: want}
-		if _, err := st.signup(ctx, u, tokenHash, composeFor(t, "T")); err != nil {
+		if _, err := signupWith(t, st, u, mustToken()); err != nil {
 			t.Fatal(err)
 		}
 		if got := languageOf(); got != want {

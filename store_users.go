@@ -52,23 +52,19 @@ func scanUser(row interface{ Scan(...any) error }) (*user, error) {
 	return &u, nil
 }
 
-// composer makes the email of a kind for a user.
-type composer func(kind string, to *user) (*email, error)
-
 // signup does, in one transaction, what a signup does to the address of u,
 // by the state of that address:
-//   - new: u is created, with an activation token (tokenHash) and the
-//     welcome email;
+//   - new: u is created, with the welcome email (composed already, its
+//     token's hash in it) and the user.created event;
 //   - pending: that account takes u's name, password hash and time, its
-//     earlier tokens are deleted, and it gets a new token and the welcome
-//     email;
+//     earlier tokens are deleted, and it gets the welcome email;
 //   - activated: nothing changes; its owner gets the account-exists email.
 //
 // It returns the kind of email queued. Each counts against the address's
 // send budget: over it, nothing changes and it returns errOverBudget, as it
 // does when u has no password hash (the caller saw no need for one) but the
 // account turns out to need one.
-func (st *store) signup(ctx context.Context, u *user, tokenHash []byte, compose composer) (string, error) {
+func (st *store) signup(ctx context.Context, u *user, welcome *outboxRow) (emailKind, error) {
 	tx, err := st.write.BeginTx(ctx, nil)
 	if err != nil {
 		return "", err
@@ -95,18 +91,9 @@ func (st *store) signup(ctx context.Context, u *user, tokenHash []byte, compose 
 	}
 	switch {
 	case inserted:
-		if err := st.event(ctx, tx, eventCreated, u, u.CreatedAt); err != nil {
-			return "", err
-		}
 	case existing != nil && existing.Activated:
-		e, err := compose("account-exists", existing)
-		if err != nil {
-			return "", err
-		}
-		if err := st.queue(ctx, tx, e, nil); err != nil {
-			return "", err
-		}
-		return e.Kind, st.commit(tx)
+		_, err := st.tell(ctx, tx, notice{kind: kindAccountExists, to: existing, now: welcome.CreatedAt})
+		return kindAccountExists, err
 	case u.passwordHash == nil:
 		return "", errOverBudget
 	case existing != nil:
@@ -121,21 +108,20 @@ func (st *store) signup(ctx context.Context, u *user, tokenHash []byte, compose 
 	default:
 		return "", errOverBudget // no hash for an account that needs one (see above)
 	}
-	e, err := compose("welcome", u)
-	if err != nil {
-		return "", err
+	welcome.UserID = u.ID
+	n := notice{composed: welcome, now: u.CreatedAt}
+	if inserted {
+		n.event, n.about = eventCreated, u
 	}
-	if err := st.queue(ctx, tx, e, tokenHash); err != nil {
-		return "", err
-	}
-	return e.Kind, st.commit(tx)
+	_, err = st.tell(ctx, tx, n)
+	return kindWelcome, err
 }
 
-// resend gives the account of address, if it is waiting for activation, a
-// new activation token (tokenHash) in place of its earlier ones, and queues
-// the activation email, in one transaction. It returns errNotFound for any
-// other address, and errOverBudget when the address has had its share.
-func (st *store) resend(ctx context.Context, address string, tokenHash []byte, compose composer) error {
+// resendActivation gives the account of address, if it is waiting for
+// activation, a new activation link (carrying token) in place of its
+// earlier ones, in one transaction. It returns errNotFound for any other
+// address, and errOverBudget when the address has had its share.
+func (st *store) resendActivation(ctx context.Context, address, token string, now time.Time) error {
 	tx, err := st.write.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -154,14 +140,8 @@ func (st *store) resend(ctx context.Context, address string, tokenHash []byte, c
 	if _, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE user_id = $1 AND scope = 'activation'`, u.ID); err != nil {
 		return err
 	}
-	e, err := compose("activation", u)
-	if err != nil {
-		return err
-	}
-	if err := st.queue(ctx, tx, e, tokenHash); err != nil {
-		return err
-	}
-	return st.commit(tx)
+	_, err = st.tell(ctx, tx, notice{kind: kindActivation, to: u, token: token, now: now})
+	return err
 }
 
 // activate marks as activated the user holding the unexpired activation
@@ -190,10 +170,8 @@ func (st *store) activate(ctx context.Context, tokenHash, passwordHash []byte, l
 			return nil, err
 		}
 	}
-	if err := st.event(ctx, tx, eventActivated, u, now); err != nil {
-		return nil, err
-	}
-	return u, st.commit(tx)
+	_, err = st.tell(ctx, tx, notice{event: eventActivated, about: u, now: now})
+	return u, err
 }
 
 // cancelSignup deletes the account, not activated yet, that holds the
@@ -211,10 +189,8 @@ func (st *store) cancelSignup(ctx context.Context, tokenHash []byte, now time.Ti
 	if err != nil {
 		return err
 	}
-	if err := st.event(ctx, tx, eventDeleted, u, now); err != nil {
-		return err
-	}
-	return st.commit(tx)
+	_, err = st.tell(ctx, tx, notice{event: eventDeleted, about: u, now: now})
+	return err
 }
 
 // pendingUser returns the user, not activated yet, that holds the unexpired
@@ -239,12 +215,13 @@ func (st *store) deleteToken(ctx context.Context, tokenHash []byte, scope string
 	return err
 }
 
-// queuePasswordReset queues, in one transaction, what a password reset for
-// address sends: for an activated account, the password-reset email with a
-// new token (tokenHash) in place of its earlier ones; for a pending one,
-// the activation email, as resend does. It returns the kind queued,
-// errNotFound for an unknown address, errOverBudget over the budget.
-func (st *store) queuePasswordReset(ctx context.Context, address string, tokenHash []byte, compose composer) (string, error) {
+// requestPasswordReset queues, in one transaction, what a password reset
+// for address sends: for an activated account, the password-reset email
+// (its link carrying token) in place of its earlier ones; for a pending
+// one, the activation email, as resendActivation does. It returns the kind
+// queued, errNotFound for an unknown address, errOverBudget over the
+// budget.
+func (st *store) requestPasswordReset(ctx context.Context, address, token string, now time.Time) (emailKind, error) {
 	tx, err := st.write.BeginTx(ctx, nil)
 	if err != nil {
 		return "", err
@@ -257,31 +234,29 @@ func (st *store) queuePasswordReset(ctx context.Context, address string, tokenHa
 	if err != nil {
 		return "", err
 	}
-	kind := "password-reset"
+	kind := kindPasswordReset
 	if !u.Activated {
-		kind = "activation"
+		kind = kindActivation
 	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE user_id = $1 AND scope = $2`, u.ID, emailKinds[kind].scope); err != nil {
-		return "", err
-	}
-	e, err := compose(kind, u)
+	e, err := st.composer.email(kind, u, token, now)
 	if err != nil {
 		return "", err
 	}
-	if err := st.queue(ctx, tx, e, tokenHash); err != nil {
+	if _, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE user_id = $1 AND scope = $2`, u.ID, e.token.scope); err != nil {
 		return "", err
 	}
-	return kind, st.commit(tx)
+	_, err = st.tell(ctx, tx, notice{composed: e, now: now})
+	return kind, err
 }
 
-// setPasswordByToken sets the password hash of the user holding the
+// resetPassword sets the password hash of the user holding the
 // unexpired password-reset token with this hash, marks the account
 // activated (the reset proved the inbox), deletes every token of the user
 // (reset, activation, sessions: every login), and queues the
 // password-changed email — over budget the password is set all the same,
 // and it reports that the email was not queued. It returns errNotFound for
 // no such token.
-func (st *store) setPasswordByToken(ctx context.Context, tokenHash, passwordHash []byte, compose composer, now time.Time) (*user, bool, error) {
+func (st *store) resetPassword(ctx context.Context, tokenHash, passwordHash []byte, now time.Time) (*user, bool, error) {
 	tx, err := st.write.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, false, err
@@ -299,18 +274,8 @@ func (st *store) setPasswordByToken(ctx context.Context, tokenHash, passwordHash
 	if _, err := tx.ExecContext(ctx, `DELETE FROM email_changes WHERE user_id = $1`, u.ID); err != nil {
 		return nil, false, err
 	}
-	e, err := compose("password-changed", u)
-	if err != nil {
-		return nil, false, err
-	}
-	sent, err := st.queueNotice(ctx, tx, e)
-	if err != nil {
-		return nil, false, err
-	}
-	if err := st.event(ctx, tx, eventPasswordChanged, u, now); err != nil {
-		return nil, false, err
-	}
-	return u, sent, st.commit(tx)
+	sent, err := st.tell(ctx, tx, notice{kind: kindPasswordChanged, to: u, skippable: true, event: eventPasswordChanged, about: u, now: now})
+	return u, sent, err
 }
 
 // purgeExpiredTokens deletes the tokens that expired before now, and the

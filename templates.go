@@ -32,7 +32,7 @@ var pageFiles = []string{"message.html", "signup.html", "activate.html", "resend
 // templates are the parsed email and page templates of every language,
 // the stylesheet, and the languages offered.
 type templates struct {
-	emails  map[string]map[string]mailTemplate           // by language, then kind
+	emails  map[string]map[emailKind]mailTemplate        // by language, then kind
 	pages   map[string]map[string]*htmltemplate.Template // by language, then file
 	css     []byte
 	locales map[string]*locale // every language, offered or not
@@ -55,7 +55,7 @@ func loadTemplates(dir string, languages []string, defaultLanguage string) (*tem
 	if err != nil {
 		return nil, err
 	}
-	t := &templates{emails: map[string]map[string]mailTemplate{}, pages: map[string]map[string]*htmltemplate.Template{}, locales: locales}
+	t := &templates{emails: map[string]map[emailKind]mailTemplate{}, pages: map[string]map[string]*htmltemplate.Template{}, locales: locales}
 	if t.offered, err = offer(tags, languages, defaultLanguage); err != nil {
 		return nil, err
 	}
@@ -132,7 +132,7 @@ var templateFuncs = map[string]any{"wrap": wrap}
 
 // parseLanguage parses (or takes from done) every email and page template
 // of language l and tries each in l.
-func parseLanguage(dir string, l *locale, offered []string, done *parsed) (map[string]mailTemplate, map[string]*htmltemplate.Template, error) {
+func parseLanguage(dir string, l *locale, offered []string, done *parsed) (map[emailKind]mailTemplate, map[string]*htmltemplate.Template, error) {
 	// known reports a key that is no message, with the template naming it.
 	// Every language has the same keys, so a file is checked once, when
 	// it is parsed.
@@ -147,7 +147,7 @@ func parseLanguage(dir string, l *locale, offered []string, done *parsed) (map[s
 		return nil
 	}
 
-	emails := map[string]mailTemplate{}
+	emails := map[emailKind]mailTemplate{}
 	now := time.Now()
 	sample := mailData{AppName: "Signup", locale: l, Name: "Sam <Sample>", Link: "https://signup.example.com/activate?token=SAMPLE", Expires: l.formatTime(now),
 		OldEmail: "sam@example.com", NewEmail: "sam@example.org"}

@@ -38,12 +38,13 @@ func hashToken(token string) []byte {
 // (about 3 ms at rest), so that the medians of every state are one.
 const emailRequestTime = 25 * time.Millisecond
 
-// mailAddress validates address and, if it is well formed, has queue
-// store what goes to it (with a new token, composed on demand), then starts
+// emailRequest is a request that may email address (a resend, a password
+// reset): it validates address and, if it is well formed, has queue store
+// what goes to it (with token, where its email carries one), then starts
 // delivery. Only a malformed address is an error the caller shows: the
 // answer is otherwise the same whoever owns it — an address with no email
 // due (errNotFound) or over its send budget included.
-func (app *application) mailAddress(ctx context.Context, address, request string, queue func(tokenHash []byte, compose composer) error) (validator, error) {
+func (app *application) emailRequest(ctx context.Context, address, request string, queue func(token string, now time.Time) error) (validator, error) {
 	v := validator{}
 	validateEmail(v, address)
 	if len(v) > 0 {
@@ -58,11 +59,8 @@ func (app *application) mailAddress(ctx context.Context, address, request string
 		app.overClientBudget(address, request)
 		return nil, nil
 	}
-	now := app.now().UTC()
-	token, tokenHash := newToken()
-	err := queue(tokenHash, func(kind string, to *user) (*email, error) {
-		return app.compose(kind, to, token, now)
-	})
+	token, _ := newToken()
+	err := queue(token, app.now())
 	if err != nil {
 		release() // nothing was queued
 	}
@@ -75,7 +73,7 @@ func (app *application) mailAddress(ctx context.Context, address, request string
 	case err != nil:
 		return nil, err
 	}
-	app.kick()
+	app.outbox.kick()
 	return nil, nil
 }
 
@@ -83,8 +81,8 @@ func (app *application) mailAddress(ctx context.Context, address, request string
 // to an account that is not activated yet, replacing its earlier links; for
 // any other address it does nothing.
 func (app *application) resendActivation(ctx context.Context, address string) (validator, error) {
-	return app.mailAddress(ctx, address, "resend", func(tokenHash []byte, compose composer) error {
-		return app.store.resend(ctx, address, tokenHash, compose)
+	return app.emailRequest(ctx, address, "resend", func(token string, now time.Time) error {
+		return app.store.resendActivation(ctx, address, token, now)
 	})
 }
 
@@ -102,26 +100,9 @@ func (app *application) handleEmailRequest(w http.ResponseWriter, r *http.Reques
 	app.answer(w, r, errs, err, http.StatusAccepted, envelope{"message": message})
 }
 
-// handleCreateActivationToken emails a new activation link to an account
+// handleResendActivation emails a new activation link to an account
 // that is not activated yet; it answers the same for any address.
-func (app *application) handleCreateActivationToken(w http.ResponseWriter, r *http.Request) {
+func (app *application) handleResendActivation(w http.ResponseWriter, r *http.Request) {
 	app.handleEmailRequest(w, r, app.resendActivation,
 		"if an account with this address is waiting for activation, an email is on its way with a new link")
-}
-
-// retryEmail composes outbox email id afresh, with a new token where it
-// carries one, and queues it to be sent now. It returns the recipient.
-func (app *application) retryEmail(ctx context.Context, id int64) (string, error) {
-	kind, u, err := app.store.outboxUser(ctx, id)
-	if err != nil {
-		return "", err
-	}
-	now := app.now().UTC()
-	token, tokenHash := newToken()
-	e, err := app.compose(kind, u, token, now)
-	if err != nil {
-		return "", err
-	}
-	e.ID = id
-	return u.Email, app.store.requeue(ctx, e, tokenHash)
 }

@@ -55,21 +55,14 @@ func (app *application) signup(ctx context.Context, in signupInput) (errs valida
 	}
 	now := app.now().UTC()
 	u := &user{CreatedAt: now.Truncate(time.Millisecond), Name: in.Name, Email: in.Email, passwordHash: hash, language: in.language}
-	token, tokenHash := newToken()
+	token, _ := newToken()
 	// The welcome email, composed before the transaction so that the
 	// templates do not run while it holds the database's one writer.
-	welcome, err := app.compose("welcome", u, token, now)
+	welcome, err := app.store.composer.email(kindWelcome, u, token, now)
 	if err != nil {
 		return nil, err
 	}
-	kind, err := app.store.signup(ctx, u, tokenHash, func(kind string, to *user) (*email, error) {
-		if kind == "welcome" {
-			e := *welcome
-			e.UserID = to.ID
-			return &e, nil
-		}
-		return app.compose(kind, to, token, now)
-	})
+	kind, err := app.store.signup(ctx, u, welcome)
 	if err != nil {
 		release()
 	}
@@ -81,7 +74,7 @@ func (app *application) signup(ctx context.Context, in signupInput) (errs valida
 		return nil, err
 	}
 	app.logger.Debug("signup", "user_id", u.ID, "email_kind", kind)
-	app.kick()
+	app.outbox.kick()
 	return nil, nil
 }
 
@@ -177,13 +170,13 @@ func (app *application) activate(ctx context.Context, token, password string, co
 		return nil, nil, err
 	}
 	app.logger.Info("account activated", "user_id", u.ID, "password_set", newHash != nil)
-	app.kickWebhooks() // a change that sends no email
+	app.outbox.kickWebhooks() // a change that sends no email
 	return u, nil, nil
 }
 
-// handleActivateUser activates the account that holds the token, with the
+// handleActivate activates the account that holds the token, with the
 // password given, which becomes the account's.
-func (app *application) handleActivateUser(w http.ResponseWriter, r *http.Request) {
+func (app *application) handleActivate(w http.ResponseWriter, r *http.Request) {
 	var input struct {
 		Token    string `json:"token"`
 		Password string `json:"password"`

@@ -211,7 +211,7 @@ func BenchmarkOutboxDrain(b *testing.B) {
 		queueEmails(b, app, n)
 		b.StartTimer()
 		start := time.Now()
-		app.deliverer.kick()
+		app.outbox.emails.kick()
 		for range n {
 			<-srv.arrived
 		}

@@ -244,7 +244,7 @@ func TestPostgresTwoInstances(t *testing.T) {
 			t.Errorf("webhook %s (%s) delivered twice", d.id, d.event.Type)
 		}
 	}
-	for _, typ := range []string{eventCreated, eventActivated} {
+	for _, typ := range []eventType{eventCreated, eventActivated} {
 		hooks.waitEvent(typ, "ada@example.com")
 	}
 
@@ -358,8 +358,8 @@ func TestPostgresInstanceDies(t *testing.T) {
 		duplicates += n - 1
 	}
 	t.Logf("%d signups over two instances, one killed twice: all emailed, %d duplicates", len(want), duplicates)
-	if duplicates > 2*maxSessions {
-		t.Errorf("%d duplicates; at most %d sends are in flight at each of 2 kills", duplicates, maxSessions)
+	if duplicates > 2*maxConnsOut {
+		t.Errorf("%d duplicates; at most %d sends are in flight at each of 2 kills", duplicates, maxConnsOut)
 	}
 	for _, p := range []*process{a, b} {
 		p.signal(t, syscall.SIGTERM)

@@ -106,10 +106,10 @@ func (r *receiver) delivered() []delivery {
 }
 
 // waitEvent waits for a delivered event of typ about address, and returns it.
-func (r *receiver) waitEvent(typ, address string) delivery {
+func (r *receiver) waitEvent(typ eventType, address string) delivery {
 	r.t.Helper()
 	var found delivery
-	waitFor(r.t, 15*time.Second, "the "+typ+" webhook about "+address, func() bool {
+	waitFor(r.t, 15*time.Second, "the "+string(typ)+" webhook about "+address, func() bool {
 		for _, d := range r.delivered() {
 			if d.event.Type == typ && d.event.Data.Email == address {
 				found = d
@@ -259,7 +259,7 @@ func TestWebhookRetried(t *testing.T) {
 		return http.StatusOK
 	})
 	app := newTestApp(t, srv, webhookArgs(r))
-	app.background(app.webhooks.sweep)
+	app.background(app.outbox.webhooks.sweep)
 	signup(t, app.url, "ada@example.com")
 	r.waitEvent(eventCreated, "ada@example.com")
 	r.mu.Lock()
@@ -544,7 +544,11 @@ func BenchmarkWebhookDrain(b *testing.B) {
 		}
 		for i := range n {
 			u := &user{ID: int64(i + 1), Name: "Bulk", Email: fmt.Sprintf("bulk%d@example.com", i), CreatedAt: time.Now()}
-			if err := app.store.event(context.Background(), tx, eventCreated, u, time.Now()); err != nil {
+			ev, err := app.store.composer.event(eventCreated, u, time.Now())
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := app.store.queue(context.Background(), tx, ev); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -553,7 +557,7 @@ func BenchmarkWebhookDrain(b *testing.B) {
 		}
 		b.StartTimer()
 		start := time.Now()
-		app.webhooks.kick()
+		app.outbox.webhooks.kick()
 		waitFor(b, 5*time.Minute, "every webhook delivered", func() bool { return r.arrivals.Load() >= n })
 		elapsed += time.Since(start)
 		b.StopTimer()

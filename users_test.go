@@ -200,7 +200,7 @@ func TestNoPlaintextSecretsInDatabase(t *testing.T) {
 	mu.Lock()
 	down = false
 	mu.Unlock()
-	app.background(app.deliverer.sweep)
+	app.background(app.outbox.emails.sweep)
 	srv.waitMessages(t, 1, 10*time.Second)
 	waitFor(t, 10*time.Second, "the email marked sent", func() bool {
 		pending, _, _ := app.store.outboxCounts(context.Background())

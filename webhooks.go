@@ -1,20 +1,17 @@
 package main
 
-// webhook.go tells the app behind signup of every account change: each
-// event is an outbox row written in the transaction of the change (queued
-// by store.event), and a deliverer of its own POSTs it to -webhook-url as
-// Standard Webhooks say (standardwebhooks.com), signed with -webhook-secret.
+// webhooks.go tells the app behind signup of every account change: each
+// event is an outbox row written in the transaction of the change
+// (composed by outbox.go's composer.event), and the outbox's webhook
+// deliverer POSTs it to -webhook-url through webhookSender, as Standard
+// Webhooks say (standardwebhooks.com), signed with -webhook-secret.
 
 import (
 	"bytes"
 	"context"
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
-	"database/sql"
-	"encoding/base32"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -27,50 +24,6 @@ import (
 // webhookTimeout is how long a receiver has to answer; silence past it is
 // a failed attempt, retried.
 const webhookTimeout = 10 * time.Second
-
-// The events, one per account change.
-const (
-	eventCreated         = "user.created" // a new account, pending
-	eventActivated       = "user.activated"
-	eventEmailChanged    = "user.email_changed"
-	eventPasswordChanged = "user.password_changed"
-	eventDeleted         = "user.deleted" // by "This wasn't me" or by its owner
-)
-
-// webhookEvent is a webhook's body: never a hash or a token.
-type webhookEvent struct {
-	Type      string      `json:"type"`
-	Timestamp time.Time   `json:"timestamp"`
-	Data      webhookUser `json:"data"`
-}
-
-type webhookUser struct {
-	ID        int64     `json:"id"`
-	Email     string    `json:"email"`
-	Name      string    `json:"name"`
-	CreatedAt time.Time `json:"created_at"`
-	Activated bool      `json:"activated"`
-}
-
-// event queues, through tx, the webhook of typ about u at now, when
-// -webhook-url is set. Its row has no user, so it outlives the account;
-// it spends no send budget.
-func (st *store) event(ctx context.Context, tx *sql.Tx, typ string, u *user, now time.Time) error {
-	if st.webhookURL == "" {
-		return nil
-	}
-	body, err := json.Marshal(webhookEvent{Type: typ, Timestamp: now.UTC().Truncate(time.Millisecond),
-		Data: webhookUser{ID: u.ID, Email: u.Email, Name: u.Name, CreatedAt: u.CreatedAt.UTC(), Activated: u.Activated}})
-	if err != nil {
-		return err
-	}
-	b := make([]byte, 15)
-	rand.Read(b)
-	id := "msg_" + strings.ToLower(base32.StdEncoding.EncodeToString(b))
-	_, err = tx.ExecContext(ctx, `INSERT INTO outbox (channel, kind, user_id, created_at, message_id, recipient, message, next_attempt_at)
-		VALUES ('webhook', $1, NULL, $2, $3, $4, $5, $2)`, typ, millis(now), id, st.webhookURL, st.sealMessage(body))
-	return err
-}
 
 // parseWebhookSecret returns the key of a Standard Webhooks secret:
 // "whsec_" and the base64 of at least 24 random bytes.
@@ -114,15 +67,15 @@ func newWebhookSender(url string, key []byte, now func() time.Time) *webhookSend
 	}}
 }
 
-func (w *webhookSender) open(ctx context.Context) (session, error) {
-	return &webhookSession{sender: w, ctx: ctx}, nil
+func (w *webhookSender) open(ctx context.Context) (conn, error) {
+	return &webhookConn{sender: w, ctx: ctx}, nil
 }
 
 func (w *webhookSender) permanent(error) bool { return false }
 
-// webhookSession sends webhooks one request each, over the client's
+// webhookConn sends webhooks one request each, over the client's
 // kept-alive connections, until its task's context ends.
-type webhookSession struct {
+type webhookConn struct {
 	sender *webhookSender
 	ctx    context.Context
 }
@@ -130,7 +83,7 @@ type webhookSession struct {
 // send POSTs e's body with its webhook-id (the same on every attempt), the
 // attempt's timestamp and their signature. A 2xx is delivered; anything
 // else, or no answer in webhookTimeout, is an error.
-func (s *webhookSession) send(e *email) error {
+func (s *webhookConn) send(e *outboxRow) error {
 	timestamp := strconv.FormatInt(s.sender.now().Unix(), 10)
 	req, err := http.NewRequestWithContext(s.ctx, http.MethodPost, s.sender.url, bytes.NewReader(e.Message))
 	if err != nil {
@@ -158,6 +111,6 @@ type httpStatusError int
 
 func (e httpStatusError) Error() string { return http.StatusText(int(e)) }
 
-func (s *webhookSession) full() bool { return false }
-func (s *webhookSession) close()     {}
-func (s *webhookSession) abort()     {}
+func (s *webhookConn) full() bool { return false }
+func (s *webhookConn) close()     {}
+func (s *webhookConn) abort()     {}

@@ -12,9 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"net"
-	"path"
 	"strings"
 	"syscall"
 
@@ -43,9 +41,8 @@ func openPostgres(url string) (*store, error) {
 // that two starting together do not race.
 const migrationLock = 7_462_819_530
 
-// migratePostgres applies the migrations in migrations/postgres that
-// schema_migrations does not list, each in a transaction, holding the
-// migration lock.
+// migratePostgres applies, in one transaction (migrateTx), the migrations
+// that schema_migrations does not list, holding the migration lock.
 func (st *store) migratePostgres() error {
 	ctx := context.Background()
 	conn, err := st.write.Conn(ctx)
@@ -60,39 +57,19 @@ func (st *store) migratePostgres() error {
 	if _, err := conn.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY)`); err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
-	var current int
-	if err := conn.QueryRowContext(ctx, `SELECT coalesce(max(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
-	names, err := fs.Glob(migrations, "migrations/postgres/*.sql")
-	if err != nil {
+	defer tx.Rollback()
+	var current int
+	if err := tx.QueryRow(`SELECT coalesce(max(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	if err := migrateTx(tx, "postgres", current, "INSERT INTO schema_migrations (version) VALUES (%d)"); err != nil {
 		return err
 	}
-	if current > len(names) {
-		return fmt.Errorf("database schema version %d is newer than this binary knows (%d)", current, len(names))
-	}
-	for i, name := range names[current:] {
-		schema, err := migrations.ReadFile(name)
-		if err != nil {
-			return err
-		}
-		tx, err := conn.BeginTx(ctx, nil)
-		if err != nil {
-			return fmt.Errorf("migrate: %w", err)
-		}
-		if _, err := tx.ExecContext(ctx, string(schema)); err != nil {
-			tx.Rollback()
-			return fmt.Errorf("migrate %s: %w", path.Base(name), err)
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version) VALUES ($1)`, current+i+1); err != nil {
-			tx.Rollback()
-			return fmt.Errorf("migrate: %w", err)
-		}
-		if err := tx.Commit(); err != nil {
-			return fmt.Errorf("migrate: %w", err)
-		}
-	}
-	return nil
+	return tx.Commit()
 }
 
 // skipLocked ends the subquery that picks emails to claim: on PostgreSQL,

@@ -1,0 +1,194 @@
+package main
+
+// outbox.go is what goes out: the outbox row, every kind of email and
+// webhook event (listed once, here), and the composer that writes a
+// change's rows. The store queues them in the change's transaction
+// (store_outbox.go); the outbox's deliverers send them (delivery.go).
+
+import (
+	"crypto/rand"
+	"encoding/base32"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-message/mail"
+)
+
+// outboxRow is one row of the outbox: a composed email or webhook, and its
+// delivery state.
+type outboxRow struct {
+	ID        int64
+	Kind      string // an emailKind, or an eventType for a webhook
+	Channel   string // channelEmail (to Recipient, over SMTP) or channelWebhook (a POST to -webhook-url)
+	UserID    int64  // 0 for a row that outlives its account (account-deleted, every webhook)
+	CreatedAt time.Time
+	MessageID string
+	Recipient string
+	Message   []byte
+	Attempts  int
+
+	token *linkToken // the token its link carries, stored with it; nil for none
+	stale error      // the stored message cannot be sent as it is (errUnsealable, errNoMessage): compose it afresh
+}
+
+// The outbox's channels: each has a deliverer of its own.
+const (
+	channelEmail   = "email"
+	channelWebhook = "webhook"
+)
+
+// linkToken is the token an email's link carries, as the store keeps it:
+// its hash, its scope and when it expires.
+type linkToken struct {
+	hash   []byte
+	scope  string
+	expiry time.Time
+}
+
+// emailKind names a kind of email.
+type emailKind string
+
+// The kinds of email.
+const (
+	kindWelcome         emailKind = "welcome"
+	kindActivation      emailKind = "activation"
+	kindAccountExists   emailKind = "account-exists"
+	kindPasswordReset   emailKind = "password-reset"
+	kindPasswordChanged emailKind = "password-changed"  // from the account page, the API or a reset
+	kindConfirmOld      emailKind = "confirm-email-old" // an address change: the link to the current address
+	kindConfirmNew      emailKind = "confirm-email-new" // and the link to the new one
+	kindEmailChanged    emailKind = "email-changed"     // the change taking effect, to the old address
+	kindAccountDeleted  emailKind = "account-deleted"   // sent after the account is gone: its row has no user
+)
+
+// How long tokens live.
+const (
+	activationTTL = 72 * time.Hour   // the link in a welcome or activation email
+	resetTTL      = 45 * time.Minute // the link in a password-reset email
+	changeTTL     = 24 * time.Hour   // the links that confirm an address change
+	authTTL       = 24 * time.Hour   // a bearer token from logging in
+)
+
+// emailSpec is what one kind of email is. Every kind counts against the
+// recipient's send budget (store.queue).
+type emailSpec struct {
+	template string        // its file in templates/ (or -templates)
+	scope    string        // the scope of the token its link carries; "" for none
+	ttl      time.Duration // how long that token lives
+	path     string        // where its link leads, on -base-url; ?token= is added where it carries one
+}
+
+// emailKinds lists every kind of email the outbox knows: adding a kind is
+// a constant above, an entry here and its template.
+var emailKinds = map[emailKind]emailSpec{
+	kindWelcome:         {"welcome.tmpl", "activation", activationTTL, "/activate"},
+	kindActivation:      {"activation.tmpl", "activation", activationTTL, "/activate"},
+	kindAccountExists:   {"account-exists.tmpl", "", 0, "/forgot-password"},
+	kindPasswordReset:   {"password-reset.tmpl", "password-reset", resetTTL, "/reset-password"},
+	kindPasswordChanged: {"password-changed.tmpl", "", 0, "/forgot-password"},
+	kindConfirmOld:      {"confirm-email.tmpl", "email-change-old", changeTTL, "/confirm-email"},
+	kindConfirmNew:      {"confirm-email.tmpl", "email-change-new", changeTTL, "/confirm-email"},
+	kindEmailChanged:    {"email-changed.tmpl", "", 0, "/forgot-password"},
+	kindAccountDeleted:  {"account-deleted.tmpl", "", 0, ""},
+}
+
+// eventType names a webhook event: one per account change.
+type eventType string
+
+// The webhook events.
+const (
+	eventCreated         eventType = "user.created" // a new account, pending
+	eventActivated       eventType = "user.activated"
+	eventEmailChanged    eventType = "user.email_changed"
+	eventPasswordChanged eventType = "user.password_changed"
+	eventDeleted         eventType = "user.deleted" // by "This wasn't me" or by its owner
+)
+
+// eventTypes lists every webhook event, in the order the metrics show them.
+var eventTypes = []eventType{eventCreated, eventActivated, eventEmailChanged, eventPasswordChanged, eventDeleted}
+
+// webhookEvent is a webhook's body: never a hash or a token.
+type webhookEvent struct {
+	Type      eventType   `json:"type"`
+	Timestamp time.Time   `json:"timestamp"`
+	Data      webhookUser `json:"data"`
+}
+
+// webhookUser is the account a webhook event is about.
+type webhookUser struct {
+	ID        int64     `json:"id"`
+	Email     string    `json:"email"`
+	Name      string    `json:"name"`
+	CreatedAt time.Time `json:"created_at"`
+	Activated bool      `json:"activated"`
+}
+
+// composer writes the outbox rows of a change: each email from its
+// kind's template in the language of the account it is about, and each
+// webhook event. The store is given one (store.composer) and calls it in
+// the change's transaction; nothing else in the store knows of templates
+// or URLs.
+type composer struct {
+	templates  *templates
+	sender     *mail.Address // From of every email
+	baseURL    string        // of every link
+	appName    string
+	webhookURL string // where events go; "" composes none
+}
+
+// newComposer is the composer of cfg's emails and events, from t.
+func newComposer(cfg config, t *templates) *composer {
+	from, _ := parseSender(cfg.smtpSender) // checked with the config
+	return &composer{templates: t, sender: from, baseURL: cfg.baseURL, appName: cfg.appName, webhookURL: cfg.webhookURL}
+}
+
+// email writes the email of kind to u, dated now, in u's language, its
+// link carrying token where kind carries one. Only the address (validated)
+// and the fixed subject go into headers; the user's name appears in the
+// bodies alone.
+func (c *composer) email(kind emailKind, u *user, token string, now time.Time) (*outboxRow, error) {
+	now = now.UTC()
+	l := c.templates.localeOf(u)
+	t, ok := c.templates.emails[l.tag][kind]
+	if !ok {
+		return nil, fmt.Errorf("no email of kind %q", kind)
+	}
+	k := emailKinds[kind]
+	data := mailData{AppName: c.appName, locale: l, Name: u.Name, Link: c.baseURL + k.path, OldEmail: u.oldEmail, NewEmail: u.newEmail}
+	if k.path == "" {
+		data.Link = ""
+	}
+	if k.scope != "" {
+		data.Link += "?token=" + token
+		data.Expires = l.formatTime(now.Add(k.ttl))
+	}
+	e, err := composeEmail(t, data, c.sender, u.Email, now)
+	if err != nil {
+		return nil, err
+	}
+	e.Kind, e.UserID = string(kind), u.ID
+	if k.scope != "" {
+		e.token = &linkToken{hash: hashToken(token), scope: k.scope, expiry: now.Add(k.ttl)}
+	}
+	return e, nil
+}
+
+// event writes the webhook event typ about u at now; nil without
+// -webhook-url. Its row has no user, so it outlives the account, and it
+// spends no send budget.
+func (c *composer) event(typ eventType, u *user, now time.Time) (*outboxRow, error) {
+	if c.webhookURL == "" {
+		return nil, nil
+	}
+	body, err := json.Marshal(webhookEvent{Type: typ, Timestamp: now.UTC().Truncate(time.Millisecond),
+		Data: webhookUser{ID: u.ID, Email: u.Email, Name: u.Name, CreatedAt: u.CreatedAt.UTC(), Activated: u.Activated}})
+	if err != nil {
+		return nil, err
+	}
+	b := make([]byte, 15)
+	rand.Read(b)
+	return &outboxRow{Kind: string(typ), Channel: channelWebhook, CreatedAt: now, Recipient: c.webhookURL, Message: body,
+		MessageID: "msg_" + strings.ToLower(base32.StdEncoding.EncodeToString(b))}, nil
+}
