@@ -12,12 +12,12 @@ import (
 	"path/filepath"
 )
 
-// backup writes a consistent copy of the database at src to dest, a plain
+// cmdBackup is `signup backup DEST`: it writes a consistent copy of the database at src to dest, a plain
 // path that must not exist yet, readable by its owner only, while other
 // processes may be writing to src. It opens src as it is: no migration, and
 // no message key made where there is none. The copy is checked before it
 // is reported done.
-func backup(ctx context.Context, src, dest string) error {
+func cmdBackup(ctx context.Context, src, dest string) error {
 	if _, err := os.Stat(src); err != nil {
 		return fmt.Errorf("backup: %w", err)
 	}

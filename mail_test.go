@@ -245,28 +245,6 @@ func copyConn(dst, src net.Conn) {
 	}
 }
 
-func TestBackoff(t *testing.T) {
-	t.Parallel()
-	min, max := 2*time.Second, 10*time.Minute
-	for attempt := 1; attempt <= 100; attempt++ {
-		for range 20 {
-			d := backoff(attempt, min, max)
-			if d < min || d > max {
-				t.Fatalf("attempt %d: %v outside [%v, %v]", attempt, d, min, max)
-			}
-			if attempt <= 8 {
-				ceiling := min << (attempt - 1)
-				if d > ceiling || d < ceiling/2 && ceiling/2 >= min {
-					t.Fatalf("attempt %d: %v outside [%v, %v]", attempt, d, ceiling/2, ceiling)
-				}
-			}
-		}
-	}
-	if d := backoff(30, min, max); d < max/2 {
-		t.Errorf("attempt 30: %v, want near the %v cap", d, max)
-	}
-}
-
 func TestRetryClassification(t *testing.T) {
 	t.Parallel()
 	reply := func(code int, enhanced smtp.EnhancedCode, msg string) func() error {
@@ -481,25 +459,6 @@ func TestSenderRefusalIsRetried(t *testing.T) {
 	}
 }
 
-func TestGivesUpAfter72Hours(t *testing.T) {
-	t.Parallel()
-	srv := startSMTP(t, func(s *testSMTP) { s.data = func(int64, *smtp.Conn) error { return tempFail } })
-	app := newTestApp(t, srv, nil)
-	clock := newClock(time.Now())
-	app.setClock(clock.now)
-	app.background(app.outbox.emails.sweep)
-	signup(t, app.url, "late@example.com")
-	waitFor(t, 10*time.Second, "a first failure", func() bool { return containsLine(app.logs.String(), "will retry") })
-	clock.add(giveUpAfter)
-	waitFor(t, 10*time.Second, "the email to be given up", func() bool {
-		_, failed, _ := app.store.outboxCounts(context.Background())
-		return failed == 1
-	})
-	if !containsLine(app.logs.String(), "level=ERROR", "given up after 72h") {
-		t.Error("giving up was not logged as an error")
-	}
-}
-
 // clock is a settable time source for tests.
 type clock struct {
 	mu sync.Mutex
@@ -518,44 +477,6 @@ func (c *clock) add(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.t = c.t.Add(d)
-}
-
-func TestBacklogReusesSessions(t *testing.T) {
-	t.Parallel()
-	srv := startSMTP(t, nil)
-	app := newTestApp(t, srv, nil)
-	const n = 200
-	queueEmails(t, app.application, n)
-	app.background(app.outbox.emails.sweep)
-	srv.waitMessages(t, n, 20*time.Second)
-	sessions := srv.sessions.Load()
-	t.Logf("%d emails over %d SMTP sessions", n, sessions)
-	if sessions > n/maxPerConn+maxConnsOut*2 {
-		t.Errorf("%d sessions for %d emails", sessions, n)
-	}
-}
-
-func TestClaimedEmailSentOnce(t *testing.T) {
-	t.Parallel()
-	srv := startSMTP(t, nil)
-	app := newTestApp(t, srv, nil)
-	const n = 300
-	queueEmails(t, app.application, n)
-	// Many deliverers at once, each claiming and sending.
-	var wg sync.WaitGroup
-	for range 16 {
-		wg.Go(func() { app.outbox.emails.sendDue(context.Background(), false) })
-	}
-	wg.Wait()
-	waitDrained(t, app.application) // deliverers kicked by a full batch, too
-	msgs := srv.messages()
-	seen := map[string]int{}
-	for _, m := range msgs {
-		seen[m.to]++
-	}
-	if len(msgs) != n || len(seen) != n {
-		t.Errorf("%d messages to %d addresses, want %d each once", len(msgs), len(seen), n)
-	}
 }
 
 // queueEmails puts n welcome emails straight into the outbox.

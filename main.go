@@ -71,7 +71,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			fmt.Fprintln(stderr, "signup: backup copies an SQLite database; for PostgreSQL use pg_dump, e.g. pg_dump --format=custom --file=signup.dump", cfg.db)
 			return fmt.Errorf("%w: backup of a PostgreSQL database", errUsage)
 		}
-		return backup(ctx, cfg.db, rest[1])
+		return cmdBackup(ctx, cfg.db, rest[1])
 	}
 	switch {
 	case len(rest) == 0:

@@ -5,6 +5,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/netip"
 	"os/exec"
 	"runtime"
 	"slices"
@@ -235,4 +237,40 @@ func TestMetricsCountWhatHappened(t *testing.T) {
 func scrapeFromFresh(t *testing.T, base string) map[string]float64 {
 	t.Helper()
 	return series(t, scrapeFrom(t, base, "127.0.0.3"))
+}
+
+func TestMetricsOnlyForLoopback(t *testing.T) {
+	t.Parallel()
+	app := newTestApp(t, startSMTP(t, nil), func(cfg *config) {
+		cfg.trustedProxies = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
+		cfg.metricsAllow = []netip.Prefix{netip.MustParsePrefix("10.9.0.0/16")}
+	})
+	h := app.routes()
+	get := func(remote, forwarded string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest("GET", "/metrics", nil)
+		r.RemoteAddr = remote
+		if forwarded != "" {
+			r.Header.Set("X-Forwarded-For", forwarded)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		return rec
+	}
+	for name, c := range map[string][2]string{
+		"a remote client":                         {"192.0.2.7:1234", ""},
+		"a remote client behind a trusted proxy":  {"10.0.0.1:1234", "192.0.2.7"},
+		"a remote client forging X-Forwarded-For": {"192.0.2.7:1234", "127.0.0.1"},
+		"a client behind a proxy on loopback":     {"127.0.0.1:1234", "192.0.2.7"},
+		"an allowed address's forwarded client":   {"10.9.0.5:1234", "192.0.2.7"},
+	} {
+		if rec := get(c[0], c[1]); rec.Code != 404 || rec.Body.String() != get("192.0.2.7:1234", "").Body.String() {
+			t.Errorf("%s: %d %s, want the 404 of any unknown path", name, rec.Code, rec.Body)
+		}
+	}
+	if rec := get("10.9.0.5:1234", ""); rec.Code != 200 {
+		t.Errorf("a -metrics-allow address: %d", rec.Code)
+	}
+	if rec := get("127.0.0.1:1234", ""); rec.Code != 200 || !strings.Contains(rec.Body.String(), "signup_build_info") {
+		t.Fatalf("loopback: %d", rec.Code)
+	}
 }

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -389,4 +392,33 @@ func testAccountLanguage(t *testing.T, open func() *store) {
 	if got := languageOf(); got != "en" {
 		t.Errorf("after setLanguage: %q", got)
 	}
+}
+
+// TestSecondInstanceRefused: a second process serving the same SQLite file
+// exits 1 at once, naming the file and the first one's pid, and the first
+// keeps its claims and serves on.
+func TestSecondInstanceRefused(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	srv := startSMTP(t, nil)
+	args := append(baseArgs(dir), smtpArgs(srv.host, srv.port)...)
+	first := startBinary(t, args)
+	second := startBinaryNoWait(t, args)
+	if code := second.wait(t, 20*time.Second); code != 1 {
+		t.Errorf("second instance exit %d, want 1", code)
+	}
+	db := filepath.Join(dir, "signup.db")
+	want := fmt.Sprintf("%s is served by another signup process (pid %d", db, first.cmd.Process.Pid)
+	if !strings.Contains(second.logs.String(), want) {
+		t.Errorf("second instance said %q, want it to contain %q", second.logs, want)
+	}
+	signup(t, first.url, "still@example.com")
+	srv.waitMessages(t, 1, 10*time.Second)
+
+	// Once the first has stopped, a new one starts.
+	first.signal(t, syscall.SIGTERM)
+	if code := first.wait(t, 20*time.Second); code != 0 {
+		t.Errorf("first instance exit %d", code)
+	}
+	startBinary(t, args)
 }

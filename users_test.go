@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"golang.org/x/crypto/bcrypt"
 )
 
 func TestActivationFlow(t *testing.T) {
@@ -222,5 +224,196 @@ func TestNoPlaintextSecretsInDatabase(t *testing.T) {
 	}
 	if bytes.Contains(files, []byte(password)) {
 		t.Error("the password is in the database file")
+	}
+}
+
+func TestConcurrentSignups(t *testing.T) {
+	t.Parallel()
+	srv := startSMTP(t, nil)
+	app := newTestApp(t, srv, nil)   // bcrypt cost 4
+	app.hasher.maxWait = time.Minute // this is about locking, not load shedding: a slow -race run must not shed
+	const n = 50
+	var wg sync.WaitGroup
+	statuses := make([]int, n)
+	bodies := make([]map[string]any, n)
+	for i := range n {
+		wg.Go(func() {
+			res, body := doNoFatal("POST", app.url+"/v1/users",
+				fmt.Sprintf(`{"name": "User %d", "email": "user%d@example.com", "password": "pa55word"}`, i, i))
+			statuses[i], bodies[i] = res, body
+		})
+	}
+	wg.Wait()
+	for i := range n {
+		if statuses[i] != 202 {
+			t.Errorf("signup %d: %d %v", i, statuses[i], bodies[i])
+		}
+	}
+	for _, bad := range []string{"locked", "BUSY"} {
+		if strings.Contains(app.logs.String(), bad) {
+			t.Errorf("logs mention %q", bad)
+		}
+	}
+	srv.waitMessages(t, n, 20*time.Second)
+}
+
+// TestSameAnswerForEveryAddress: a signup is answered the same, by the API
+// and by the form, for a new, a pending and an activated address; what
+// differs is only the email the inbox gets.
+func TestSameAnswerForEveryAddress(t *testing.T) {
+	t.Parallel()
+	srv := startSMTP(t, nil)
+	app := newTestApp(t, srv, nil)
+	signup(t, app.url, "pending@example.com")
+	signup(t, app.url, "owner@example.com")
+	msgs := srv.waitMessages(t, 2, 10*time.Second)
+	for _, m := range msgs {
+		if m.to == "owner@example.com" {
+			activate(t, app.url, m)
+		}
+	}
+
+	var apiAnswers, pageAnswers []string
+	for _, address := range []string{"new@example.com", "pending@example.com", "owner@example.com"} {
+		body := map[string]string{"name": "Mallory <b>", "email": address, "password": "pa55word"}
+		status, answer := post(t, "POST", app.url+"/v1/users", body)
+		apiAnswers = append(apiAnswers, fmt.Sprint(status, answer))
+		status, page := form(t, app.url, "/signup", url.Values{"name": {"Mallory"}, "email": {address}, "password": {"pa55word"}})
+		pageAnswers = append(pageAnswers, fmt.Sprint(status, strings.ReplaceAll(page, address, "ADDRESS")))
+	}
+	for i := range apiAnswers {
+		if apiAnswers[i] != apiAnswers[0] || pageAnswers[i] != pageAnswers[0] {
+			t.Errorf("answers differ by the state of the address:\n%q\n%q", apiAnswers, pageAnswers)
+			break
+		}
+	}
+
+	got := map[string][]string{} // kinds of email per address, by subject
+	for _, m := range srv.waitMessages(t, 8, 10*time.Second)[2:] {
+		plain, _ := parts(t, m.data)
+		switch {
+		case strings.Contains(string(m.data), "Subject: Someone tried to sign up for Signup with your address"):
+			got[m.to] = append(got[m.to], "account-exists")
+			if !strings.Contains(plain, app.cfg.baseURL+"/forgot-password") {
+				t.Errorf("the account-exists email does not link to /forgot-password:\n%s", plain)
+			}
+			if strings.Contains(plain, "Mallory") || !strings.Contains(plain, "Hi Test User") {
+				t.Errorf("the account-exists email is not in the owner's name:\n%s", plain)
+			}
+		case strings.Contains(string(m.data), "Subject: Activate your Signup account"):
+			got[m.to] = append(got[m.to], "welcome")
+		default:
+			t.Errorf("unexpected email to %s:\n%s", m.to, m.data)
+		}
+	}
+	want := map[string][]string{
+		"new@example.com":     {"welcome"}, // the second signup of it found it pending: a second welcome
+		"pending@example.com": {"welcome", "welcome"},
+		"owner@example.com":   {"account-exists", "account-exists"},
+	}
+	if len(got["new@example.com"]) != 2 || fmt.Sprint(got["pending@example.com"]) != fmt.Sprint(want["pending@example.com"]) ||
+		fmt.Sprint(got["owner@example.com"]) != fmt.Sprint(want["owner@example.com"]) {
+		t.Errorf("emails by address: %v", got)
+	}
+	// The activated account is unchanged.
+	u, err := app.store.userByEmail(context.Background(), "owner@example.com")
+	if err != nil || u.Name != "Test User" || bcrypt.CompareHashAndPassword(u.passwordHash, []byte("pa55word1234")) != nil {
+		t.Errorf("the activated account changed: %+v %v", u, err)
+	}
+}
+
+// TestNoHashWhereNoneIsNeeded: an activated address, or one over its
+// budget, costs no bcrypt hash; it waits as long as a hash takes instead.
+func TestNoHashWhereNoneIsNeeded(t *testing.T) {
+	t.Parallel()
+	srv := startSMTP(t, nil)
+	app := newTestApp(t, srv, nil)
+	waited := recordWaits(app.application)
+
+	signup(t, app.url, "owner@example.com") // new: a hash, no wait
+	if h := app.metrics.hashes.Value(); h != 1 || len(waited()) != 0 {
+		t.Fatalf("a new address: %d hashes, waits %v", h, waited())
+	}
+	activate(t, app.url, srv.waitMessages(t, 1, 10*time.Second)[0]) // a hash of the password it sets
+	activated := app.metrics.hashes.Value()
+	typical := time.Duration(app.hasher.took.Load())
+	for range 5 { // an activated address, flooded
+		signup(t, app.url, "owner@example.com")
+	}
+	if h := app.metrics.hashes.Value(); h != activated {
+		t.Errorf("signups for an activated address took %d more hashes", h-activated)
+	}
+	if w := waited(); len(w) != 5 || w[0] != typical {
+		t.Errorf("waits %v, want 5 of the typical hash time %v", w, typical)
+	}
+
+	// A pending address needs a hash, until its budget is spent.
+	for range 5 {
+		signup(t, app.url, "pending@example.com")
+	}
+	if h := app.metrics.hashes.Value(); h != activated+3 {
+		t.Errorf("5 signups of a pending address took %d hashes, want 3 (then the budget is spent)", h-activated)
+	}
+	if w := waited(); len(w) != 5+2 {
+		t.Errorf("%d waits, want 7", len(w))
+	}
+}
+
+// TestPreHijacking: whoever signs up first with an address does not hold
+// it: a later signup replaces the pending account's name and password, the
+// first link dies, and only the newest activates.
+func TestPreHijacking(t *testing.T) {
+	t.Parallel()
+	srv := startSMTP(t, nil)
+	app := newTestApp(t, srv, nil)
+	ask := func(name, password string) {
+		status, body := post(t, "POST", app.url+"/v1/users", map[string]string{"name": name, "email": "victim@example.com", "password": password})
+		if status != 202 {
+			t.Fatalf("signup: %d %v", status, body)
+		}
+	}
+	ask("Attacker", "attacker-pass")
+	first := tokenOf(t, srv.waitMessages(t, 1, 10*time.Second)[0].data)
+	ask("Victim", "victim-pass")
+	second := srv.waitMessages(t, 2, 10*time.Second)[1]
+	if plain, _ := parts(t, second.data); !strings.Contains(plain, "Hi Victim") {
+		t.Errorf("the second welcome email is not in the new name:\n%s", plain)
+	}
+	// The activation page shows the newest signup.
+	if _, page := get(t, app.url, "/activate?token="+tokenOf(t, second.data)); !strings.Contains(page, "<strong>Victim</strong>") {
+		t.Errorf("the activation page does not show the newest signup:\n%s", page)
+	}
+	if status, _ := post(t, "PUT", app.url+"/v1/users/activated", map[string]string{"token": first, "password": "pa55word1234"}); status != 422 {
+		t.Errorf("the first link still works: %d", status)
+	}
+	activateWith(t, app.url, second, "victim-pass")
+	u, err := app.store.userByEmail(context.Background(), "victim@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.Name != "Victim" || bcrypt.CompareHashAndPassword(u.passwordHash, []byte("victim-pass")) != nil ||
+		bcrypt.CompareHashAndPassword(u.passwordHash, []byte("attacker-pass")) == nil {
+		t.Errorf("the account is not the newest signup's: name %q", u.Name)
+	}
+	if status, _, _ := login(t, app.url, "victim@example.com", "attacker-pass"); status != 401 {
+		t.Errorf("the first signer's password logs in: %d", status)
+	}
+	if status, _, _ := login(t, app.url, "victim@example.com", "victim-pass"); status != 201 {
+		t.Errorf("the newest signer's password does not log in: %d", status)
+	}
+}
+
+// activate activates the account whose welcome email is msg.
+func activate(t *testing.T, base string, msg received) {
+	t.Helper()
+	activateWith(t, base, msg, "pa55word1234") // signup's password
+}
+
+// activateWith activates the account msg's link is for with password, by
+// the API, and fails the test unless it is answered 200.
+func activateWith(t *testing.T, base string, msg received, password string) {
+	t.Helper()
+	if status, body := post(t, "PUT", base+"/v1/users/activated", map[string]string{"token": tokenOf(t, msg.data), "password": password}); status != 200 {
+		t.Fatalf("activate %s: %d %v", msg.to, status, body)
 	}
 }
