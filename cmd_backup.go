@@ -12,9 +12,9 @@ import (
 	"path/filepath"
 )
 
-// cmdBackup is `signup backup DEST`: it writes a consistent copy of the database at src to dest, a plain
-// path that must not exist yet, readable by its owner only, while other
-// processes may be writing to src. It opens src as it is: no migration, and
+// cmdBackup is `signup backup DEST`: it writes a consistent copy of the
+// database at src to dest, a plain path that must not exist yet, readable
+// by its owner only, while other processes may be writing to src. It opens src as it is: no migration, and
 // no message key made where there is none. The copy is checked before it
 // is reported done.
 func cmdBackup(ctx context.Context, src, dest string) error {

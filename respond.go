@@ -32,7 +32,7 @@ func (app *application) writeJSON(w http.ResponseWriter, r *http.Request, status
 }
 
 // answer sends the outcome of a request that may fail three ways: an error
-// (503 when no core was free to hash, else as serverError), a message per
+// (as serverError: 503 when no core was free to hash), a message per
 // invalid field (422), or success: status with data.
 func (app *application) answer(w http.ResponseWriter, r *http.Request, errs validator, err error, status int, data any) {
 	switch {

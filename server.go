@@ -134,7 +134,7 @@ func newApplication(cfg config, logger *slog.Logger, st *store, m *mailer, t *te
 
 // serve answers HTTP on ln until ctx is cancelled or SIGINT or SIGTERM
 // arrives, then shuts down: requests first, then background tasks, both
-// within -shutdown-timeout (README, "Stopping"). A second signal while
+// within -shutdown-timeout (docs/running.md, "Stopping it"). A second signal while
 // draining returns at once.
 func (app *application) serve(ctx context.Context, ln net.Listener, getenv func(string) string) error {
 	sigs := make(chan os.Signal, 2)
@@ -228,14 +228,15 @@ func (app *application) shutdown(srv *http.Server, ln net.Listener, serveErr <-c
 }
 
 // lastWordsTimeout bounds each step of shutdown that needs the database
-// after the work is done (counting what stays pending, releasing claims):
-// with the database away they are skipped with a warning, not waited for.
+// after the work is done (counting what stays pending; releasing claims,
+// deliverer.releaseClaims): with the database away they are skipped with a
+// warning, not waited for.
 const lastWordsTimeout = 2 * time.Second
 
-// pendingForLog counts the emails that stay pending, for the last lines of
-// the log: "unknown", with a warning, when the database cannot say so
-// within lastWordsTimeout. A shutdown that finished its own work does not
-// fail for it.
+// pendingForLog counts the outbox rows (emails and webhooks alike) that
+// stay pending, for the last lines of the log: "unknown", with a warning,
+// when the database cannot say so within lastWordsTimeout. A shutdown that
+// finished its own work does not fail for it.
 func (app *application) pendingForLog() any {
 	ctx, cancel := context.WithTimeout(context.Background(), lastWordsTimeout)
 	defer cancel()

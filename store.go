@@ -39,7 +39,7 @@ var errNotFound = errors.New("record not found")
 
 // store is the database: SQLite by default, or PostgreSQL when several
 // instances share it. One set of methods serves both; the few statements
-// that differ are chosen at open (see postgres.go). With SQLite, writes go
+// that differ are chosen at open (see store_postgres.go). With SQLite, writes go
 // through one connection, so concurrent writers queue in Go instead of
 // meeting SQLITE_BUSY, and reads use a pool of their own; with PostgreSQL
 // both are one pool.
@@ -49,7 +49,7 @@ type store struct {
 	read   *sql.DB
 	ckpt   *sql.DB // SQLite: one connection that checkpoints without waiting
 
-	// instance names this process in the claims it takes on emails, so that
+	// instance names this process in the claims it takes on outbox rows, so that
 	// it releases only its own: unique per process, even on one host.
 	instance string
 

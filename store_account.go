@@ -23,9 +23,9 @@ var errAddressTaken = errors.New("the new address has an account")
 // changePassword gives u the password hash newHash, if checked (the hash
 // the current password was compared with) is still its own, ends every
 // other session and token of u (all but the session with hash keep, when
-// set), and queues the password-changed email, dated now. It returns errNotFound when
-// the password changed meanwhile, errOverBudget (nothing changed) when the
-// address's budget has no room for the email.
+// set), and queues the password-changed email and event, dated now. It
+// returns errNotFound when the password changed meanwhile, errOverBudget
+// (nothing changed) when the address's budget has no room for the email.
 func (st *store) changePassword(ctx context.Context, u *user, checked, newHash, keep []byte, now time.Time) error {
 	tx, err := st.write.BeginTx(ctx, nil)
 	if err != nil {
@@ -54,8 +54,8 @@ func (st *store) changePassword(ctx context.Context, u *user, checked, newHash, 
 
 // requestEmailChange starts moving u to newAddress, if checked is still
 // its password hash, in place of any change it had waiting: a confirmation
-// link (carrying tokenOld) to u's address and one (tokenNew) to newAddress. When
-// newAddress has an activated account, its owner gets the account-exists
+// link (carrying tokenOld) to u's address and one (tokenNew) to
+// newAddress. When newAddress has an activated account, its owner gets the account-exists
 // email instead of a link, and the change can never complete. Over the
 // budget of u's address nothing changes and it returns errCurrentOverBudget;
 // over newAddress's, errOverBudget.
@@ -154,9 +154,9 @@ func (st *store) emailChangeByToken(ctx context.Context, tokenHash []byte, now t
 // unexpired token with this hash is for. When both halves are confirmed
 // the account takes the new address (a pending account that has it is
 // deleted: the inbox's owner confirmed) and the old address gets the
-// email-changed email; it reports whether that happened, and whether the
-// email was queued (over the old address's budget it is not). errNotFound for
-// no such token; errAddressTaken, with the change ended, when the new
+// email-changed email and the user.email_changed event; it reports whether
+// that happened, and whether the email was queued (over the old address's
+// budget it is not). errNotFound for no such token; errAddressTaken, with the change ended, when the new
 // address has an activated account by now.
 func (st *store) confirmEmailChange(ctx context.Context, tokenHash []byte, now time.Time) (done, sent bool, err error) {
 	c, err := st.emailChangeByToken(ctx, tokenHash, now)

@@ -1,7 +1,8 @@
 package main
 
-// store_outbox.go keeps the outbox: queueing an email with the change that
-// causes it, claiming, recording each attempt, and what `signup outbox` reads.
+// store_outbox.go keeps the outbox: queueing a row (an email or a webhook)
+// with the change that causes it, claiming, recording each attempt,
+// composing afresh, and what `signup outbox` reads.
 
 import (
 	"context"
@@ -114,7 +115,8 @@ func (st *store) claimDue(ctx context.Context, channel string, now time.Time, le
 	return claimed, rows.Err()
 }
 
-// markSent records that the SMTP server accepted e, and drops its content.
+// markSent records that the server (SMTP, or the webhook receiver)
+// accepted e, and drops its content.
 func (st *store) markSent(ctx context.Context, e *outboxRow) error {
 	_, err := st.markSentStmt.ExecContext(ctx, e.ID)
 	return err
@@ -178,7 +180,8 @@ func (st *store) renewClaims(ctx context.Context, ids []int64, now time.Time, le
 	return tx.Commit()
 }
 
-// outboxCounts returns how many emails are pending and how many failed.
+// outboxCounts returns how many outbox rows (emails and webhooks) are
+// pending and how many failed.
 func (st *store) outboxCounts(ctx context.Context) (pending, failed int, err error) {
 	err = st.read.QueryRowContext(ctx, `SELECT
 		(SELECT count(*) FROM outbox WHERE status = 'pending'),
@@ -234,7 +237,7 @@ func (st *store) nextDue(ctx context.Context, channel string) (time.Time, bool, 
 	return time.UnixMilli(next.Int64), true, nil
 }
 
-// outboxEntry is an email as `signup outbox list` shows it.
+// outboxEntry is an outbox row as `signup outbox list` shows it.
 type outboxEntry struct {
 	ID          int64     `json:"id"`
 	Kind        string    `json:"kind"`
@@ -246,7 +249,8 @@ type outboxEntry struct {
 	LastError   string    `json:"last_error"`
 }
 
-// listOutbox returns the emails with status (all when empty), oldest first.
+// listOutbox returns the outbox rows with status (all when empty), oldest
+// first.
 func (st *store) listOutbox(ctx context.Context, status string) ([]outboxEntry, error) {
 	rows, err := st.read.QueryContext(ctx, `SELECT id, kind, status, recipient, attempts, created_at, next_attempt_at, last_error
 		FROM outbox WHERE $1 = '' OR status = $2 ORDER BY id`, status, status)
@@ -267,7 +271,7 @@ func (st *store) listOutbox(ctx context.Context, status string) ([]outboxEntry, 
 	return list, rows.Err()
 }
 
-// errClaimed means an email is being sent right now.
+// errClaimed means an outbox row is being sent right now.
 var errClaimed = errors.New("being sent right now")
 
 // outboxUser returns the kind of outbox row id and whom it goes to: its
@@ -314,8 +318,9 @@ var errNoMessage = errors.New("queued again to be composed afresh")
 // process composes it afresh (with a new token where its kind carries one)
 // when it claims it, with its own configuration, so that however `signup
 // outbox retry` was started the email is the service's own. A webhook
-// keeps its body, and goes again as it was (the same webhook-id). It returns the
-// recipient, errNotFound for no such row, errClaimed for one being sent.
+// keeps its body, and goes again as it was (the same webhook-id). It
+// returns the recipient, errNotFound for no such row, errClaimed for one
+// being sent.
 func (st *store) markForRetry(ctx context.Context, id int64, now time.Time) (string, error) {
 	var to string
 	err := st.write.QueryRowContext(ctx, `UPDATE outbox SET status = 'pending', message = CASE WHEN channel = 'webhook' THEN message END, created_at = $2, next_attempt_at = $2,

@@ -72,7 +72,7 @@ func (st *store) migratePostgres() error {
 	return tx.Commit()
 }
 
-// skipLocked ends the subquery that picks emails to claim: on PostgreSQL,
+// skipLocked ends the subquery that picks outbox rows to claim: on PostgreSQL,
 // instances claiming at once skip each other's rows instead of waiting.
 // SQLite has one writer at a time and no such clause.
 func (st *store) skipLocked() string {

@@ -23,8 +23,8 @@ func (v validator) check(ok bool, key, message string) {
 	}
 }
 
-// validateName applies the input rules for a name (README, "The API"). It is valid UTF-8
-// already: readJSON refuses any other body.
+// validateName applies the input rules for a name (docs/api.md). It is
+// valid UTF-8 already: readJSON refuses any other body.
 func validateName(v validator, name string) {
 	v.check(name != "", "name", "error.required")
 	v.check(len(name) <= 500, "name", "error.name_too_long")
