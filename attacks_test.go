@@ -444,3 +444,35 @@ func TestIdleConnectionsFromManyAddresses(t *testing.T) {
 		c.Close()
 	}
 }
+
+// TestSilentConnectionsFromManyAddresses: ten addresses each hold their
+// whole per-client share of connections that never send a request, more
+// than the overall cap together; a client from another address is still
+// served, by closing the connection that has waited the longest.
+func TestSilentConnectionsFromManyAddresses(t *testing.T) {
+	t.Parallel()
+	srv := startSMTP(t, nil)
+	p := startBinary(t, append(baseArgs(t.TempDir()), append(smtpArgs(srv.host, srv.port), "-max-conns", "64", "-max-conns-per-client", "8")...))
+	var held []net.Conn
+	t.Cleanup(func() {
+		for _, c := range held {
+			c.Close()
+		}
+	})
+	for a := range 10 {
+		for range 8 {
+			d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(fmt.Sprintf("127.0.0.%d", a+2))}, Timeout: 5 * time.Second}
+			if c, err := d.Dial("tcp", strings.TrimPrefix(p.url, "http://")); err == nil {
+				held = append(held, c) // it says nothing
+			}
+		}
+	}
+	// The server accepts in order: these come after every silent one.
+	for i := range 5 {
+		c, err := healthcheckFrom(p.url, "127.0.0.99")
+		if err != nil {
+			t.Fatalf("a new client's healthcheck %d with the cap full of silent connections: %v, want 200", i, err)
+		}
+		c.Close()
+	}
+}

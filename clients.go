@@ -19,10 +19,11 @@ import (
 // capListener caps the connections open at once, overall and per client
 // address, so that idle connections from one address can neither exhaust
 // file descriptors and memory nor starve other clients. At the overall
-// cap, the connection idle the longest is closed to make room, so that
-// idle connections from many addresses cannot lock everyone out either; a
-// connection past its client's cap, or past the overall one with none idle,
-// is reset at once.
+// cap, the connection that has waited the longest — idle between requests,
+// or not yet sending its first one — is closed to make room, so that
+// silent connections from many addresses cannot lock everyone out either;
+// a connection past its client's cap, or past the overall one with none
+// waiting, is reset at once.
 type capListener struct {
 	net.Listener
 	max, perClient int
@@ -32,7 +33,7 @@ type capListener struct {
 	mu    sync.Mutex
 	total int
 	open  map[netip.Addr]int
-	idle  map[*cappedConn]time.Time // keep-alive connections between requests, since when
+	idle  map[*cappedConn]time.Time // connections waiting for a request (new, or kept alive between requests), since when
 }
 
 func (l *capListener) Accept() (net.Conn, error) {
@@ -50,7 +51,7 @@ func (l *capListener) Accept() (net.Conn, error) {
 		ok := l.open[key] < l.perClient || l.exempt(addr)
 		var evict *cappedConn
 		if ok && l.total >= l.max {
-			evict = l.longestIdle()
+			evict = l.longestWaiting()
 			ok = evict != nil
 		}
 		if ok {
@@ -73,9 +74,10 @@ func (l *capListener) Accept() (net.Conn, error) {
 	}
 }
 
-// longestIdle takes, from the idle connections, the one idle the longest,
-// or returns nil when none is. The caller holds l.mu.
-func (l *capListener) longestIdle() *cappedConn {
+// longestWaiting takes, from the connections waiting for a request, the
+// one that has waited the longest, or returns nil when none is. The caller
+// holds l.mu.
+func (l *capListener) longestWaiting() *cappedConn {
 	var oldest *cappedConn
 	var since time.Time
 	for c, t := range l.idle {
@@ -88,7 +90,8 @@ func (l *capListener) longestIdle() *cappedConn {
 }
 
 // track follows the http.Server's connection states: which connections are
-// idle between requests, and since when.
+// waiting for a request — accepted and silent, or idle between requests —
+// and since when.
 func (l *capListener) track(c net.Conn, state http.ConnState) {
 	cc, ok := c.(*cappedConn)
 	if !ok {
@@ -96,7 +99,7 @@ func (l *capListener) track(c net.Conn, state http.ConnState) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if state == http.StateIdle {
+	if state == http.StateNew || state == http.StateIdle {
 		l.idle[cc] = time.Now()
 	} else {
 		delete(l.idle, cc)

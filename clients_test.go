@@ -14,9 +14,9 @@ import (
 	"time"
 )
 
-// TestConnectionCaps: idle connections past the per-client cap are closed
-// at once while other clients are served; past the overall cap, so is
-// everyone's.
+// TestConnectionCaps: connections past the per-client cap are closed at
+// once while other clients are served; past the overall cap, the one that
+// has waited the longest for a request makes room.
 func TestConnectionCaps(t *testing.T) {
 	t.Parallel()
 	srv := startSMTP(t, nil)
@@ -90,14 +90,16 @@ func TestConnectionCaps(t *testing.T) {
 			held++
 		}
 	}
-	if !refused("127.0.0.4") {
-		t.Error("a connection past the overall cap was kept open")
+	// The cap is full of connections that have sent nothing: a new one
+	// takes the place of the one that has waited the longest.
+	if !healthy("127.0.0.4") {
+		t.Error("a client past the overall cap, all of it silent connections, was not served")
 	}
-	for _, c := range idle[:2] {
-		c.Close()
+	idle[0].SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := idle[0].Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("the connection that waited the longest was not closed to make room: %v", err)
 	}
-	waitFor(t, 10*time.Second, "a place to free up", func() bool { return healthy("127.0.0.4") })
-	if m := series(t, scrapeFrom(t, p.url, "127.0.0.5")); m["signup_connections_refused_total"] < 2 {
+	if m := series(t, scrapeFrom(t, p.url, "127.0.0.5")); m["signup_connections_refused_total"] < 1 {
 		t.Errorf("metrics do not count the refused connections: %v", m["signup_connections_refused_total"])
 	}
 }
