@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"net/http"
 	"strings"
@@ -17,13 +18,26 @@ var errWrongPassword = errors.New("not the account's password")
 
 // checkPassword checks that password is u's current password before a
 // change to the account, counted by the login throttle as a login is (a
-// stolen session cannot guess it any faster). It returns the password hash
+// stolen session cannot guess it any faster), against the session's own
+// count rather than the account's. It returns the password hash
 // it was compared with, for the change to be made only if it is still the
 // account's; errWrongPassword, or a throttled error.
 func (app *application) checkPassword(r *http.Request, u *user, password string) ([]byte, error) {
 	client, device, err := app.loginClient(r, u.Email)
 	if err != nil {
 		return nil, err
+	}
+	if !device {
+		// A logged-in person is held to their own session's count, as a
+		// device is: strangers' guesses at the login never lock the owner
+		// out of their own account.
+		hash := app.sessionHash(r)
+		if hash == nil {
+			hash = bearerHash(r)
+		}
+		if hash != nil {
+			client, device = "session:"+hex.EncodeToString(hash[:8]), true
+		}
 	}
 	cur, retry, err := app.store.beginLogin(r.Context(), u.Email, client, device, app.now())
 	if errors.Is(err, errThrottled) {
@@ -138,7 +152,7 @@ func (app *application) requestEmailChange(r *http.Request, u *user, current, ne
 	}
 	tokenOld, _ := newToken()
 	tokenNew, _ := newToken()
-	err = app.store.requestEmailChange(r.Context(), u, newAddress, checked, tokenOld, tokenNew, app.now())
+	sentNew, err := app.store.requestEmailChange(r.Context(), u, newAddress, checked, tokenOld, tokenNew, app.now())
 	if err != nil {
 		release()
 	}
@@ -147,11 +161,10 @@ func (app *application) requestEmailChange(r *http.Request, u *user, current, ne
 		return validator{"current_password": "error.not_current_password"}, nil // changed meanwhile
 	case errors.Is(err, errCurrentOverBudget):
 		return nil, app.noticeRefused(errOverBudget, u.Email, "email change")
-	case errors.Is(err, errOverBudget): // the same answer whoever owns newAddress
-		app.overBudget(newAddress, "email change")
-		return nil, nil
 	case err != nil:
 		return nil, err
+	case !sentNew: // the same answer whoever owns newAddress
+		app.overBudget(newAddress, "email change")
 	}
 	app.logger.Info("email change asked", "user_id", u.ID)
 	app.outbox.kick()

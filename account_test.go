@@ -377,8 +377,16 @@ func TestNoticeOverBudget(t *testing.T) {
 	srv := startSMTP(t, nil)
 	app := newTestApp(t, srv, nil)
 	token := activatedAccount(t, app, srv, "ada@example.com")
-	for range budgetPerHour - 1 { // the welcome email was one
+	// A stranger's spending of the address's budget stops nothing the owner does.
+	for range budgets[allowanceStranger].perHour {
 		app.store.write.Exec(`INSERT INTO sends (address_key, sent_at) VALUES ('ada@example.com', $1)`, millis(time.Now()))
+	}
+	if status, body := bearerDo(t, "PUT", app.url+"/v1/users/me/password", token, map[string]string{"current_password": "pa55word1234", "password": "pa55word1234"}); status != 200 {
+		t.Fatalf("a password change with the strangers' allowance spent: %d %v, want 200", status, body)
+	}
+	// The owner's own allowance spent, a change made with the password alone is refused.
+	for range budgets[allowanceOwner].perHour - 1 { // the password-changed email was one
+		app.store.write.Exec(`INSERT INTO sends (address_key, sent_at) VALUES ('owner:ada@example.com', $1)`, millis(time.Now()))
 	}
 	status, body := bearerDo(t, "PUT", app.url+"/v1/users/me/password", token, map[string]string{"current_password": "pa55word1234", "password": "new-password-1"})
 	if status != 429 || !strings.Contains(fmt.Sprint(body), "nothing changed") {
@@ -418,7 +426,9 @@ func TestResetNoticeOverBudget(t *testing.T) {
 	app := newTestApp(t, srv, nil)
 	activatedAccount(t, app, srv, "ada@example.com")
 	reset := tokenOf(t, askReset(t, app, srv, "ada@example.com").data)
-	app.store.write.Exec(`INSERT INTO sends (address_key, sent_at) VALUES ('ada@example.com', $1)`, millis(time.Now())) // the third this hour
+	for range budgets[allowanceOwner].perHour { // the owner's allowance spent
+		app.store.write.Exec(`INSERT INTO sends (address_key, sent_at) VALUES ('owner:ada@example.com', $1)`, millis(time.Now()))
+	}
 	if status, body := post(t, "PUT", app.url+"/v1/users/password", map[string]string{"token": reset, "password": "new-password-1"}); status != 200 {
 		t.Fatalf("reset: %d %v", status, body)
 	}

@@ -37,7 +37,7 @@ func TestTakeoverThroughTheSendBudget(t *testing.T) {
 	srv := startSMTP(t, nil)
 	app := newTestApp(t, srv, nil)
 	attacker := map[string]string{"name": "Tina Target", "email": "tina@example.com", "password": "attacker-pass"}
-	for range budgetPerHour {
+	for range budgets[allowanceStranger].perHour {
 		if status, body := post(t, "POST", app.url+"/v1/users", attacker); status != http.StatusAccepted {
 			t.Fatalf("attacker's signup: %d %v", status, body)
 		}
@@ -45,7 +45,7 @@ func TestTakeoverThroughTheSendBudget(t *testing.T) {
 	// The newest email is the one whose link works (each signup replaced
 	// the earlier links; the server may receive them in any order).
 	var token string
-	for _, m := range srv.waitMessages(t, budgetPerHour, 10*time.Second) {
+	for _, m := range srv.waitMessages(t, budgets[allowanceStranger].perHour, 10*time.Second) {
 		_, tok := linkOf(t, m.data)
 		if _, err := app.store.pendingUser(context.Background(), hashToken(tok), time.Now()); err == nil {
 			token = tok
@@ -151,7 +151,7 @@ func TestResetEndsALoginInProgress(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := app.store.resetPassword(context.Background(), hashToken(resetToken), newHash, time.Now()); err != nil {
+	if _, _, err := app.store.resetPassword(context.Background(), hashToken(resetToken), newHash, nil, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	for range cap(app.hasher.slots) {
@@ -291,8 +291,8 @@ func TestFloodThroughPlusAddresses(t *testing.T) {
 		signupFrom(t, app.url, fmt.Sprintf("203.0.113.%d", i%10+1), fmt.Sprintf("Victim+%d@example.com", i))
 	}
 	waitOutboxIdle(t, app)
-	if got := len(srv.messages()); got != budgetPerHour {
-		t.Errorf("got %d emails in the victim's mailbox, want %d", got, budgetPerHour)
+	if got := len(srv.messages()); got != budgets[allowanceStranger].perHour {
+		t.Errorf("got %d emails in the victim's mailbox, want %d", got, budgets[allowanceStranger].perHour)
 	}
 }
 
@@ -474,5 +474,220 @@ func TestSilentConnectionsFromManyAddresses(t *testing.T) {
 			t.Fatalf("a new client's healthcheck %d with the cap full of silent connections: %v, want 200", i, err)
 		}
 		c.Close()
+	}
+}
+
+// TestAddressChangeTellsNothingOfTheNewAddress: three password resets
+// spend an address's reset allowance only if it has an account, three
+// signups its strangers' allowance whoever owns it; either way, an address
+// change to it from the attacker's own account sends the attacker the
+// same confirmation link — new, pending or activated, budget spent or not.
+func TestAddressChangeTellsNothingOfTheNewAddress(t *testing.T) {
+	t.Parallel()
+	for _, state := range []string{"new", "pending", "activated"} {
+		for _, spend := range []string{"resets", "signups"} {
+			t.Run(state+" after "+spend, func(t *testing.T) {
+				t.Parallel()
+				srv := startSMTP(t, nil)
+				app := newTestApp(t, srv, nil)
+				token := activatedAccount(t, app, srv, "mallory@example.com")
+				switch state {
+				case "pending":
+					signup(t, app.url, "victim@example.com")
+				case "activated":
+					activatedAccount(t, app, srv, "victim@example.com")
+				}
+				for range 3 {
+					if spend == "resets" {
+						post(t, "POST", app.url+"/v1/tokens/password-reset", map[string]string{"email": "victim@example.com"})
+					} else {
+						signup(t, app.url, "victim@example.com")
+					}
+				}
+				status, _ := bearerDo(t, "POST", app.url+"/v1/users/me/email", token, map[string]string{"email": "victim@example.com", "current_password": "pa55word1234"})
+				if status != http.StatusAccepted {
+					t.Fatalf("address change: %d, want 202", status)
+				}
+				// The attacker's own link comes, and works, in every case.
+				link := confirmLink(t, waitFor1(t, srv, "mallory@example.com", "Confirm the new email address"))
+				if status, body := post(t, "PUT", app.url+"/v1/users/email", map[string]string{"token": link}); status != http.StatusOK {
+					t.Errorf("the attacker's own confirmation link: %d %v, want 200", status, body)
+				}
+			})
+		}
+	}
+}
+
+// TestStrangersCannotSpendTheOwnersEmails: a stranger who keeps an
+// address's budget spent (three signups an hour with it) stops none of the
+// emails its owner asks for or must receive: a reset, a password change,
+// an address change and a deletion each go out, and each change is made.
+func TestStrangersCannotSpendTheOwnersEmails(t *testing.T) {
+	t.Parallel()
+	srv := startSMTP(t, nil)
+	app := newTestApp(t, srv, nil)
+	token := activatedAccount(t, app, srv, "ada@example.com")
+	for range 3 {
+		signup(t, app.url, "ada@example.com") // account exists: two more fill the allowance the welcome began
+	}
+	waitFor(t, 10*time.Second, "two account-exists emails", func() bool {
+		return emailsTo(srv, "ada@example.com", "Someone tried to sign up") == 2
+	})
+	askReset(t, app, srv, "ada@example.com")
+	if status, body := bearerDo(t, "PUT", app.url+"/v1/users/me/password", token, map[string]string{"current_password": "pa55word1234", "password": "new-password-1"}); status != http.StatusOK {
+		t.Fatalf("a password change: %d %v, want 200", status, body)
+	}
+	waitFor1(t, srv, "ada@example.com", "password was changed")
+	if status, body := bearerDo(t, "POST", app.url+"/v1/users/me/email", token, map[string]string{"email": "ada@new.example", "current_password": "new-password-1"}); status != http.StatusAccepted {
+		t.Fatalf("an address change: %d %v, want 202", status, body)
+	}
+	waitFor1(t, srv, "ada@example.com", "Confirm the new email address")
+	if status, _ := bearerDo(t, "DELETE", app.url+"/v1/users/me", token, map[string]string{"current_password": "new-password-1"}); status != http.StatusNoContent {
+		t.Fatalf("a deletion: %d, want 204", status)
+	}
+	waitFor1(t, srv, "ada@example.com", "was deleted")
+}
+
+// TestDotVariantsAreOneMailbox: gmail.com ignores dots (and answers for
+// googlemail.com): thirty signups of dot variants of one address from ten
+// clients deliver what one address's budget allows.
+func TestDotVariantsAreOneMailbox(t *testing.T) {
+	t.Parallel()
+	srv := startSMTP(t, nil)
+	app := floodApp(t, srv)
+	variants := []string{"victim", "v.ictim", "vi.ctim", "vic.tim", "vict.im", "victi.m", "v.i.ctim", "v.ic.tim", "v.ict.im", "v.icti.m"}
+	for i := range 30 {
+		domain := "gmail.com"
+		if i%3 == 0 {
+			domain = "googlemail.com"
+		}
+		signupFrom(t, app.url, fmt.Sprintf("10.0.%d.1", i%10), variants[i%10]+"@"+domain)
+	}
+	waitOutboxIdle(t, app)
+	if got := len(srv.messages()); got != budgets[allowanceStranger].perHour {
+		t.Errorf("got %d emails in the victim's mailbox, want %d", got, budgets[allowanceStranger].perHour)
+	}
+}
+
+// TestFloodOfOneDomain: a domain that delivers every address to one inbox
+// (a catch-all) receives at most domainPerHour emails of the kinds a
+// stranger can cause, whatever its addresses.
+func TestFloodOfOneDomain(t *testing.T) {
+	t.Parallel()
+	srv := startSMTP(t, nil)
+	app := floodApp(t, srv)
+	for i := range domainPerHour + 5 {
+		signupFrom(t, app.url, fmt.Sprintf("10.%d.%d.1", i/250, i%250), fmt.Sprintf("box%d@catchall.example", i))
+	}
+	waitOutboxIdle(t, app)
+	if got := len(srv.messages()); got != domainPerHour {
+		t.Errorf("got %d emails to one domain, want %d", got, domainPerHour)
+	}
+}
+
+// TestOwnerGetsBackInAfterTheAccountCap: ten clients × 5 wrong passwords
+// spend the account's cap, so every login without a device cookie gets
+// 429 — but the owner is not locked out: a logged-in session's password
+// check is held to its own count, a reset by the emailed link lets the new
+// password in at once (and gives the browser that reset a device cookie),
+// and a device cookie from an earlier login survives the reset.
+func TestOwnerGetsBackInAfterTheAccountCap(t *testing.T) {
+	t.Parallel()
+	srv := startSMTP(t, nil)
+	app := newTestApp(t, srv, func(cfg *config) {
+		cfg.trustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
+	})
+	token := activatedAccount(t, app, srv, "ada@example.com")
+	attempt := func(from, password string, cookies ...*http.Cookie) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest("POST", app.url+"/v1/tokens/authentication",
+			strings.NewReader(fmt.Sprintf(`{"email": "ada@example.com", "password": %q}`, password)))
+		req.Header.Set("X-Forwarded-For", from)
+		for _, c := range cookies {
+			req.AddCookie(c)
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res
+	}
+	// The owner's browser logged in once before: it holds a device cookie.
+	var device *http.Cookie
+	for _, c := range attempt("198.51.100.7", "pa55word1234").Cookies() {
+		if c.Name == deviceCookie {
+			device = c
+		}
+	}
+	if device == nil {
+		t.Fatal("no device cookie from the owner's login")
+	}
+	for c := range maxAccountFailures / maxFailedLogins {
+		for range maxFailedLogins {
+			attempt(fmt.Sprintf("203.0.%d.1", c), "guess")
+		}
+	}
+	if res := attempt("192.0.2.1", "pa55word1234"); res.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("a login from a new client past the account's cap: %d, want 429", res.StatusCode)
+	}
+	// Logged in, the owner's password check is their session's own.
+	if status, body := bearerDo(t, "PUT", app.url+"/v1/users/me/password", token, map[string]string{"current_password": "pa55word1234", "password": "new-password-1"}); status != http.StatusOK {
+		t.Fatalf("a password change of a logged-in owner past the account's cap: %d %v, want 200", status, body)
+	}
+	waitFor1(t, srv, "ada@example.com", "password was changed")
+	reset := tokenOf(t, askReset(t, app, srv, "ada@example.com").data)
+	res, err := http.PostForm(app.url+"/reset-password", url.Values{"token": {reset}, "password": {"newer-password-2"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("the reset by its link: %d", res.StatusCode)
+	}
+	gotDevice := false
+	for _, c := range res.Cookies() {
+		gotDevice = gotDevice || (c.Name == deviceCookie && c.Value != "")
+	}
+	if !gotDevice {
+		t.Error("the browser that reset by the emailed link got no device cookie")
+	}
+	if res := attempt("192.0.2.1", "newer-password-2"); res.StatusCode != http.StatusCreated {
+		t.Errorf("the new password after a reset, from a new client: %d, want 201", res.StatusCode)
+	}
+	if res := attempt("198.51.100.7", "newer-password-2", device); res.StatusCode != http.StatusCreated {
+		t.Errorf("the owner's browser with its device cookie after the reset: %d, want 201", res.StatusCode)
+	}
+}
+
+// TestSessionsPerAccountAreCapped: an account holds at most maxPerAccount
+// bearer tokens, browser sessions and device tokens each; a new login ends
+// the oldest, and the sessions listed stay bounded.
+func TestSessionsPerAccountAreCapped(t *testing.T) {
+	t.Parallel()
+	srv := startSMTP(t, nil)
+	app := newTestApp(t, srv, nil)
+	first := activatedAccount(t, app, srv, "ada@example.com")
+	var last string
+	for range maxPerAccount + 10 {
+		_, _, last = login(t, app.url, "ada@example.com", "pa55word1234")
+	}
+	for range maxPerAccount + 10 {
+		// A new browser each time: a new session, and a new device token.
+		newVisitor(t, app.url).logIn("ada@example.com", "pa55word1234")
+	}
+	for _, scope := range []string{"authentication", "session", "device"} {
+		var n int
+		mustScan(t, app.store.read.QueryRow(`SELECT count(*) FROM tokens WHERE scope = $1`, scope), &n)
+		if n != maxPerAccount {
+			t.Errorf("%s tokens held: %d, want %d", scope, n, maxPerAccount)
+		}
+	}
+	if res := withBearer(t, "GET", app.url+"/v1/users/me", first); res.StatusCode != http.StatusUnauthorized {
+		t.Errorf("the oldest bearer token past the cap: %d, want 401", res.StatusCode)
+	}
+	status, body := bearerDo(t, "GET", app.url+"/v1/users/me/sessions", last, nil)
+	if list, _ := body["sessions"].([]any); status != http.StatusOK || len(list) != 2*maxPerAccount {
+		t.Errorf("sessions listed: %d, %d, want %d", status, len(list), 2*maxPerAccount)
 	}
 }

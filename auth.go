@@ -73,9 +73,7 @@ func (app *application) login(w http.ResponseWriter, r *http.Request, email, pas
 	var deviceToken string
 	var deviceCookieToken *linkToken
 	if !device {
-		var hash []byte
-		deviceToken, hash = newToken()
-		deviceCookieToken = &linkToken{hash: hash, scope: "device", expiry: now.Add(deviceTTL)}
+		deviceToken, deviceCookieToken = app.newDevice()
 	}
 	err = app.store.loginSucceeded(r.Context(), u, client, u.passwordHash, l, deviceCookieToken, now)
 	if errors.Is(err, errNotFound) { // the password changed while it was checked
@@ -138,8 +136,15 @@ func (app *application) handleLogin(w http.ResponseWriter, r *http.Request) {
 }
 
 // deviceCookie names the cookie that marks a browser that logged in to an
-// account before.
+// account before (or reset its password by the emailed link).
 const deviceCookie = "signup_device"
+
+// newDevice is a new device token: for the cookie, and as the store keeps
+// it.
+func (app *application) newDevice() (string, *linkToken) {
+	token, hash := newToken()
+	return token, &linkToken{hash: hash, scope: "device", expiry: app.now().Add(deviceTTL)}
+}
 
 // loginClient returns whom a login attempt on address is counted against:
 // the request's device cookie when it is one of this account's (device
@@ -238,10 +243,11 @@ func (app *application) handleRequestPasswordReset(w http.ResponseWriter, r *htt
 		"if an account has this address, an email is on its way with a link to reset its password")
 }
 
-// resetPassword sets a new password with a reset token. It returns a
-// message per invalid field (the password's rules, or the token), or an
-// error.
-func (app *application) resetPassword(ctx context.Context, token, password string) (validator, error) {
+// resetPassword sets a new password with a reset token, and stores device
+// (when set) as the device token of the browser that reset: the inbox
+// proved the owner. It returns a message per invalid field (the password's
+// rules, or the token), or an error.
+func (app *application) resetPassword(ctx context.Context, token, password string, device *linkToken) (validator, error) {
 	v := validator{}
 	validatePassword(v, password)
 	v.check(token != "", "token", "error.required")
@@ -263,7 +269,7 @@ func (app *application) resetPassword(ctx context.Context, token, password strin
 	if err != nil {
 		return nil, err
 	}
-	u, sent, err := app.store.resetPassword(ctx, hash, passwordHash, app.now())
+	u, sent, err := app.store.resetPassword(ctx, hash, passwordHash, device, app.now())
 	if errors.Is(err, errNotFound) {
 		return invalid, nil
 	}
@@ -288,6 +294,6 @@ func (app *application) handleResetPassword(w http.ResponseWriter, r *http.Reque
 		app.badRequest(w, r, err)
 		return
 	}
-	errs, err := app.resetPassword(r.Context(), input.Token, input.Password)
+	errs, err := app.resetPassword(r.Context(), input.Token, input.Password, nil)
 	app.answer(w, r, errs, err, http.StatusOK, envelope{"message": "your password was reset; log in with the new one"})
 }

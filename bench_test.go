@@ -454,7 +454,7 @@ func BenchmarkEmailRequestTiming(b *testing.B) {
 		for i := range n {
 			for req, path := range requests {
 				for _, state := range []string{"pending-over", "activated-over"} {
-					for range budgetPerHour - 1 {
+					for range budgets[allowanceStranger].perHour - 1 {
 						ask(path, fmt.Sprintf("%s-%s-%d@example.com", req, state, i))
 					}
 				}

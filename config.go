@@ -58,6 +58,7 @@ type config struct {
 	webhookSecret      string
 	webhookKey         []byte // from webhookSecret
 	metricsAllow       []netip.Prefix
+	metricsAddr        string
 	languages          []string // offered; empty: every one there is
 	defaultLanguage    string
 	version            bool
@@ -122,6 +123,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	var languages string
 	fs.StringVar(&languages, "languages", "", "space-separated `languages` offered (en de fr …; default: every one shipped or added in -templates)")
 	fs.StringVar(&cfg.defaultLanguage, "default-language", "en", "the `language` when nothing the person asks for is offered")
+	fs.StringVar(&cfg.metricsAddr, "metrics-addr", "", "`address` (host:port) of a listener of its own for /metrics, which no proxy routes to; /metrics is then served there only")
 	var metricsAllow string
 	fs.StringVar(&metricsAllow, "metrics-allow", "", "`CIDRs` (space- or comma-separated) besides loopback whose connections may read /metrics; judged by the connection's own address, never X-Forwarded-For")
 	fs.BoolVar(&cfg.version, "version", false, "print the version and exit")

@@ -355,7 +355,7 @@ func (d *deliverer) recordSent(ctx context.Context, e *outboxRow) {
 // count counts an attempt at e in the metrics: its result, and the reply
 // class of the server (sendErr nil: it accepted).
 func (d *deliverer) count(e *outboxRow, result string, sendErr error) {
-	d.metrics.deliveries.WithLabelValues(d.channel, e.Kind, result).Inc()
+	d.metrics.deliveries.WithLabelValues(d.channel, metricKind(e.Kind), result).Inc()
 	class := "2xx"
 	var se *smtp.SMTPError
 	var status httpStatusError

@@ -9,6 +9,7 @@ package main
 import (
 	"context"
 	"expvar"
+	"log/slog"
 	"net/http"
 	"net/netip"
 	"runtime"
@@ -105,11 +106,14 @@ func newMetrics() *metrics {
 	return m
 }
 
-// outboxKinds are the kinds of outbox row of each channel.
+// outboxKinds are the kind labels of each channel's outbox rows
+// (metricKind).
 func outboxKinds() map[string][]string {
 	var emails, events []string
 	for k := range emailKinds {
-		emails = append(emails, string(k))
+		if l := metricKind(string(k)); !slices.Contains(emails, l) {
+			emails = append(emails, l)
+		}
 	}
 	slices.Sort(emails)
 	for _, e := range eventTypes {
@@ -171,27 +175,47 @@ func (c *outboxCollector) Collect(ch chan<- prometheus.Metric) {
 }
 
 // handleMetrics serves the metrics to a connection from loopback or from
-// -metrics-allow, and the 404 of any unknown path to every other.
+// -metrics-allow, and the 404 of any unknown path to every other — on the
+// main listener only when there is no -metrics-addr.
 func (app *application) handleMetrics(w http.ResponseWriter, r *http.Request) {
-	if !app.metricsAllowed(r) {
+	if app.cfg.metricsAddr != "" || !app.metricsAllowed(r) {
 		app.errorResponse(w, r, http.StatusNotFound, "the requested resource could not be found")
 		return
 	}
 	app.metrics.handler.ServeHTTP(w, r)
 }
 
+// metricsServer is the server of -metrics-addr: /metrics alone, to
+// connections from loopback or -metrics-allow.
+func (app *application) metricsServer() *http.Server {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		if !app.metricsAllowed(r) {
+			http.NotFound(w, r)
+			return
+		}
+		app.metrics.handler.ServeHTTP(w, r)
+	})
+	return &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second,
+		ErrorLog: slog.NewLogLogger(app.logger.Handler(), slog.LevelWarn)}
+}
+
+// forwardedHeaders are the spellings of a forwarded client that proxies
+// send, canonical: a request carrying any line of one came through a proxy.
+var forwardedHeaders = []string{"X-Forwarded-For", "Forwarded", "X-Real-Ip", "X-Client-Ip", "True-Client-Ip", "Cf-Connecting-Ip"}
+
 // metricsAllowed reports whether r came over a connection from loopback or
 // a -metrics-allow address, and not through a proxy: judged by the
 // connection's own address, never X-Forwarded-For, and refusing a request
-// that names a forwarded client (a reverse proxy on loopback forwards
-// everyone's).
+// that carries any forwarded-client header (a reverse proxy on loopback
+// forwards everyone's, and some append to an empty line a client sent).
 func (app *application) metricsAllowed(r *http.Request) bool {
 	peer, err := netip.ParseAddrPort(r.RemoteAddr)
 	if err != nil {
 		return false
 	}
-	for _, h := range []string{"X-Forwarded-For", "Forwarded", "X-Real-Ip"} {
-		if r.Header.Get(h) != "" {
+	for _, h := range forwardedHeaders {
+		if _, ok := r.Header[h]; ok { // any line of it, even an empty one
 			return false
 		}
 	}

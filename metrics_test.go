@@ -195,8 +195,8 @@ func TestMetricsCountWhatHappened(t *testing.T) {
 		`signup_logins_total{result="ok"}`:                                                      1,
 		`signup_logins_total{result="failed"}`:                                                  maxFailedLogins,
 		`signup_logins_total{result="throttled"}`:                                               1,
-		`signup_outbox_deliveries_total{channel="email",kind="welcome",result="retried"}`:       1,
-		`signup_outbox_deliveries_total{channel="email",kind="welcome",result="failed"}`:        1,
+		`signup_outbox_deliveries_total{channel="email",kind="unsolicited",result="retried"}`:   1,
+		`signup_outbox_deliveries_total{channel="email",kind="unsolicited",result="failed"}`:    1,
 		`signup_smtp_replies_total{class="4xx"}`:                                                1,
 		`signup_smtp_replies_total{class="5xx"}`:                                                1,
 		`signup_outbox_deliveries_total{channel="webhook",kind="user.created",result="failed"}`: 1,
@@ -213,9 +213,10 @@ func TestMetricsCountWhatHappened(t *testing.T) {
 			t.Errorf("%s = %v (present %v), want %v", key, got, ok, want)
 		}
 	}
-	// Sent: the five welcome emails and the activation's resends within budget, one of them after its 451.
-	waitFor(t, 10*time.Second, "every welcome email sent", func() bool {
-		return scrape(t, app)[`signup_outbox_deliveries_total{channel="email",kind="welcome",result="sent"}`] == n+2 // all but the bounce
+	// Sent, under one label: the welcome emails but the bounce (one of them
+	// after its 451), and the two resends within the flooded address's budget.
+	waitFor(t, 10*time.Second, "every unsolicited email sent", func() bool {
+		return scrape(t, app)[`signup_outbox_deliveries_total{channel="email",kind="unsolicited",result="sent"}`] == n+2+2
 	})
 	if m[`signup_bcrypt_slot_wait_seconds_count`] == 0 || m["go_goroutines"] == 0 || m["process_resident_memory_bytes"] == 0 {
 		t.Error("the slot wait, the Go runtime or the process figures are missing")
@@ -272,5 +273,86 @@ func TestMetricsOnlyForLoopback(t *testing.T) {
 	}
 	if rec := get("127.0.0.1:1234", ""); rec.Code != 200 || !strings.Contains(rec.Body.String(), "signup_build_info") {
 		t.Fatalf("loopback: %d", rec.Code)
+	}
+}
+
+// TestMetricsRefuseEveryProxiedRequest: a request carrying any line of any
+// forwarded-client header — an empty one a client sent, to which HAProxy's
+// `option forwardfor` appends its own, or another spelling — came through
+// a proxy, and gets the 404 of any unknown path, even from loopback.
+func TestMetricsRefuseEveryProxiedRequest(t *testing.T) {
+	t.Parallel()
+	app := newTestApp(t, startSMTP(t, nil), nil)
+	h := app.routes()
+	get := func(header http.Header) int {
+		r := httptest.NewRequest("GET", "/metrics", nil)
+		r.RemoteAddr = "127.0.0.1:1234"
+		r.Header = header
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		return rec.Code
+	}
+	for _, header := range []http.Header{
+		{"X-Forwarded-For": {"", "127.0.0.1"}},
+		{"X-Forwarded-For": {""}},
+		{"X-Client-Ip": {"192.0.2.7"}},
+		{"True-Client-Ip": {"192.0.2.7"}},
+		{"Cf-Connecting-Ip": {"192.0.2.7"}},
+		{"X-Real-Ip": {"192.0.2.7"}},
+		{"Forwarded": {"for=192.0.2.7"}},
+	} {
+		if code := get(header); code != http.StatusNotFound {
+			t.Errorf("%v from loopback: %d, want 404", header, code)
+		}
+	}
+	if code := get(http.Header{}); code != http.StatusOK {
+		t.Errorf("loopback without a forwarded header: %d, want 200", code)
+	}
+}
+
+// TestMetricsAddr: with -metrics-addr, /metrics is served on that listener
+// of its own, and the main listener answers it 404.
+func TestMetricsAddr(t *testing.T) {
+	t.Parallel()
+	srv := startSMTP(t, nil)
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	p := startRun(t, append(baseArgs(t.TempDir()), append(smtpArgs(srv.host, srv.port), "-metrics-addr", addr)...), nil)
+	res, err := http.Get(p.url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusNotFound {
+		t.Errorf("/metrics on the main listener with -metrics-addr: %d, want 404", res.StatusCode)
+	}
+	if m := series(t, scrapeFrom(t, "http://"+addr, "127.0.0.1")); m["signup_outbox_failed{channel=\"email\"}"] != 0 || len(m) < 10 {
+		t.Errorf("/metrics on -metrics-addr: %d series", len(m))
+	}
+}
+
+// TestMetricsTellNoAddressState: the delivery counters and the pending
+// gauge count a signup of a new address and of an activated one (a
+// welcome, an account-exists email), and a reset of a pending and of an
+// activated account, under one label.
+func TestMetricsTellNoAddressState(t *testing.T) {
+	t.Parallel()
+	srv := startSMTP(t, nil)
+	app := newTestApp(t, srv, nil)
+	activatedAccount(t, app, srv, "ada@example.com")
+	before := scrape(t, app)
+	signup(t, app.url, "ada@example.com") // account exists
+	waitFor(t, 10*time.Second, "the email sent", func() bool { return len(srv.messages()) == 2 })
+	signup(t, app.url, "bob@example.com") // welcome
+	waitFor(t, 10*time.Second, "the email sent", func() bool { return len(srv.messages()) == 3 })
+	after := scrape(t, app)
+	for series := range after {
+		if strings.Contains(series, `kind="welcome"`) || strings.Contains(series, `kind="account-exists"`) ||
+			strings.Contains(series, `kind="activation"`) || strings.Contains(series, `kind="password-reset"`) {
+			t.Errorf("a label tells the kinds a stranger can cause apart: %s", series)
+		}
+	}
+	key := `signup_outbox_deliveries_total{channel="email",kind="unsolicited",result="sent"}`
+	if after[key]-before[key] != 2 {
+		t.Errorf("%s rose by %v, want 2", key, after[key]-before[key])
 	}
 }

@@ -29,8 +29,9 @@ type outboxRow struct {
 	Message   []byte
 	Attempts  int
 
-	token *linkToken // the token its link carries, stored with it; nil for none
-	stale error      // the stored message cannot be sent as it is (errUnsealable, errNoMessage): compose it afresh
+	token     *linkToken // the token its link carries, stored with it; nil for none
+	allowance allowance  // the send budget an email spends (store_limits.go)
+	stale     error      // the stored message cannot be sent as it is (errUnsealable, errNoMessage): compose it afresh
 }
 
 // The outbox's channels: each has a deliverer of its own.
@@ -71,27 +72,40 @@ const (
 	authTTL       = 24 * time.Hour   // a bearer token from logging in
 )
 
-// emailSpec is what one kind of email is. Every kind counts against the
-// recipient's send budget (store.queue).
+// emailSpec is what one kind of email is. Every kind counts against one
+// allowance of the recipient's send budget (store.queue).
 type emailSpec struct {
-	template string        // its file in templates/ (or -templates)
-	scope    string        // the scope of the token its link carries; "" for none
-	ttl      time.Duration // how long that token lives
-	path     string        // where its link leads, on -base-url; ?token= is added where it carries one
+	template  string        // its file in templates/ (or -templates)
+	scope     string        // the scope of the token its link carries; "" for none
+	ttl       time.Duration // how long that token lives
+	path      string        // where its link leads, on -base-url; ?token= is added where it carries one
+	allowance allowance     // the budget it spends: a password reset's emails spend allowanceReset whatever their kind
 }
 
 // emailKinds lists every kind of email the outbox knows: adding a kind is
 // a constant above, an entry here and its template.
 var emailKinds = map[emailKind]emailSpec{
-	kindWelcome:         {"welcome.tmpl", "activation", activationTTL, "/activate"},
-	kindActivation:      {"activation.tmpl", "activation", activationTTL, "/activate"},
-	kindAccountExists:   {"account-exists.tmpl", "", 0, "/forgot-password"},
-	kindPasswordReset:   {"password-reset.tmpl", "password-reset", resetTTL, "/reset-password"},
-	kindPasswordChanged: {"password-changed.tmpl", "", 0, "/forgot-password"},
-	kindConfirmOld:      {"confirm-email.tmpl", "email-change-old", changeTTL, "/confirm-email"},
-	kindConfirmNew:      {"confirm-email.tmpl", "email-change-new", changeTTL, "/confirm-email"},
-	kindEmailChanged:    {"email-changed.tmpl", "", 0, "/forgot-password"},
-	kindAccountDeleted:  {"account-deleted.tmpl", "", 0, ""},
+	kindWelcome:         {"welcome.tmpl", "activation", activationTTL, "/activate", allowanceStranger},
+	kindActivation:      {"activation.tmpl", "activation", activationTTL, "/activate", allowanceStranger},
+	kindAccountExists:   {"account-exists.tmpl", "", 0, "/forgot-password", allowanceStranger},
+	kindPasswordReset:   {"password-reset.tmpl", "password-reset", resetTTL, "/reset-password", allowanceReset},
+	kindPasswordChanged: {"password-changed.tmpl", "", 0, "/forgot-password", allowanceOwner},
+	kindConfirmOld:      {"confirm-email.tmpl", "email-change-old", changeTTL, "/confirm-email", allowanceOwner},
+	kindConfirmNew:      {"confirm-email.tmpl", "email-change-new", changeTTL, "/confirm-email", allowanceStranger},
+	kindEmailChanged:    {"email-changed.tmpl", "", 0, "/forgot-password", allowanceOwner},
+	kindAccountDeleted:  {"account-deleted.tmpl", "", 0, "", allowanceOwner},
+}
+
+// metricKind is the kind label /metrics counts an outbox row of kind by:
+// the kind itself, but "unsolicited" for every kind of email a stranger can
+// cause (welcome and account exists, a reset's password-reset and
+// activation, either confirmation to someone else's new address), so that
+// no count tells whether an address has an account.
+func metricKind(kind string) string {
+	if spec, ok := emailKinds[emailKind(kind)]; ok && spec.allowance != allowanceOwner {
+		return "unsolicited"
+	}
+	return kind
 }
 
 // eventType names a webhook event: one per account change.
@@ -168,7 +182,7 @@ func (c *composer) email(kind emailKind, u *user, token string, now time.Time) (
 	if err != nil {
 		return nil, err
 	}
-	e.Kind, e.UserID = string(kind), u.ID
+	e.Kind, e.UserID, e.allowance = string(kind), u.ID, k.allowance
 	if k.scope != "" {
 		e.token = &linkToken{hash: hashToken(token), scope: k.scope, expiry: now.Add(k.ttl)}
 	}

@@ -327,7 +327,8 @@ func (app *application) handleResetForm(w http.ResponseWriter, r *http.Request) 
 		return
 	}
 	token := r.PostForm.Get("token")
-	errs, err := app.resetPassword(r.Context(), token, r.PostForm.Get("password"))
+	deviceToken, device := app.newDevice()
+	errs, err := app.resetPassword(r.Context(), token, r.PostForm.Get("password"), device)
 	switch {
 	case err != nil:
 		app.pageError(w, r, err)
@@ -336,6 +337,7 @@ func (app *application) handleResetForm(w http.ResponseWriter, r *http.Request) 
 	case len(errs) > 0:
 		app.render(w, r, http.StatusUnprocessableEntity, "reset-password.html", page{Title: "reset.title", Token: token, Errors: errs})
 	default:
+		http.SetCookie(w, app.cookie(deviceCookie, deviceToken, deviceTTL))
 		app.render(w, r, http.StatusOK, "message.html", pageOf("reset.done.title", "reset.done.text").withLink("/login", "reset.done.link"))
 	}
 }

@@ -128,6 +128,9 @@ func newApplication(cfg config, logger *slog.Logger, st *store, m *mailer, t *te
 	}
 	if cfg.limiterEnabled {
 		app.limiter = newLimiter(rate.Limit(cfg.limiterRPS), cfg.limiterBurst, cfg.limiterEmails)
+		if st != nil {
+			st.perDomain = domainPerHour
+		}
 	}
 	return app
 }
@@ -141,6 +144,14 @@ func (app *application) serve(ctx context.Context, ln net.Listener, getenv func(
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sigs)
 
+	var metricsLn net.Listener
+	if app.cfg.metricsAddr != "" {
+		var err error
+		if metricsLn, err = net.Listen("tcp", app.cfg.metricsAddr); err != nil {
+			return fmt.Errorf("-metrics-addr: %w", err)
+		}
+		defer metricsLn.Close()
+	}
 	if err := app.outbox.start(ctx); err != nil {
 		return err
 	}
@@ -164,6 +175,12 @@ func (app *application) serve(ctx context.Context, ln net.Listener, getenv func(
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(capped) }()
 	app.logger.Info("starting server", "addr", ln.Addr().String(), "env", app.cfg.env, "version", version())
+	if metricsLn != nil {
+		metricsSrv := app.metricsServer()
+		go metricsSrv.Serve(metricsLn)
+		defer metricsSrv.Close()
+		app.logger.Info("serving metrics", "addr", metricsLn.Addr().String())
+	}
 	sdNotify(getenv, "READY=1")
 
 	lost := make(chan error, 1)

@@ -75,6 +75,11 @@ type store struct {
 	// store is given it, and calls nothing else above it.
 	composer *composer
 
+	// perDomain is how many emails of the strangers' allowance one domain
+	// receives in an hour (domainPerHour), or 0 for no cap: the store is
+	// given it with the limiter.
+	perDomain int
+
 	// gone is set once the file at -db is found deleted or replaced:
 	// every request is refused from then on (routes.go refuseWhenGone).
 	gone atomic.Bool
@@ -294,10 +299,8 @@ func (st *store) prepare() error {
 			RETURNING id, kind, user_id, created_at, message_id, recipient, message, attempts`,
 		&st.markSentStmt:  `UPDATE outbox SET status = 'sent', message = NULL, attempts = attempts + 1, claimed_until = 0, last_error = '' WHERE id = $1`,
 		&st.userByKeyStmt: `SELECT ` + userColumns + ` FROM users WHERE email_key = $1`,
-		// One email of the address's budget, if any is left.
-		&st.spendStmt: `INSERT INTO sends (address_key, sent_at) SELECT $1, $2
-			WHERE (SELECT count(*) FROM sends WHERE address_key = $1 AND sent_at > $3) < $4
-			AND (SELECT count(*) FROM sends WHERE address_key = $1 AND sent_at > $5) < $6`,
+		// One email of a budget (store.spend counts first).
+		&st.spendStmt: `INSERT INTO sends (address_key, sent_at) VALUES ($1, $2)`,
 		// A new address's account, or nothing if the address has one.
 		&st.insertNewUserStmt: `INSERT INTO users (created_at, name, email, email_key, password_hash, language) VALUES ($1, $2, $3, $4, $5, $6)
 			ON CONFLICT (email_key) DO NOTHING RETURNING id`,

@@ -23,7 +23,7 @@ var errAddressTaken = errors.New("the new address has an account")
 // changePassword gives u the password hash newHash, if checked (the hash
 // the current password was compared with) is still its own, ends every
 // other session and token of u (all but the session with hash keep, when
-// set), and queues the password-changed email and event, dated now. It
+// set, and its device tokens: throttle exemptions, no credential), and queues the password-changed email and event, dated now. It
 // returns errNotFound when the password changed meanwhile, errOverBudget
 // (nothing changed) when the address's budget has no room for the email.
 func (st *store) changePassword(ctx context.Context, u *user, checked, newHash, keep []byte, now time.Time) error {
@@ -42,7 +42,7 @@ func (st *store) changePassword(ctx context.Context, u *user, checked, newHash, 
 	if keep == nil {
 		keep = []byte{} // a hash no token has
 	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE user_id = $1 AND hash <> $2`, u.ID, keep); err != nil {
+	if _, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE user_id = $1 AND hash <> $2 AND scope <> 'device'`, u.ID, keep); err != nil {
 		return err
 	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM email_changes WHERE user_id = $1`, u.ID); err != nil {
@@ -57,34 +57,35 @@ func (st *store) changePassword(ctx context.Context, u *user, checked, newHash, 
 // link (carrying tokenOld) to u's address and one (tokenNew) to
 // newAddress. When newAddress has an activated account, its owner gets the account-exists
 // email instead of a link, and the change can never complete. Over the
-// budget of u's address nothing changes and it returns errCurrentOverBudget;
-// over newAddress's, errOverBudget.
-func (st *store) requestEmailChange(ctx context.Context, u *user, newAddress string, checked []byte, tokenOld, tokenNew string, now time.Time) error {
+// owner's allowance of u's address nothing changes and it returns
+// errCurrentOverBudget; over newAddress's, only newAddress's email is left
+// out (sentNew false): the change and u's own email stand.
+func (st *store) requestEmailChange(ctx context.Context, u *user, newAddress string, checked []byte, tokenOld, tokenNew string, now time.Time) (sentNew bool, err error) {
 	tx, err := st.write.BeginTx(ctx, nil)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer tx.Rollback()
 	if err := st.lockAddress(ctx, tx, newAddress); err != nil {
-		return err
+		return false, err
 	}
 	var same int
 	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM users WHERE id = $1 AND password_hash = $2`, u.ID, checked).Scan(&same); err != nil {
-		return err
+		return false, err
 	}
 	if same == 0 {
-		return errNotFound
+		return false, errNotFound
 	}
 	owner, err := userByAddress(ctx, tx, newAddress)
 	if err != nil && !errors.Is(err, errNotFound) {
-		return err
+		return false, err
 	}
 	taken := owner != nil && owner.Activated
 	from := *u
 	from.oldEmail, from.newEmail = u.Email, newAddress
 	toOld, err := st.composer.email(kindConfirmOld, &from, tokenOld, now)
 	if err != nil {
-		return err
+		return false, err
 	}
 	var toNew *outboxRow
 	if taken {
@@ -95,22 +96,23 @@ func (st *store) requestEmailChange(ctx context.Context, u *user, newAddress str
 		toNew, err = st.composer.email(kindConfirmNew, &to, tokenNew, now)
 	}
 	if err != nil {
-		return err
+		return false, err
 	}
 	if err := endEmailChange(ctx, tx, u.ID); err != nil {
-		return err
+		return false, err
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO email_changes (user_id, new_email, taken, expiry) VALUES ($1, $2, $3, $4)`,
 		u.ID, newAddress, boolInt(taken), millis(toOld.token.expiry)); err != nil {
-		return err
+		return false, err
 	}
 	if err := st.queue(ctx, tx, toOld); errors.Is(err, errOverBudget) {
-		return errCurrentOverBudget
+		return false, errCurrentOverBudget
 	} else if err != nil {
-		return err
+		return false, err
 	}
-	_, err = st.tell(ctx, tx, notice{composed: toNew, now: now})
-	return err
+	// Over the new address's budget only its email is left out: nothing
+	// about another address changes what happens to the requester's own.
+	return st.tell(ctx, tx, notice{composed: toNew, skippable: true, now: now})
 }
 
 // emailChange is an address change waiting for its confirmations, as its

@@ -11,35 +11,113 @@ import (
 	"time"
 )
 
-// The send budget of an address: emails of every kind together.
+// allowance names one of a mailbox's three send budgets, so that a
+// stranger can never stop the emails the owner asks for or must receive:
+// what anyone can cause by typing the address, password resets, and what
+// only the owner can cause (emailKinds says which kind spends which).
+type allowance string
+
 const (
-	budgetPerHour = 3
-	budgetPerDay  = 10
+	allowanceStranger allowance = "stranger" // welcome, account exists, activation by resend, someone else's address change
+	allowanceReset    allowance = "reset"    // a password reset's email (or, for a pending account, its activation email)
+	allowanceOwner    allowance = "owner"    // password changed, the own address's confirmation, address changed, account deleted
 )
+
+// budgets are each allowance's emails to one mailbox in any hour and in
+// any day.
+var budgets = map[allowance]struct{ perHour, perDay int }{
+	allowanceStranger: {3, 10},
+	allowanceReset:    {3, 10},
+	allowanceOwner:    {10, 30},
+}
+
+// domainPerHour is how many emails of the stranger's allowance one domain
+// receives in any hour, whatever its mailboxes: a domain that delivers
+// every address to one inbox (a catch-all, or a provider that ignores more
+// than mailboxKey knows) is not flooded through its many addresses. It is
+// part of the per-client limiter (store.perDomain): -limiter-enabled=false
+// turns it off with the rest, as load tests from one address need.
+const domainPerHour = 300
+
+// sendKey is what the sends table counts an email to address by, in
+// allowance: the mailbox (mailboxKey), prefixed by the allowance unless it
+// is the stranger's (whose keys have no prefix, as before allowances).
+func sendKey(a allowance, address string) string {
+	if a == allowanceStranger {
+		return mailboxKey(address)
+	}
+	return string(a) + ":" + mailboxKey(address)
+}
+
+// domainKey is what the sends table counts address's domain by.
+func domainKey(address string) string {
+	_, domain, _ := strings.Cut(mailboxKey(address), "@")
+	return "domain:" + domain
+}
+
+// dotlessDomains are the providers known to deliver a.da@ and ada@ to one
+// inbox: their local parts are counted without dots.
+var dotlessDomains = map[string]string{"gmail.com": "gmail.com", "googlemail.com": "gmail.com"}
 
 // mailboxKey is what the send budget counts an address by: its mailbox,
 // the address lower-cased with any +tag dropped from its local part, so
-// that ada+1@example.com and Ada+2@example.com share one budget.
+// that ada+1@example.com and Ada+2@example.com share one budget; and for
+// providers that ignore dots (dotlessDomains), without its dots and under
+// the provider's one domain, so that a.da@gmail.com and ada@googlemail.com
+// share it too.
 func mailboxKey(address string) string {
 	local, domain, _ := strings.Cut(strings.ToLower(address), "@")
 	local, _, _ = strings.Cut(local, "+")
+	if d, ok := dotlessDomains[domain]; ok {
+		local, domain = strings.ReplaceAll(local, ".", ""), d
+	}
 	return local + "@" + domain
 }
 
 // errOverBudget means the address has had its share of emails for now.
 var errOverBudget = errors.New("send budget of the address spent")
 
+// spend takes one email of allowance a from the budget of e's recipient
+// (and, for the stranger's, of its domain), in tx: errOverBudget when
+// either has none left, and then nothing is spent.
+func (st *store) spend(ctx context.Context, tx *sql.Tx, a allowance, address string, now time.Time) error {
+	b := budgets[a]
+	key := sendKey(a, address)
+	var hour, day, domain int
+	err := tx.QueryRowContext(ctx, `SELECT
+		(SELECT count(*) FROM sends WHERE address_key = $1 AND sent_at > $2),
+		(SELECT count(*) FROM sends WHERE address_key = $1 AND sent_at > $3),
+		(SELECT count(*) FROM sends WHERE address_key = $4 AND sent_at > $2)`,
+		key, millis(now.Add(-time.Hour)), millis(now.Add(-24*time.Hour)), domainKey(address)).Scan(&hour, &day, &domain)
+	switch {
+	case err != nil:
+		return err
+	case hour >= b.perHour || day >= b.perDay || (a == allowanceStranger && st.perDomain > 0 && domain >= st.perDomain):
+		return errOverBudget
+	}
+	if _, err := tx.StmtContext(ctx, st.spendStmt).ExecContext(ctx, key, millis(now)); err != nil {
+		return err
+	}
+	if a == allowanceStranger && st.perDomain > 0 {
+		_, err = tx.StmtContext(ctx, st.spendStmt).ExecContext(ctx, domainKey(address), millis(now))
+	}
+	return err
+}
+
 // addressState reports whether address has an activated account, and
-// whether it is over its send budget: what a signup needs to know before it
-// spends a password hash. One query: it runs before every signup.
+// whether the stranger's allowance of its mailbox (or of its domain) is
+// spent: what a signup needs to know before it spends a password hash.
+// One query: it runs before every signup.
 func (st *store) addressState(ctx context.Context, address string, now time.Time) (activated, over bool, err error) {
 	var act sql.NullInt64
-	var hour, day int
+	var hour, day, domain int
 	err = st.read.QueryRowContext(ctx, `SELECT (SELECT activated FROM users WHERE email_key = $1),
 		(SELECT count(*) FROM sends WHERE address_key = $4 AND sent_at > $2),
-		(SELECT count(*) FROM sends WHERE address_key = $4 AND sent_at > $3)`,
-		strings.ToLower(address), millis(now.Add(-time.Hour)), millis(now.Add(-24*time.Hour)), mailboxKey(address)).Scan(&act, &hour, &day)
-	return act.Valid && act.Int64 == 1, hour >= budgetPerHour || day >= budgetPerDay, err
+		(SELECT count(*) FROM sends WHERE address_key = $4 AND sent_at > $3),
+		(SELECT count(*) FROM sends WHERE address_key = $5 AND sent_at > $2)`,
+		strings.ToLower(address), millis(now.Add(-time.Hour)), millis(now.Add(-24*time.Hour)), mailboxKey(address), domainKey(address)).Scan(&act, &hour, &day, &domain)
+	b := budgets[allowanceStranger]
+	return act.Valid && act.Int64 == 1, hour >= b.perHour || day >= b.perDay || (st.perDomain > 0 && domain >= st.perDomain), err
 }
 
 // The login throttle: at most maxFailedLogins failed attempts on an
@@ -125,6 +203,9 @@ func (st *store) loginSucceeded(ctx context.Context, u *user, client string, che
 	}
 	if device != nil {
 		if _, err := tx.StmtContext(ctx, st.insertTokenStmt).ExecContext(ctx, device.hash, u.ID, device.scope, millis(device.expiry)); err != nil {
+			return err
+		}
+		if err := capTokens(ctx, tx, u.ID, device.scope); err != nil {
 			return err
 		}
 	}

@@ -11,18 +11,13 @@ import (
 	"time"
 )
 
-// queue inserts row e in tx. An email spends one unit of its recipient's
-// send budget (errOverBudget when none is left) and stores the token its
-// link carries, if any; a webhook spends nothing.
+// queue inserts row e in tx. An email spends one unit of its allowance of
+// its recipient's send budget (errOverBudget when none is left) and stores
+// the token its link carries, if any; a webhook spends nothing.
 func (st *store) queue(ctx context.Context, tx *sql.Tx, e *outboxRow) error {
 	if e.Channel == channelEmail {
-		res, err := tx.StmtContext(ctx, st.spendStmt).ExecContext(ctx, mailboxKey(e.Recipient), millis(e.CreatedAt),
-			millis(e.CreatedAt.Add(-time.Hour)), budgetPerHour, millis(e.CreatedAt.Add(-24*time.Hour)), budgetPerDay)
-		if err != nil {
+		if err := st.spend(ctx, tx, e.allowance, e.Recipient, e.CreatedAt); err != nil {
 			return err
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return errOverBudget
 		}
 	}
 	if tok := e.token; tok != nil {
@@ -191,7 +186,7 @@ func (st *store) outboxCounts(ctx context.Context) (pending, failed int, err err
 
 // outboxStats is what the outbox holds, as /metrics shows it.
 type outboxStats struct {
-	pending map[[2]string]int    // by channel and kind
+	pending map[[2]string]int    // by channel and kind label (metricKind)
 	oldest  map[string]time.Time // the oldest pending row's time, by channel
 	failed  map[string]int       // by channel
 }
@@ -217,7 +212,7 @@ func (st *store) outboxStats(ctx context.Context) (outboxStats, error) {
 			s.failed[channel] += n
 			continue
 		}
-		s.pending[[2]string{channel, kind}] = n
+		s.pending[[2]string{channel, metricKind(kind)}] += n
 		if t, ok := s.oldest[channel]; !ok || time.UnixMilli(oldest).Before(t) {
 			s.oldest[channel] = time.UnixMilli(oldest)
 		}

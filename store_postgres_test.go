@@ -231,8 +231,8 @@ func TestPostgresTwoInstances(t *testing.T) {
 			flood++
 		}
 	}
-	if flood != budgetPerHour {
-		t.Errorf("%d emails to one address across two instances, want %d", flood, budgetPerHour)
+	if flood != budgets[allowanceStranger].perHour {
+		t.Errorf("%d emails to one address across two instances, want %d", flood, budgets[allowanceStranger].perHour)
 	}
 
 	// The webhooks of both, each delivered once (claims are exclusive).

@@ -43,9 +43,24 @@ type newSession struct {
 // maxUserAgent is how much of a User-Agent a session keeps.
 const maxUserAgent = 200
 
+// maxPerAccount is how many tokens of one scope an account holds at most:
+// browser sessions, bearer tokens, device tokens. A new one past it ends
+// the oldest (capTokens), so that no one can grow an account's list, and
+// its page, without end.
+const maxPerAccount = 50
+
+// capTokens ends, through tx, the oldest tokens of scope of user id past
+// maxPerAccount.
+func capTokens(ctx context.Context, tx *sql.Tx, id int64, scope string) error {
+	_, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE user_id = $1 AND scope = $2 AND expiry <
+		(SELECT expiry FROM tokens WHERE user_id = $1 AND scope = $2 ORDER BY expiry DESC LIMIT 1 OFFSET $3)`, id, scope, maxPerAccount-1)
+	return err
+}
+
 // insertLogin stores l for user id through tx, but only if the account's
 // password hash is still checked (the one the login was compared with): it
-// returns errNotFound when the password changed meanwhile.
+// returns errNotFound when the password changed meanwhile. Past
+// maxPerAccount of its scope, the oldest ends.
 func insertLogin(ctx context.Context, tx *sql.Tx, id int64, checked []byte, l *newSession, now time.Time) error {
 	b := make([]byte, 8)
 	rand.Read(b)
@@ -62,7 +77,7 @@ func insertLogin(ctx context.Context, tx *sql.Tx, id int64, checked []byte, l *n
 	if n, _ := res.RowsAffected(); n == 0 {
 		return errNotFound
 	}
-	return nil
+	return capTokens(ctx, tx, id, l.scope)
 }
 
 // sessionQuery finds a live session of a scope by its hash, and its user.
@@ -197,12 +212,12 @@ func (c *sessionCache) forget() {
 	}
 }
 
-// sessions lists the live sessions of user id, newest first; the one with
-// hash current is marked.
+// sessions lists the live sessions of user id, newest first, at most
+// maxPerAccount of each scope; the one with hash current is marked.
 func (st *store) sessions(ctx context.Context, id int64, current []byte, now time.Time) ([]loginSession, error) {
 	rows, err := st.read.QueryContext(ctx, `SELECT session_id, created_at, last_used_at, user_agent, scope, hash = $2
 		FROM tokens WHERE user_id = $1 AND expiry > $3 AND (scope = 'authentication' OR (scope = 'session' AND last_used_at > $4))
-		ORDER BY created_at DESC, session_id`, id, current, millis(now), millis(now.Add(-sessionIdle)))
+		ORDER BY created_at DESC, session_id LIMIT $5`, id, current, millis(now), millis(now.Add(-sessionIdle)), 2*maxPerAccount)
 	if err != nil {
 		return nil, err
 	}

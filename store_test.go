@@ -131,11 +131,11 @@ func testSendBudgetAcrossInstances(t *testing.T, open func() *store) {
 		})
 	}
 	wg.Wait()
-	if sent.Load() != budgetPerHour-1 || over.Load() != 20-(budgetPerHour-1) {
-		t.Errorf("%d resends queued, %d over budget; want %d queued (the signup took one)", sent.Load(), over.Load(), budgetPerHour-1)
+	if int(sent.Load()) != budgets[allowanceStranger].perHour-1 || int(over.Load()) != 20-(budgets[allowanceStranger].perHour-1) {
+		t.Errorf("%d resends queued, %d over budget; want %d queued (the signup took one)", sent.Load(), over.Load(), budgets[allowanceStranger].perHour-1)
 	}
-	if list, _ := stores[1].listOutbox(context.Background(), ""); len(list) != budgetPerHour {
-		t.Errorf("got %d emails in the outbox, want %d", len(list), budgetPerHour)
+	if list, _ := stores[1].listOutbox(context.Background(), ""); len(list) != budgets[allowanceStranger].perHour {
+		t.Errorf("got %d emails in the outbox, want %d", len(list), budgets[allowanceStranger].perHour)
 	}
 }
 
@@ -282,13 +282,13 @@ func testPasswordReset(t *testing.T, open func() *store) {
 	if _, err := st.requestPasswordReset(ctx, "nobody@example.com", token, time.Now()); !errors.Is(err, errNotFound) {
 		t.Errorf("an unknown address: got %v, want errNotFound", err)
 	}
-	if _, _, err := st.resetPassword(ctx, hashToken(token), []byte("new-hash"), time.Now()); err != nil {
+	if _, _, err := st.resetPassword(ctx, hashToken(token), []byte("new-hash"), nil, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := st.userByToken(ctx, hashToken(bearer), "authentication", time.Now()); !errors.Is(err, errNotFound) {
 		t.Errorf("the bearer token after the reset: got %v, want errNotFound", err)
 	}
-	if _, _, err := st.resetPassword(ctx, hashToken(token), []byte("again"), time.Now()); !errors.Is(err, errNotFound) {
+	if _, _, err := st.resetPassword(ctx, hashToken(token), []byte("again"), nil, time.Now()); !errors.Is(err, errNotFound) {
 		t.Errorf("the reset token a second time: got %v, want errNotFound", err)
 	}
 }

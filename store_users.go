@@ -242,6 +242,7 @@ func (st *store) requestPasswordReset(ctx context.Context, address, token string
 	if err != nil {
 		return "", err
 	}
+	e.allowance = allowanceReset // whatever its kind: anyone can ask, and it lands in the owner's inbox
 	if _, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE user_id = $1 AND scope = $2`, u.ID, e.token.scope); err != nil {
 		return "", err
 	}
@@ -252,11 +253,14 @@ func (st *store) requestPasswordReset(ctx context.Context, address, token string
 // resetPassword sets the password hash of the user holding the
 // unexpired password-reset token with this hash, marks the account
 // activated (the reset proved the inbox), deletes every token of the user
-// (reset, activation, sessions: every login), and queues the
-// password-changed email — over budget the password is set all the same,
-// and it reports that the email was not queued. It returns errNotFound for
-// no such token.
-func (st *store) resetPassword(ctx context.Context, tokenHash, passwordHash []byte, now time.Time) (*user, bool, error) {
+// (reset, activation, sessions: every login) but its device tokens, which
+// are throttle exemptions and no credential; clears the failed logins on
+// its address, so that the owner, proved by the inbox, gets in however
+// many guesses strangers made; stores device, when set, as the device
+// token of the browser that reset; and queues the password-changed email —
+// over budget the password is set all the same, and it reports that the
+// email was not queued. It returns errNotFound for no such token.
+func (st *store) resetPassword(ctx context.Context, tokenHash, passwordHash []byte, device *linkToken, now time.Time) (*user, bool, error) {
 	tx, err := st.write.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, false, err
@@ -268,11 +272,22 @@ func (st *store) resetPassword(ctx context.Context, tokenHash, passwordHash []by
 	if err != nil {
 		return nil, false, err
 	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE user_id = $1`, u.ID); err != nil {
+	if _, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE user_id = $1 AND scope <> 'device'`, u.ID); err != nil {
 		return nil, false, err
 	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM email_changes WHERE user_id = $1`, u.ID); err != nil {
 		return nil, false, err
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM login_attempts WHERE address_key = $1`, strings.ToLower(u.Email)); err != nil {
+		return nil, false, err
+	}
+	if device != nil {
+		if _, err := tx.StmtContext(ctx, st.insertTokenStmt).ExecContext(ctx, device.hash, u.ID, device.scope, millis(device.expiry)); err != nil {
+			return nil, false, err
+		}
+		if err := capTokens(ctx, tx, u.ID, device.scope); err != nil {
+			return nil, false, err
+		}
 	}
 	sent, err := st.tell(ctx, tx, notice{kind: kindPasswordChanged, to: u, skippable: true, event: eventPasswordChanged, about: u, now: now})
 	return u, sent, err

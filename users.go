@@ -95,8 +95,7 @@ func signupOutcome(errs validator, err error) string {
 // address has had its share for now.
 func (app *application) overBudget(address, request string) {
 	app.metrics.overBudget.WithLabelValues("address").Inc()
-	app.logger.Warn("send budget of the address spent: nothing sent, nothing changed", "request", request, "email", address,
-		"budget", fmt.Sprintf("%d per hour, %d per day", budgetPerHour, budgetPerDay))
+	app.logger.Warn("send budget of the address spent: nothing sent, nothing changed", "request", request, "email", address)
 }
 
 // overClientBudget logs and counts a request whose email was not sent: its
