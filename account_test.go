@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -438,5 +439,67 @@ func TestResetNoticeOverBudget(t *testing.T) {
 	}
 	if n := emailsTo(srv, "ada@example.com", "password was changed"); n != 0 {
 		t.Errorf("%d password-changed emails past the budget", n)
+	}
+}
+
+// TestAddressChangeLinksAndItsEnd: a half confirmed can still cancel the
+// change with its link; once the change is made, a cancel with either link
+// says the link no longer works (never "cancelled"), and a reset link sent
+// to the old address before the change no longer sets the password.
+func TestAddressChangeLinksAndItsEnd(t *testing.T) {
+	t.Parallel()
+	srv := startSMTP(t, nil)
+	app := newTestApp(t, srv, nil)
+	token := activatedAccount(t, app, srv, "ada@example.com")
+	ask := func(to string) (old, new string) {
+		t.Helper()
+		n := emailsTo(srv, "ada@example.com", "Confirm the new email address")
+		if status, _ := bearerDo(t, "POST", app.url+"/v1/users/me/email", token, map[string]string{"email": to, "current_password": "pa55word1234"}); status != http.StatusAccepted {
+			t.Fatalf("address change to %s: %d", to, status)
+		}
+		waitFor(t, 10*time.Second, "the confirmation links", func() bool {
+			return emailsTo(srv, "ada@example.com", "Confirm the new email address") == n+1 && emailsTo(srv, to, "Confirm the new email address") == 1
+		})
+		for _, m := range srv.messages() {
+			if strings.Contains(subjectOf(m.data), "Confirm the new email address") {
+				_, tok := linkOf(t, m.data)
+				if m.to == to {
+					new = tok
+				} else {
+					old = tok
+				}
+			}
+		}
+		return old, new
+	}
+	cancel := func(tok string) int {
+		status, _ := form(t, app.url, "/confirm-email", url.Values{"token": {tok}, "action": {"cancel"}})
+		return status
+	}
+	old, new := ask("ada@first.example")
+	if status, _ := post(t, "PUT", app.url+"/v1/users/email", map[string]string{"token": old}); status != http.StatusOK {
+		t.Fatalf("confirm the old half: %d", status)
+	}
+	if status := cancel(old); status != http.StatusOK {
+		t.Errorf("cancel with the link of a half confirmed: %d, want 200", status)
+	}
+	if status, _ := post(t, "PUT", app.url+"/v1/users/email", map[string]string{"token": new}); status != http.StatusUnprocessableEntity {
+		t.Errorf("the other half after the cancel: %d, want 422", status)
+	}
+
+	reset := tokenOf(t, askReset(t, app, srv, "ada@example.com").data)
+	old, new = ask("ada@second.example")
+	for _, tok := range []string{old, new} {
+		if status, _ := post(t, "PUT", app.url+"/v1/users/email", map[string]string{"token": tok}); status != http.StatusOK {
+			t.Fatalf("confirm: %d", status)
+		}
+	}
+	for _, tok := range []string{old, new} {
+		if status := cancel(tok); status != http.StatusUnprocessableEntity {
+			t.Errorf("cancel after the change was made: %d, want 422 (the link no longer works)", status)
+		}
+	}
+	if status, _ := post(t, "PUT", app.url+"/v1/users/password", map[string]string{"token": reset, "password": "stolen-password-1"}); status != http.StatusUnprocessableEntity {
+		t.Errorf("the old address's reset link after the change: %d, want 422", status)
 	}
 }

@@ -181,9 +181,10 @@ func (app *application) cookie(name, value string, lifetime time.Duration) *http
 }
 
 // bearerHash is the hash of the request's bearer token, or nil for none.
+// The scheme's case does not matter (RFC 7235): "bearer" is "Bearer".
 func bearerHash(r *http.Request) []byte {
-	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok {
+	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
 		return nil
 	}
 	return hashToken(strings.TrimSpace(token))

@@ -393,3 +393,24 @@ func TestLongPasswordsCountWhole(t *testing.T) {
 		t.Errorf("login with a password that differs after byte 72: got %d, want 401", status)
 	}
 }
+
+// TestBearerSchemeAnyCase: "bearer" is "Bearer" (RFC 7235: the scheme is
+// case-insensitive).
+func TestBearerSchemeAnyCase(t *testing.T) {
+	t.Parallel()
+	srv := startSMTP(t, nil)
+	app := newTestApp(t, srv, nil)
+	token := activatedAccount(t, app, srv, "ada@example.com")
+	for _, scheme := range []string{"bearer", "BEARER", "Bearer"} {
+		req, _ := http.NewRequest("GET", app.url+"/v1/users/me", nil)
+		req.Header.Set("Authorization", scheme+" "+token)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			t.Errorf("Authorization: %s …: %d, want 200", scheme, res.StatusCode)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/base32"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -411,5 +412,34 @@ func TestClaimedEmailSentOnce(t *testing.T) {
 	}
 	if len(msgs) != n || len(seen) != n {
 		t.Errorf("%d messages to %d addresses, want %d each once", len(msgs), len(seen), n)
+	}
+}
+
+// TestOutboxListHidesWebhookPassword: `signup outbox list` shows a webhook
+// URL with its password as xxxxx.
+func TestOutboxListHidesWebhookPassword(t *testing.T) {
+	t.Parallel()
+	db := filepath.Join(t.TempDir(), "signup.db")
+	st, err := openStore(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.composer = testComposer(t)
+	st.composer.webhookURL = "https://hooks:s3cret-pass@app.example/hooks"
+	tx, _ := st.write.Begin()
+	ev, _ := st.composer.event(eventCreated, &user{ID: 1, Email: "ada@example.com"}, time.Now())
+	if err := st.queue(context.Background(), tx, ev); err != nil {
+		t.Fatal(err)
+	}
+	tx.Commit()
+	st.close()
+	for _, args := range [][]string{{"outbox", "list"}, {"outbox", "list", "-json"}} {
+		var out strings.Builder
+		if err := run(context.Background(), append([]string{"-db", db}, args...), func(string) string { return "" }, &out, io.Discard); err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(out.String(), "s3cret") || !strings.Contains(out.String(), "hooks:xxxxx@app.example") {
+			t.Errorf("%v shows:\n%s", args, out.String())
+		}
 	}
 }

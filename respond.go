@@ -17,8 +17,9 @@ import (
 // envelope is a JSON response body.
 type envelope map[string]any
 
-// writeJSON sends data as JSON with status. Data that cannot be encoded
-// (a bug) is logged and answered 500.
+// writeJSON sends data as JSON with status, never to be cached (answers
+// carry account data and tokens) nor sniffed as anything but JSON. Data
+// that cannot be encoded (a bug) is logged and answered 500.
 func (app *application) writeJSON(w http.ResponseWriter, r *http.Request, status int, data any) {
 	js, err := json.MarshalIndent(data, "", "\t")
 	if err != nil {
@@ -26,7 +27,10 @@ func (app *application) writeJSON(w http.ResponseWriter, r *http.Request, status
 		http.Error(w, "the server encountered a problem and could not process your request", http.StatusInternalServerError)
 		return
 	}
-	w.Header().Set("Content-Type", "application/json")
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
 	w.Write(append(js, '\n'))
 }

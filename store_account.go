@@ -153,7 +153,8 @@ func (st *store) emailChangeByToken(ctx context.Context, tokenHash []byte, now t
 }
 
 // confirmEmailChange confirms the half of an address change that the
-// unexpired token with this hash is for. When both halves are confirmed
+// unexpired token with this hash is for (once: the token stays good for
+// cancelling the change until it ends). When both halves are confirmed
 // the account takes the new address (a pending account that has it is
 // deleted: the inbox's owner confirmed) and the old address gets the
 // email-changed email and the user.email_changed event; it reports whether
@@ -173,23 +174,35 @@ func (st *store) confirmEmailChange(ctx context.Context, tokenHash []byte, now t
 	if err := st.lockAddress(ctx, tx, c.newEmail); err != nil {
 		return false, false, err
 	}
-	res, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE hash = $1 AND scope = $2 AND expiry > $3`, tokenHash, "email-change-"+c.half, millis(now))
-	if err != nil {
+	// The link stays good until the change ends, so that a half confirmed
+	// can still cancel; checked in the transaction, so that a change that
+	// ended meanwhile (the other half completed it, or a cancel) is not
+	// confirmed.
+	if err := changeTokenLive(ctx, tx, tokenHash, c.half, now); err != nil {
 		return false, false, err
 	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return false, false, errNotFound // used meanwhile
-	}
+	// A half confirmed already is not confirmed again (errNotFound): its
+	// link is good for cancelling only.
 	var oldDone, newDone, taken bool
-	if err := tx.QueryRowContext(ctx, `UPDATE email_changes SET old_confirmed = old_confirmed + $2, new_confirmed = new_confirmed + $3
-		WHERE user_id = $1 RETURNING old_confirmed > 0, new_confirmed > 0, taken > 0`,
-		c.user.ID, boolInt(c.half == "old"), boolInt(c.half == "new")).Scan(&oldDone, &newDone, &taken); err != nil {
+	err = tx.QueryRowContext(ctx, `UPDATE email_changes SET old_confirmed = CASE WHEN $2 = 1 THEN 1 ELSE old_confirmed END,
+		new_confirmed = CASE WHEN $3 = 1 THEN 1 ELSE new_confirmed END
+		WHERE user_id = $1 AND (CASE WHEN $2 = 1 THEN old_confirmed ELSE new_confirmed END) = 0
+		RETURNING old_confirmed > 0, new_confirmed > 0, taken > 0`,
+		c.user.ID, boolInt(c.half == "old"), boolInt(c.half == "new")).Scan(&oldDone, &newDone, &taken)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, false, errNotFound
+	}
+	if err != nil {
 		return false, false, err
 	}
 	if !oldDone || !newDone || taken {
 		return false, false, st.commit(tx)
 	}
 	if err := endEmailChange(ctx, tx, c.user.ID); err != nil {
+		return false, false, err
+	}
+	// A reset or activation link sent to the old address dies with it.
+	if _, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE user_id = $1 AND scope IN ('password-reset', 'activation')`, c.user.ID); err != nil {
 		return false, false, err
 	}
 	owner, err := userByAddress(ctx, tx, c.newEmail)
@@ -238,10 +251,32 @@ func (st *store) cancelEmailChange(ctx context.Context, tokenHash []byte, now ti
 		return err
 	}
 	defer tx.Rollback()
+	if err := st.lockAddress(ctx, tx, c.newEmail); err != nil {
+		return err
+	}
+	// The change may have ended since it was read: completed by the other
+	// half's confirmation, which a cancel must not claim to undo.
+	if err := changeTokenLive(ctx, tx, tokenHash, c.half, now); err != nil {
+		return err
+	}
 	if err := endEmailChange(ctx, tx, c.user.ID); err != nil {
 		return err
 	}
 	return st.commit(tx)
+}
+
+// changeTokenLive reports errNotFound unless the confirmation token of
+// half ("old" or "new") with this hash is still good, through tx.
+func changeTokenLive(ctx context.Context, tx *sql.Tx, tokenHash []byte, half string, now time.Time) error {
+	var n int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM tokens WHERE hash = $1 AND scope = $2 AND expiry > $3`,
+		tokenHash, "email-change-"+half, millis(now)).Scan(&n); err != nil {
+		return err
+	}
+	if n == 0 {
+		return errNotFound
+	}
+	return nil
 }
 
 // endEmailChange deletes, through tx, the address change of user id and

@@ -8,6 +8,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"net/url"
 	"time"
 )
 
@@ -245,7 +246,7 @@ type outboxEntry struct {
 }
 
 // listOutbox returns the outbox rows with status (all when empty), oldest
-// first.
+// first; a webhook URL's password shows as xxxxx.
 func (st *store) listOutbox(ctx context.Context, status string) ([]outboxEntry, error) {
 	rows, err := st.read.QueryContext(ctx, `SELECT id, kind, status, recipient, attempts, created_at, next_attempt_at, last_error
 		FROM outbox WHERE $1 = '' OR status = $2 ORDER BY id`, status, status)
@@ -261,6 +262,9 @@ func (st *store) listOutbox(ctx context.Context, status string) ([]outboxEntry, 
 			return nil, err
 		}
 		e.CreatedAt, e.NextAttempt = time.UnixMilli(created).UTC(), time.UnixMilli(next).UTC()
+		if u, err := url.Parse(e.Recipient); err == nil && u.User != nil {
+			e.Recipient = u.Redacted() // a webhook URL's password is a secret
+		}
 		list = append(list, e)
 	}
 	return list, rows.Err()

@@ -23,13 +23,15 @@ func (v validator) check(ok bool, key, message string) {
 	}
 }
 
-// validateName applies the input rules for a name (docs/api.md). It is
-// valid UTF-8 already: readJSON refuses any other body.
+// validateName applies the input rules for a name (docs/api.md): valid
+// UTF-8 (a form's body may be anything), no control, format, line or
+// paragraph separator characters, no web address.
 func validateName(v validator, name string) {
 	v.check(name != "", "name", "error.required")
 	v.check(len(name) <= 500, "name", "error.name_too_long")
-	v.check(!strings.ContainsFunc(name, func(c rune) bool { return unicode.IsControl(c) || unicode.Is(unicode.Cf, c) }),
-		"name", "error.name_control")
+	v.check(utf8.ValidString(name) && !strings.ContainsFunc(name, func(c rune) bool {
+		return unicode.IsControl(c) || unicode.In(c, unicode.Cf, unicode.Zl, unicode.Zp)
+	}), "name", "error.name_control")
 	lower := strings.ToLower(name)
 	v.check(!strings.Contains(lower, "://") && !strings.Contains(lower, "www.") && !slices.ContainsFunc(strings.Fields(name), looksLikeHost),
 		"name", "error.name_web_address")
@@ -58,7 +60,10 @@ func validateEmail(v validator, address string) {
 		"email", "error.email_invalid")
 	_, domain, _ := strings.Cut(address, "@")
 	labels := strings.Split(domain, ".")
-	v.check(!strings.HasPrefix(domain, "[") && len(labels) >= 2 && !slices.Contains(labels, ""),
+	// A top-level domain is never all digits: 127.0.0.1 is an address, not
+	// a domain.
+	v.check(!strings.HasPrefix(domain, "[") && len(labels) >= 2 && !slices.Contains(labels, "") &&
+		strings.ContainsFunc(labels[len(labels)-1], func(c rune) bool { return c < '0' || c > '9' }),
 		"email", "error.email_domain")
 }
 

@@ -2,6 +2,8 @@ package main
 
 import (
 	"encoding/json"
+	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 )
@@ -42,6 +44,9 @@ func TestInputRules(t *testing.T) {
 		{"email missing", user("A", "", "pa55word"), 422, "email", "must be provided"},
 		{"email with an address literal", user("A", "root@[127.0.0.1]", "pa55word"), 422, "email", "address literal"},
 		{"email with a one-label domain", user("A", "postmaster@localhost", "pa55word"), 422, "email", "two labels"},
+		{"email with an IP address for a domain", user("A", "a@127.0.0.1", "pa55word"), 422, "email", "two labels"},
+		{"name with a line separator", user("Eve Bcc", "a@example.com", "pa55word"), 422, "name", "control characters"},
+		{"name with a paragraph separator", user("Eve Bcc", "a@example.com", "pa55word"), 422, "name", "control characters"},
 		{"email a@e", user("A", "a@e", "pa55word"), 422, "email", "two labels"},
 		{"email without @", user("A", "not-an-email", "pa55word"), 422, "email", "valid email address"},
 		{"email with display name", user("A", "Alice <a@example.com>", "pa55word"), 422, "email", ""},
@@ -85,5 +90,23 @@ func TestInputRules(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestFormNamesMustBeUTF8: a form's body is not JSON, which readJSON holds
+// to UTF-8: a name that is not UTF-8 is refused (422), never stored, so it
+// cannot reach Remote-Name as raw bytes, nor PostgreSQL, which refuses it.
+func TestFormNamesMustBeUTF8(t *testing.T) {
+	t.Parallel()
+	srv := startSMTP(t, nil)
+	app := newTestApp(t, srv, nil)
+	status, body := form(t, app.url, "/signup", url.Values{"name": {"Eve\xff\xfe"}, "email": {"eve@example.com"}, "password": {"pa55word1234"}})
+	if status != http.StatusUnprocessableEntity || !strings.Contains(body, "control characters") {
+		t.Errorf("a name that is not UTF-8: %d, want 422 naming the rule", status)
+	}
+	var n int
+	mustScan(t, app.store.read.QueryRow(`SELECT count(*) FROM users`), &n)
+	if n != 0 {
+		t.Errorf("%d accounts stored", n)
 	}
 }
