@@ -330,20 +330,7 @@ func TestShutdownDuringDatabaseOutage(t *testing.T) {
 // again — nothing else uses the space, and nothing is restarted.
 func TestFullDiskFromWALRecovers(t *testing.T) {
 	t.Parallel()
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") != "" {
-			t.Fatal("mounting a small volume needs root, and CI runs as root")
-		}
-		t.Skip("mounting a small volume needs root (CI runs as root)")
-	}
-	vol := filepath.Join(t.TempDir(), "vol")
-	if err := os.Mkdir(vol, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", vol).CombinedOutput(); err != nil {
-		t.Fatalf("mount: %v %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("umount", "-l", vol).Run() })
+	vol := smallVolume(t, "12m")
 	db := filepath.Join(vol, "signup.db")
 	app := newTestApp(t, startSMTP(t, nil), func(cfg *config) { cfg.db = db })
 	app.store.reserveSize, app.store.walLimit = 2<<20, 4<<20
@@ -389,5 +376,72 @@ func TestFullDiskFromWALRecovers(t *testing.T) {
 	waitFor(t, 10*time.Second, "the disk reserve taken again", app.store.hasReserve)
 	if !containsLine(app.logs.String(), "level=WARN", "gave up the disk reserve") {
 		t.Error("no warning that the disk reserve was given up")
+	}
+}
+
+// smallVolume mounts a tmpfs of size (e.g. "12m") in a temporary directory
+// and returns its path; it needs root, as CI has.
+func smallVolume(t *testing.T, size string) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") != "" {
+			t.Fatal("mounting a small volume needs root, and CI runs as root")
+		}
+		t.Skip("mounting a small volume needs root (CI runs as root)")
+	}
+	vol := filepath.Join(t.TempDir(), "vol")
+	if err := os.Mkdir(vol, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", vol).CombinedOutput(); err != nil {
+		t.Fatalf("mount: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", vol).Run() })
+	return vol
+}
+
+// fillVolume fills the volume at dir to the last byte with a file of its
+// own, and returns a func that deletes it.
+func fillVolume(t *testing.T, dir string) (free func()) {
+	t.Helper()
+	f, err := os.Create(filepath.Join(dir, "filler"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	block := make([]byte, 64<<10)
+	for len(block) > 0 {
+		if _, err := f.Write(block); err != nil {
+			block = block[:len(block)/2] // the last blocks, smaller and smaller
+		}
+	}
+	f.Close()
+	return func() { os.Remove(f.Name()) }
+}
+
+// TestFullDiskForwardAuthStillAnswers: on a full disk every logged-in
+// person's check still answers 200 when its session's last use falls due:
+// that write is bookkeeping, logged once when it fails, never fatal.
+func TestFullDiskForwardAuthStillAnswers(t *testing.T) {
+	t.Parallel()
+	vol := smallVolume(t, "8m")
+	srv := startSMTP(t, nil)
+	app := newTestApp(t, srv, func(cfg *config) { cfg.db = filepath.Join(vol, "signup.db") })
+	clock := newClock(time.Now())
+	app.setClock(clock.now)
+	var tokens []string
+	for i := range 5 {
+		tokens = append(tokens, activatedAccount(t, app, srv, fmt.Sprintf("ada%d@example.com", i)))
+	}
+	defer fillVolume(t, vol)()
+	clock.add(2 * lastUseEvery) // every session's last use falls due
+	for i, token := range tokens {
+		for range 3 {
+			if res := withBearer(t, "GET", app.url+"/v1/forward-auth", token); res.StatusCode != http.StatusOK {
+				t.Fatalf("session %d's check on a full disk: %d, want 200", i, res.StatusCode)
+			}
+		}
+	}
+	if n := strings.Count(app.logs.String(), "could not write a session's last use"); n != 1 {
+		t.Errorf("the failed last-use write logged %d times, want once:\n%s", n, app.logs)
 	}
 }

@@ -123,7 +123,7 @@ func newApplication(cfg config, logger *slog.Logger, st *store, m *mailer, t *te
 	now := func() time.Time { return app.now() }
 	app.outbox = newOutbox(cfg, st, emails, logger, metrics, now, app.background)
 	if st != nil {
-		st.composer = newComposer(cfg, t)
+		st.composer, st.logger = newComposer(cfg, t), logger
 		metrics.watch(st, now, app.tasks.running.Load)
 	}
 	if cfg.limiterEnabled {

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"net/url"
 	"os"
 	"path"
@@ -80,6 +81,9 @@ type store struct {
 	// given it with the limiter.
 	perDomain int
 
+	logger       *slog.Logger // for what the store handles itself (touch)
+	touchFailing atomic.Bool  // the last write of a session's last use failed: logged once
+
 	// gone is set once the file at -db is found deleted or replaced:
 	// every request is refused from then on (routes.go refuseWhenGone).
 	gone atomic.Bool
@@ -141,7 +145,7 @@ func openStore(name string) (*store, error) {
 		ckpt.Close()
 		return nil, err
 	}
-	st := &store{engine: "sqlite", write: write, read: read, cache: newSessionCache(), ckpt: ckpt, instance: instanceName(), seal: seal, path: name, dev: uint64(sys.Dev), ino: sys.Ino,
+	st := &store{engine: "sqlite", logger: discardLogger, write: write, read: read, cache: newSessionCache(), ckpt: ckpt, instance: instanceName(), seal: seal, path: name, dev: uint64(sys.Dev), ino: sys.Ino,
 		walLimit: walLimit, reserveSize: reserveSize}
 	return st.setUp()
 }
@@ -344,3 +348,6 @@ func lockDatabase(name string) (unlock func(), err error) {
 	f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	return func() { f.Close() }, nil
 }
+
+// discardLogger is a store's logger until the application gives it its own.
+var discardLogger = slog.New(slog.DiscardHandler)

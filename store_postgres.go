@@ -33,7 +33,7 @@ func openPostgres(url string) (*store, error) {
 	}
 	db.SetMaxOpenConns(16)
 	db.SetMaxIdleConns(16)
-	st := &store{engine: "postgres", write: db, read: db, instance: instanceName()}
+	st := &store{engine: "postgres", logger: discardLogger, write: db, read: db, instance: instanceName()}
 	return st.setUp()
 }
 

@@ -114,16 +114,34 @@ func (st *store) sessionUser(ctx context.Context, hash []byte, scope string, now
 	}
 	u, s := c.u, c.s
 	s.Current, s.Browser, s.hash = true, scope == "session", hash
-	if now.Sub(s.LastUsed) >= lastUseEvery {
-		if _, err := st.write.ExecContext(ctx, `UPDATE tokens SET last_used_at = $1 WHERE hash = $2 AND last_used_at < $3`,
-			millis(now), hash, millis(now.Add(-lastUseEvery))); err != nil {
-			return nil, nil, err
-		}
+	if now.Sub(s.LastUsed) >= lastUseEvery && st.touch(ctx, hash, now) {
 		s.LastUsed = now.UTC()
 		c.s.LastUsed = s.LastUsed
 		st.cache.update(hash, c)
 	}
 	return &u, &s, nil
+}
+
+// lastUseTimeout bounds the write of a session's last use: a check answers
+// from its read, and the write is bookkeeping.
+const lastUseTimeout = 500 * time.Millisecond
+
+// touch writes a session's last use, reporting whether it did. A failure
+// (a full disk, the database away) never fails the check that asked for
+// it: it is logged once, and again only after a write has succeeded.
+func (st *store) touch(ctx context.Context, hash []byte, now time.Time) bool {
+	ctx, cancel := context.WithTimeout(ctx, lastUseTimeout)
+	defer cancel()
+	_, err := st.write.ExecContext(ctx, `UPDATE tokens SET last_used_at = $1 WHERE hash = $2 AND last_used_at < $3`,
+		millis(now), hash, millis(now.Add(-lastUseEvery)))
+	if err != nil {
+		if !st.touchFailing.Swap(true) {
+			st.logger.Warn("could not write a session's last use; sessions are still checked, and their last use is written again once the database takes it", "error", err)
+		}
+		return false
+	}
+	st.touchFailing.Store(false)
+	return true
 }
 
 // sessionCache keeps, on SQLite, what sessionUser read, so that a proxy's
