@@ -233,9 +233,10 @@ func (d *deliverer) giveBack() {
 // sendDue claims due rows a batch at a time and sends them over one
 // connection until none is due. Once draining it claims nothing more — but
 // its first batch when claimFirst (its slot was taken before the drain
-// began): a draining process finishes what it holds, not what is queued,
-// or kept being added, after the wait began (that stays pending for the
-// next start). When ctx ends (the shutdown deadline), the exchange in
+// began) — and begins no further row of a batch than the one in progress:
+// a draining process finishes the send it is in, not what it claimed, is
+// queued, or kept being added, after the wait began (that stays pending
+// for the next start, or another instance). When ctx ends (the shutdown deadline), the exchange in
 // progress is cut and what is unsent stays pending.
 func (d *deliverer) sendDue(ctx context.Context, claimFirst bool) {
 	dbctx := context.WithoutCancel(ctx)
@@ -259,6 +260,13 @@ func (d *deliverer) sendDue(ctx context.Context, claimFirst bool) {
 			d.kick() // a backlog: let another connection help
 		}
 		for i, e := range batch {
+			if i > 0 && d.draining() {
+				// Shutdown is waiting: what is claimed but not begun goes
+				// back, pending, for the next start (or another instance),
+				// rather than hold the shutdown up row by row.
+				d.releaseRows(dbctx, batch[i:])
+				return
+			}
 			if e.stale != nil {
 				d.composeAfresh(dbctx, e)
 				continue
@@ -281,12 +289,7 @@ func (d *deliverer) sendDue(ctx context.Context, claimFirst bool) {
 			if ctx.Err() != nil {
 				// The shutdown deadline cut the exchange: the rest stays
 				// pending, unclaimed, for the next start.
-				for _, e := range batch[i:] {
-					if err := d.store.release(dbctx, e); err != nil {
-						d.logger.Error("release email", "id", e.ID, "error", err)
-					}
-					d.unhold(e)
-				}
+				d.releaseRows(dbctx, batch[i:])
 				return
 			}
 			if s == nil {
@@ -300,6 +303,16 @@ func (d *deliverer) sendDue(ctx context.Context, claimFirst bool) {
 			s.abort()
 			s = nil
 		}
+	}
+}
+
+// releaseRows gives up the claims on rows, unsent: they stay pending.
+func (d *deliverer) releaseRows(ctx context.Context, rows []*outboxRow) {
+	for _, e := range rows {
+		if err := d.store.release(ctx, e); err != nil {
+			d.logger.Error("release "+d.channel, "id", e.ID, "error", err)
+		}
+		d.unhold(e)
 	}
 }
 

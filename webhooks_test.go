@@ -578,3 +578,57 @@ func BenchmarkSignupCeilingWebhooks(b *testing.B) {
 	r := startReceiver(b, nil)
 	benchSignupCeiling(b, "-webhook-url", r.url, "-webhook-secret", testSecret)
 }
+
+// TestShutdownLeavesAClaimedBatch: with a slow receiver (a second an
+// answer) and a batch of webhooks claimed at start, SIGTERM finishes the
+// request in flight and gives the rest of the batch back: the process exits
+// 0 well within -shutdown-timeout, and the next start delivers the rest,
+// each once.
+func TestShutdownLeavesAClaimedBatch(t *testing.T) {
+	t.Parallel()
+	const n = 8
+	r := startReceiver(t, func(int, delivery) int {
+		time.Sleep(time.Second)
+		return http.StatusNoContent
+	})
+	dir := t.TempDir()
+	st := openStoreT(t, filepath.Join(dir, "signup.db"))
+	st.composer = testComposer(t)
+	st.composer.webhookURL = r.url
+	tx, _ := st.write.Begin()
+	for i := range n {
+		ev, _ := st.composer.event(eventCreated, &user{ID: int64(i + 1), Email: fmt.Sprintf("ada%d@example.com", i)}, time.Now())
+		if err := st.queue(context.Background(), tx, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tx.Commit()
+	st.close()
+
+	srv := startSMTP(t, nil)
+	args := append(append(baseArgs(dir), smtpArgs(srv.host, srv.port)...), "-webhook-url", r.url, "-shutdown-timeout", "20s")
+	p := startBinary(t, args, "SIGNUP_WEBHOOK_SECRET="+testSecret) // its sweep claims the n rows as one batch
+	waitFor(t, 10*time.Second, "a webhook request in flight", func() bool { return r.arrivals.Load() > 0 })
+	start := time.Now()
+	p.signal(t, syscall.SIGTERM)
+	if code := p.wait(t, 30*time.Second); code != 0 {
+		t.Fatalf("exit %d, want 0", code)
+	}
+	if took := time.Since(start); took > 4*time.Second {
+		t.Errorf("shutdown took %v with a batch of %d claimed: it worked through the batch", took.Round(time.Millisecond), n)
+	}
+	if got := len(r.delivered()); got >= n {
+		t.Errorf("%d of %d delivered before the exit: nothing was left for the next start", got, n)
+	}
+	p = startBinary(t, args, "SIGNUP_WEBHOOK_SECRET="+testSecret)
+	waitFor(t, 30*time.Second, "every webhook delivered", func() bool { return len(r.delivered()) >= n })
+	p.signal(t, syscall.SIGTERM)
+	p.wait(t, 30*time.Second)
+	seen := map[string]bool{}
+	for _, d := range r.delivered() {
+		if seen[d.id] {
+			t.Errorf("webhook %s delivered twice", d.id)
+		}
+		seen[d.id] = true
+	}
+}
