@@ -439,29 +439,43 @@ func (d *deliverer) recordFailure(ctx context.Context, e *outboxRow, sendErr err
 // record runs mark, an update of e's row after an attempt, until it
 // succeeds: the database may be away for a moment (a restart, a full
 // disk), and a row left claimed is sent by no one until its claim expires.
-// It waits between tries as retries do, and gives up only when ctx (the
-// task's: cancelled at the shutdown deadline) ends, returning the last
-// error; the claim then expires by itself, or is released at the next
-// start.
+// It waits between tries as retries do. Once draining it tries once more,
+// bounded by lastWordsTimeout, and then gives up: the row stays claimed
+// until its lease ends (or is released at the next start), and a send it
+// failed to record as done goes once more, as after a crash. It gives up
+// too when ctx (the task's: cancelled at the shutdown deadline) ends. It
+// returns the last error.
 func (d *deliverer) record(ctx context.Context, what string, e *outboxRow, mark func(ctx context.Context) error) error {
 	dbctx := context.WithoutCancel(ctx)
 	for attempt := 1; ; attempt++ {
-		err := mark(dbctx)
+		draining := d.draining()
+		actx, cancel := dbctx, context.CancelFunc(func() {})
+		if draining {
+			actx, cancel = context.WithTimeout(dbctx, lastWordsTimeout)
+		}
+		err := mark(actx)
+		cancel()
 		if err == nil {
 			if attempt > 1 {
 				d.logger.Info(what+": recorded after the database came back", "id", e.ID, "tries", attempt)
 			}
 			return nil
 		}
+		if draining {
+			d.logger.Warn(what+": not recorded before the exit; the row stays claimed until its lease ends, and may go once more", "id", e.ID, "error", err)
+			return err
+		}
 		wait := backoff(attempt, d.retryMin, d.retryMax)
 		d.logger.Error(what, "id", e.ID, "message_id", e.MessageID, "error", err, "retry_in", wait.String())
 		t := time.NewTimer(wait)
 		select {
 		case <-t.C:
+		case <-d.stopping: // one last try, bounded
 		case <-ctx.Done():
 			t.Stop()
 			return err
 		}
+		t.Stop()
 	}
 }
 

@@ -445,3 +445,49 @@ func TestFullDiskForwardAuthStillAnswers(t *testing.T) {
 		t.Errorf("the failed last-use write logged %d times, want once:\n%s", n, app.logs)
 	}
 }
+
+// TestShutdownWithASendUnrecorded: the database goes away right after the
+// SMTP server took an email, so its record as sent waits for the database;
+// SIGTERM then ends that wait within lastWordsTimeout — the row stays
+// claimed for its lease, as after a crash — rather than at the deadline:
+// the shutdown finishes its own work, says stopped server, and returns nil.
+// On both engines.
+func TestShutdownWithASendUnrecorded(t *testing.T) {
+	t.Parallel()
+	for engine, newDB := range engines(t) {
+		t.Run(engine, func(t *testing.T) {
+			t.Parallel()
+			db := newDB(t)
+			var back atomic.Pointer[func()]
+			srv := startSMTP(t, func(s *testSMTP) {
+				s.data = func(n int64, _ *smtp.Conn) error {
+					if n == 1 {
+						b := dbAway(t, db)
+						back.Store(&b)
+					}
+					return nil
+				}
+			})
+			app := newTestApp(t, srv, func(cfg *config) {
+				cfg.db = db
+				cfg.shutdownTimeout = 30 * time.Second
+			})
+			url, stop := serveTestApp(t, app)
+			signup(t, url, "away@example.com")
+			waitFor(t, 20*time.Second, "the failed record in the log", func() bool {
+				return containsLine(app.logs.String(), "level=ERROR", "mark email sent")
+			})
+			defer func() { (*back.Load())() }()
+			start := time.Now()
+			if err := stop(); err != nil {
+				t.Errorf("shutdown with a send unrecorded returned %v, want nil", err)
+			}
+			if took := time.Since(start); took > 15*time.Second {
+				t.Errorf("shutdown took %v: it waited for the database toward the deadline", took.Round(time.Millisecond))
+			}
+			if !containsLine(app.logs.String(), "stopped server") {
+				t.Error("no stopped server in the log")
+			}
+		})
+	}
+}
