@@ -491,3 +491,146 @@ func TestShutdownWithASendUnrecorded(t *testing.T) {
 		})
 	}
 }
+
+// pgSilentProxy is a TCP proxy to the PostgreSQL server of db that can go
+// silent, as a network partition does: partition stops it forwarding
+// anything — bytes in flight wait, new connections are taken and not
+// answered — and heal lets everything through again. It returns the URL to
+// give the service.
+func pgSilentProxy(t *testing.T, db string) (url string, partition, heal func()) {
+	t.Helper()
+	u, err := neturl.Parse(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	socket := filepath.Join(u.Query().Get("host"), ".s.PGSQL.5432")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	open := make(chan struct{}) // closed while forwarding
+	close(open)
+	gate := func() chan struct{} {
+		mu.Lock()
+		defer mu.Unlock()
+		return open
+	}
+	var conns []net.Conn
+	var wg sync.WaitGroup
+	pipe := func(dst, src net.Conn) {
+		defer dst.Close()
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := src.Read(buf)
+			<-gate() // silent: what was read waits
+			if n > 0 {
+				if _, err := dst.Write(buf[:n]); err != nil {
+					return
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				<-gate()
+				s, err := net.Dial("unix", socket)
+				if err != nil {
+					c.Close()
+					return
+				}
+				mu.Lock()
+				conns = append(conns, c, s)
+				mu.Unlock()
+				wg.Go(func() { pipe(s, c) })
+				pipe(c, s)
+			})
+		}
+	})
+	partition = func() {
+		mu.Lock()
+		defer mu.Unlock()
+		open = make(chan struct{})
+	}
+	heal = func() {
+		mu.Lock()
+		defer mu.Unlock()
+		select {
+		case <-open:
+		default:
+			close(open)
+		}
+	}
+	t.Cleanup(func() {
+		heal()
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	return fmt.Sprintf("postgres://postgres@%s%s?sslmode=disable", ln.Addr(), u.Path), partition, heal
+}
+
+// TestSilentDatabase: PostgreSQL goes silent (a partition: nothing
+// forwarded, nothing refused). Forward auth answers 503 with Retry-After
+// within about two seconds, a signup within about five — no request hangs
+// for the partition's length — and once it heals the same checks answer
+// 200. A shutdown mid-partition ends well before its deadline.
+func TestSilentDatabase(t *testing.T) {
+	t.Parallel()
+	url, partition, heal := pgSilentProxy(t, postgresURL(t))
+	srv := startSMTP(t, nil)
+	app := newTestApp(t, srv, func(cfg *config) {
+		cfg.db = url
+		cfg.shutdownTimeout = 30 * time.Second
+	})
+	base, stop := serveTestApp(t, app)
+	signup(t, base, "ada@example.com")
+	activate(t, base, waitFor1(t, srv, "ada@example.com", "Activate"))
+	_, _, token := login(t, base, "ada@example.com", "pa55word1234")
+	if res := withBearer(t, "GET", base+"/v1/forward-auth", token); res.StatusCode != http.StatusOK {
+		t.Fatalf("forward auth before the partition: %d", res.StatusCode)
+	}
+
+	partition()
+	for _, c := range []struct {
+		what    string
+		request func() *http.Response
+		within  time.Duration
+	}{
+		{"forward auth", func() *http.Response { return withBearer(t, "GET", base+"/v1/forward-auth", token) }, 4 * time.Second},
+		{"a signup", func() *http.Response {
+			res, _ := do(t, "POST", base+"/v1/users", `{"name": "Bo", "email": "bo@example.com", "password": "pa55word1234"}`)
+			return res
+		}, 8 * time.Second},
+	} {
+		start := time.Now()
+		res := c.request()
+		if took := time.Since(start); res.StatusCode != http.StatusServiceUnavailable || res.Header.Get("Retry-After") == "" || took > c.within {
+			t.Errorf("%s during the partition: %d (Retry-After %q) after %v; want 503 with Retry-After within %v",
+				c.what, res.StatusCode, res.Header.Get("Retry-After"), took.Round(time.Millisecond), c.within)
+		}
+	}
+	heal()
+	waitFor(t, 20*time.Second, "forward auth after the partition healed", func() bool {
+		return withBearer(t, "GET", base+"/v1/forward-auth", token).StatusCode == http.StatusOK
+	})
+
+	partition()
+	start := time.Now()
+	stop()
+	if took := time.Since(start); took > 15*time.Second {
+		t.Errorf("a shutdown mid-partition took %v: it waited toward its deadline", took.Round(time.Millisecond))
+	}
+}

@@ -5,6 +5,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -116,8 +117,9 @@ const (
 
 // classify tells how to answer err, and logs it once, where it is handled,
 // with the request's method and path (never its query string, which may
-// hold a token): a database that cannot take writes (a full disk, say), or
-// whose file is gone (a new read connection finds an empty one), at WARN;
+// hold a token): a database that cannot take writes (a full disk, say),
+// does not answer within the request's deadline, or whose file is gone (a
+// new read connection finds an empty one), at WARN;
 // anything else unexpected at ERROR. The API (serverError) and the pages
 // (pageError) answer by it alike.
 func (app *application) classify(r *http.Request, err error) failure {
@@ -126,7 +128,7 @@ func (app *application) classify(r *http.Request, err error) failure {
 		return failureNone
 	case errors.Is(err, errBusy):
 		return failureBusy
-	case isUnavailable(err) || app.store.checkFile() != nil:
+	case isUnavailable(err) || errors.Is(err, context.DeadlineExceeded) || app.store.checkFile() != nil:
 		app.logger.Warn("database unavailable", "method", r.Method, "path", r.URL.Path, "error", err)
 		return failureUnavailable
 	default:
@@ -154,7 +156,7 @@ func (app *application) serverError(w http.ResponseWriter, r *http.Request, err 
 // which ends the request's context and so whatever it was waiting for: not
 // an internal error, and there is no one to answer. It is logged at DEBUG.
 func (app *application) clientGone(r *http.Request) bool {
-	if r.Context().Err() == nil {
+	if !errors.Is(r.Context().Err(), context.Canceled) { // not the request's own deadline either
 		return false
 	}
 	app.logger.Debug("client went away", "method", r.Method, "path", r.URL.Path)

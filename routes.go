@@ -3,6 +3,7 @@ package main
 // routes.go lists every route and the middleware every request passes through.
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"runtime/debug"
@@ -58,7 +59,7 @@ func (app *application) routes() http.Handler {
 	mux.HandleFunc("POST /confirm-email", app.handleConfirmEmailForm)
 	mux.HandleFunc("GET /static/style.css", app.handleStyle)
 	mux.HandleFunc("GET /favicon.ico", app.handleFavicon)
-	return app.recoverPanic(app.countRequests(mux, app.refuseWhenGone(app.rateLimit(app.cors(app.sameOrigin(app.noRoute(mux)))))))
+	return app.recoverPanic(app.countRequests(mux, app.refuseWhenGone(app.rateLimit(app.cors(app.sameOrigin(app.deadline(app.noRoute(mux))))))))
 }
 
 // handleHealthcheck reports that the service is up, and its version.
@@ -99,6 +100,29 @@ func (app *application) refuseWhenGone(next http.Handler) http.Handler {
 			return
 		}
 		next.ServeHTTP(w, r)
+	})
+}
+
+// How long a request's work may take, its database work above all: past
+// it the request is answered 503 with Retry-After (classify), so that a
+// database that went silent (a network partition) holds no request — and
+// no proxy's check on every page of the app — for its length.
+const (
+	requestTimeout     = 5 * time.Second
+	forwardAuthTimeout = 2 * time.Second
+)
+
+// deadline gives each request's context its deadline: forwardAuthTimeout
+// for a forward-auth check, requestTimeout for the rest.
+func (app *application) deadline(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		d := requestTimeout
+		if r.URL.Path == "/v1/forward-auth" {
+			d = forwardAuthTimeout
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), d)
+		defer cancel()
+		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }
 

@@ -1,6 +1,6 @@
 package main
 
-// postgres.go holds what differs when the store is PostgreSQL, which lets
+// store_postgres.go holds what differs when the store is PostgreSQL, which lets
 // several instances share one database: opening it, migrating under an
 // advisory lock, and the statements that only it needs. Every query of the
 // store is written once, with $n placeholders, which both engines take.
@@ -15,22 +15,56 @@ import (
 	"net"
 	"strings"
 	"syscall"
+	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" database/sql driver
+	"github.com/jackc/pgx/v5/stdlib" // also the "pgx" database/sql driver, which the tests use
 )
+
+// tcpUserTimeout is Linux's TCP_USER_TIMEOUT socket option: how long sent
+// data may stay unacknowledged before the connection is dropped.
+const tcpUserTimeout = 0x12
 
 // isPostgresURL reports whether -db names a PostgreSQL database.
 func isPostgresURL(db string) bool {
 	return strings.HasPrefix(db, "postgres://") || strings.HasPrefix(db, "postgresql://")
 }
 
+// Bounds on a PostgreSQL connection that goes silent (a network partition,
+// a server gone without a word): a connection is given up after pgConnect
+// (unless the URL's connect_timeout says otherwise), and an open one whose
+// data goes unacknowledged, or whose peer stops answering keep-alives, after
+// about pgSilence, so that no pooled connection hangs for the partition's
+// length.
+const (
+	pgConnect = 5 * time.Second
+	pgSilence = 10 * time.Second
+)
+
 // openPostgres connects to the database at url and migrates it.
 func openPostgres(url string) (*store, error) {
-	db, err := sql.Open("pgx", url)
+	cfg, err := pgx.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", err)
 	}
+	if cfg.ConnectTimeout == 0 {
+		cfg.ConnectTimeout = pgConnect
+	}
+	dialer := &net.Dialer{
+		KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: pgSilence / 2, Interval: pgSilence / 4, Count: 2},
+		Control: func(network, address string, c syscall.RawConn) error {
+			var err error
+			if strings.HasPrefix(network, "tcp") {
+				c.Control(func(fd uintptr) {
+					err = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, tcpUserTimeout, int(pgSilence.Milliseconds()))
+				})
+			}
+			return err
+		},
+	}
+	cfg.DialFunc = dialer.DialContext
+	db := stdlib.OpenDB(*cfg)
 	db.SetMaxOpenConns(16)
 	db.SetMaxIdleConns(16)
 	st := &store{engine: "postgres", logger: discardLogger, write: db, read: db, instance: instanceName()}
