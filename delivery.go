@@ -79,11 +79,15 @@ func (o *outbox) start(ctx context.Context) error {
 			return err
 		}
 	}
-	pending, failed, err := o.store.outboxCounts(ctx)
+	pending, err := o.store.pendingByChannel(ctx)
 	if err != nil {
 		return err
 	}
-	o.logger.Info("outbox", "pending", pending, "failed", failed)
+	_, failed, err := o.store.outboxCounts(ctx)
+	if err != nil {
+		return err
+	}
+	o.logger.Info("outbox", "emails_pending", pending[channelEmail], "webhooks_pending", pending[channelWebhook], "failed", failed)
 	for _, d := range o.deliverers() {
 		d.background(d.sweep)
 		d.background(d.renew)

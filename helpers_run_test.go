@@ -83,7 +83,7 @@ func newTestApp(t testing.TB, srv *testSMTP, adjust func(cfg *config)) *testApp 
 	if err != nil {
 		t.Fatal(err)
 	}
-	logger := slog.New(slog.NewTextHandler(logs, nil))
+	logger := slog.New(newQuietHandler(slog.NewTextHandler(logs, nil))) // as run() makes it
 	m, err := newMailer(cfg, logger)
 	if err != nil {
 		t.Fatal(err)

@@ -64,10 +64,16 @@ func (app *application) housekeeping() func() {
 		if now.Sub(lastCheckpoint) >= app.cfg.checkpointInterval || app.store.needsCheckpoint() {
 			lastCheckpoint = now
 			hadReserve := app.store.hasReserve()
+			own := app.store.ownWorkBusy()
 			truncated, err := app.store.checkpoint(ctx)
+			own = own || app.store.ownWorkBusy()
 			switch {
 			case err != nil:
 				app.logger.Error("checkpoint", "error", err)
+			case !truncated && own:
+				// The service's own read or write held it: no one else to
+				// blame, and the next chore tries again.
+				lastCheckpoint = time.Time{}
 			case !truncated && !stuck:
 				app.logger.Warn("checkpoint could not truncate the WAL: another process (a Litestream replica, say) reads an older snapshot; " +
 					"sent tokens leave the WAL once it catches up, when the WAL starts over")
@@ -78,7 +84,7 @@ func (app *application) housekeeping() func() {
 				app.logger.Warn("the disk is full: gave up the disk reserve so that the WAL could be checkpointed; it is taken again once space returns",
 					"checkpointed", err == nil)
 			}
-			stuck = err == nil && !truncated
+			stuck = err == nil && !truncated && !own
 		}
 		if now.Sub(lastPurge) >= tokenPurgeTick {
 			lastPurge = now

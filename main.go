@@ -64,7 +64,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintln(stdout, "signup", version())
 		return nil
 	}
-	logger := slog.New(slog.NewTextHandler(stderr, nil))
+	logger := slog.New(newQuietHandler(slog.NewTextHandler(stderr, nil)))
 
 	if len(rest) == 2 && rest[0] == "backup" {
 		if isPostgresURL(cfg.db) {

@@ -230,17 +230,18 @@ func (app *application) shutdown(srv *http.Server, ln net.Listener, serveErr <-c
 
 	app.logger.Info("completing background tasks", "tasks", app.tasks.running.Load())
 	if left := app.drainBackground(deadline); left > 0 {
-		pending := app.pendingForLog()
-		app.logger.Error("shutdown deadline passed", "timeout", app.cfg.shutdownTimeout.String(), "tasks_left", left, "emails_pending", pending)
-		return fmt.Errorf("shutdown deadline of %v passed with %d background tasks running; %v emails stay pending for the next start",
-			app.cfg.shutdownTimeout, left, pending)
+		emails, webhooks := app.pendingForLog()
+		app.logger.Error("shutdown deadline passed", "timeout", app.cfg.shutdownTimeout.String(), "tasks_left", left,
+			"emails_pending", emails, "webhooks_pending", webhooks)
+		return fmt.Errorf("shutdown deadline of %v passed with %d background tasks running; %v emails and %v webhooks stay pending for the next start",
+			app.cfg.shutdownTimeout, left, emails, webhooks)
 	}
-	pending := app.pendingForLog()
+	emails, webhooks := app.pendingForLog()
 	if httpErr != nil {
 		app.logger.Error("shutdown deadline passed while requests were in flight", "error", httpErr)
 		return fmt.Errorf("shutdown: %w", httpErr)
 	}
-	app.logger.Info("stopped server", "emails_pending", pending, "took", time.Since(start).String())
+	app.logger.Info("stopped server", "emails_pending", emails, "webhooks_pending", webhooks, "took", time.Since(start).String())
 	return nil
 }
 
@@ -250,19 +251,19 @@ func (app *application) shutdown(srv *http.Server, ln net.Listener, serveErr <-c
 // warning, not waited for.
 const lastWordsTimeout = 2 * time.Second
 
-// pendingForLog counts the outbox rows (emails and webhooks alike) that
-// stay pending, for the last lines of the log: "unknown", with a warning,
-// when the database cannot say so within lastWordsTimeout. A shutdown that
-// finished its own work does not fail for it.
-func (app *application) pendingForLog() any {
+// pendingForLog counts the emails and the webhooks that stay pending, for
+// the last lines of the log: "unknown", with a warning, when the database
+// cannot say so within lastWordsTimeout. A shutdown that finished its own
+// work does not fail for it.
+func (app *application) pendingForLog() (emails, webhooks any) {
 	ctx, cancel := context.WithTimeout(context.Background(), lastWordsTimeout)
 	defer cancel()
-	pending, _, err := app.store.outboxCounts(ctx)
+	pending, err := app.store.pendingByChannel(ctx)
 	if err != nil {
 		app.logger.Warn("could not count the pending emails: the database is unavailable", "error", err)
-		return "unknown"
+		return "unknown", "unknown"
 	}
-	return pending
+	return pending[channelEmail], pending[channelWebhook]
 }
 
 // newConns tracks the connections accepted whose first request has not

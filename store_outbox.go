@@ -185,6 +185,26 @@ func (st *store) outboxCounts(ctx context.Context) (pending, failed int, err err
 	return pending, failed, err
 }
 
+// pendingByChannel returns how many outbox rows of each channel are
+// pending.
+func (st *store) pendingByChannel(ctx context.Context) (map[string]int, error) {
+	rows, err := st.read.QueryContext(ctx, `SELECT channel, count(*) FROM outbox WHERE status = 'pending' GROUP BY channel`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	pending := map[string]int{}
+	for rows.Next() {
+		var channel string
+		var n int
+		if err := rows.Scan(&channel, &n); err != nil {
+			return nil, err
+		}
+		pending[channel] = n
+	}
+	return pending, rows.Err()
+}
+
 // outboxStats is what the outbox holds, as /metrics shows it.
 type outboxStats struct {
 	pending map[[2]string]int    // by channel and kind label (metricKind)

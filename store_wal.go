@@ -1,6 +1,6 @@
 package main
 
-// wal.go keeps SQLite's files within bounds on disk: the checkpoint that
+// store_wal.go keeps SQLite's files within bounds on disk: the checkpoint that
 // copies the WAL into the database and truncates it, the bound past which
 // it runs at once, and the reserve that lets it run on a full disk.
 
@@ -54,6 +54,13 @@ func (st *store) truncateWAL(ctx context.Context) (bool, error) {
 		return false, nil
 	}
 	return err == nil && busy == 0, err
+}
+
+// ownWorkBusy reports whether the service's own connections are reading or
+// writing this instant: a checkpoint they keep from truncating the WAL is
+// no sign of another process.
+func (st *store) ownWorkBusy() bool {
+	return st.read.Stats().InUse > 0 || st.write.Stats().InUse > 0
 }
 
 // isFull reports whether err is SQLite's "database or disk is full".

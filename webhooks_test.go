@@ -182,6 +182,7 @@ func testWebhooksForEveryChange(t *testing.T, app *testApp, srv *testSMTP, r *re
 		post(t, "PUT", app.url+"/v1/users/email", map[string]string{"token": confirmLink(t, waitFor1(t, srv, to, "Confirm"))})
 	}
 	r.waitEvent(eventEmailChanged, "ada@new.example")
+	waitFor1(t, srv, "ada@example.com", "has a new email address") // the owner's allowance has room for it
 	reset := askReset(t, app, srv, "ada@new.example")
 	post(t, "PUT", app.url+"/v1/users/password", map[string]string{"token": tokenOf(t, reset.data), "password": "new-password-2"})
 	waitFor(t, 15*time.Second, "the reset's user.password_changed", func() bool {
