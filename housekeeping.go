@@ -45,7 +45,8 @@ func (app *application) watchDatabase(lost chan<- error) {
 }
 
 // housekeeping returns the chore run every second (or every
-// -checkpoint-interval, if shorter). It truncates the WAL every
+// -checkpoint-interval, if shorter). At its first run it warns when the
+// disk has no room for the reserve. It truncates the WAL every
 // -checkpoint-interval, so that old page images such as a sent message
 // with its token do not linger, and at once when the WAL has grown past its
 // bound or the disk is all but full; it takes the disk reserve again when it was given up and space has
@@ -55,12 +56,18 @@ func (app *application) watchDatabase(lost chan<- error) {
 func (app *application) housekeeping() func() {
 	var lastPurge, lastCheckpoint time.Time
 	stuck := false // the last checkpoint could not truncate the WAL
+	first := true
 	chore := func() {
 		ctx := context.Background()
 		now := app.now()
 		if err := app.store.keepReserve(); err != nil {
 			app.logger.Error("keep the disk reserve", "error", err)
 		}
+		if first && app.store.engine == "sqlite" && !app.store.hasReserve() {
+			app.logger.Warn("no room on the disk for the reserve beside the database: a WAL that fills the disk may not be checkpointed until space is freed",
+				"reserve_bytes", app.store.reserveSize, "path", app.store.reservePath())
+		}
+		first = false
 		if now.Sub(lastCheckpoint) >= app.cfg.checkpointInterval || app.store.needsCheckpoint() {
 			lastCheckpoint = now
 			hadReserve := app.store.hasReserve()

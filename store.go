@@ -145,8 +145,8 @@ func openStore(name string) (*store, error) {
 		ckpt.Close()
 		return nil, err
 	}
-	st := &store{engine: "sqlite", logger: discardLogger, write: write, read: read, cache: newSessionCache(), ckpt: ckpt, instance: instanceName(), seal: seal, path: name, dev: uint64(sys.Dev), ino: sys.Ino,
-		walLimit: walLimit, reserveSize: reserveSize}
+	st := &store{engine: "sqlite", logger: discardLogger, write: write, read: read, cache: newSessionCache(), ckpt: ckpt, instance: instanceName(), seal: seal, path: name, dev: uint64(sys.Dev), ino: sys.Ino}
+	st.walLimit, st.reserveSize = diskBounds(name)
 	return st.setUp()
 }
 

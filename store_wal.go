@@ -28,6 +28,20 @@ const (
 	reserveSize = 16 << 20
 )
 
+// diskBounds are the WAL's bound and the reserve's size for the database
+// at path: walLimit and reserveSize, or on a volume with less room, a
+// quarter of its free space each, so that a small volume still has a
+// reserve to give up and a WAL checkpointed before it fills it.
+func diskBounds(path string) (wal, reserve int64) {
+	wal, reserve = walLimit, reserveSize
+	var fsStat syscall.Statfs_t
+	if syscall.Statfs(path, &fsStat) != nil {
+		return wal, reserve
+	}
+	quarter := int64(fsStat.Bavail) * int64(fsStat.Bsize) / 4
+	return min(wal, max(quarter, 64<<10)), min(reserve, max(quarter, 64<<10))
+}
+
 // checkpoint copies the WAL into the database file and truncates it, so
 // that old page images, such as a sent message with its token, do not
 // linger in the WAL until it happens to be overwritten. It never waits: if
