@@ -71,9 +71,8 @@ func (app *application) housekeeping() func() {
 		if now.Sub(lastCheckpoint) >= app.cfg.checkpointInterval || app.store.needsCheckpoint() {
 			lastCheckpoint = now
 			hadReserve := app.store.hasReserve()
-			own := app.store.ownWorkBusy()
-			truncated, err := app.store.checkpoint(ctx)
-			own = own || app.store.ownWorkBusy()
+			truncated, foreign, err := app.store.checkpointAndBlame(ctx)
+			own := !truncated && !foreign
 			switch {
 			case err != nil:
 				app.logger.Error("checkpoint", "error", err)

@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"syscall"
+	"time"
 
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
@@ -50,14 +51,40 @@ func diskBounds(path string) (wal, reserve int64) {
 // full disk it gives up the reserve and tries once more. PostgreSQL has no
 // such step.
 func (st *store) checkpoint(ctx context.Context) (truncated bool, err error) {
-	if st.engine == "postgres" {
-		return true, nil
-	}
-	truncated, err = st.truncateWAL(ctx)
-	if isFull(err) && st.releaseReserve() {
-		truncated, err = st.truncateWAL(ctx)
-	}
+	truncated, _, err = st.checkpointAndBlame(ctx)
 	return truncated, err
+}
+
+// checkpointTries is how often a checkpoint kept from truncating the WAL is
+// tried again, checkpointGap apart, before it is given up until the next
+// chore: the service's own reads and writes hold it only for moments.
+const (
+	checkpointTries = 5
+	checkpointGap   = 20 * time.Millisecond
+)
+
+// checkpointAndBlame is checkpoint, which also reports whether another
+// process kept it from truncating the WAL: a try failed while none of the
+// service's own connections was at work (ownWorkBusy), so someone else's
+// reader (a Litestream replica, say) holds an older snapshot.
+func (st *store) checkpointAndBlame(ctx context.Context) (truncated, foreign bool, err error) {
+	if st.engine == "postgres" {
+		return true, false, nil
+	}
+	for try := 1; ; try++ {
+		truncated, err = st.truncateWAL(ctx)
+		if isFull(err) && st.releaseReserve() {
+			truncated, err = st.truncateWAL(ctx)
+		}
+		if truncated || err != nil {
+			return truncated, false, err
+		}
+		foreign = foreign || !st.ownWorkBusy()
+		if try == checkpointTries {
+			return false, foreign, nil
+		}
+		time.Sleep(checkpointGap)
+	}
 }
 
 func (st *store) truncateWAL(ctx context.Context) (bool, error) {
