@@ -44,6 +44,23 @@ func (app *application) watchDatabase(lost chan<- error) {
 	}
 }
 
+// guardDisk records whether another process pins the WAL (a reader that
+// keeps it from being truncated while it holds frames not yet in the
+// database file: a Litestream replica stalled, say). While it does and the
+// disk has less room than the reserve, a request that writes is refused
+// (store.lowDisk) and the reserve is given up, so that the reader has room
+// to catch up and let go — a checkpoint kept from truncating (BUSY) needs
+// that as much as one short of room (FULL). Once the reader has caught up
+// or let go, both end: writes are accepted and the reserve taken again.
+func (app *application) guardDisk(pinned bool) {
+	st := app.store
+	st.pinned.Store(pinned)
+	if free := st.freeBytes(); pinned && free < st.reserveSize && st.releaseReserve() {
+		app.logger.Warn("the disk is low and another process (a Litestream replica, say) keeps the WAL: gave up the disk reserve so that it has room to catch up; requests that write are refused until it has, and the reserve is taken again",
+			"free_bytes", free)
+	}
+}
+
 // housekeeping returns the chore run every second (or every
 // -checkpoint-interval, if shorter). At its first run it warns when the
 // disk has no room for the reserve. It truncates the WAL every
@@ -60,8 +77,10 @@ func (app *application) housekeeping() func() {
 	chore := func() {
 		ctx := context.Background()
 		now := app.now()
-		if err := app.store.keepReserve(); err != nil {
-			app.logger.Error("keep the disk reserve", "error", err)
+		if !app.store.pinned.Load() { // a reserve given up for a reader that must catch up first stays given up
+			if err := app.store.keepReserve(); err != nil {
+				app.logger.Error("keep the disk reserve", "error", err)
+			}
 		}
 		if first && app.store.engine == "sqlite" && !app.store.hasReserve() {
 			app.logger.Warn("no room on the disk for the reserve beside the database: a WAL that fills the disk may not be checkpointed until space is freed",
@@ -71,7 +90,7 @@ func (app *application) housekeeping() func() {
 		if now.Sub(lastCheckpoint) >= app.cfg.checkpointInterval || app.store.needsCheckpoint() {
 			lastCheckpoint = now
 			hadReserve := app.store.hasReserve()
-			truncated, foreign, err := app.store.checkpointAndBlame(ctx)
+			truncated, backfilled, foreign, err := app.store.checkpointAndBlame(ctx)
 			own := !truncated && !foreign
 			switch {
 			case err != nil:
@@ -91,6 +110,7 @@ func (app *application) housekeeping() func() {
 					"checkpointed", err == nil)
 			}
 			stuck = err == nil && !truncated && !own
+			app.guardDisk(stuck && !backfilled)
 		}
 		if now.Sub(lastPurge) >= tokenPurgeTick {
 			lastPurge = now

@@ -91,15 +91,27 @@ func (app *application) recoverPanic(next http.Handler) http.Handler {
 }
 
 // refuseWhenGone answers 503 to every request once the database file is
-// gone, while the service shuts down.
+// gone, while the service shuts down; and to every request that writes
+// (not a GET or HEAD: forward auth and the pages still answer) while the
+// disk is low and another process pins the WAL (store.lowDisk).
 func (app *application) refuseWhenGone(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if app.store.gone.Load() {
+		switch {
+		case app.store.gone.Load():
 			w.Header().Set("Retry-After", "5")
 			app.errorResponse(w, r, http.StatusServiceUnavailable, "the service is restarting; try again in a moment")
-			return
+		case r.Method != http.MethodGet && r.Method != http.MethodHead && app.store.lowDisk():
+			app.logger.Warn("request refused: the disk has less room than the reserve, and another process (a Litestream replica, say) keeps the WAL",
+				"method", r.Method, "path", r.URL.Path, "error", "disk low")
+			w.Header().Set("Retry-After", "5")
+			if strings.HasPrefix(r.URL.Path, "/v1/") {
+				app.errorResponse(w, r, http.StatusServiceUnavailable, "the service cannot store your request right now; try again in a moment")
+			} else {
+				app.showMessage(w, r, http.StatusServiceUnavailable, "unavailable.title", "unavailable.text")
+			}
+		default:
+			next.ServeHTTP(w, r)
 		}
-		next.ServeHTTP(w, r)
 	})
 }
 

@@ -84,6 +84,14 @@ type store struct {
 	logger       *slog.Logger // for what the store handles itself (touch)
 	touchFailing atomic.Bool  // the last write of a session's last use failed: logged once
 
+	// pinned is set while another process's reader (a Litestream replica,
+	// say) keeps the WAL from being truncated, with frames not yet in the
+	// database file (housekeeping's last checkpoint found so): then a
+	// request that writes is refused while the disk has less room than the
+	// reserve (lowDisk), so that the service never takes the last of the
+	// disk that reader needs to catch up.
+	pinned atomic.Bool
+
 	// gone is set once the file at -db is found deleted or replaced:
 	// every request is refused from then on (routes.go refuseWhenGone).
 	gone atomic.Bool

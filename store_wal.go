@@ -51,7 +51,7 @@ func diskBounds(path string) (wal, reserve int64) {
 // full disk it gives up the reserve and tries once more. PostgreSQL has no
 // such step.
 func (st *store) checkpoint(ctx context.Context) (truncated bool, err error) {
-	truncated, _, err = st.checkpointAndBlame(ctx)
+	truncated, _, _, err = st.checkpointAndBlame(ctx)
 	return truncated, err
 }
 
@@ -64,37 +64,42 @@ const (
 )
 
 // checkpointAndBlame is checkpoint, which also reports whether another
-// process kept it from truncating the WAL: a try failed while none of the
+// process kept it from truncating the WAL — a try failed while none of the
 // service's own connections was at work (ownWorkBusy), so someone else's
-// reader (a Litestream replica, say) holds an older snapshot.
-func (st *store) checkpointAndBlame(ctx context.Context) (truncated, foreign bool, err error) {
+// reader (a Litestream replica, say) holds a snapshot — and whether every
+// frame of the WAL is in the database file all the same (backfilled): the
+// reader has caught up, and the next write starts the WAL over in place
+// rather than grow it.
+func (st *store) checkpointAndBlame(ctx context.Context) (truncated, backfilled, foreign bool, err error) {
 	if st.engine == "postgres" {
-		return true, false, nil
+		return true, true, false, nil
 	}
 	for try := 1; ; try++ {
-		truncated, err = st.truncateWAL(ctx)
+		truncated, backfilled, err = st.truncateWAL(ctx)
 		if isFull(err) && st.releaseReserve() {
-			truncated, err = st.truncateWAL(ctx)
+			truncated, backfilled, err = st.truncateWAL(ctx)
 		}
 		if truncated || err != nil {
-			return truncated, false, err
+			return truncated, truncated, false, err
 		}
 		foreign = foreign || !st.ownWorkBusy()
 		if try == checkpointTries {
-			return false, foreign, nil
+			return false, backfilled, foreign, nil
 		}
 		time.Sleep(checkpointGap)
 	}
 }
 
-func (st *store) truncateWAL(ctx context.Context) (bool, error) {
+// truncateWAL runs one TRUNCATE checkpoint, reporting whether it truncated
+// the WAL, and whether every frame of the WAL is in the database file.
+func (st *store) truncateWAL(ctx context.Context) (truncated, backfilled bool, err error) {
 	var busy, log, done int
-	err := st.ckpt.QueryRowContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &log, &done)
+	err = st.ckpt.QueryRowContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &log, &done)
 	var se *sqlite.Error
 	if errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_BUSY {
-		return false, nil
+		return false, false, nil
 	}
-	return err == nil && busy == 0, err
+	return err == nil && busy == 0, err == nil && log == done, err
 }
 
 // ownWorkBusy reports whether the service's own connections are reading or
@@ -111,9 +116,9 @@ func isFull(err error) bool {
 }
 
 // needsCheckpoint reports whether the WAL should be checkpointed now,
-// whatever the clock says: it has grown past walLimit, or the disk is all
-// but full (less than a megabyte free), when truncating it may be what
-// frees the disk.
+// whatever the clock says: it has grown past walLimit, or the disk has
+// less room than the reserve, when truncating it may be what frees the
+// disk (and when a reader that keeps it from that must be known).
 func (st *store) needsCheckpoint() bool {
 	if st.engine == "postgres" {
 		return false
@@ -121,8 +126,24 @@ func (st *store) needsCheckpoint() bool {
 	if info, err := os.Stat(st.path + "-wal"); err == nil && info.Size() > st.walLimit {
 		return true
 	}
+	return st.freeBytes() < st.reserveSize || st.pinned.Load()
+}
+
+// lowDisk reports whether a request that writes must be refused: another
+// process pins the WAL, and the disk has less room than the reserve or the
+// reserve was given up for that process to catch up. Asked at every such
+// request, it costs a statfs and a stat.
+func (st *store) lowDisk() bool {
+	return st.engine == "sqlite" && st.pinned.Load() && (st.freeBytes() < st.reserveSize || !st.hasReserve())
+}
+
+// freeBytes is the room left on the database's volume for the service.
+func (st *store) freeBytes() int64 {
 	var fsStat syscall.Statfs_t
-	return syscall.Statfs(st.path, &fsStat) == nil && fsStat.Bavail*uint64(fsStat.Bsize) < 1<<20
+	if syscall.Statfs(st.path, &fsStat) != nil {
+		return 1 << 62
+	}
+	return int64(fsStat.Bavail) * int64(fsStat.Bsize)
 }
 
 // reservePath is the reserve's file, beside the database.
