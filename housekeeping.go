@@ -46,17 +46,26 @@ func (app *application) watchDatabase(lost chan<- error) {
 
 // guardDisk records whether another process pins the WAL (a reader that
 // keeps it from being truncated while it holds frames not yet in the
-// database file: a Litestream replica stalled, say). While it does and the
-// disk has less room than the reserve, a request that writes is refused
-// (store.lowDisk) and the reserve is given up, so that the reader has room
-// to catch up and let go — a checkpoint kept from truncating (BUSY) needs
-// that as much as one short of room (FULL). Once the reader has caught up
-// or let go, both end: writes are accepted and the reserve taken again.
+// database file: a Litestream replica stalled, say). While it does, a
+// request that writes is refused whenever the disk has less room than the
+// reserve (store.lowDisk), and the first time it has, the reserve is given
+// up, so that the reader has room to catch up and let go — a checkpoint
+// kept from truncating (BUSY) needs that as much as one short of room
+// (FULL). While writes are refused it nudges the WAL each chore (while the
+// room left is over half the reserve), since a replica that has resumed
+// syncs, and moves its snapshot on, only when it sees the WAL move. Once
+// the reader has caught up or let go, the reserve is taken again.
 func (app *application) guardDisk(pinned bool) {
 	st := app.store
 	st.pinned.Store(pinned)
-	if free := st.freeBytes(); pinned && free < st.reserveSize && st.releaseReserve() {
-		app.logger.Warn("the disk is low and another process (a Litestream replica, say) keeps the WAL: gave up the disk reserve so that it has room to catch up; requests that write are refused until it has, and the reserve is taken again",
+	free := st.freeBytes()
+	if pinned && free < st.reserveSize && free > st.reserveSize/2 {
+		if err := st.nudge(context.Background()); err != nil {
+			app.logger.Warn("could not write the WAL's nudge for the replica", "error", err)
+		}
+	}
+	if pinned && free < st.reserveSize && st.releaseReserve() {
+		app.logger.Warn("the disk is low and another process (a Litestream replica, say) keeps the WAL: gave up the disk reserve so that it has room to catch up; requests that write are refused while the room left is under the reserve's size, and the reserve is taken again once it has",
 			"free_bytes", free)
 	}
 }
@@ -90,7 +99,7 @@ func (app *application) housekeeping() func() {
 		if now.Sub(lastCheckpoint) >= app.cfg.checkpointInterval || app.store.needsCheckpoint() {
 			lastCheckpoint = now
 			hadReserve := app.store.hasReserve()
-			truncated, backfilled, foreign, err := app.store.checkpointAndBlame(ctx)
+			truncated, behind, foreign, err := app.store.checkpointAndBlame(ctx)
 			own := !truncated && !foreign
 			switch {
 			case err != nil:
@@ -110,7 +119,9 @@ func (app *application) housekeeping() func() {
 					"checkpointed", err == nil)
 			}
 			stuck = err == nil && !truncated && !own
-			app.guardDisk(stuck && !backfilled)
+			// Pinned: the reader keeps more of the WAL than its bound, so it
+			// has stalled rather than fallen a moment behind.
+			app.guardDisk(stuck && behind > app.store.walLimit)
 		}
 		if now.Sub(lastPurge) >= tokenPurgeTick {
 			lastPurge = now

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"database/sql"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -118,4 +119,71 @@ func TestLitestreamReplica(t *testing.T) {
 	if n != len(answered) {
 		t.Errorf("the restored database holds %d users; %d signups were answered", n, len(answered))
 	}
+}
+
+// TestLitestreamStalledOnASmallVolume: the real Litestream replica stalls
+// (SIGSTOP) holding its read transaction, so the WAL cannot be truncated
+// while signups fill a small volume. The service never takes the last of
+// the disk (writes refused with 503 below the reserve's room, the reserve
+// given up for the replica), and once the replica resumes (SIGCONT) it
+// catches up — the service nudges the WAL, which is what Litestream waits
+// for — and signups are accepted again, with nothing done by hand.
+func TestLitestreamStalledOnASmallVolume(t *testing.T) {
+	t.Parallel()
+	bin, err := exec.LookPath("litestream")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("litestream is not installed; .ci/run installs it")
+		}
+		t.Skip("litestream is not installed (.ci/run installs it)")
+	}
+	vol := smallVolume(t, "48m")
+	dir := t.TempDir()
+	db := filepath.Join(vol, "signup.db")
+	config := filepath.Join(dir, "litestream.yml")
+	os.WriteFile(config, fmt.Appendf(nil, litestreamYML, db, filepath.Join(dir, "replica")), 0o600)
+	srv := startSMTP(t, nil)
+	p := startBinary(t, append(baseArgs(dir), append(smtpArgs(srv.host, srv.port), "-db", db)...))
+	ls := startCmd(t, exec.Command(bin, "replicate", "-config", config))
+	waitFor(t, 20*time.Second, "litestream to start replicating", func() bool {
+		entries, _ := os.ReadDir(filepath.Join(dir, "replica"))
+		return len(entries) > 0
+	})
+	free := func() int64 {
+		var fs syscall.Statfs_t
+		syscall.Statfs(vol, &fs)
+		return int64(fs.Bavail) * int64(fs.Bsize)
+	}
+
+	ls.signal(t, syscall.SIGSTOP)
+	refusals := 0
+	for i := 0; i < 5000 && refusals < 20; i++ {
+		res, _ := do(t, "POST", p.url+"/v1/users", fmt.Sprintf(`{"name": "Fill", "email": "fill%d@example.com", "password": "pa55word1234"}`, i))
+		switch res.StatusCode {
+		case http.StatusAccepted:
+		case http.StatusServiceUnavailable:
+			refusals++
+		default:
+			t.Fatalf("signup %d: got %d, want 202 until the disk is low, then 503", i, res.StatusCode)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if refusals < 20 {
+		t.Fatal("the volume never filled")
+	}
+	if f := free(); f < 4<<20 {
+		t.Errorf("%d bytes left on the volume with the replica stalled: the service took the room it needs", f)
+	}
+
+	ls.signal(t, syscall.SIGCONT)
+	waitFor(t, 60*time.Second, "a signup accepted again once the replica resumed", func() bool {
+		res, _ := do(t, "POST", p.url+"/v1/users", `{"name": "After", "email": "after@example.com", "password": "pa55word1234"}`)
+		return res.StatusCode == http.StatusAccepted
+	})
+	p.signal(t, syscall.SIGTERM)
+	if code := p.wait(t, 30*time.Second); code != 0 {
+		t.Errorf("service exit %d", code)
+	}
+	ls.signal(t, syscall.SIGTERM)
+	ls.wait(t, 30*time.Second)
 }

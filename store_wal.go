@@ -66,40 +66,64 @@ const (
 // checkpointAndBlame is checkpoint, which also reports whether another
 // process kept it from truncating the WAL — a try failed while none of the
 // service's own connections was at work (ownWorkBusy), so someone else's
-// reader (a Litestream replica, say) holds a snapshot — and whether every
-// frame of the WAL is in the database file all the same (backfilled): the
-// reader has caught up, and the next write starts the WAL over in place
-// rather than grow it.
-func (st *store) checkpointAndBlame(ctx context.Context) (truncated, backfilled, foreign bool, err error) {
+// reader (a Litestream replica, say) holds a snapshot — and how many bytes
+// of the WAL that reader keeps out of the database file (behind): little
+// when it keeps up (the next write starts the WAL over in place), more and
+// more when it has stalled.
+func (st *store) checkpointAndBlame(ctx context.Context) (truncated bool, behind int64, foreign bool, err error) {
 	if st.engine == "postgres" {
-		return true, true, false, nil
+		return true, 0, false, nil
 	}
 	for try := 1; ; try++ {
-		truncated, backfilled, err = st.truncateWAL(ctx)
+		truncated, behind, err = st.truncateWAL(ctx)
 		if isFull(err) && st.releaseReserve() {
-			truncated, backfilled, err = st.truncateWAL(ctx)
+			truncated, behind, err = st.truncateWAL(ctx)
 		}
 		if truncated || err != nil {
-			return truncated, truncated, false, err
+			return truncated, 0, false, err
 		}
 		foreign = foreign || !st.ownWorkBusy()
 		if try == checkpointTries {
-			return false, backfilled, foreign, nil
+			return false, behind, foreign, nil
 		}
 		time.Sleep(checkpointGap)
 	}
 }
 
 // truncateWAL runs one TRUNCATE checkpoint, reporting whether it truncated
-// the WAL, and whether every frame of the WAL is in the database file.
-func (st *store) truncateWAL(ctx context.Context) (truncated, backfilled bool, err error) {
-	var busy, log, done int
+// the WAL, and how many bytes of the WAL it could not copy into the
+// database file (a reader holds them).
+func (st *store) truncateWAL(ctx context.Context) (truncated bool, behind int64, err error) {
+	var busy, log, done int64
 	err = st.ckpt.QueryRowContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &log, &done)
 	var se *sqlite.Error
 	if errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_BUSY {
-		return false, false, nil
+		return false, 0, nil
 	}
-	return err == nil && busy == 0, err == nil && log == done, err
+	return err == nil && busy == 0, max(0, log-done) * pageSize, err
+}
+
+// pageSize is SQLite's page size, the size of a WAL frame's page: the
+// default, which the schema never changes.
+const pageSize = 4096
+
+// nudge writes a transaction that changes nothing, for a replica that
+// waits for the WAL to move before it syncs and moves its snapshot on
+// (Litestream does): while writes are refused for it (lowDisk), nothing
+// else would.
+func (st *store) nudge(ctx context.Context) error {
+	tx, err := st.write.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `INSERT INTO sends (address_key, sent_at) VALUES ('nudge', 0)`); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM sends WHERE address_key = 'nudge'`); err != nil {
+		return err
+	}
+	return tx.Commit()
 }
 
 // ownWorkBusy reports whether the service's own connections are reading or
@@ -130,11 +154,13 @@ func (st *store) needsCheckpoint() bool {
 }
 
 // lowDisk reports whether a request that writes must be refused: another
-// process pins the WAL, and the disk has less room than the reserve or the
-// reserve was given up for that process to catch up. Asked at every such
-// request, it costs a statfs and a stat.
+// process pins the WAL, and the disk has less room than the reserve — so
+// that, with the reserve given up for it, that process has at least the
+// reserve's room to catch up. (Writes above it go on: a replica that has
+// caught up moves its snapshot on at the next write it sees.) Asked at
+// every such request, it costs one statfs.
 func (st *store) lowDisk() bool {
-	return st.engine == "sqlite" && st.pinned.Load() && (st.freeBytes() < st.reserveSize || !st.hasReserve())
+	return st.engine == "sqlite" && st.pinned.Load() && st.freeBytes() < st.reserveSize
 }
 
 // freeBytes is the room left on the database's volume for the service.
