@@ -498,6 +498,7 @@ func TestShutdownWithASendUnrecorded(t *testing.T) {
 			if err := stop(); err != nil {
 				t.Errorf("shutdown with a send unrecorded returned %v, want nil", err)
 			}
+			t.Logf("shutdown with a send unrecorded took %v", time.Since(start).Round(time.Millisecond))
 			if took := time.Since(start); took > 15*time.Second {
 				t.Errorf("shutdown took %v: it waited for the database toward the deadline", took.Round(time.Millisecond))
 			}
@@ -646,6 +647,7 @@ func TestSilentDatabase(t *testing.T) {
 	partition()
 	start := time.Now()
 	stop()
+	t.Logf("shutdown mid-partition took %v", time.Since(start).Round(time.Millisecond))
 	if took := time.Since(start); took > 15*time.Second {
 		t.Errorf("a shutdown mid-partition took %v: it waited toward its deadline", took.Round(time.Millisecond))
 	}
