@@ -192,15 +192,15 @@ func (app *application) handleConfirmEmailForm(w http.ResponseWriter, r *http.Re
 		case len(errs) > 0:
 			app.showMessage(w, r, http.StatusUnprocessableEntity, "confirm.taken.title", "confirm.taken.text")
 		case done:
-			app.showMessage(w, r, http.StatusOK, "confirm.done.title", "confirm.done.text")
+			app.render(w, r, http.StatusOK, "message.html", pageOf("confirm.done.title", "confirm.done.text").withLink("/account", "loggedin.account"))
 		default:
-			app.showMessage(w, r, http.StatusOK, "confirm.half.title", "confirm.half.text")
+			app.render(w, r, http.StatusOK, "message.html", pageOf("confirm.half.title", "confirm.half.text").withLink("/account", "loggedin.account"))
 		}
 	case "cancel":
 		if err := app.store.cancelEmailChange(r.Context(), hashToken(token), app.now()); app.linkFailed(w, r, err, app.deadChangeLink) {
 			return
 		}
-		app.showMessage(w, r, http.StatusOK, "confirm.cancelled.title", "confirm.cancelled.text")
+		app.render(w, r, http.StatusOK, "message.html", pageOf("confirm.cancelled.title", "confirm.cancelled.text").withLink("/account", "loggedin.account"))
 	default:
 		app.showMessage(w, r, http.StatusBadRequest, "badform.title", "badbutton.text")
 	}
@@ -208,5 +208,5 @@ func (app *application) handleConfirmEmailForm(w http.ResponseWriter, r *http.Re
 
 // deadChangeLink says that an address change's link does not work.
 func (app *application) deadChangeLink(w http.ResponseWriter, r *http.Request) {
-	app.render(w, r, http.StatusUnprocessableEntity, "message.html", pageOf("link.dead.title", "link.dead.change"))
+	app.render(w, r, http.StatusUnprocessableEntity, "message.html", pageOf("link.dead.title", "link.dead.change").withLink("/account", "loggedin.account"))
 }

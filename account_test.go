@@ -503,3 +503,30 @@ func TestAddressChangeLinksAndItsEnd(t *testing.T) {
 		t.Errorf("the old address's reset link after the change: %d, want 422", status)
 	}
 }
+
+// TestNoDeadEndsAfterAnAddressChange: every page an address change's links
+// lead to — a half confirmed, the change made, cancelled, a used link —
+// leads on to the account.
+func TestNoDeadEndsAfterAnAddressChange(t *testing.T) {
+	t.Parallel()
+	srv := startSMTP(t, nil)
+	app := newTestApp(t, srv, nil)
+	token := activatedAccount(t, app, srv, "ada@example.com")
+	if status, _ := bearerDo(t, "POST", app.url+"/v1/users/me/email", token, map[string]string{"email": "ada@new.example", "current_password": "pa55word1234"}); status != http.StatusAccepted {
+		t.Fatalf("address change: %d", status)
+	}
+	old := confirmLink(t, waitFor1(t, srv, "ada@example.com", "Confirm the new email address"))
+	new := confirmLink(t, waitFor1(t, srv, "ada@new.example", "Confirm the new email address"))
+	onward := func(what string, status int, body string) {
+		t.Helper()
+		if !strings.Contains(body, `href="/account"`) {
+			t.Errorf("%s (%d): no way on to the account:\n%s", what, status, body)
+		}
+	}
+	status, body := form(t, app.url, "/confirm-email", url.Values{"token": {old}, "action": {"confirm"}})
+	onward("a half confirmed", status, body)
+	status, body = form(t, app.url, "/confirm-email", url.Values{"token": {new}, "action": {"confirm"}})
+	onward("the change made", status, body)
+	status, body = form(t, app.url, "/confirm-email", url.Values{"token": {new}, "action": {"confirm"}})
+	onward("a used link", status, body)
+}

@@ -131,6 +131,11 @@ func TestBrowserWholeLife(t *testing.T) {
 		step("open "+path, chromedp.Navigate(base+path), chromedp.WaitVisible(`h1`))
 		checkAxe(t, ctx, path)
 	}
+	// A returning person starts at / and finds the way to log in, and to
+	// sign up, by links.
+	step("open /, logged out", chromedp.Navigate(base+"/"), heading("Log in"))
+	step("on to sign up", chromedp.Click(`//main//a[text()="Sign up"]`), heading("Create your account"))
+	step("back to log in, from the header", chromedp.Click(`//header//a[text()="Log in"]`), heading("Log in"))
 	step("a signup form with errors", chromedp.Navigate(base+"/signup"), chromedp.WaitVisible(`#name`),
 		chromedp.SendKeys(`#email`, "not-an-address"), chromedp.Click(`button[type=submit]`), chromedp.WaitVisible(`#email-error`))
 	checkAxe(t, ctx, "the signup form with errors")
@@ -151,6 +156,10 @@ func TestBrowserWholeLife(t *testing.T) {
 	}
 	step("the account page", chromedp.Navigate(base+"/account"), heading("Your account"))
 	checkAxe(t, ctx, "the account page")
+	// The password manager's hidden username field stays hidden: no box, no keyboard stop.
+	if shown, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`[...document.querySelectorAll("input[hidden]")].some(e => getComputedStyle(e).display !== "none")`)); err != nil || shown {
+		t.Errorf("a hidden field of the account page is shown (%v)", err)
+	}
 
 	// Log out, fail to log in, log in: back to the account page asked for.
 	step("log out", chromedp.Click(`//button[text()="Log out"]`), heading("Log in"))

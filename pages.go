@@ -32,6 +32,7 @@ type page struct {
 	Since      time.Time         //
 	Languages  []languageLink    // the languages offered, its emails' marked Current, and its sessions
 	Sessions   []loginSession    //
+	LoggedIn   bool              // layout.html: the header offers the account, else the login
 }
 
 // pageHeaders are sent with every page: no script, style or image from
@@ -49,6 +50,10 @@ func (app *application) render(w http.ResponseWriter, r *http.Request, status in
 	l := app.locale(r)
 	app.keepLanguage(w, r)
 	p.AppName, p.Switch = app.cfg.appName, app.languageLinks(r, l)
+	if !p.LoggedIn {
+		_, _, err := app.browserSession(r)
+		p.LoggedIn = err == nil
+	}
 	var buf bytes.Buffer
 	err := l.page(&p)
 	if err == nil {
@@ -136,7 +141,7 @@ func (app *application) handleFavicon(w http.ResponseWriter, r *http.Request) {
 }
 
 // handleRoot sends a visitor to the account page when logged in, else to
-// the signup form.
+// the login page, which links to the signup form.
 func (app *application) handleRoot(w http.ResponseWriter, r *http.Request) {
 	app.keepLanguage(w, r)
 	_, _, err := app.browserSession(r)
@@ -144,14 +149,35 @@ func (app *application) handleRoot(w http.ResponseWriter, r *http.Request) {
 	case err == nil:
 		http.Redirect(w, r, "/account", http.StatusSeeOther)
 	case errors.Is(err, errNotFound):
-		http.Redirect(w, r, "/signup", http.StatusSeeOther)
+		http.Redirect(w, r, "/login", http.StatusSeeOther) // with its link to sign up
 	default:
 		app.pageError(w, r, err)
 	}
 }
 
+// alreadyLoggedIn answers a page meant for someone logged out (the signup
+// and login forms) when the browser is logged in: who it is, and the way
+// on — to next when that is an allowed return_to, else to the account
+// page. It reports whether it answered.
+func (app *application) alreadyLoggedIn(w http.ResponseWriter, r *http.Request, next string) bool {
+	u, _, err := app.browserSession(r)
+	if err != nil {
+		return false
+	}
+	p := pageOf("loggedin.title", "loggedin.text").withLink("/account", "loggedin.account")
+	if to := app.returnTo(next); to != "" {
+		p = p.withLink(to, "loggedin.continue")
+	}
+	p.Args, p.LoggedIn = map[string]string{"Email": u.Email}, true
+	app.render(w, r, http.StatusOK, "message.html", p)
+	return true
+}
+
 // handleSignupPage shows the signup form.
 func (app *application) handleSignupPage(w http.ResponseWriter, r *http.Request) {
+	if app.alreadyLoggedIn(w, r, "") {
+		return
+	}
 	app.render(w, r, http.StatusOK, "signup.html", page{Title: "signup.title"})
 }
 

@@ -139,8 +139,12 @@ func (app *application) continuePage(p page) page {
 	return p.withLink("/account", "continue.account")
 }
 
-// handleLoginPage shows the login form; return_to is kept for after it.
+// handleLoginPage shows the login form, return_to kept for after it — or,
+// to a browser logged in already, who it is and the way on.
 func (app *application) handleLoginPage(w http.ResponseWriter, r *http.Request) {
+	if app.alreadyLoggedIn(w, r, r.URL.Query().Get("return_to")) {
+		return
+	}
 	app.render(w, r, http.StatusOK, "login.html", page{Title: "login.title",
 		Form: map[string]string{"return_to": app.returnTo(r.URL.Query().Get("return_to"))}})
 }

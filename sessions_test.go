@@ -100,7 +100,7 @@ func TestLoginPageAndSession(t *testing.T) {
 	if a := v.get("/account"); a.status != 303 || a.location != "/login?return_to=%2Faccount" {
 		t.Errorf("/account logged out: %d %q", a.status, a.location)
 	}
-	if a := v.get("/"); a.location != "/signup" {
+	if a := v.get("/"); a.location != "/login" { // the login page, with its link to sign up
 		t.Errorf("/ logged out: %q", a.location)
 	}
 	a := v.get("/login")
@@ -403,4 +403,40 @@ func TestAccountPageForms(t *testing.T) {
 		t.Error("the cookie outlived the account")
 	}
 	waitFor1(t, srv, "ada.new@example.com", "account was deleted")
+}
+
+// TestTheWayToLogIn: a returning person finds "Log in" — / leads a logged-
+// out visitor to the login page, which offers to create an account; every
+// page a logged-out person sees links to the login page, and the brand to
+// /. A logged-in person's /signup and /login say who is logged in and lead
+// to the account page (or on to an allowed return_to), the header to the
+// account page.
+func TestTheWayToLogIn(t *testing.T) {
+	t.Parallel()
+	srv := startSMTP(t, nil)
+	app := newTestApp(t, srv, func(cfg *config) { cfg.appURL = "http://app.localhost:3000" })
+	activatedAccount(t, app, srv, "ada@example.com")
+	v := newVisitor(t, app.url)
+	for _, path := range []string{"/signup", "/login", "/resend", "/forgot-password", "/reset-password?token=NOSUCHTOKENAAAAAAAAAAAAAAA"} {
+		a := v.get(path)
+		if !strings.Contains(a.body, `href="/login"`) || !strings.Contains(a.body, `class="brand">`) || !strings.Contains(a.body, `href="/" class="brand"`) {
+			t.Errorf("%s logged out: no link to /login in it, or the brand does not lead to /", path)
+		}
+	}
+	if a := v.get("/login"); !strings.Contains(a.body, `href="/signup"`) {
+		t.Error("the login page does not offer to create an account")
+	}
+	v.logIn("ada@example.com", "pa55word1234")
+	for _, path := range []string{"/signup", "/login"} {
+		a := v.get(path)
+		if a.status != 200 || !strings.Contains(a.body, "You are logged in as ada@example.com") || !strings.Contains(a.body, `href="/account"`) || strings.Contains(a.body, `name="password"`) {
+			t.Errorf("%s logged in: %d, want who is logged in and the way to the account, no form:\n%s", path, a.status, a.body)
+		}
+	}
+	if a := v.get("/login?return_to=" + url.QueryEscape("http://app.localhost:3000/reports")); !strings.Contains(a.body, `href="http://app.localhost:3000/reports"`) {
+		t.Error("/login logged in, with an allowed return_to: no way on to it")
+	}
+	if a := v.get("/login?return_to=" + url.QueryEscape("https://evil.example/")); strings.Contains(a.body, "evil.example") {
+		t.Error("/login logged in led on to a return_to that is not allowed")
+	}
 }
