@@ -250,12 +250,17 @@ func (app *application) handleActivateForm(w http.ResponseWriter, r *http.Reques
 	case "activate":
 		password, confirm := r.PostForm.Get("password"), r.PostForm.Get("confirm")
 		confirming := r.PostForm.Has("confirm")
-		if confirming && confirm != password {
-			app.activatePage(w, r, token, true, validator{"confirm": "error.passwords_differ"})
-			return
-		}
 		sessionToken, l := app.newLogin(r, "session", app.now())
-		_, errs, err := app.activate(r.Context(), token, password, confirming, l)
+		// The signup's own password typed once activates, on either step:
+		// only a new password needs typing twice.
+		_, errs, err := app.activate(r.Context(), token, password, false, l)
+		if errors.Is(err, errNotTheSignupPassword) && confirming {
+			if confirm != password {
+				app.activatePage(w, r, token, true, validator{"confirm": "error.passwords_differ"})
+				return
+			}
+			_, errs, err = app.activate(r.Context(), token, password, true, l)
+		}
 		switch {
 		case errors.Is(err, errNotTheSignupPassword):
 			app.activatePage(w, r, token, true, validator{"form": "error.not_signup_password"})

@@ -417,3 +417,23 @@ func activateWith(t *testing.T, base string, msg received, password string) {
 		t.Fatalf("activate %s: %d %v", msg.to, status, body)
 	}
 }
+
+// TestActivationAfterATypo: after a wrong password the page asks for a new
+// one twice — but the signup's own password, typed once in the first
+// field, activates, whichever step it is typed on.
+func TestActivationAfterATypo(t *testing.T) {
+	t.Parallel()
+	srv := startSMTP(t, nil)
+	app := newTestApp(t, srv, nil)
+	signup(t, app.url, "ada@example.com")
+	token := tokenOf(t, waitFor1(t, srv, "ada@example.com", "Activate").data)
+	status, body := form(t, app.url, "/activate", url.Values{"token": {token}, "action": {"activate"}, "password": {"pa55word1235"}})
+	if status != http.StatusUnprocessableEntity || !strings.Contains(body, `name="confirm"`) {
+		t.Fatalf("a wrong password: %d, want 422 and the second step", status)
+	}
+	status, body = form(t, app.url, "/activate", url.Values{"token": {token}, "action": {"activate"}, "password": {"pa55word1234"}, "confirm": {""}})
+	if status != http.StatusOK || !strings.Contains(body, "activated") {
+		t.Errorf("the signup's password typed once on the second step: %d, want 200 and activated:\n%s", status, body)
+	}
+	passwordIs(t, app.url, "ada@example.com", "pa55word1234", "pa55word1235")
+}
