@@ -16,6 +16,7 @@ import (
 	"fmt"
 	htmltemplate "html/template"
 	"log/slog"
+	"mime"
 	"net"
 	"net/textproto"
 	"slices"
@@ -80,7 +81,7 @@ func composeEmail(t mailTemplate, data mailData, sender *mail.Address, to string
 	var h mail.Header
 	h.SetAddressList("From", []*mail.Address{sender})
 	h.SetAddressList("To", []*mail.Address{{Address: to}})
-	h.SetSubject(strings.TrimSpace(subject.String()))
+	h.AddRaw(foldedSubject(strings.TrimSpace(subject.String())))
 	h.Set("Auto-Submitted", "auto-generated")
 	h.SetDate(now)
 	h.SetMessageID(messageID)
@@ -118,6 +119,41 @@ func composeEmail(t mailTemplate, data mailData, sender *mail.Address, to string
 		Recipient: to,
 		Message:   msg.Bytes(),
 	}, nil
+}
+
+// foldedSubject is the Subject header line of subject: as it is when it
+// is ASCII, else encoded (RFC 2047) in words of whole words, each word's
+// space inside it, folded so that no line runs past 76 characters (a
+// decoder drops the white space between encoded words).
+func foldedSubject(subject string) []byte {
+	line := "Subject: "
+	if encoded := mime.QEncoding.Encode("utf-8", subject); encoded == subject && len(line+subject) <= 76 {
+		return []byte(line + subject + "\r\n")
+	}
+	var out strings.Builder
+	out.WriteString("Subject:")
+	width := len("Subject:")
+	words := strings.SplitAfter(subject, " ")
+	for len(words) > 0 {
+		// As many whole words as fit on this line, and at least one.
+		n := 1
+		for n < len(words) && len(mime.QEncoding.Encode("utf-8", strings.Join(words[:n+1], "")))+width+1 <= 76 {
+			n++
+		}
+		word := mime.QEncoding.Encode("utf-8", strings.Join(words[:n], ""))
+		if !strings.HasPrefix(word, "=?") { // plain ASCII words encoded all the same, so the spaces stay inside
+			word = "=?utf-8?q?" + strings.NewReplacer(" ", "_", "=", "=3D", "?", "=3F", "_", "=5F").Replace(word) + "?="
+		}
+		if width+1+len(word) > 76 && width > len("Subject:") {
+			out.WriteString("\r\n")
+			width = 0
+		}
+		out.WriteString(" " + word)
+		width += 1 + len(word)
+		words = words[n:]
+	}
+	out.WriteString("\r\n")
+	return []byte(out.String())
 }
 
 // mailer opens authenticated SMTP connections to the configured server.
