@@ -355,7 +355,7 @@ func TestResetPages(t *testing.T) {
 			t.Fatalf("GET %s: %d\n%s", path, status, body)
 		}
 	}
-	if status, body := form(t, app.url, "/reset-password", url.Values{"token": {token}, "password": {"short"}}); status != 422 || !strings.Contains(body, "Password must be at least 8 characters long") {
+	if status, body := form(t, app.url, "/reset-password", url.Values{"token": {token}, "password": {"short"}}); status != 422 || !strings.Contains(body, "New password must be at least 8 characters long") {
 		t.Errorf("a short password: %d\n%s", status, body)
 	}
 	if status, body := form(t, app.url, "/reset-password", url.Values{"token": {token}, "password": {"new-password"}}); status != 200 || !strings.Contains(body, "Your password is changed") {

@@ -500,3 +500,26 @@ func TestResetFormNamesItsAccount(t *testing.T) {
 		t.Errorf("reset page: got %d, want a username field with the address\n%s", status, body)
 	}
 }
+
+// TestPlainWordsInErrors: the errors a person reads name what they typed
+// in words they use — no "address literal", and the reset page's error
+// names the new password it asks for.
+func TestPlainWordsInErrors(t *testing.T) {
+	t.Parallel()
+	srv := startSMTP(t, nil)
+	app := newTestApp(t, srv, nil)
+	_, body := form(t, app.url, "/signup", url.Values{"name": {"Ada"}, "email": {"ada@[127.0.0.1]"}, "password": {"pa55word1234"}})
+	if strings.Contains(body, "literal") || !strings.Contains(body, "not an IP address") {
+		t.Errorf("the signup page's error for an address literal:\n%s", body)
+	}
+	activatedAccount(t, app, srv, "ada@example.com")
+	reset := tokenOf(t, askReset(t, app, srv, "ada@example.com").data)
+	_, body = form(t, app.url, "/reset-password", url.Values{"token": {reset}, "password": {"short"}})
+	if !strings.Contains(body, "New password must") {
+		t.Errorf("the reset page's error does not name the new password:\n%s", body)
+	}
+	css, _ := get(t, app.url, "/static/style.css")
+	if _, body := get(t, app.url, "/static/style.css"); css != 200 || !strings.Contains(body, "select:focus-visible") {
+		t.Error("the language select has no focus ring")
+	}
+}

@@ -42,7 +42,7 @@ func TestInputRules(t *testing.T) {
 		{"name with a host name", user("Visit evil.example.com now", "a@example.com", "pa55word"), 422, "name", "web address"},
 		{"name with initials", ok("J. R. R. Tolkien", "jrr@example.com", "pa55word"), 202, "", ""},
 		{"email missing", user("A", "", "pa55word"), 422, "email", "must be provided"},
-		{"email with an address literal", user("A", "root@[127.0.0.1]", "pa55word"), 422, "email", "address literal"},
+		{"email with an address literal", user("A", "root@[127.0.0.1]", "pa55word"), 422, "email", "not an IP address"},
 		{"email with a one-label domain", user("A", "postmaster@localhost", "pa55word"), 422, "email", "two labels"},
 		{"email with an IP address for a domain", user("A", "a@127.0.0.1", "pa55word"), 422, "email", "two labels"},
 		{"name with a line separator", user("Eve Bcc", "a@example.com", "pa55word"), 422, "name", "control characters"},
