@@ -175,21 +175,23 @@ func (app *application) requestEmailChange(r *http.Request, u *user, current, ne
 const invalidChangeToken = "error.change_token"
 
 // confirmEmailChange confirms the half of an address change that token is for;
-// it reports whether the change took effect (both halves confirmed).
-func (app *application) confirmEmailChange(ctx context.Context, token string) (bool, validator, error) {
+// it reports whether the change took effect (both halves confirmed), and
+// whether its notice to the old address was skipped (its owner's allowance
+// spent).
+func (app *application) confirmEmailChange(ctx context.Context, token string) (done, skipped bool, errs validator, err error) {
 	invalid := validator{"token": invalidChangeToken}
 	hash := hashToken(token)
 	if hash == nil {
-		return false, invalid, nil
+		return false, false, invalid, nil
 	}
 	done, sent, err := app.store.confirmEmailChange(ctx, hash, app.now())
 	switch {
 	case errors.Is(err, errNotFound):
-		return false, invalid, nil
+		return false, false, invalid, nil
 	case errors.Is(err, errAddressTaken):
-		return false, validator{"token": "error.change_taken"}, nil
+		return false, false, validator{"token": "error.change_taken"}, nil
 	case err != nil:
-		return false, nil, err
+		return false, false, nil, err
 	}
 	if done {
 		app.logger.Info("email changed")
@@ -198,7 +200,7 @@ func (app *application) confirmEmailChange(ctx context.Context, token string) (b
 		}
 		app.outbox.kick()
 	}
-	return done, nil, nil
+	return done, done && !sent, nil, nil
 }
 
 // deleteAccount deletes u with everything of it, if current is its
@@ -285,7 +287,7 @@ func (app *application) handleConfirmEmailChange(w http.ResponseWriter, r *http.
 		app.failedValidation(w, r, validator{"token": "error.required"})
 		return
 	}
-	done, errs, err := app.confirmEmailChange(r.Context(), input.Token)
+	done, _, errs, err := app.confirmEmailChange(r.Context(), input.Token)
 	msg := "this address's half of the change is confirmed; the change takes effect when the other address confirms it too"
 	if done {
 		msg = "the change is confirmed by both addresses: the account has its new address"

@@ -183,7 +183,7 @@ func (app *application) handleConfirmEmailForm(w http.ResponseWriter, r *http.Re
 	token := r.PostForm.Get("token")
 	switch r.PostForm.Get("action") {
 	case "confirm":
-		done, errs, err := app.confirmEmailChange(r.Context(), token)
+		done, skipped, errs, err := app.confirmEmailChange(r.Context(), token)
 		switch {
 		case err != nil:
 			app.pageError(w, r, err)
@@ -192,7 +192,11 @@ func (app *application) handleConfirmEmailForm(w http.ResponseWriter, r *http.Re
 		case len(errs) > 0:
 			app.showMessage(w, r, http.StatusUnprocessableEntity, "confirm.taken.title", "confirm.taken.text")
 		case done:
-			app.render(w, r, http.StatusOK, "message.html", pageOf("confirm.done.title", "confirm.done.text").withLink("/account", "loggedin.account"))
+			p := pageOf("confirm.done.title", "confirm.done.text").withLink("/account", "loggedin.account")
+			if skipped {
+				p.Lines = append(p.Lines, "notice.skipped")
+			}
+			app.render(w, r, http.StatusOK, "message.html", p)
 		default:
 			app.render(w, r, http.StatusOK, "message.html", pageOf("confirm.half.title", "confirm.half.text").withLink("/account", "loggedin.account"))
 		}

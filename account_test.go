@@ -530,3 +530,25 @@ func TestNoDeadEndsAfterAnAddressChange(t *testing.T) {
 	status, body = form(t, app.url, "/confirm-email", url.Values{"token": {new}, "action": {"confirm"}})
 	onward("a used link", status, body)
 }
+
+// TestSkippedNoticeIsSaid: where a change stands but its notice to the
+// address is left out (the owner's allowance spent: a reset by link, an
+// address change both addresses confirmed), the page says so.
+func TestSkippedNoticeIsSaid(t *testing.T) {
+	t.Parallel()
+	srv := startSMTP(t, nil)
+	app := newTestApp(t, srv, nil)
+	activatedAccount(t, app, srv, "ada@example.com")
+	reset := tokenOf(t, askReset(t, app, srv, "ada@example.com").data)
+	for range budgets[allowanceOwner].perHour {
+		app.store.write.Exec(`INSERT INTO sends (address_key, sent_at) VALUES ('owner:ada@example.com', $1)`, millis(time.Now()))
+	}
+	status, body := form(t, app.url, "/reset-password", url.Values{"token": {reset}, "password": {"new-password-1"}})
+	if status != http.StatusOK || !strings.Contains(body, "We could not email the address about this change") {
+		t.Errorf("a reset whose notice was left out: %d, and the page does not say so:\n%s", status, body)
+	}
+	status, body = form(t, app.url, "/reset-password", url.Values{"token": {"NOSUCHTOKENAAAAAAAAAAAAAAA"}, "password": {"new-password-1"}})
+	if strings.Contains(body, "We could not email") {
+		t.Errorf("a dead link's page speaks of a notice: %d", status)
+	}
+}

@@ -247,42 +247,43 @@ func (app *application) handleRequestPasswordReset(w http.ResponseWriter, r *htt
 // resetPassword sets a new password with a reset token, and stores device
 // (when set) as the device token of the browser that reset: the inbox
 // proved the owner. It returns a message per invalid field (the password's
-// rules, or the token), or an error.
-func (app *application) resetPassword(ctx context.Context, token, password string, device *linkToken) (validator, error) {
+// rules, or the token), or an error; and skipped, when its notice to the
+// address was not sent (the owner's allowance was spent).
+func (app *application) resetPassword(ctx context.Context, token, password string, device *linkToken) (errs validator, skipped bool, err error) {
 	v := validator{}
 	validatePassword(v, password)
 	v.check(token != "", "token", "error.required")
 	if len(v) > 0 {
-		return v, nil
+		return v, false, nil
 	}
 	invalid := validator{"token": "error.reset_token"}
 	hash := hashToken(token)
 	if hash == nil {
-		return invalid, nil
+		return invalid, false, nil
 	}
 	// Check the token before spending a hash on the password.
 	if _, err := app.store.userByToken(ctx, hash, "password-reset", app.now()); errors.Is(err, errNotFound) {
-		return invalid, nil
+		return invalid, false, nil
 	} else if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	passwordHash, err := app.hasher.hash(ctx, password)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	u, sent, err := app.store.resetPassword(ctx, hash, passwordHash, device, app.now())
 	if errors.Is(err, errNotFound) {
-		return invalid, nil
+		return invalid, false, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	app.logger.Info("password reset", "user_id", u.ID)
 	if !sent {
 		app.noticeSkipped(u.Email, "password reset")
 	}
 	app.outbox.kick()
-	return nil, nil
+	return nil, !sent, nil
 }
 
 // handleResetPassword sets a new password with a reset token.
@@ -295,6 +296,6 @@ func (app *application) handleResetPassword(w http.ResponseWriter, r *http.Reque
 		app.badRequest(w, r, err)
 		return
 	}
-	errs, err := app.resetPassword(r.Context(), input.Token, input.Password, nil)
+	errs, _, err := app.resetPassword(r.Context(), input.Token, input.Password, nil)
 	app.answer(w, r, errs, err, http.StatusOK, envelope{"message": "your password was reset; log in with the new one"})
 }

@@ -359,7 +359,7 @@ func (app *application) handleResetForm(w http.ResponseWriter, r *http.Request) 
 	}
 	token := r.PostForm.Get("token")
 	deviceToken, device := app.newDevice()
-	errs, err := app.resetPassword(r.Context(), token, r.PostForm.Get("password"), device)
+	errs, skipped, err := app.resetPassword(r.Context(), token, r.PostForm.Get("password"), device)
 	switch {
 	case err != nil:
 		app.pageError(w, r, err)
@@ -369,7 +369,11 @@ func (app *application) handleResetForm(w http.ResponseWriter, r *http.Request) 
 		app.render(w, r, http.StatusUnprocessableEntity, "reset-password.html", page{Title: "reset.title", Token: token, Errors: errs})
 	default:
 		http.SetCookie(w, app.cookie(deviceCookie, deviceToken, deviceTTL))
-		app.render(w, r, http.StatusOK, "message.html", pageOf("reset.done.title", "reset.done.text").withLink("/login", "reset.done.link"))
+		p := pageOf("reset.done.title", "reset.done.text").withLink("/login", "reset.done.link")
+		if skipped {
+			p.Lines = append(p.Lines, "notice.skipped")
+		}
+		app.render(w, r, http.StatusOK, "message.html", p)
 	}
 }
 
