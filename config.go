@@ -27,6 +27,7 @@ type config struct {
 	baseURL            string
 	baseURLDefault     bool // -base-url was not given: it follows the port listened on
 	appName            string
+	appNameGiven       bool // -app-name (or SIGNUP_APP_NAME) was given, not left at its default
 	templates          string
 	corsOrigins        []string
 	smtpHost           string
@@ -147,6 +148,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		}
 		return cfg, nil, fmt.Errorf("%w: %v", errUsage, err)
 	}
+	cfg.appNameGiven = getenv("SIGNUP_APP_NAME") != ""
+	fs.Visit(func(f *flag.Flag) { cfg.appNameGiven = cfg.appNameGiven || f.Name == "app-name" })
 	if cfg.version {
 		return cfg, nil, nil // -version prints and exits, whatever else is set
 	}

@@ -10,6 +10,7 @@ import (
 	"encoding/base32"
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"strings"
 	"time"
 
@@ -177,6 +178,9 @@ func (c *composer) email(kind emailKind, u *user, token string, now time.Time) (
 	if k.scope != "" {
 		data.Link += "?token=" + token
 		data.Expires = l.formatTime(now.Add(k.ttl))
+	}
+	if kind == kindWelcome && u.returnTo != "" { // the page asked for before signing up, on after activation
+		data.Link += "&return_to=" + url.QueryEscape(u.returnTo)
 	}
 	e, err := composeEmail(t, data, c.sender, u.Email, now)
 	if err != nil {

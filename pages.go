@@ -178,7 +178,8 @@ func (app *application) handleSignupPage(w http.ResponseWriter, r *http.Request)
 	if app.alreadyLoggedIn(w, r, "") {
 		return
 	}
-	app.render(w, r, http.StatusOK, "signup.html", page{Title: "signup.title"})
+	app.render(w, r, http.StatusOK, "signup.html", page{Title: "signup.title",
+		Form: map[string]string{"return_to": app.returnTo(r.URL.Query().Get("return_to"))}})
 }
 
 // handleSignupForm signs up exactly as POST /v1/users does.
@@ -187,7 +188,7 @@ func (app *application) handleSignupForm(w http.ResponseWriter, r *http.Request)
 		return
 	}
 	in := signupInput{Name: r.PostForm.Get("name"), Email: r.PostForm.Get("email"), Password: r.PostForm.Get("password"),
-		language: app.accountLanguage(r)}
+		language: app.accountLanguage(r), returnTo: app.returnTo(r.PostForm.Get("return_to"))}
 	errs, err := app.signup(r.Context(), in)
 	if err != nil {
 		app.pageError(w, r, err)
@@ -195,7 +196,7 @@ func (app *application) handleSignupForm(w http.ResponseWriter, r *http.Request)
 	}
 	if len(errs) > 0 {
 		app.render(w, r, http.StatusUnprocessableEntity, "signup.html", page{Title: "signup.title",
-			Form: map[string]string{"name": in.Name, "email": in.Email}, Errors: errs})
+			Form: map[string]string{"name": in.Name, "email": in.Email, "return_to": in.returnTo}, Errors: errs})
 		return
 	}
 	p := pageOf("signup.sent.title", "signup.sent.text", "signup.sent.expiry").withLink("/resend", "signup.lost_link")
@@ -234,7 +235,7 @@ func (app *application) handleActivatePage(w http.ResponseWriter, r *http.Reques
 		return
 	}
 	app.render(w, r, http.StatusOK, "activate.html", page{Title: "activate.title",
-		Name: u.Name, SignedUpAt: u.CreatedAt, Token: token})
+		Name: u.Name, SignedUpAt: u.CreatedAt, Token: token, Form: map[string]string{"return_to": app.returnTo(r.URL.Query().Get("return_to"))}})
 }
 
 // handleActivateForm activates the account with the password typed, or,
@@ -272,7 +273,11 @@ func (app *application) handleActivateForm(w http.ResponseWriter, r *http.Reques
 			app.activatePage(w, r, token, confirming, errs)
 		default:
 			app.startSession(w, sessionToken)
-			app.render(w, r, http.StatusOK, "message.html", app.continuePage(pageOf("activate.done.title", "activate.done.text")))
+			p := app.continuePage(pageOf("activate.done.title", "activate.done.text"))
+			if to := app.returnTo(r.PostForm.Get("return_to")); to != "" {
+				p.Link = to // back to the page asked for before signing up
+			}
+			app.render(w, r, http.StatusOK, "message.html", p)
 		}
 	case "cancel":
 		if err := app.store.cancelSignup(r.Context(), hashToken(token), app.now()); app.linkFailed(w, r, err, app.invalidLink) {
@@ -292,9 +297,10 @@ func (app *application) activatePage(w http.ResponseWriter, r *http.Request, tok
 	if app.linkFailed(w, r, err, app.invalidLink) {
 		return
 	}
-	p := page{Title: "activate.title", Name: u.Name, SignedUpAt: u.CreatedAt, Token: token, Errors: errs}
+	p := page{Title: "activate.title", Name: u.Name, SignedUpAt: u.CreatedAt, Token: token, Errors: errs,
+		Form: map[string]string{"return_to": app.returnTo(r.PostForm.Get("return_to"))}}
 	if confirm {
-		p.Form = map[string]string{"confirm": "yes"}
+		p.Form["confirm"] = "yes"
 	}
 	app.render(w, r, http.StatusUnprocessableEntity, "activate.html", p)
 }

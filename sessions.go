@@ -130,13 +130,28 @@ func (app *application) nextPage() string {
 	return "/account"
 }
 
-// continuePage is p with the "Continue to <app-name>" link (or to the
-// account page when there is no -app-url).
+// continuePage is p with the "Continue to <app>" link (or to the account
+// page when there is no -app-url).
 func (app *application) continuePage(p page) page {
-	if app.cfg.appURL != "" {
-		return p.withLink(app.cfg.appURL, "continue.app")
+	if app.cfg.appURL == "" {
+		return p.withLink("/account", "continue.account")
 	}
-	return p.withLink("/account", "continue.account")
+	p = p.withLink(app.cfg.appURL, "continue.app")
+	if p.Args == nil {
+		p.Args = map[string]string{}
+	}
+	p.Args["App"] = app.appLabel()
+	return p
+}
+
+// appLabel is how the pages name the app behind signup: -app-name when it
+// was given, else -app-url's host — "Continue to Signup" would name this
+// service, not the app.
+func (app *application) appLabel() string {
+	if u, err := url.Parse(app.cfg.appURL); err == nil && u.Hostname() != "" && !app.cfg.appNameGiven {
+		return u.Hostname()
+	}
+	return app.cfg.appName
 }
 
 // handleLoginPage shows the login form, return_to kept for after it — or,

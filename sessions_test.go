@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"text/template"
 	"time"
 )
 
@@ -318,7 +319,10 @@ func TestReturnTo(t *testing.T) {
 func TestAccountPageForms(t *testing.T) {
 	t.Parallel()
 	srv := startSMTP(t, nil)
-	app := newTestApp(t, srv, func(cfg *config) { cfg.appURL = "https://app.example.com/"; cfg.appName = "Example" })
+	app := newTestApp(t, srv, func(cfg *config) {
+		cfg.appURL = "https://app.example.com/"
+		cfg.appName, cfg.appNameGiven = "Example", true
+	})
 	v := newVisitor(t, app.url)
 	v.post("/signup", url.Values{"name": {"Ada"}, "email": {"ada@example.com"}, "password": {"pa55word1234"}})
 	token := tokenOf(t, waitFor1(t, srv, "ada@example.com", "Activate").data)
@@ -438,5 +442,45 @@ func TestTheWayToLogIn(t *testing.T) {
 	}
 	if a := v.get("/login?return_to=" + url.QueryEscape("https://evil.example/")); strings.Contains(a.body, "evil.example") {
 		t.Error("/login logged in led on to a return_to that is not allowed")
+	}
+}
+
+// TestSigningUpFromBehindTheProxy: the login page's "Sign up" link keeps
+// return_to; the welcome email's link carries it to the activation page,
+// whose "Continue to …" leads back to the page first asked for. With no
+// -app-name given, the app is named by -app-url's host, not "Signup".
+func TestSigningUpFromBehindTheProxy(t *testing.T) {
+	t.Parallel()
+	srv := startSMTP(t, nil)
+	app := newTestApp(t, srv, func(cfg *config) { cfg.appURL = "http://app.localhost:3000/" })
+	asked := "http://app.localhost:3000/reports?month=11"
+	v := newVisitor(t, app.url)
+	login := v.get("/login?return_to=" + url.QueryEscape(asked))
+	m := regexp.MustCompile(`href="/signup\?return_to=([^"]+)"`).FindStringSubmatch(login.body)
+	if m == nil {
+		t.Fatalf("the login page's Sign up link drops return_to:\n%s", login.body)
+	}
+	if got, _ := url.QueryUnescape(m[1]); got != asked {
+		t.Fatalf("the login page's Sign up link carries return_to %q, want %q", got, asked)
+	}
+	form := v.get("/signup?return_to=" + url.QueryEscape(asked))
+	if !strings.Contains(form.body, `name="return_to" value="`+template.HTMLEscapeString(asked)+`"`) {
+		t.Fatalf("the signup form does not keep return_to:\n%s", form.body)
+	}
+	v.post("/signup", url.Values{"name": {"Ada"}, "email": {"ada@example.com"}, "password": {"pa55word1234"}, "return_to": {asked}})
+	plain, _ := parts(t, waitFor1(t, srv, "ada@example.com", "Activate").data)
+	link := regexp.MustCompile(`(?m)^(http://\S+/activate\?token=[A-Z2-7]{26}&return_to=\S+)\r?$`).FindStringSubmatch(plain)
+	if link == nil {
+		t.Fatalf("the welcome email's link does not carry return_to:\n%s", plain)
+	}
+	page := v.get(strings.TrimPrefix(link[1], app.cfg.baseURL))
+	token := regexp.MustCompile(`name="token" value="([A-Z2-7]{26})"`).FindStringSubmatch(page.body)
+	if token == nil || !strings.Contains(page.body, `name="return_to" value="`+template.HTMLEscapeString(asked)+`"`) {
+		t.Fatalf("the activation page does not carry return_to:\n%s", page.body)
+	}
+	done := v.post("/activate", url.Values{"token": {token[1]}, "password": {"pa55word1234"}, "action": {"activate"}, "return_to": {asked}})
+	want := `<a href="` + template.HTMLEscapeString(asked) + `">Continue to app.localhost</a>`
+	if done.status != 200 || !strings.Contains(done.body, want) {
+		t.Errorf("activated: %d, want %s in:\n%s", done.status, want, done.body)
 	}
 }

@@ -21,6 +21,7 @@ type user struct {
 	language     string // of the emails about the account; "" is -default-language
 
 	oldEmail, newEmail string // an address change's two addresses, for the emails about it
+	returnTo           string // the page asked for before signing up, for the welcome email's link
 }
 
 // userColumns are the columns scanUser reads, in its order.

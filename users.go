@@ -16,6 +16,7 @@ type signupInput struct {
 	Email    string `json:"email"`
 	Password string `json:"password"`
 	language string // of the page or request (Accept-Language): the emails' from now on
+	returnTo string // the page asked for before signing up (an allowed return_to, or ""): the welcome email's link carries it
 }
 
 // signup validates a signup and, if it is valid, does what the state of
@@ -54,7 +55,7 @@ func (app *application) signup(ctx context.Context, in signupInput) (errs valida
 		return nil, err
 	}
 	now := app.now().UTC()
-	u := &user{CreatedAt: now.Truncate(time.Millisecond), Name: in.Name, Email: in.Email, passwordHash: hash, language: in.language}
+	u := &user{CreatedAt: now.Truncate(time.Millisecond), Name: in.Name, Email: in.Email, passwordHash: hash, language: in.language, returnTo: in.returnTo}
 	token, _ := newToken()
 	// The welcome email, composed before the transaction so that the
 	// templates do not run while it holds the database's one writer.
