@@ -90,3 +90,27 @@ func TestEnvironmentAndFlags(t *testing.T) {
 		t.Error("-h shows the SMTP password")
 	}
 }
+
+// TestWarnsWhenTheAppCannotSeeTheCookie: at start, signup warns when
+// -app-url's host cannot see the session cookie (the proxy recipe left at
+// the default -base-url loops on login), and not when it can.
+func TestWarnsWhenTheAppCannotSeeTheCookie(t *testing.T) {
+	t.Parallel()
+	srv := startSMTP(t, nil)
+	for _, c := range []struct {
+		args []string
+		warn bool
+	}{
+		{[]string{"-app-url", "http://127.0.0.1:8080/"}, true}, // -base-url left at http://localhost:<port>
+		{[]string{"-app-url", "http://localhost:8080/"}, false},
+		{[]string{"-app-url", "https://app.example.com/", "-base-url", "https://signup.example.com", "-cookie-domain", "example.com"}, false},
+		{[]string{"-app-url", "https://app.example.com/", "-base-url", "https://signup.example.org"}, true},
+	} {
+		p := startRun(t, append(baseArgs(t.TempDir()), append(smtpArgs(srv.host, srv.port), c.args...)...), nil)
+		p.cancel()
+		<-p.done
+		if got := containsLine(p.logs.String(), "level=WARN", "cannot see the session cookie"); got != c.warn {
+			t.Errorf("%v: warned %v, want %v", c.args, got, c.warn)
+		}
+	}
+}

@@ -134,3 +134,24 @@ func anchors(doc string) []string {
 	}
 	return out
 }
+
+// TestDocsShowTheDeployFiles: the nginx and Caddy configurations that
+// docs/app.md shows are deploy/'s files as they are — the ones the proxy
+// tests run.
+func TestDocsShowTheDeployFiles(t *testing.T) {
+	t.Parallel()
+	doc, err := os.ReadFile("docs/app.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for lang, file := range map[string]string{"nginx": "deploy/nginx.conf", "caddy": "deploy/Caddyfile"} {
+		m := regexp.MustCompile("(?s)```" + lang + "\n(.*?)\n```").FindSubmatch(doc)
+		want, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m == nil || string(m[1]) != strings.TrimRight(string(want), "\n") {
+			t.Errorf("docs/app.md does not show %s as it is", file)
+		}
+	}
+}

@@ -218,8 +218,26 @@ func checkProxy(t *testing.T, s *proxySetup, wantLogin func(res *http.Response) 
 		t.Errorf("with a bearer token: %d, Remote-User %q", res.StatusCode, seen.Get("Remote-User"))
 	}
 
-	v.post("/logout", nil)
+	// The app's "Log out": a form on the app's site posting to /logout there.
+	req, _ := http.NewRequest("POST", s.site+"/logout", strings.NewReader(""))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", s.site)
+	req.Header.Set("Sec-Fetch-Site", "same-origin")
+	res, err := v.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusSeeOther || res.Header.Get("Location") != s.signup.url+"/login" {
+		t.Errorf("the app's Log out, through the proxy: %d %q, want 303 to signup's login page", res.StatusCode, res.Header.Get("Location"))
+	}
 	_, before := s.app.last()
+	if res := get(v.client, "/dashboard"); res.StatusCode == 200 {
+		t.Errorf("after the app's Log out the session still reaches the app: %d", res.StatusCode)
+	}
+	if _, after := s.app.last(); after != before {
+		t.Error("after the app's Log out the app was reached")
+	}
 	cookie := &http.Cookie{Name: "signup_session", Value: "AAAAAAAAAAAAAAAAAAAAAAAAAA"}
 	res = get(plain, "/dashboard", "Cookie", cookie.String())
 	if _, after := s.app.last(); after != before || res.StatusCode == 200 {

@@ -124,6 +124,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			cfg.baseURL = "http://localhost:" + strconv.Itoa(addr.Port)
 		}
 	}
+	if cfg.appURL != "" && !cookieReaches(cfg) {
+		logger.Warn("the app's host cannot see the session cookie: a login would land on the login page again; give signup a -base-url on the app's host, or a -cookie-domain over both",
+			"app_url", cfg.appURL, "base_url", cfg.baseURL, "cookie_domain", cfg.cookieDomain)
+	}
 	app := newApplication(cfg, logger, st, mailer, tmpl)
 	return app.serve(ctx, ln, getenv)
 }

@@ -7,6 +7,7 @@ package main
 import (
 	"errors"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strconv"
@@ -39,6 +40,24 @@ func (app *application) sessionCookie(token string, maxAge time.Duration) *http.
 		c.MaxAge = -1
 	}
 	return c
+}
+
+// cookieReaches reports whether the session cookie, set by -base-url's
+// host, reaches -app-url's: the same host (cookies know no ports), or both
+// within -cookie-domain.
+func cookieReaches(cfg config) bool {
+	base, err1 := url.Parse(cfg.baseURL)
+	app, err2 := url.Parse(cfg.appURL)
+	if err1 != nil || err2 != nil {
+		return true // the config's checks say so
+	}
+	b, a := strings.ToLower(base.Hostname()), strings.ToLower(app.Hostname())
+	if a == b {
+		return true
+	}
+	d := strings.ToLower(strings.TrimPrefix(cfg.cookieDomain, "."))
+	within := func(h string) bool { return d != "" && (h == d || strings.HasSuffix(h, "."+d)) }
+	return within(a) && within(b)
 }
 
 // retryAfter is a Retry-After header's value for a wait of d.
@@ -202,7 +221,10 @@ func (app *application) handleLoginForm(w http.ResponseWriter, r *http.Request) 
 	}
 }
 
-// handleLogoutForm ends this browser's session, then shows the login page.
+// handleLogoutForm ends this browser's session, then shows the login page
+// — signup's own, when the form was posted on the app's site and a trusted
+// proxy brought it here (deploy/nginx.conf and deploy/Caddyfile route the
+// app's /logout to signup).
 func (app *application) handleLogoutForm(w http.ResponseWriter, r *http.Request) {
 	if hash := app.sessionHash(r); hash != nil {
 		if err := app.store.deleteToken(r.Context(), hash, "session"); err != nil {
@@ -211,5 +233,12 @@ func (app *application) handleLogoutForm(w http.ResponseWriter, r *http.Request)
 		}
 	}
 	http.SetCookie(w, app.sessionCookie("", -1))
-	http.Redirect(w, r, "/login", http.StatusSeeOther)
+	to := "/login"
+	peer, _ := netip.ParseAddrPort(r.RemoteAddr)
+	if u, err := url.Parse(app.cfg.baseURL); err == nil && !strings.EqualFold(r.Host, u.Host) && app.trusted(peer.Addr().Unmap()) {
+		// Posted on the app's site, whose proxy routes /logout here: on to
+		// this service's own login page.
+		to = app.cfg.baseURL + "/login"
+	}
+	http.Redirect(w, r, to, http.StatusSeeOther)
 }
