@@ -215,3 +215,33 @@ func TestBrowserWholeLife(t *testing.T) {
 		t.Errorf("log in to the deleted account: %d", status)
 	}
 }
+
+// TestFailedFormInViewOnAPhone: on a phone, a form low on /account that
+// fails lands the page on the field at fault, focused, its error in view
+// and announced; axe finds nothing on that state.
+func TestFailedFormInViewOnAPhone(t *testing.T) {
+	t.Parallel()
+	ctx := browser(t) // a phone's window
+	srv := startSMTP(t, nil)
+	p := startBinary(t, append(baseArgs(t.TempDir()), smtpArgs(srv.host, srv.port)...))
+	base := strings.Replace(p.url, "127.0.0.1", "localhost", 1) // where the session cookie goes
+	signup(t, p.url, "ada@example.com")
+	activate(t, p.url, waitFor1(t, srv, "ada@example.com", "Activate"))
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(base+"/login"), chromedp.WaitVisible(`#email`),
+		chromedp.SendKeys(`#email`, "ada@example.com"), chromedp.SendKeys(`#password`, "pa55word1234"),
+		chromedp.Click(`button[type=submit]`), chromedp.WaitVisible(`#del-current`),
+		chromedp.SendKeys(`#del-current`, "not-my-password"), chromedp.Click(`button.danger`),
+		chromedp.WaitVisible(`#del-current-error`),
+	); err != nil {
+		t.Fatalf("the failed deletion: %v\n%s", err, p.logs)
+	}
+	inView, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`(() => {
+		const r = document.querySelector("#del-current-error").getBoundingClientRect();
+		return r.top >= 0 && r.bottom <= window.innerHeight && document.activeElement.id === "del-current";
+	})()`))
+	if err != nil || !inView {
+		t.Errorf("after a failed form low on the page, its error is not in view with its field focused (%v)", err)
+	}
+	checkAxe(t, ctx, "a failed form low on the account page")
+}
