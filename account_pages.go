@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 )
 
 // accountPage renders the account page of u (status, with errs for the
@@ -213,4 +214,36 @@ func (app *application) handleConfirmEmailForm(w http.ResponseWriter, r *http.Re
 // deadChangeLink says that an address change's link does not work.
 func (app *application) deadChangeLink(w http.ResponseWriter, r *http.Request) {
 	app.render(w, r, http.StatusUnprocessableEntity, "message.html", pageOf("link.dead.title", "link.dead.change").withLink("/account", "loggedin.account"))
+}
+
+// agent is a session's browser and system in the words a person uses for
+// them; Browser alone for what is not a browser (an API client's name).
+type agent struct{ Browser, System string }
+
+// Agent is s's user agent in words: a few lines of reading the User-Agent
+// header, in the order that matters (Edge and Opera also say Chrome,
+// Chrome also says Safari).
+func (s loginSession) Agent() agent {
+	ua := s.UserAgent
+	var a agent
+	for _, b := range []struct{ mark, name string }{{"Edg/", "Edge"}, {"OPR/", "Opera"}, {"Firefox/", "Firefox"},
+		{"Chromium/", "Chromium"}, {"Chrome/", "Chrome"}, {"Safari/", "Safari"}} {
+		if strings.Contains(ua, b.mark) {
+			a.Browser = b.name
+			break
+		}
+	}
+	for _, o := range []struct{ mark, name string }{{"Android", "Android"}, {"iPhone", "iOS"}, {"iPad", "iOS"}, {"Windows", "Windows"},
+		{"Macintosh", "macOS"}, {"CrOS", "ChromeOS"}, {"Linux", "Linux"}} {
+		if strings.Contains(ua, o.mark) {
+			a.System = o.name
+			break
+		}
+	}
+	if a.Browser == "" { // curl/8.0.1, a script's own name: its first word
+		a.Browser, _, _ = strings.Cut(ua, "/")
+		a.Browser, _, _ = strings.Cut(a.Browser, " ")
+		a.System = ""
+	}
+	return a
 }

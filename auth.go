@@ -97,7 +97,11 @@ func (app *application) newLogin(r *http.Request, scope string, now time.Time) (
 	if scope == "session" {
 		ttl = app.cfg.sessionLifetime
 	}
-	return token, &newSession{hash: hash, scope: scope, expiry: now.Add(ttl), userAgent: r.UserAgent()}
+	var address string
+	if a := clientKey(app.clientAddr(r)); a.IsValid() {
+		address = a.String()
+	}
+	return token, &newSession{hash: hash, scope: scope, expiry: now.Add(ttl), userAgent: r.UserAgent(), address: address}
 }
 
 // handleLogin logs in: a bearer token for the right email and

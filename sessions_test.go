@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/cookiejar"
+	"net/netip"
 	"net/url"
 	"regexp"
 	"strings"
@@ -482,5 +483,42 @@ func TestSigningUpFromBehindTheProxy(t *testing.T) {
 	want := `<a href="` + template.HTMLEscapeString(asked) + `">Continue to app.localhost</a>`
 	if done.status != 200 || !strings.Contains(done.body, want) {
 		t.Errorf("activated: %d, want %s in:\n%s", done.status, want, done.body)
+	}
+}
+
+// TestSessionsInWords: "Where you are logged in" names each session's
+// browser and system in words and the address it was made from, this
+// session first — not whole raw user agents.
+func TestSessionsInWords(t *testing.T) {
+	t.Parallel()
+	srv := startSMTP(t, nil)
+	app := newTestApp(t, srv, func(cfg *config) { cfg.trustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")} })
+	activatedAccount(t, app, srv, "ada@example.com")
+	logIn := func(from, agent string) *visitor {
+		v := newVisitor(t, app.url)
+		req, _ := http.NewRequest("POST", app.url+"/login", strings.NewReader(url.Values{"email": {"ada@example.com"}, "password": {"pa55word1234"}}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Sec-Fetch-Site", "same-origin")
+		req.Header.Set("X-Forwarded-For", from)
+		req.Header.Set("User-Agent", agent)
+		if a := v.do(req); a.status != 303 {
+			t.Fatalf("login from %s: %d", from, a.status)
+		}
+		return v
+	}
+	logIn("203.0.113.7", "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0")
+	me := logIn("198.51.100.9", "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36")
+	page := me.get("/account").body
+	for _, want := range []string{"Firefox on Linux", "Chrome on Windows", "from 203.0.113.7", "from 198.51.100.9"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the account page lacks %q", want)
+		}
+	}
+	if strings.Contains(page, "Mozilla/5.0") {
+		t.Error("the account page shows a raw user agent")
+	}
+	first := strings.Index(page, "<li>")
+	if first < 0 || !strings.Contains(page[first:strings.Index(page[first:], "</li>")+first], "Chrome on Windows") {
+		t.Error("this session is not listed first")
 	}
 }

@@ -29,6 +29,7 @@ type loginSession struct {
 	UserAgent string    `json:"user_agent"`
 	Current   bool      `json:"current"`
 	Browser   bool      `json:"-"` // a browser's session, not a bearer token
+	Address   string    `json:"-"` // the client's address when it was made, for the account page
 	hash      []byte    // set for the request's own session only
 }
 
@@ -38,6 +39,7 @@ type newSession struct {
 	scope     string // "session" (a browser's cookie) or "authentication" (a bearer token)
 	expiry    time.Time
 	userAgent string
+	address   string // the client's (an IPv6 client's /64)
 }
 
 // maxUserAgent is how much of a User-Agent a session keeps.
@@ -68,9 +70,9 @@ func insertLogin(ctx context.Context, tx *sql.Tx, id int64, checked []byte, l *n
 	if len(ua) > maxUserAgent {
 		ua = ua[:maxUserAgent]
 	}
-	res, err := tx.ExecContext(ctx, `INSERT INTO tokens (hash, user_id, scope, expiry, session_id, created_at, last_used_at, user_agent)
-		SELECT $1, id, $2, $3, $4, $5, $5, $6 FROM users WHERE id = $7 AND password_hash = $8`,
-		l.hash, l.scope, millis(l.expiry), hex.EncodeToString(b), millis(now), string(ua), id, checked)
+	res, err := tx.ExecContext(ctx, `INSERT INTO tokens (hash, user_id, scope, expiry, session_id, created_at, last_used_at, user_agent, client_addr)
+		SELECT $1, id, $2, $3, $4, $5, $5, $6, $9 FROM users WHERE id = $7 AND password_hash = $8`,
+		l.hash, l.scope, millis(l.expiry), hex.EncodeToString(b), millis(now), string(ua), id, checked, l.address)
 	if err != nil {
 		return err
 	}
@@ -230,12 +232,13 @@ func (c *sessionCache) forget() {
 	}
 }
 
-// sessions lists the live sessions of user id, newest first, at most
-// maxPerAccount of each scope; the one with hash current is marked.
+// sessions lists the live sessions of user id, the one with hash current
+// first and marked, then the newest first, at most maxPerAccount of each
+// scope.
 func (st *store) sessions(ctx context.Context, id int64, current []byte, now time.Time) ([]loginSession, error) {
-	rows, err := st.read.QueryContext(ctx, `SELECT session_id, created_at, last_used_at, user_agent, scope, hash = $2
+	rows, err := st.read.QueryContext(ctx, `SELECT session_id, created_at, last_used_at, user_agent, client_addr, scope, hash = $2
 		FROM tokens WHERE user_id = $1 AND expiry > $3 AND (scope = 'authentication' OR (scope = 'session' AND last_used_at > $4))
-		ORDER BY created_at DESC, session_id LIMIT $5`, id, current, millis(now), millis(now.Add(-sessionIdle)), 2*maxPerAccount)
+		ORDER BY hash = $2 DESC, created_at DESC, session_id LIMIT $5`, id, current, millis(now), millis(now.Add(-sessionIdle)), 2*maxPerAccount)
 	if err != nil {
 		return nil, err
 	}
@@ -245,7 +248,7 @@ func (st *store) sessions(ctx context.Context, id int64, current []byte, now tim
 		var s loginSession
 		var created, used int64
 		var scope string
-		if err := rows.Scan(&s.ID, &created, &used, &s.UserAgent, &scope, &s.Current); err != nil {
+		if err := rows.Scan(&s.ID, &created, &used, &s.UserAgent, &s.Address, &scope, &s.Current); err != nil {
 			return nil, err
 		}
 		s.CreatedAt, s.LastUsed, s.Browser = time.UnixMilli(created).UTC(), time.UnixMilli(used).UTC(), scope == "session"
