@@ -333,7 +333,7 @@ func TestBrowserSignupAndActivate(t *testing.T) {
 	p := startBinary(t, []string{"-db", filepath.Join(dir, "signup.db"), "-port", "0", "-bcrypt-cost", "4", "-mail-dir", filepath.Join(dir, "mail"), "-limiter-enabled=false"})
 
 	err := chromedp.Do(ctx,
-		chromedp.Navigate(p.url+"/"),
+		chromedp.Navigate(p.url+"/signup"), // "/" leads to the login page, which links here
 		chromedp.WaitVisible(chromedp.CSS(`#name`)),
 		chromedp.SendKeys(chromedp.CSS(`#name`), "Ada Lovelace"),
 		chromedp.SendKeys(chromedp.CSS(`#email`), "ada@example.com"),
