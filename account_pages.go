@@ -211,6 +211,46 @@ func (app *application) handleConfirmEmailForm(w http.ResponseWriter, r *http.Re
 	}
 }
 
+// handleUndoEmailPage shows, to the old address of a change made, what
+// its link gives back, with its button. It never uses the token: mail
+// scanners fetch every link.
+func (app *application) handleUndoEmailPage(w http.ResponseWriter, r *http.Request) {
+	token := r.URL.Query().Get("token")
+	u, old, err := app.store.emailUndoByToken(r.Context(), hashToken(token), app.now())
+	if app.linkFailed(w, r, err, app.deadUndoLink) {
+		return
+	}
+	app.render(w, r, http.StatusOK, "undo-email.html", page{Title: "undo.title", Token: token,
+		Form: map[string]string{"old": old, "new": u.Email}})
+}
+
+// handleUndoEmailForm gives the account its old address back, ending
+// every session of it, and leads on to a password reset from that address.
+func (app *application) handleUndoEmailForm(w http.ResponseWriter, r *http.Request) {
+	if !app.readForm(w, r) {
+		return
+	}
+	old, err := app.store.undoEmailChange(r.Context(), hashToken(r.PostForm.Get("token")), app.now())
+	switch {
+	case errors.Is(err, errAddressTaken):
+		app.showMessage(w, r, http.StatusUnprocessableEntity, "confirm.taken.title", "confirm.taken.text")
+		return
+	case app.linkFailed(w, r, err, app.deadUndoLink):
+		return
+	}
+	app.logger.Info("email change undone by the old address's link")
+	app.outbox.kickWebhooks() // a change that sends no email
+	p := pageOf("undo.done.title", "undo.done.text").withLink("/forgot-password", "undo.done.link")
+	p.Args = map[string]string{"Email": old}
+	app.render(w, r, http.StatusOK, "message.html", p)
+}
+
+// deadUndoLink says that the link of an "email changed" email does not
+// work.
+func (app *application) deadUndoLink(w http.ResponseWriter, r *http.Request) {
+	app.render(w, r, http.StatusUnprocessableEntity, "message.html", pageOf("link.dead.title", "link.dead.undo").withLink("/forgot-password", "undo.done.link"))
+}
+
 // deadChangeLink says that an address change's link does not work.
 func (app *application) deadChangeLink(w http.ResponseWriter, r *http.Request) {
 	app.render(w, r, http.StatusUnprocessableEntity, "message.html", pageOf("link.dead.title", "link.dead.change").withLink("/account", "loggedin.account"))

@@ -177,7 +177,7 @@ func testAccountByAPI(t *testing.T, app *testApp, srv *testSMTP) {
 		t.Errorf("both halves confirmed, the account has %v", body)
 	}
 	changed := waitFor1(t, srv, "ada@example.com", "has a new email address")
-	if plain, _ := parts(t, changed.data); !strings.Contains(plain, "ada.new@example.com") || !strings.Contains(plain, app.cfg.baseURL+"/forgot-password") {
+	if plain, _ := parts(t, changed.data); !strings.Contains(plain, "ada.new@example.com") || !strings.Contains(plain, app.cfg.baseURL+"/undo-email?token=") { // the way back, for an owner who did not make the change
 		t.Errorf("the email-changed email:\n%s", plain)
 	}
 	if status, _, _ := login(t, app.url, "ada.new@example.com", "pa55word1234"); status != 201 {
@@ -550,5 +550,50 @@ func TestSkippedNoticeIsSaid(t *testing.T) {
 	status, body = form(t, app.url, "/reset-password", url.Values{"token": {"NOSUCHTOKENAAAAAAAAAAAAAAA"}, "password": {"new-password-1"}})
 	if strings.Contains(body, "We could not email") {
 		t.Errorf("a dead link's page speaks of a notice: %d", status)
+	}
+}
+
+// TestEmailChangedGivesAWayOut: the "email changed" email gives the old
+// address a way out that works — its link (which GET never uses) gives the
+// account back its old address and ends every session of it, whoever holds
+// them; a reset from the old address then works. The link works once.
+func TestEmailChangedGivesAWayOut(t *testing.T) {
+	t.Parallel()
+	srv := startSMTP(t, nil)
+	app := newTestApp(t, srv, nil)
+	token := activatedAccount(t, app, srv, "ada@example.com")
+	if status, _ := bearerDo(t, "POST", app.url+"/v1/users/me/email", token, map[string]string{"email": "thief@evil.example", "current_password": "pa55word1234"}); status != http.StatusAccepted {
+		t.Fatalf("address change: %d", status)
+	}
+	for _, to := range []string{"ada@example.com", "thief@evil.example"} {
+		if status, _ := post(t, "PUT", app.url+"/v1/users/email", map[string]string{"token": confirmLink(t, waitFor1(t, srv, to, "Confirm the new email address"))}); status != http.StatusOK {
+			t.Fatalf("confirm %s: %d", to, status)
+		}
+	}
+	msg := waitFor1(t, srv, "ada@example.com", "has a new email address")
+	link, undo := linkOf(t, msg.data)
+	if !strings.Contains(link, "/undo-email?token=") {
+		t.Fatalf("the email changed email's link: %s", link)
+	}
+	path := strings.TrimPrefix(link, app.cfg.baseURL)
+	for range 2 { // GET never uses it
+		if status, body := get(t, app.url, path); status != 200 || !strings.Contains(body, "thief@evil.example") {
+			t.Fatalf("GET %s: %d", path, status)
+		}
+	}
+	status, body := form(t, app.url, "/undo-email", url.Values{"token": {undo}})
+	if status != http.StatusOK || !strings.Contains(body, "ada@example.com again") {
+		t.Fatalf("undo: %d\n%s", status, body)
+	}
+	if res := withBearer(t, "GET", app.url+"/v1/users/me", token); res.StatusCode != http.StatusUnauthorized {
+		t.Errorf("a session from before the undo: %d, want 401", res.StatusCode)
+	}
+	reset := tokenOf(t, askReset(t, app, srv, "ada@example.com").data)
+	if status, _ := post(t, "PUT", app.url+"/v1/users/password", map[string]string{"token": reset, "password": "mine-again-1"}); status != http.StatusOK {
+		t.Errorf("a reset from the old address after the undo: %d", status)
+	}
+	passwordIs(t, app.url, "ada@example.com", "mine-again-1", "pa55word1234")
+	if status, _ := form(t, app.url, "/undo-email", url.Values{"token": {undo}}); status != http.StatusUnprocessableEntity {
+		t.Errorf("the undo link a second time: %d, want 422", status)
 	}
 }

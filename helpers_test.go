@@ -141,7 +141,7 @@ func signup(t testing.TB, url, address string) {
 }
 
 // linkRE matches a link with a token on a line of its own.
-var linkRE = regexp.MustCompile(`(?m)^(https?://\S+/(?:activate|reset-password|confirm-email)\?token=([A-Z2-7]{26}))\r?$`)
+var linkRE = regexp.MustCompile(`(?m)^(https?://\S+/(?:activate|reset-password|confirm-email|undo-email)\?token=([A-Z2-7]{26}))\r?$`)
 
 // firstToken waits for the first message at srv and returns its token.
 func firstToken(t testing.TB, srv *testSMTP) string {

@@ -70,6 +70,7 @@ const (
 	activationTTL = 72 * time.Hour   // the link in a welcome or activation email
 	resetTTL      = 45 * time.Minute // the link in a password-reset email
 	changeTTL     = 24 * time.Hour   // the links that confirm an address change
+	undoTTL       = 7 * 24 * time.Hour // the link that gives an account its old address back
 	authTTL       = 24 * time.Hour   // a bearer token from logging in
 )
 
@@ -93,7 +94,7 @@ var emailKinds = map[emailKind]emailSpec{
 	kindPasswordChanged: {"password-changed.tmpl", "", 0, "/forgot-password", allowanceOwner},
 	kindConfirmOld:      {"confirm-email.tmpl", "email-change-old", changeTTL, "/confirm-email", allowanceOwner},
 	kindConfirmNew:      {"confirm-email.tmpl", "email-change-new", changeTTL, "/confirm-email", allowanceStranger},
-	kindEmailChanged:    {"email-changed.tmpl", "", 0, "/forgot-password", allowanceOwner},
+	kindEmailChanged:    {"email-changed.tmpl", "email-undo", undoTTL, "/undo-email", allowanceOwner},
 	kindAccountDeleted:  {"account-deleted.tmpl", "", 0, "", allowanceOwner},
 }
 

@@ -57,6 +57,8 @@ func (app *application) routes() http.Handler {
 	mux.HandleFunc("POST /account/language", app.handleAccountLanguageForm)
 	mux.HandleFunc("GET /confirm-email", app.handleConfirmEmailPage)
 	mux.HandleFunc("POST /confirm-email", app.handleConfirmEmailForm)
+	mux.HandleFunc("GET /undo-email", app.handleUndoEmailPage)
+	mux.HandleFunc("POST /undo-email", app.handleUndoEmailForm)
 	mux.HandleFunc("GET /static/style.css", app.handleStyle)
 	mux.HandleFunc("GET /favicon.ico", app.handleFavicon)
 	return app.recoverPanic(app.countRequests(mux, app.refuseWhenGone(app.rateLimit(app.cors(app.sameOrigin(app.deadline(app.noRoute(mux))))))))

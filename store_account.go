@@ -226,8 +226,100 @@ func (st *store) confirmEmailChange(ctx context.Context, tokenHash []byte, now t
 	old.oldEmail, old.newEmail = c.oldEmail, c.newEmail
 	moved := *c.user
 	moved.Email = c.newEmail
-	sent, err = st.tell(ctx, tx, notice{kind: kindEmailChanged, to: &old, skippable: true, event: eventEmailChanged, about: &moved, now: now})
+	// The old address's way back: the notice's link gives the account its
+	// old address back until it expires (undoEmailChange).
+	token, _ := newToken()
+	e, err := st.composer.email(kindEmailChanged, &old, token, now)
+	if err != nil {
+		return false, false, err
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE user_id = $1 AND scope = $2`, c.user.ID, e.token.scope); err != nil {
+		return false, false, err
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM email_undos WHERE user_id = $1`, c.user.ID); err != nil {
+		return false, false, err
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO email_undos (user_id, old_email, expiry) VALUES ($1, $2, $3)`,
+		c.user.ID, c.oldEmail, millis(e.token.expiry)); err != nil {
+		return false, false, err
+	}
+	sent, err = st.tell(ctx, tx, notice{composed: e, skippable: true, event: eventEmailChanged, about: &moved, now: now})
 	return err == nil, sent, err
+}
+
+// emailUndoByToken returns the account that the unexpired link of an
+// "email changed" email with this hash may give its old address back, and
+// that address; errNotFound for no such link.
+func (st *store) emailUndoByToken(ctx context.Context, tokenHash []byte, now time.Time) (*user, string, error) {
+	var id int64
+	var old string
+	err := st.read.QueryRowContext(ctx, `SELECT u.user_id, u.old_email FROM email_undos u JOIN tokens t ON t.user_id = u.user_id
+		WHERE t.hash = $1 AND t.scope = 'email-undo' AND t.expiry > $2 AND u.expiry > $2`, tokenHash, millis(now)).Scan(&id, &old)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, "", errNotFound
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	u, err := scanUser(st.read.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE id = $1`, id))
+	return u, old, err
+}
+
+// undoEmailChange gives the account that the unexpired link with this hash
+// is for its old address back — the way out of a change its owner did not
+// make — and ends every session and token of it but its device tokens, so
+// that whoever changed it is out; the person then sets a new password by a
+// reset from the old address. A pending account that took the old address
+// meanwhile is deleted (the link proves the inbox); an activated one holds
+// it for good (errAddressTaken). It returns the address given back, or
+// errNotFound for no such link.
+func (st *store) undoEmailChange(ctx context.Context, tokenHash []byte, now time.Time) (string, error) {
+	u, old, err := st.emailUndoByToken(ctx, tokenHash, now)
+	if err != nil {
+		return "", err
+	}
+	tx, err := st.write.BeginTx(ctx, nil)
+	if err != nil {
+		return "", err
+	}
+	defer tx.Rollback()
+	if err := st.lockAddress(ctx, tx, old); err != nil {
+		return "", err
+	}
+	res, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE hash = $1 AND scope = 'email-undo' AND expiry > $2`, tokenHash, millis(now))
+	if err != nil {
+		return "", err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return "", errNotFound // used meanwhile
+	}
+	owner, err := userByAddress(ctx, tx, old)
+	switch {
+	case err == nil && owner.ID != u.ID && owner.Activated:
+		return "", errAddressTaken
+	case err == nil && owner.ID != u.ID:
+		if _, err := tx.ExecContext(ctx, `DELETE FROM users WHERE id = $1`, owner.ID); err != nil {
+			return "", err
+		}
+	case err != nil && !errors.Is(err, errNotFound):
+		return "", err
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE users SET email = $1, email_key = $2 WHERE id = $3`, old, strings.ToLower(old), u.ID); err != nil {
+		return "", err
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE user_id = $1 AND scope <> 'device'`, u.ID); err != nil {
+		return "", err
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM email_undos WHERE user_id = $1`, u.ID); err != nil {
+		return "", err
+	}
+	if err := endEmailChange(ctx, tx, u.ID); err != nil {
+		return "", err
+	}
+	back := *u
+	back.Email = old
+	_, err = st.tell(ctx, tx, notice{event: eventEmailChanged, about: &back, now: now})
+	return old, err
 }
 
 // boolInt is b as the databases store it.
