@@ -67,11 +67,11 @@ const (
 
 // How long tokens live.
 const (
-	activationTTL = 72 * time.Hour   // the link in a welcome or activation email
-	resetTTL      = 45 * time.Minute // the link in a password-reset email
-	changeTTL     = 24 * time.Hour   // the links that confirm an address change
+	activationTTL = 72 * time.Hour     // the link in a welcome or activation email
+	resetTTL      = 45 * time.Minute   // the link in a password-reset email
+	changeTTL     = 24 * time.Hour     // the links that confirm an address change
 	undoTTL       = 7 * 24 * time.Hour // the link that gives an account its old address back
-	authTTL       = 24 * time.Hour   // a bearer token from logging in
+	authTTL       = 24 * time.Hour     // a bearer token from logging in
 )
 
 // emailSpec is what one kind of email is. Every kind counts against one
