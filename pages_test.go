@@ -523,3 +523,21 @@ func TestPlainWordsInErrors(t *testing.T) {
 		t.Error("the language select has no focus ring")
 	}
 }
+
+// TestPhoneFriendlyWords: a French button's hyphen does not break (a
+// no-break hyphen), and the 429 page has the site's header: its brand and
+// the language switch.
+func TestPhoneFriendlyWords(t *testing.T) {
+	t.Parallel()
+	srv := startSMTP(t, nil)
+	app := newTestApp(t, srv, func(cfg *config) { cfg.limiterEnabled, cfg.limiterRPS, cfg.limiterBurst = true, 0.001, 1 })
+	if msg, _ := app.templates.locales["fr"].text("account.email.button", nil); strings.Contains(msg, "e-mail") || !strings.Contains(msg, "e\u2011mail") {
+		t.Errorf("the French button %q breaks at its hyphen", msg)
+	}
+	v := newVisitor(t, app.url)
+	v.get("/signup")
+	a := v.get("/signup")
+	if a.status != http.StatusTooManyRequests || !strings.Contains(a.body, `class="brand"`) || !strings.Contains(a.body, `hreflang="de"`) {
+		t.Errorf("the 429 page: %d, want the brand and the language switch in its header:\n%s", a.status, a.body)
+	}
+}
