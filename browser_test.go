@@ -127,7 +127,7 @@ func TestBrowserWholeLife(t *testing.T) {
 	}
 
 	// The pages anyone sees, before any account exists.
-	for _, path := range []string{"/signup", "/login", "/resend", "/forgot-password", "/no-such-page", "/activate?token=DEAD", "/reset-password?token=DEAD", "/confirm-email?token=DEAD"} {
+	for _, path := range []string{"/signup", "/login", "/resend", "/forgot-password", "/no-such-page", "/activate?token=DEAD", "/reset-password?token=DEAD", "/confirm-email?token=DEAD", "/undo-email?token=DEAD"} {
 		step("open "+path, chromedp.Navigate(base+path), chromedp.WaitVisible(`h1`))
 		checkAxe(t, ctx, path)
 	}
@@ -156,6 +156,9 @@ func TestBrowserWholeLife(t *testing.T) {
 	}
 	step("the account page", chromedp.Navigate(base+"/account"), heading("Your account"))
 	checkAxe(t, ctx, "the account page")
+	step("the login page, logged in", chromedp.Navigate(base+"/login"), heading("You are logged in"))
+	checkAxe(t, ctx, "the login page, logged in")
+	step("back to the account page", chromedp.Navigate(base+"/account"), heading("Your account"))
 	// The password manager's hidden username field stays hidden: no box, no keyboard stop.
 	if shown, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`[...document.querySelectorAll("input[hidden]")].some(e => getComputedStyle(e).display !== "none")`)); err != nil || shown {
 		t.Errorf("a hidden field of the account page is shown (%v)", err)
