@@ -531,6 +531,9 @@ func TestPhoneFriendlyWords(t *testing.T) {
 	t.Parallel()
 	srv := startSMTP(t, nil)
 	app := newTestApp(t, srv, func(cfg *config) { cfg.limiterEnabled, cfg.limiterRPS, cfg.limiterBurst = true, 0.001, 1 })
+	if status, css := get(t, app.url, "/static/style.css"); status != 200 || !strings.Contains(css, ".address, main p strong { word-break: break-all; }") {
+		t.Error("addresses may break at their hyphens")
+	}
 	if msg, _ := app.templates.locales["fr"].text("account.email.button", nil); strings.Contains(msg, "e-mail") || !strings.Contains(msg, "e\u2011mail") {
 		t.Errorf("the French button %q breaks at its hyphen", msg)
 	}
