@@ -4,12 +4,14 @@ package main
 // address change's emailed links; account.go has what each change does.
 
 import (
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // accountPage renders the account page of u (status, with errs for the
@@ -160,6 +162,35 @@ func (app *application) handleAccountDeleteForm(w http.ResponseWriter, r *http.R
 		p := pageOf("account.delete.done.title", "account.delete.done.text").withLink("/signup", "account.delete.done.link")
 		p.Args = map[string]string{"Email": u.Email}
 		app.render(w, r, http.StatusOK, "message.html", p)
+	})
+}
+
+// handleAccountDataForm is "Download my data": after the current password,
+// a JSON file of everything stored about the person (store.personalData),
+// never a hash or a secret.
+func (app *application) handleAccountDataForm(w http.ResponseWriter, r *http.Request) {
+	app.accountForm(w, r, "data", func(u *user, s *loginSession) (validator, error) {
+		if _, err := app.checkPassword(r, u, r.PostForm.Get("current_password")); err != nil {
+			return passwordProblem(err, "current_password")
+		}
+		return nil, nil
+	}, func(u *user, s *loginSession) {
+		data, err := app.store.personalData(r.Context(), u.ID)
+		if err != nil {
+			app.pageError(w, r, err)
+			return
+		}
+		js, err := json.MarshalIndent(envelope{"exported_at": app.now().UTC().Format(time.RFC3339), "service": app.cfg.appName, "data": data}, "", "\t")
+		if err != nil {
+			app.pageError(w, r, err)
+			return
+		}
+		h := w.Header()
+		h.Set("Content-Type", "application/json")
+		h.Set("Content-Disposition", `attachment; filename="my-data.json"`)
+		h.Set("Cache-Control", "no-store")
+		h.Set("X-Content-Type-Options", "nosniff")
+		w.Write(append(js, '\n'))
 	})
 }
 

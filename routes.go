@@ -55,6 +55,7 @@ func (app *application) routes() http.Handler {
 	mux.HandleFunc("POST /account/sessions", app.handleAccountSessionsForm)
 	mux.HandleFunc("POST /account/delete", app.handleAccountDeleteForm)
 	mux.HandleFunc("POST /account/language", app.handleAccountLanguageForm)
+	mux.HandleFunc("POST /account/data", app.handleAccountDataForm)
 	mux.HandleFunc("GET /confirm-email", app.handleConfirmEmailPage)
 	mux.HandleFunc("POST /confirm-email", app.handleConfirmEmailForm)
 	mux.HandleFunc("GET /undo-email", app.handleUndoEmailPage)
