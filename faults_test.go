@@ -354,33 +354,11 @@ func TestFullDiskFromWALRecovers(t *testing.T) {
 			url, _ := serveTestApp(t, app)
 			waitFor(t, 10*time.Second, "the disk reserve", app.store.hasReserve)
 
-			reader, err := sql.Open("sqlite", "file:"+db+"?mode=ro")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer reader.Close()
-			snapshot, err := reader.Begin()
-			if err != nil {
-				t.Fatal(err)
-			}
-			var n int
-			mustScan(t, snapshot.QueryRow(`SELECT count(*) FROM users`), &n)
-
-			full := false
-			for i := 0; i < 3000 && !full; i++ {
-				res, _ := do(t, "POST", url+"/v1/users", fmt.Sprintf(`{"name": "Fill", "email": "fill%d@example.com", "password": "pa55word1234"}`, i))
-				switch res.StatusCode {
-				case http.StatusAccepted:
-				case http.StatusServiceUnavailable:
-					full = true
-				default:
-					t.Fatalf("signup %d: got %d, want 202 until the disk is full, then 503", i, res.StatusCode)
-				}
-			}
-			if !full {
+			letGo := holdSnapshot(t, db)
+			if !signupsUntilRefused(t, url, "fill", 3000, 0, 1) {
 				t.Fatal("the volume never filled")
 			}
-			snapshot.Rollback() // the reader has caught up
+			letGo() // the reader has caught up
 
 			waitFor(t, 20*time.Second, "the WAL truncated", func() bool {
 				info, err := os.Stat(db + "-wal")
@@ -432,6 +410,52 @@ func fillVolume(t *testing.T, dir string) (free func()) {
 	}
 	f.Close()
 	return func() { os.Remove(f.Name()) }
+}
+
+// volumeFree is the room left on the volume at dir.
+func volumeFree(dir string) int64 {
+	var fs syscall.Statfs_t
+	syscall.Statfs(dir, &fs)
+	return int64(fs.Bavail) * int64(fs.Bsize)
+}
+
+// holdSnapshot holds, on a connection of its own, a read transaction on
+// the SQLite database at db — an old snapshot, as a Litestream replica
+// catching up holds one — until letGo.
+func holdSnapshot(t *testing.T, db string) (letGo func()) {
+	t.Helper()
+	reader, err := sql.Open("sqlite", "file:"+db+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { reader.Close() })
+	snapshot, err := reader.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	mustScan(t, snapshot.QueryRow(`SELECT count(*) FROM users`), &n)
+	return func() { snapshot.Rollback() }
+}
+
+// signupsUntilRefused signs up prefix0@example.com, prefix1@… at base, pace
+// apart, at most max of them, until refusals of them were answered 503; any
+// answer but 202 and 503 fails the test. It reports whether it saw them.
+func signupsUntilRefused(t *testing.T, base, prefix string, max int, pace time.Duration, refusals int) bool {
+	t.Helper()
+	seen := 0
+	for i := 0; i < max && seen < refusals; i++ {
+		res, _ := do(t, "POST", base+"/v1/users", fmt.Sprintf(`{"name": "Fill", "email": "%s%d@example.com", "password": "pa55word1234"}`, prefix, i))
+		switch res.StatusCode {
+		case http.StatusAccepted:
+		case http.StatusServiceUnavailable:
+			seen++
+		default:
+			t.Fatalf("signup %d: got %d, want 202 until the disk is low, then 503", i, res.StatusCode)
+		}
+		time.Sleep(pace)
+	}
+	return seen >= refusals
 }
 
 // TestFullDiskForwardAuthStillAnswers: on a full disk every logged-in
@@ -669,58 +693,25 @@ func TestStalledReaderKeepsItsRoom(t *testing.T) {
 	app := newTestApp(t, startSMTP(t, nil), func(cfg *config) { cfg.db = db })
 	url, _ := serveTestApp(t, app)
 	waitFor(t, 10*time.Second, "the disk reserve", app.store.hasReserve)
-	free := func() int64 {
-		var fs syscall.Statfs_t
-		syscall.Statfs(vol, &fs)
-		return int64(fs.Bavail) * int64(fs.Bsize)
-	}
-
-	reader, err := sql.Open("sqlite", "file:"+db+"?mode=ro")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer reader.Close()
-	snapshot, err := reader.Begin()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var n int
-	mustScan(t, snapshot.QueryRow(`SELECT count(*) FROM users`), &n)
-
-	refused := false
-	for i := 0; i < 5000 && !refused; i++ {
-		res, _ := do(t, "POST", url+"/v1/users", fmt.Sprintf(`{"name": "Fill", "email": "fill%d@example.com", "password": "pa55word1234"}`, i))
-		switch res.StatusCode {
-		case http.StatusAccepted:
-		case http.StatusServiceUnavailable:
-			refused = true
-		default:
-			t.Fatalf("signup %d: got %d, want 202 until the disk is low, then 503", i, res.StatusCode)
-		}
-		time.Sleep(5 * time.Millisecond) // a busy site's pace, not a flood: the chores see the WAL grow
-	}
-	if !refused {
+	letGo := holdSnapshot(t, db)
+	// A busy site's pace, not a flood: the chores see the WAL grow.
+	if !signupsUntilRefused(t, url, "fill", 5000, 5*time.Millisecond, 1) {
 		t.Fatal("the volume never filled")
 	}
-	if f := free(); f < 1<<20 {
+	if f := volumeFree(vol); f < 1<<20 {
 		t.Errorf("%d bytes left on the volume when signups were refused: the service took the last of the disk", f)
 	}
 	waitFor(t, 10*time.Second, "the reserve given up for the reader", func() bool { return !app.store.hasReserve() })
 	// Writes go on above the reserve's room, and stop below it again.
-	refused = false
-	for i := 0; i < 5000 && !refused; i++ {
-		res, _ := do(t, "POST", url+"/v1/users", fmt.Sprintf(`{"name": "Fill", "email": "more%d@example.com", "password": "pa55word1234"}`, i))
-		refused = res.StatusCode == http.StatusServiceUnavailable
-		time.Sleep(5 * time.Millisecond)
-	}
-	if f := free(); !refused || f < app.store.reserveSize/2 {
+	refused := signupsUntilRefused(t, url, "more", 5000, 5*time.Millisecond, 1)
+	if f := volumeFree(vol); !refused || f < app.store.reserveSize/2 {
 		t.Errorf("with the reserve given up: refused %v, %d bytes left; want refused with at least half the reserve's %d left", refused, f, app.store.reserveSize)
 	}
 	if !containsLine(app.logs.String(), "level=WARN", "gave up the disk reserve") {
 		t.Error("no warning that the reserve was given up")
 	}
 
-	snapshot.Rollback() // the reader catches up and lets go
+	letGo() // the reader catches up and lets go
 	waitFor(t, 30*time.Second, "a signup accepted again", func() bool {
 		res, _ := do(t, "POST", url+"/v1/users", `{"name": "After", "email": "after@example.com", "password": "pa55word1234"}`)
 		return res.StatusCode == http.StatusAccepted

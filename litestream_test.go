@@ -149,29 +149,11 @@ func TestLitestreamStalledOnASmallVolume(t *testing.T) {
 		entries, _ := os.ReadDir(filepath.Join(dir, "replica"))
 		return len(entries) > 0
 	})
-	free := func() int64 {
-		var fs syscall.Statfs_t
-		syscall.Statfs(vol, &fs)
-		return int64(fs.Bavail) * int64(fs.Bsize)
-	}
-
 	ls.signal(t, syscall.SIGSTOP)
-	refusals := 0
-	for i := 0; i < 5000 && refusals < 20; i++ {
-		res, _ := do(t, "POST", p.url+"/v1/users", fmt.Sprintf(`{"name": "Fill", "email": "fill%d@example.com", "password": "pa55word1234"}`, i))
-		switch res.StatusCode {
-		case http.StatusAccepted:
-		case http.StatusServiceUnavailable:
-			refusals++
-		default:
-			t.Fatalf("signup %d: got %d, want 202 until the disk is low, then 503", i, res.StatusCode)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	if refusals < 20 {
+	if !signupsUntilRefused(t, p.url, "fill", 5000, 5*time.Millisecond, 20) {
 		t.Fatal("the volume never filled")
 	}
-	if f := free(); f < 4<<20 {
+	if f := volumeFree(vol); f < 4<<20 {
 		t.Errorf("%d bytes left on the volume with the replica stalled: the service took the room it needs", f)
 	}
 
