@@ -420,29 +420,7 @@ func healthcheckFrom(base, local string) (net.Conn, error) {
 // by closing the connection idle the longest.
 func TestIdleConnectionsFromManyAddresses(t *testing.T) {
 	t.Parallel()
-	srv := startSMTP(t, nil)
-	p := startBinary(t, append(baseArgs(t.TempDir()), append(smtpArgs(srv.host, srv.port), "-max-conns", "64", "-max-conns-per-client", "8")...))
-	var held []net.Conn
-	t.Cleanup(func() {
-		for _, c := range held {
-			c.Close()
-		}
-	})
-	for a := range 10 {
-		for range 8 {
-			c, err := healthcheckFrom(p.url, fmt.Sprintf("127.0.0.%d", a+2))
-			if err == nil {
-				held = append(held, c)
-			}
-		}
-	}
-	for i := range 5 {
-		c, err := healthcheckFrom(p.url, "127.0.0.99")
-		if err != nil {
-			t.Fatalf("a new client's healthcheck %d with the cap full of idle connections: %v, want 200", i, err)
-		}
-		c.Close()
-	}
+	crowdOutNewcomer(t, "idle", healthcheckFrom)
 }
 
 // TestSilentConnectionsFromManyAddresses: ten addresses each hold their
@@ -451,6 +429,18 @@ func TestIdleConnectionsFromManyAddresses(t *testing.T) {
 // served, by closing the connection that has waited the longest.
 func TestSilentConnectionsFromManyAddresses(t *testing.T) {
 	t.Parallel()
+	crowdOutNewcomer(t, "silent", func(base, from string) (net.Conn, error) {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 5 * time.Second}
+		return d.Dial("tcp", strings.TrimPrefix(base, "http://")) // it says nothing
+	})
+}
+
+// crowdOutNewcomer has ten addresses each hold eight connections opened by
+// open against a binary capped at 64 in all and 8 per client, then checks a
+// client from another address still gets five healthchecks answered. The
+// server accepts in order: the newcomer's come after every held one.
+func crowdOutNewcomer(t *testing.T, kind string, open func(base, from string) (net.Conn, error)) {
+	t.Helper()
 	srv := startSMTP(t, nil)
 	p := startBinary(t, append(baseArgs(t.TempDir()), append(smtpArgs(srv.host, srv.port), "-max-conns", "64", "-max-conns-per-client", "8")...))
 	var held []net.Conn
@@ -461,17 +451,15 @@ func TestSilentConnectionsFromManyAddresses(t *testing.T) {
 	})
 	for a := range 10 {
 		for range 8 {
-			d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(fmt.Sprintf("127.0.0.%d", a+2))}, Timeout: 5 * time.Second}
-			if c, err := d.Dial("tcp", strings.TrimPrefix(p.url, "http://")); err == nil {
-				held = append(held, c) // it says nothing
+			if c, err := open(p.url, fmt.Sprintf("127.0.0.%d", a+2)); err == nil {
+				held = append(held, c)
 			}
 		}
 	}
-	// The server accepts in order: these come after every silent one.
 	for i := range 5 {
 		c, err := healthcheckFrom(p.url, "127.0.0.99")
 		if err != nil {
-			t.Fatalf("a new client's healthcheck %d with the cap full of silent connections: %v, want 200", i, err)
+			t.Fatalf("a new client's healthcheck %d with the cap full of %s connections: %v, want 200", i, kind, err)
 		}
 		c.Close()
 	}
@@ -600,18 +588,7 @@ func TestOwnerGetsBackInAfterTheAccountCap(t *testing.T) {
 	token := activatedAccount(t, app, srv, "ada@example.com")
 	attempt := func(from, password string, cookies ...*http.Cookie) *http.Response {
 		t.Helper()
-		req, _ := http.NewRequest("POST", app.url+"/v1/tokens/authentication",
-			strings.NewReader(fmt.Sprintf(`{"email": "ada@example.com", "password": %q}`, password)))
-		req.Header.Set("X-Forwarded-For", from)
-		for _, c := range cookies {
-			req.AddCookie(c)
-		}
-		res, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		res.Body.Close()
-		return res
+		return loginFrom(t, app.url, from, "ada@example.com", password, cookies...)
 	}
 	// The owner's browser logged in once before: it holds a device cookie.
 	var device *http.Cookie

@@ -130,18 +130,7 @@ func TestLoginThrottleIsNoLockout(t *testing.T) {
 	app.setClock(clock.now)
 	attempt := func(from, address, password string, cookies ...*http.Cookie) *http.Response {
 		t.Helper()
-		req, _ := http.NewRequest("POST", app.url+"/v1/tokens/authentication",
-			strings.NewReader(fmt.Sprintf(`{"email": %q, "password": %q}`, address, password)))
-		req.Header.Set("X-Forwarded-For", from)
-		for _, c := range cookies {
-			req.AddCookie(c)
-		}
-		res, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		res.Body.Close()
-		return res
+		return loginFrom(t, app.url, from, address, password, cookies...)
 	}
 	throttled := func(res *http.Response) bool {
 		return res.StatusCode == http.StatusTooManyRequests && res.Header.Get("Retry-After") != ""
@@ -413,4 +402,22 @@ func TestBearerSchemeAnyCase(t *testing.T) {
 			t.Errorf("Authorization: %s …: %d, want 200", scheme, res.StatusCode)
 		}
 	}
+}
+
+// loginFrom asks for an authentication token as a client at address from
+// (behind a trusted proxy) holding cookies, and returns the closed response.
+func loginFrom(t *testing.T, base, from, address, password string, cookies ...*http.Cookie) *http.Response {
+	t.Helper()
+	req, _ := http.NewRequest("POST", base+"/v1/tokens/authentication",
+		strings.NewReader(fmt.Sprintf(`{"email": %q, "password": %q}`, address, password)))
+	req.Header.Set("X-Forwarded-For", from)
+	for _, c := range cookies {
+		req.AddCookie(c)
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	return res
 }
