@@ -235,8 +235,9 @@ func (d *deliverer) giveBack() {
 // began) — and begins no further row of a batch than the one in progress:
 // a draining process finishes the send it is in, not what it claimed, is
 // queued, or kept being added, after the wait began (that stays pending
-// for the next start, or another instance). When ctx ends (the shutdown deadline), the exchange in
-// progress is cut and what is unsent stays pending.
+// for the next start, or another instance). When ctx ends (the shutdown
+// deadline), the exchange in progress is cut and what is unsent stays
+// pending.
 func (d *deliverer) sendDue(ctx context.Context, claimFirst bool) {
 	dbctx := context.WithoutCancel(ctx)
 	var s conn
