@@ -320,7 +320,7 @@ func (app *application) handleSessions(w http.ResponseWriter, r *http.Request, u
 
 // handleEndSession is DELETE /v1/users/me/sessions/{id}.
 func (app *application) handleEndSession(w http.ResponseWriter, r *http.Request, u *user, _ *loginSession) {
-	err := app.store.endSession(r.Context(), u.ID, r.PathValue("id"))
+	err := app.store.endSession(r.Context(), u.ID, r.PathValue("id"), app.now())
 	switch {
 	case errors.Is(err, errNotFound):
 		app.errorResponse(w, r, http.StatusNotFound, "no session of this account has this id")

@@ -22,6 +22,11 @@ func (app *application) accountPage(w http.ResponseWriter, r *http.Request, stat
 		app.pageError(w, r, err)
 		return
 	}
+	activity, err := app.store.activity(r.Context(), u.ID, maxActivityShown)
+	if err != nil {
+		app.pageError(w, r, err)
+		return
+	}
 	if form == nil {
 		form = map[string]string{}
 	}
@@ -32,7 +37,7 @@ func (app *application) accountPage(w http.ResponseWriter, r *http.Request, stat
 		languages = append(languages, languageLink{Tag: tag, Name: app.templates.locales[tag].name, Current: tag == mine})
 	}
 	app.render(w, r, status, "account.html", page{Title: "account.title", Lines: notice, Account: u, Since: u.CreatedAt,
-		Languages: languages, Sessions: list, Form: form, Errors: errs, Args: args})
+		Languages: languages, Sessions: list, Activity: activity, Form: form, Errors: errs, Args: args})
 }
 
 // loggedIn returns the user and session of the request's cookie; without
@@ -116,12 +121,12 @@ func (app *application) handleAccountEmailForm(w http.ResponseWriter, r *http.Re
 func (app *application) handleAccountSessionsForm(w http.ResponseWriter, r *http.Request) {
 	app.accountForm(w, r, "sessions", func(u *user, s *loginSession) (validator, error) {
 		if id := r.PostForm.Get("id"); id != "" {
-			if err := app.store.endSession(r.Context(), u.ID, id); err != nil && !errors.Is(err, errNotFound) {
+			if err := app.store.endSession(r.Context(), u.ID, id, app.now()); err != nil && !errors.Is(err, errNotFound) {
 				return nil, err
 			}
 			return nil, nil
 		}
-		return nil, app.store.endOtherSessions(r.Context(), u.ID, s.hash)
+		return nil, app.store.endOtherSessions(r.Context(), u.ID, s.hash, app.now())
 	}, func(u *user, s *loginSession) {
 		if id := r.PostForm.Get("id"); id == s.ID {
 			http.SetCookie(w, app.sessionCookie("", -1)) // it ended its own
@@ -294,8 +299,13 @@ type agent struct{ Browser, System string }
 // Agent is s's user agent in words: a few lines of reading the User-Agent
 // header, in the order that matters (Edge and Opera also say Chrome,
 // Chrome also says Safari).
-func (s loginSession) Agent() agent {
-	ua := s.UserAgent
+func (s loginSession) Agent() agent { return agentOf(s.UserAgent) }
+
+// Agent is the browser and system of the entry's user agent, in words.
+func (e activityEntry) Agent() agent { return agentOf(e.UserAgent) }
+
+// agentOf is the browser and system of user agent ua, in words.
+func agentOf(ua string) agent {
 	var a agent
 	for _, b := range []struct{ mark, name string }{{"Edg/", "Edge"}, {"OPR/", "Opera"}, {"Firefox/", "Firefox"},
 		{"Chromium/", "Chromium"}, {"Chrome/", "Chrome"}, {"Safari/", "Safari"}} {

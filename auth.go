@@ -20,6 +20,10 @@ const deviceTTL = 90 * 24 * time.Hour
 // wrong password and an account not activated yet alike.
 var errBadCredentials = errors.New("invalid authentication credentials")
 
+// errDisabled answers the right password of an account the operator
+// disabled.
+var errDisabled = errors.New("this account has been disabled")
+
 // throttled is a login refused by the throttle, and for how long.
 type throttled struct{ retry time.Duration }
 
@@ -40,6 +44,8 @@ func (app *application) login(w http.ResponseWriter, r *http.Request, email, pas
 			app.metrics.logins.WithLabelValues("throttled").Inc()
 		case errors.Is(err, errBadCredentials):
 			app.metrics.logins.WithLabelValues("failed").Inc()
+		case errors.Is(err, errDisabled):
+			app.metrics.logins.WithLabelValues("disabled").Inc()
 		case err == nil:
 			app.metrics.logins.WithLabelValues("ok").Inc()
 		}
@@ -66,8 +72,17 @@ func (app *application) login(w http.ResponseWriter, r *http.Request, email, pas
 	if err != nil {
 		return "", time.Time{}, err
 	}
+	if u != nil && !match {
+		_, l := app.newLogin(r, scope, now)
+		if err := app.store.loginFailed(r.Context(), u.ID, l.address, l.userAgent, now); err != nil {
+			app.logger.Warn("could not record a failed login in the account's activity", "user_id", u.ID, "error", err)
+		}
+	}
 	if !match || !u.Activated {
 		return "", time.Time{}, errBadCredentials
+	}
+	if !u.disabledAt.IsZero() {
+		return "", time.Time{}, errDisabled // told only to whoever typed the right password
 	}
 	token, l := app.newLogin(r, scope, now)
 	var deviceToken string
@@ -131,6 +146,8 @@ func (app *application) handleLogin(w http.ResponseWriter, r *http.Request) {
 		app.errorResponse(w, r, http.StatusTooManyRequests, "too many failed login attempts for this account; try again later")
 	case errors.Is(err, errBadCredentials):
 		app.errorResponse(w, r, http.StatusUnauthorized, "invalid authentication credentials")
+	case errors.Is(err, errDisabled):
+		app.errorResponse(w, r, http.StatusForbidden, "this account has been disabled")
 	case err != nil:
 		app.serverError(w, r, err)
 	default:
@@ -225,7 +242,7 @@ func (app *application) handleMe(w http.ResponseWriter, r *http.Request, u *user
 
 // handleLogout logs out: the bearer token is revoked.
 func (app *application) handleLogout(w http.ResponseWriter, r *http.Request, u *user, s *loginSession) {
-	if err := app.store.deleteToken(r.Context(), s.hash, "authentication"); err != nil {
+	if err := app.store.logout(r.Context(), s.hash, "authentication", app.now()); err != nil {
 		app.serverError(w, r, err)
 		return
 	}

@@ -62,6 +62,9 @@ type config struct {
 	metricsAddr        string
 	languages          []string // offered; empty: every one there is
 	defaultLanguage    string
+	signup             string   // who may sign up: open, invite or closed
+	signupDomains      []string // lower-cased domains whose addresses may sign up; empty: any
+	activityRetention  time.Duration
 	version            bool
 }
 
@@ -79,6 +82,12 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
   signup [flags] backup DEST                       write a consistent copy of the database to DEST
   signup [flags] outbox list [-status S] [-json]   show emails (S: pending, failed or sent)
   signup [flags] outbox retry (ID... | -failed)    compose these emails afresh and send them again
+  signup [flags] users list [-status S] [-q TEXT] [-json]   the accounts (S: pending, active or disabled)
+  signup [flags] users show ID|EMAIL [-json]       an account, its sessions and recent activity
+  signup [flags] users disable|enable|delete ID|EMAIL
+  signup [flags] users invite EMAIL [-name NAME]   an invitation whose link lets its holder choose a password
+  signup [flags] users export > FILE               every account, one JSON object per line, with its bcrypt hash
+  signup [flags] users import FILE                 accounts from such a file: all or none
 
 `)
 		fmt.Fprint(stderr, "Every flag can also be set as SIGNUP_<NAME>, e.g. -smtp-password as SIGNUP_SMTP_PASSWORD.\n\nFlags:\n")
@@ -127,6 +136,10 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.StringVar(&cfg.metricsAddr, "metrics-addr", "", "`address` (host:port) of a listener of its own for /metrics, which no proxy routes to; /metrics is then served there only")
 	var metricsAllow string
 	fs.StringVar(&metricsAllow, "metrics-allow", "", "`CIDRs` (space- or comma-separated) besides loopback whose connections may read /metrics; judged by the connection's own address, never X-Forwarded-For")
+	fs.StringVar(&cfg.signup, "signup", "open", "who may sign up: open, invite (only invited addresses) or closed (invitations still work)")
+	var signupDomains string
+	fs.StringVar(&signupDomains, "signup-domains", "", "space-separated `domains` whose addresses may sign up (default: any)")
+	fs.DurationVar(&cfg.activityRetention, "activity-retention", 2160*time.Hour, "how long each account's activity record is kept")
 	fs.BoolVar(&cfg.version, "version", false, "print the version and exit")
 
 	var envErr error
@@ -156,6 +169,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	cfg.corsOrigins = strings.Fields(origins)
 	cfg.returnOrigins = strings.Fields(returnOrigins)
 	cfg.languages = strings.Fields(languages)
+	cfg.signupDomains = strings.Fields(strings.ToLower(signupDomains))
 	for _, c := range strings.Fields(strings.ReplaceAll(metricsAllow, ",", " ")) {
 		prefix, err := netip.ParsePrefix(c)
 		if err != nil {
@@ -213,6 +227,17 @@ func (cfg *config) validate(proxies string) error {
 		return errors.New("-limiter-rps, -limiter-burst and -limiter-emails-per-hour must be positive")
 	case cfg.maxConns < 1 || cfg.maxConnsPerIP < 1:
 		return errors.New("-max-conns and -max-conns-per-client must be positive")
+	case cfg.signup != "open" && cfg.signup != "invite" && cfg.signup != "closed":
+		return fmt.Errorf("-signup must be open, invite or closed, not %q", cfg.signup)
+	case cfg.activityRetention < time.Hour:
+		return errors.New("-activity-retention must be at least 1h")
+	}
+	for _, d := range cfg.signupDomains {
+		v := validator{}
+		validateEmail(v, "a@"+d)
+		if len(v) > 0 || !strings.Contains(d, ".") {
+			return fmt.Errorf("-signup-domains: %q is not a domain such as example.com", d)
+		}
 	}
 	sender, err := parseSender(cfg.smtpSender)
 	if err != nil {

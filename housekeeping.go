@@ -130,6 +130,11 @@ func (app *application) housekeeping() func() {
 			} else if n > 0 {
 				app.logger.Info("purged expired tokens", "count", n)
 			}
+			if n, err := app.store.purgeActivity(ctx, now.Add(-app.cfg.activityRetention)); err != nil {
+				app.logger.Error("purge old activity", "error", err)
+			} else if n > 0 {
+				app.logger.Info("purged activity older than -activity-retention", "count", n, "retention", app.cfg.activityRetention.String())
+			}
 		}
 	}
 	chore()

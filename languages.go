@@ -198,6 +198,11 @@ func loadLocales(dir string) (map[string]*locale, []string, error) {
 		}
 	}
 
+	for _, k := range activityKinds { // named by the account page's template as "activity." + kind
+		if _, ok := raw["en"]["activity."+string(k)]; !ok {
+			return nil, nil, fmt.Errorf("messages %s: the message %q is missing", file["en"], "activity."+k)
+		}
+	}
 	locales := map[string]*locale{}
 	fields := map[string]map[string]map[string]bool{} // the data and functions each message of each language uses
 	for _, tag := range tags {

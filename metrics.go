@@ -56,9 +56,9 @@ func newMetrics() *metrics {
 		Help: "Time to answer an HTTP request, by route pattern.", Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}},
 		[]string{"route"})
 	m.signups = auto.NewCounterVec(prometheus.CounterOpts{Name: "signup_signups_total",
-		Help: "Signups by outcome: accepted (202), invalid (422), shed (503, no core free in time), error."}, []string{"outcome"})
+		Help: "Signups by outcome: accepted (202), invalid (422), refused by -signup (closed: 403; invite: an address not invited, answered as any), shed (503, no core free in time), error."}, []string{"outcome"})
 	m.logins = auto.NewCounterVec(prometheus.CounterOpts{Name: "signup_logins_total",
-		Help: "Logins by result: ok, failed (401), throttled (429)."}, []string{"result"})
+		Help: "Logins by result: ok, failed (401), disabled (the right password of a disabled account: 403), throttled (429)."}, []string{"result"})
 	m.deliveries = auto.NewCounterVec(prometheus.CounterOpts{Name: "signup_outbox_deliveries_total",
 		Help: "Attempts at outbox rows by channel (email, webhook), kind and result: sent, retried (a retry is scheduled), failed (for good)."},
 		[]string{"channel", "kind", "result"})
@@ -83,10 +83,10 @@ func newMetrics() *metrics {
 	m.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Every series of a fixed set exists from the start, at 0: a rate or an
 	// alert never waits for a first event.
-	for _, o := range []string{"accepted", "invalid", "shed", "error"} {
+	for _, o := range []string{"accepted", "invalid", "refused", "shed", "error"} {
 		m.signups.WithLabelValues(o)
 	}
-	for _, r := range []string{"ok", "failed", "throttled"} {
+	for _, r := range []string{"ok", "failed", "disabled", "throttled"} {
 		m.logins.WithLabelValues(r)
 	}
 	for _, b := range []string{"address", "client"} {
@@ -133,6 +133,10 @@ type outboxCollector struct {
 	failed  *prometheus.Desc
 	tasks   func() int64
 	running *prometheus.Desc
+	// Accounts only the operator's acts change: a stranger's signup moves
+	// neither, so neither tells whether an address has an account.
+	disabled *prometheus.Desc
+	invited  *prometheus.Desc
 }
 
 func newOutboxCollector(st *store, now func() time.Time, tasks func() int64) *outboxCollector {
@@ -141,6 +145,8 @@ func newOutboxCollector(st *store, now func() time.Time, tasks func() int64) *ou
 		oldest:  prometheus.NewDesc("signup_outbox_oldest_pending_age_seconds", "Age of the oldest pending outbox row of each channel; 0 when none is pending.", []string{"channel"}, nil),
 		failed:  prometheus.NewDesc("signup_outbox_failed", "Outbox rows failed for good, by channel: `signup outbox list -status failed` shows them.", []string{"channel"}, nil),
 		running: prometheus.NewDesc("signup_background_tasks", "Background tasks running (deliveries), which shutdown waits for.", nil, nil),
+		disabled: prometheus.NewDesc("signup_accounts_disabled", "Accounts the operator disabled (`signup users disable`; read from the database).", nil, nil),
+		invited:  prometheus.NewDesc("signup_invitations_open", "Invitations not yet taken up: invited accounts still pending (read from the database).", nil, nil),
 	}
 }
 
@@ -149,6 +155,8 @@ func (c *outboxCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.oldest
 	ch <- c.failed
 	ch <- c.running
+	ch <- c.disabled
+	ch <- c.invited
 }
 
 func (c *outboxCollector) Collect(ch chan<- prometheus.Metric) {
@@ -172,6 +180,13 @@ func (c *outboxCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.oldest, prometheus.GaugeValue, age, channel)
 		ch <- prometheus.MustNewConstMetric(c.failed, prometheus.GaugeValue, float64(stats.failed[channel]), channel)
 	}
+	disabled, invited, err := c.store.operatorCounts(ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(c.disabled, err)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(c.disabled, prometheus.GaugeValue, float64(disabled))
+	ch <- prometheus.MustNewConstMetric(c.invited, prometheus.GaugeValue, float64(invited))
 }
 
 // handleMetrics serves the metrics to a connection from loopback or from

@@ -63,6 +63,7 @@ const (
 	kindConfirmNew      emailKind = "confirm-email-new" // and the link to the new one
 	kindEmailChanged    emailKind = "email-changed"     // the change taking effect, to the old address
 	kindAccountDeleted  emailKind = "account-deleted"   // sent after the account is gone: its row has no user
+	kindInvitation      emailKind = "invitation"        // `signup users invite`: its holder chooses a password
 )
 
 // How long tokens live.
@@ -72,6 +73,7 @@ const (
 	changeTTL     = 24 * time.Hour     // the links that confirm an address change
 	undoTTL       = 7 * 24 * time.Hour // the link that gives an account its old address back
 	authTTL       = 24 * time.Hour     // a bearer token from logging in
+	inviteTTL     = 7 * 24 * time.Hour // the link in an invitation
 )
 
 // emailSpec is what one kind of email is. Every kind counts against one
@@ -96,15 +98,17 @@ var emailKinds = map[emailKind]emailSpec{
 	kindConfirmNew:      {"confirm-email.tmpl", "email-change-new", changeTTL, "/confirm-email", allowanceStranger},
 	kindEmailChanged:    {"email-changed.tmpl", "email-undo", undoTTL, "/undo-email", allowanceOwner},
 	kindAccountDeleted:  {"account-deleted.tmpl", "", 0, "", allowanceOwner},
+	kindInvitation:      {"invitation.tmpl", "activation", inviteTTL, "/activate", allowanceStranger},
 }
 
 // metricKind is the kind label /metrics counts an outbox row of kind by:
 // the kind itself, but "unsolicited" for every kind of email a stranger can
 // cause (welcome and account exists, a reset's password-reset and
 // activation, either confirmation to someone else's new address), so that
-// no count tells whether an address has an account.
+// no count tells whether an address has an account. An invitation, which
+// only the operator causes, is counted as itself.
 func metricKind(kind string) string {
-	if spec, ok := emailKinds[emailKind(kind)]; ok && spec.allowance != allowanceOwner {
+	if spec, ok := emailKinds[emailKind(kind)]; ok && spec.allowance != allowanceOwner && kind != string(kindInvitation) {
 		return "unsolicited"
 	}
 	return kind
@@ -119,11 +123,14 @@ const (
 	eventActivated       eventType = "user.activated"
 	eventEmailChanged    eventType = "user.email_changed"
 	eventPasswordChanged eventType = "user.password_changed"
-	eventDeleted         eventType = "user.deleted" // by "This wasn't me" or by its owner
+	eventDeleted         eventType = "user.deleted" // by "This wasn't me", by its owner or by the operator
+	eventDisabled        eventType = "user.disabled" // by the operator
+	eventEnabled         eventType = "user.enabled"
+	eventInvited         eventType = "user.invited" // a new account, pending, or a pending one, invited by the operator
 )
 
 // eventTypes lists every webhook event, in the order the metrics show them.
-var eventTypes = []eventType{eventCreated, eventActivated, eventEmailChanged, eventPasswordChanged, eventDeleted}
+var eventTypes = []eventType{eventCreated, eventActivated, eventEmailChanged, eventPasswordChanged, eventDeleted, eventDisabled, eventEnabled, eventInvited}
 
 // webhookEvent is a webhook's body: never a hash or a token.
 type webhookEvent struct {
@@ -160,12 +167,27 @@ func newComposer(cfg config, t *templates) *composer {
 	return &composer{templates: t, sender: from, baseURL: cfg.baseURL, appName: cfg.appName, webhookURL: cfg.webhookURL}
 }
 
+// cliComposer is the composer of a subcommand run with cfg: it tells the
+// webhook events of -webhook-url, and leaves its emails for the serving
+// process to compose (email).
+func cliComposer(cfg config) *composer {
+	return &composer{webhookURL: cfg.webhookURL}
+}
+
 // email writes the email of kind to u, dated now, in u's language, its
 // link carrying token where kind carries one. Only the address (validated)
 // and the fixed subject go into headers; the user's name appears in the
 // bodies alone.
+//
+// A subcommand's composer has no templates (cliComposer): its emails are
+// queued uncomposed, for the serving process to compose with its own base
+// URL, app name and templates, and a new token where kind carries one
+// (deliverer.composeAfresh).
 func (c *composer) email(kind emailKind, u *user, token string, now time.Time) (*outboxRow, error) {
 	now = now.UTC()
+	if c.templates == nil {
+		return &outboxRow{Kind: string(kind), Channel: channelEmail, UserID: u.ID, Recipient: u.Email, CreatedAt: now, allowance: emailKinds[kind].allowance}, nil
+	}
 	l := c.templates.localeOf(u)
 	t, ok := c.templates.emails[l.tag][kind]
 	if !ok {

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -32,6 +33,7 @@ type page struct {
 	Since      time.Time         //
 	Languages  []languageLink    // the languages offered, its emails' marked Current, and its sessions
 	Sessions   []loginSession    //
+	Activity   []activityEntry   // account.html: the newest first
 	LoggedIn   bool              // layout.html: the header offers the account, else the login
 }
 
@@ -178,8 +180,25 @@ func (app *application) handleSignupPage(w http.ResponseWriter, r *http.Request)
 	if app.alreadyLoggedIn(w, r, "") {
 		return
 	}
-	app.render(w, r, http.StatusOK, "signup.html", page{Title: "signup.title",
-		Form: map[string]string{"return_to": app.returnTo(r.URL.Query().Get("return_to"))}})
+	if app.cfg.signup == "closed" {
+		app.showMessage(w, r, http.StatusOK, "signup.closed.title", "signup.closed.text")
+		return
+	}
+	app.render(w, r, http.StatusOK, "signup.html", app.signupPage(page{Title: "signup.title",
+		Form: map[string]string{"return_to": app.returnTo(r.URL.Query().Get("return_to"))}}))
+}
+
+// signupPage is p, the signup form, saying who may sign up under
+// -signup invite and -signup-domains.
+func (app *application) signupPage(p page) page {
+	p.Args = map[string]string{"Domains": strings.Join(app.cfg.signupDomains, ", ")}
+	if app.cfg.signup == "invite" {
+		p.Lines = append(p.Lines, "signup.invite_only")
+	}
+	if len(app.cfg.signupDomains) > 0 {
+		p.Lines = append(p.Lines, "signup.domains_only")
+	}
+	return p
 }
 
 // handleSignupForm signs up exactly as POST /v1/users does.
@@ -190,13 +209,20 @@ func (app *application) handleSignupForm(w http.ResponseWriter, r *http.Request)
 	in := signupInput{Name: r.PostForm.Get("name"), Email: r.PostForm.Get("email"), Password: r.PostForm.Get("password"),
 		language: app.accountLanguage(r), returnTo: app.returnTo(r.PostForm.Get("return_to"))}
 	errs, err := app.signup(r.Context(), in)
+	if errors.Is(err, errSignupClosed) {
+		app.showMessage(w, r, http.StatusForbidden, "signup.closed.title", "signup.closed.text")
+		return
+	}
+	if errors.Is(err, errNotInvited) {
+		err = nil // answered as every signup is
+	}
 	if err != nil {
 		app.pageError(w, r, err)
 		return
 	}
 	if len(errs) > 0 {
-		app.render(w, r, http.StatusUnprocessableEntity, "signup.html", page{Title: "signup.title",
-			Form: map[string]string{"name": in.Name, "email": in.Email, "return_to": in.returnTo}, Errors: errs})
+		app.render(w, r, http.StatusUnprocessableEntity, "signup.html", app.signupPage(page{Title: "signup.title",
+			Form: map[string]string{"name": in.Name, "email": in.Email, "return_to": in.returnTo}, Errors: errs}))
 		return
 	}
 	p := pageOf("signup.sent.title", "signup.sent.text", "signup.sent.expiry").withLink("/resend", "signup.lost_link")
@@ -234,8 +260,17 @@ func (app *application) handleActivatePage(w http.ResponseWriter, r *http.Reques
 	if app.linkFailed(w, r, err, app.invalidLink) {
 		return
 	}
-	app.render(w, r, http.StatusOK, "activate.html", page{Title: "activate.title",
-		Name: u.Name, SignedUpAt: u.CreatedAt, Token: token, Form: map[string]string{"return_to": app.returnTo(r.URL.Query().Get("return_to"))}})
+	p := page{Title: "activate.title", Name: u.Name, SignedUpAt: u.CreatedAt, Token: token, Form: map[string]string{"return_to": app.returnTo(r.URL.Query().Get("return_to"))}}
+	invitation(&p, u)
+	app.render(w, r, http.StatusOK, "activate.html", p)
+}
+
+// invitation asks, on the activation page p of an invited account that has
+// no password yet, for the password its holder chooses (typed twice).
+func invitation(p *page, u *user) {
+	if len(u.passwordHash) == 0 {
+		p.Form["invited"], p.Form["confirm"] = "yes", "yes"
+	}
 }
 
 // handleActivateForm activates the account with the password typed, or,
@@ -302,6 +337,7 @@ func (app *application) activatePage(w http.ResponseWriter, r *http.Request, tok
 	if confirm {
 		p.Form["confirm"] = "yes"
 	}
+	invitation(&p, u)
 	app.render(w, r, http.StatusUnprocessableEntity, "activate.html", p)
 }
 

@@ -176,7 +176,7 @@ func (app *application) badRequest(w http.ResponseWriter, r *http.Request, err e
 // language of the request (Accept-Language).
 func (app *application) failedValidation(w http.ResponseWriter, r *http.Request, errs map[string]string) {
 	l := app.locale(r)
-	messages, err := l.errors(errs, map[string]string{"AppName": app.cfg.appName})
+	messages, err := l.errors(errs, map[string]string{"AppName": app.cfg.appName, "Domains": strings.Join(app.cfg.signupDomains, ", ")})
 	if err != nil {
 		app.serverError(w, r, err)
 		return

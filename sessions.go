@@ -209,6 +209,9 @@ func (app *application) handleLoginForm(w http.ResponseWriter, r *http.Request) 
 	case errors.Is(err, errBadCredentials):
 		app.render(w, r, http.StatusUnauthorized, "login.html", page{Title: "login.title", Form: form,
 			Errors: validator{"form": "error.login_failed"}, Link: "/resend", LinkText: "signup.lost_link"})
+	case errors.Is(err, errDisabled):
+		app.render(w, r, http.StatusForbidden, "login.html", page{Title: "login.title", Form: form,
+			Errors: validator{"form": "error.login_disabled"}})
 	case err != nil:
 		app.pageError(w, r, err)
 	default:
@@ -227,7 +230,7 @@ func (app *application) handleLoginForm(w http.ResponseWriter, r *http.Request) 
 // app's /logout to signup).
 func (app *application) handleLogoutForm(w http.ResponseWriter, r *http.Request) {
 	if hash := app.sessionHash(r); hash != nil {
-		if err := app.store.deleteToken(r.Context(), hash, "session"); err != nil {
+		if err := app.store.logout(r.Context(), hash, "session", app.now()); err != nil {
 			app.pageError(w, r, err)
 			return
 		}

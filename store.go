@@ -153,7 +153,7 @@ func openStore(name string) (*store, error) {
 		ckpt.Close()
 		return nil, err
 	}
-	st := &store{engine: "sqlite", logger: discardLogger, write: write, read: read, cache: newSessionCache(), ckpt: ckpt, instance: instanceName(), seal: seal, path: name, dev: uint64(sys.Dev), ino: sys.Ino}
+	st := &store{engine: "sqlite", logger: discardLogger, write: write, read: read, cache: newSessionCache(changedMarker(name)), ckpt: ckpt, instance: instanceName(), seal: seal, path: name, dev: uint64(sys.Dev), ino: sys.Ino}
 	st.walLimit, st.reserveSize = diskBounds(name)
 	return st.setUp()
 }

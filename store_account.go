@@ -48,6 +48,9 @@ func (st *store) changePassword(ctx context.Context, u *user, checked, newHash, 
 	if _, err := tx.ExecContext(ctx, `DELETE FROM email_changes WHERE user_id = $1`, u.ID); err != nil {
 		return err
 	}
+	if err := recordActivity(ctx, tx, u.ID, activityPasswordChanged, now, "", ""); err != nil {
+		return err
+	}
 	_, err = st.tell(ctx, tx, notice{kind: kindPasswordChanged, to: u, event: eventPasswordChanged, about: u, now: now})
 	return err
 }
@@ -243,6 +246,9 @@ func (st *store) confirmEmailChange(ctx context.Context, tokenHash []byte, now t
 		c.user.ID, c.oldEmail, millis(e.token.expiry)); err != nil {
 		return false, false, err
 	}
+	if err := recordActivity(ctx, tx, c.user.ID, activityEmailChanged, now, "", ""); err != nil {
+		return false, false, err
+	}
 	sent, err = st.tell(ctx, tx, notice{composed: e, skippable: true, event: eventEmailChanged, about: &moved, now: now})
 	return err == nil, sent, err
 }
@@ -314,6 +320,9 @@ func (st *store) undoEmailChange(ctx context.Context, tokenHash []byte, now time
 		return "", err
 	}
 	if err := endEmailChange(ctx, tx, u.ID); err != nil {
+		return "", err
+	}
+	if err := recordActivity(ctx, tx, u.ID, activityEmailChanged, now, "", ""); err != nil {
 		return "", err
 	}
 	back := *u

@@ -19,6 +19,7 @@ var personalTables = []struct{ table, key string }{
 	{"outbox", "user_id"},
 	{"email_changes", "user_id"},
 	{"email_undos", "user_id"},
+	{"activity", "user_id"},
 }
 
 // secretColumns are never exported: a password's hash, a token's hash, a
@@ -72,7 +73,8 @@ func (st *store) personalData(ctx context.Context, id int64) (map[string][]map[s
 }
 
 // timeColumns hold milliseconds since the epoch.
-var timeColumns = map[string]bool{"created_at": true, "expiry": true, "last_used_at": true, "next_attempt_at": true, "claimed_until": true, "sent_at": true}
+var timeColumns = map[string]bool{"created_at": true, "expiry": true, "last_used_at": true, "next_attempt_at": true, "claimed_until": true, "sent_at": true,
+	"disabled_at": true, "invited_at": true, "at": true}
 
 // exportValue is a column's value as the export writes it: text as text,
 // a time as RFC 3339 UTC.

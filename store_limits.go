@@ -104,20 +104,31 @@ func (st *store) spend(ctx context.Context, tx *sql.Tx, a allowance, address str
 	return err
 }
 
-// addressState reports whether address has an activated account, and
-// whether the stranger's allowance of its mailbox (or of its domain) is
-// spent: what a signup needs to know before it spends a password hash.
-// One query: it runs before every signup.
-func (st *store) addressState(ctx context.Context, address string, now time.Time) (activated, over bool, err error) {
-	var act sql.NullInt64
+// addressInfo is what a signup needs to know of an address before it
+// spends a password hash.
+type addressInfo struct {
+	activated bool // an activated account has it, or a disabled one: no password to hash
+	invited   bool // a pending account has it, invited by the operator
+	over      bool // the stranger's allowance of its mailbox (or of its domain) is spent
+}
+
+// addressState reads what a signup needs to know of address. One query:
+// it runs before every signup.
+func (st *store) addressState(ctx context.Context, address string, now time.Time) (addressInfo, error) {
+	var state sql.NullInt64
 	var hour, day, domain int
-	err = st.read.QueryRowContext(ctx, `SELECT (SELECT activated FROM users WHERE email_key = $1),
+	err := st.read.QueryRowContext(ctx, `SELECT (SELECT activated + CASE WHEN invited_at IS NULL THEN 0 ELSE 2 END + CASE WHEN disabled_at IS NULL THEN 0 ELSE 4 END
+			FROM users WHERE email_key = $1),
 		(SELECT count(*) FROM sends WHERE address_key = $4 AND sent_at > $2),
 		(SELECT count(*) FROM sends WHERE address_key = $4 AND sent_at > $3),
 		(SELECT count(*) FROM sends WHERE address_key = $5 AND sent_at > $2)`,
-		strings.ToLower(address), millis(now.Add(-time.Hour)), millis(now.Add(-24*time.Hour)), mailboxKey(address), domainKey(address)).Scan(&act, &hour, &day, &domain)
+		strings.ToLower(address), millis(now.Add(-time.Hour)), millis(now.Add(-24*time.Hour)), mailboxKey(address), domainKey(address)).Scan(&state, &hour, &day, &domain)
 	b := budgets[allowanceStranger]
-	return act.Valid && act.Int64 == 1, hour >= b.perHour || day >= b.perDay || (st.perDomain > 0 && domain >= st.perDomain), err
+	return addressInfo{
+		activated: state.Int64&1 != 0 || state.Int64&4 != 0,
+		invited:   state.Int64 == 2,
+		over:      hour >= b.perHour || day >= b.perDay || (st.perDomain > 0 && domain >= st.perDomain),
+	}, err
 }
 
 // The login throttle: at most maxFailedLogins failed attempts on an

@@ -10,6 +10,7 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"errors"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -59,9 +60,11 @@ func capTokens(ctx context.Context, tx *sql.Tx, id int64, scope string) error {
 	return err
 }
 
-// insertLogin stores l for user id through tx, but only if the account's
-// password hash is still checked (the one the login was compared with): it
-// returns errNotFound when the password changed meanwhile. Past
+// insertLogin stores l for user id through tx, and records the login in its
+// activity, but only if the account's password hash is still checked (the
+// one the login was compared with) and the operator has not disabled it:
+// it returns errNotFound when the password changed meanwhile, or the
+// account was disabled. Past
 // maxPerAccount of its scope, the oldest ends.
 func insertLogin(ctx context.Context, tx *sql.Tx, id int64, checked []byte, l *newSession, now time.Time) error {
 	b := make([]byte, 8)
@@ -71,13 +74,16 @@ func insertLogin(ctx context.Context, tx *sql.Tx, id int64, checked []byte, l *n
 		ua = ua[:maxUserAgent]
 	}
 	res, err := tx.ExecContext(ctx, `INSERT INTO tokens (hash, user_id, scope, expiry, session_id, created_at, last_used_at, user_agent, client_addr)
-		SELECT $1, id, $2, $3, $4, $5, $5, $6, $9 FROM users WHERE id = $7 AND password_hash = $8`,
+		SELECT $1, id, $2, $3, $4, $5, $5, $6, $9 FROM users WHERE id = $7 AND password_hash = $8 AND disabled_at IS NULL`,
 		l.hash, l.scope, millis(l.expiry), hex.EncodeToString(b), millis(now), string(ua), id, checked, l.address)
 	if err != nil {
 		return err
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
 		return errNotFound
+	}
+	if err := recordActivity(ctx, tx, id, activityLogin, now, l.address, l.userAgent); err != nil {
+		return err
 	}
 	return capTokens(ctx, tx, id, l.scope)
 }
@@ -86,7 +92,7 @@ func insertLogin(ctx context.Context, tx *sql.Tx, id int64, checked []byte, l *n
 const sessionQuery = `SELECT u.id, u.created_at, u.name, u.email, u.activated, u.language,
 		t.session_id, t.created_at, t.last_used_at, t.user_agent, t.expiry
 	FROM tokens t JOIN users u ON u.id = t.user_id
-	WHERE t.hash = $1 AND t.scope = $2 AND t.expiry > $3 AND (t.scope <> 'session' OR t.last_used_at > $4)`
+	WHERE t.hash = $1 AND t.scope = $2 AND t.expiry > $3 AND (t.scope <> 'session' OR t.last_used_at > $4) AND u.disabled_at IS NULL`
 
 // sessionUser returns the user of the live session of scope with this
 // hash, and the session, or errNotFound. A browser's session is live until
@@ -152,12 +158,26 @@ func (st *store) touch(ctx context.Context, hash []byte, now time.Time) bool {
 // (lockDatabase) and every write that may end a session or change a user
 // — each commit (store.commit) and each statement that deletes tokens —
 // forgets it all after it is done (forget): a session ended is refused at
-// once. On PostgreSQL another instance may end a session, so there is no
+// once. A subcommand beside it (`signup users disable`) replaces the
+// marker file after its change (store.accountsChanged), and the next
+// check sees the file changed and forgets too (stale): one stat, no
+// read. On PostgreSQL another instance may end a session, so there is no
 // cache (nil) and every check reads.
 type sessionCache struct {
 	gen     atomic.Uint64
 	mu      sync.RWMutex
 	entries map[[32]byte]cachedSession
+
+	marker string                    // the file a subcommand replaces (changedMarker)
+	seen   atomic.Pointer[markerSeen] // what the last check found of it
+}
+
+// markerSeen is what a check found of the marker file.
+type markerSeen struct {
+	exists  bool
+	modTime time.Time
+	size    int64
+	file    os.FileInfo
 }
 
 // cachedSession is a session as sessionUser read it, and the generation of
@@ -173,8 +193,26 @@ type cachedSession struct {
 // maxCachedSessions bounds the cache; past it, it starts over.
 const maxCachedSessions = 100_000
 
-func newSessionCache() *sessionCache {
-	return &sessionCache{entries: map[[32]byte]cachedSession{}}
+func newSessionCache(marker string) *sessionCache {
+	c := &sessionCache{entries: map[[32]byte]cachedSession{}, marker: marker}
+	c.stale()
+	return c
+}
+
+// stale reports, and forgets everything read so far when, a subcommand
+// has replaced the marker file since the last check.
+func (c *sessionCache) stale() bool {
+	now := &markerSeen{}
+	if fi, err := os.Stat(c.marker); err == nil {
+		now = &markerSeen{exists: true, modTime: fi.ModTime(), size: fi.Size(), file: fi}
+	}
+	last := c.seen.Load()
+	if last != nil && last.exists == now.exists && (!now.exists || last.modTime.Equal(now.modTime) && last.size == now.size && os.SameFile(last.file, now.file)) {
+		return false
+	}
+	c.seen.Store(now)
+	c.forget()
+	return last != nil
 }
 
 func (c *sessionCache) generation() uint64 {
@@ -187,7 +225,7 @@ func (c *sessionCache) generation() uint64 {
 // get returns the session with this hash if it was read since the last
 // write that may have ended it.
 func (c *sessionCache) get(hash []byte) (cachedSession, bool) {
-	if c == nil || len(hash) != 32 {
+	if c == nil || len(hash) != 32 || c.stale() {
 		return cachedSession{}, false
 	}
 	c.mu.RLock()
@@ -257,23 +295,39 @@ func (st *store) sessions(ctx context.Context, id int64, current []byte, now tim
 	return list, rows.Err()
 }
 
-// endSession ends the session of user id with the public id sid, or
-// returns errNotFound.
-func (st *store) endSession(ctx context.Context, id int64, sid string) error {
-	res, err := st.write.ExecContext(ctx, `DELETE FROM tokens WHERE user_id = $1 AND session_id = $2 AND scope IN ('session', 'authentication')`, id, sid)
-	st.cache.forget()
+// endSession ends the session of user id with the public id sid, and
+// records it in the account's activity, or returns errNotFound.
+func (st *store) endSession(ctx context.Context, id int64, sid string, now time.Time) error {
+	return st.endSessions(ctx, id, `session_id = $2`, sid, now)
+}
+
+// endOtherSessions ends every session of user id but the one with hash
+// keep, and records it in the account's activity.
+func (st *store) endOtherSessions(ctx context.Context, id int64, keep []byte, now time.Time) error {
+	err := st.endSessions(ctx, id, `hash <> $2`, keep, now)
+	if errors.Is(err, errNotFound) {
+		return nil // there were none
+	}
+	return err
+}
+
+// endSessions ends the sessions of user id that which (a condition on $2,
+// arg) picks, with an entry in its activity; errNotFound when none.
+func (st *store) endSessions(ctx context.Context, id int64, which string, arg any, now time.Time) error {
+	tx, err := st.write.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE user_id = $1 AND scope IN ('session', 'authentication') AND `+which, id, arg)
 	if err != nil {
 		return err
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
 		return errNotFound
 	}
-	return nil
-}
-
-// endOtherSessions ends every session of user id but the one with hash keep.
-func (st *store) endOtherSessions(ctx context.Context, id int64, keep []byte) error {
-	_, err := st.write.ExecContext(ctx, `DELETE FROM tokens WHERE user_id = $1 AND scope IN ('session', 'authentication') AND hash <> $2`, id, keep)
-	st.cache.forget()
-	return err
+	if err := recordActivity(ctx, tx, id, activitySessionsEnded, now, "", ""); err != nil {
+		return err
+	}
+	return st.commit(tx)
 }

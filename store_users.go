@@ -19,13 +19,15 @@ type user struct {
 	Activated    bool      `json:"activated"`
 	passwordHash []byte
 	language     string // of the emails about the account; "" is -default-language
+	disabledAt   time.Time // when the operator disabled it; zero if not
+	invitedAt    time.Time // when the operator invited its address; zero if not
 
 	oldEmail, newEmail string // an address change's two addresses, for the emails about it
 	returnTo           string // the page asked for before signing up, for the welcome email's link
 }
 
 // userColumns are the columns scanUser reads, in its order.
-const userColumns = `id, created_at, name, email, activated, password_hash, language`
+const userColumns = `id, created_at, name, email, activated, password_hash, language, disabled_at, invited_at`
 
 // rowQuerier reads one row: the read pool or a transaction.
 type rowQuerier interface {
@@ -42,7 +44,8 @@ func userByAddress(ctx context.Context, q rowQuerier, address string) (*user, er
 func scanUser(row interface{ Scan(...any) error }) (*user, error) {
 	var u user
 	var created int64
-	err := row.Scan(&u.ID, &created, &u.Name, &u.Email, &u.Activated, &u.passwordHash, &u.language)
+	var disabled, invited sql.NullInt64
+	err := row.Scan(&u.ID, &created, &u.Name, &u.Email, &u.Activated, &u.passwordHash, &u.language, &disabled, &invited)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, errNotFound
 	}
@@ -50,6 +53,12 @@ func scanUser(row interface{ Scan(...any) error }) (*user, error) {
 		return nil, err
 	}
 	u.CreatedAt = time.UnixMilli(created).UTC()
+	if disabled.Valid {
+		u.disabledAt = time.UnixMilli(disabled.Int64).UTC()
+	}
+	if invited.Valid {
+		u.invitedAt = time.UnixMilli(invited.Int64).UTC()
+	}
 	return &u, nil
 }
 
@@ -92,7 +101,7 @@ func (st *store) signup(ctx context.Context, u *user, welcome *outboxRow) (email
 	}
 	switch {
 	case inserted:
-	case existing != nil && existing.Activated:
+	case existing != nil && (existing.Activated || !existing.disabledAt.IsZero()):
 		_, err := st.tell(ctx, tx, notice{kind: kindAccountExists, to: existing, now: welcome.CreatedAt})
 		return kindAccountExists, err
 	case u.passwordHash == nil:
@@ -108,6 +117,9 @@ func (st *store) signup(ctx context.Context, u *user, welcome *outboxRow) (email
 		}
 	default:
 		return "", errOverBudget // no hash for an account that needs one (see above)
+	}
+	if err := recordActivity(ctx, tx, u.ID, activitySignup, u.CreatedAt, "", ""); err != nil {
+		return "", err
 	}
 	welcome.UserID = u.ID
 	n := notice{composed: welcome, now: u.CreatedAt}
@@ -132,7 +144,7 @@ func (st *store) resendActivation(ctx context.Context, address, token string, no
 		return err
 	}
 	u, err := userByAddress(ctx, tx, address)
-	if err == nil && u.Activated {
+	if err == nil && (u.Activated || !u.disabledAt.IsZero()) {
 		err = errNotFound
 	}
 	if err != nil {
@@ -164,6 +176,9 @@ func (st *store) activate(ctx context.Context, tokenHash, passwordHash []byte, l
 		return nil, err
 	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE user_id = $1 AND scope = 'activation'`, u.ID); err != nil {
+		return nil, err
+	}
+	if err := recordActivity(ctx, tx, u.ID, activityActivated, now, "", ""); err != nil {
 		return nil, err
 	}
 	if l != nil {
@@ -209,11 +224,26 @@ func (st *store) userByToken(ctx context.Context, tokenHash []byte, scope string
 		WHERE id = (SELECT user_id FROM tokens WHERE hash = $1 AND scope = $2 AND expiry > $3)`, tokenHash, scope, millis(now)))
 }
 
-// deleteToken deletes the token of scope with this hash.
-func (st *store) deleteToken(ctx context.Context, tokenHash []byte, scope string) error {
-	_, err := st.write.ExecContext(ctx, `DELETE FROM tokens WHERE hash = $1 AND scope = $2`, tokenHash, scope)
-	st.cache.forget()
-	return err
+// logout ends the session (scope "session" or "authentication") with
+// this hash, and records it in its account's activity.
+func (st *store) logout(ctx context.Context, tokenHash []byte, scope string, now time.Time) error {
+	tx, err := st.write.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	var id int64
+	err = tx.QueryRowContext(ctx, `DELETE FROM tokens WHERE hash = $1 AND scope = $2 RETURNING user_id`, tokenHash, scope).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil // ended already
+	}
+	if err != nil {
+		return err
+	}
+	if err := recordActivity(ctx, tx, id, activityLogout, now, "", ""); err != nil {
+		return err
+	}
+	return st.commit(tx)
 }
 
 // requestPasswordReset queues, in one transaction, what a password reset
@@ -232,6 +262,9 @@ func (st *store) requestPasswordReset(ctx context.Context, address, token string
 		return "", err
 	}
 	u, err := userByAddress(ctx, tx, address)
+	if err == nil && !u.disabledAt.IsZero() {
+		err = errNotFound // a disabled account gets no link: it could not log in with it
+	}
 	if err != nil {
 		return "", err
 	}
@@ -280,6 +313,9 @@ func (st *store) resetPassword(ctx context.Context, tokenHash, passwordHash []by
 		return nil, false, err
 	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM login_attempts WHERE address_key = $1`, strings.ToLower(u.Email)); err != nil {
+		return nil, false, err
+	}
+	if err := recordActivity(ctx, tx, u.ID, activityPasswordChanged, now, "", ""); err != nil {
 		return nil, false, err
 	}
 	if device != nil {

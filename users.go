@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -32,19 +34,32 @@ func (app *application) signup(ctx context.Context, in signupInput) (errs valida
 	validateName(v, in.Name)
 	validateEmail(v, in.Email)
 	validatePassword(v, in.Password)
+	app.checkSignupDomain(v, in.Email)
 	if len(v) > 0 {
 		return v, nil
 	}
-	activated, over, err := app.store.addressState(ctx, in.Email, app.now())
+	if app.cfg.signup == "closed" {
+		return nil, errSignupClosed
+	}
+	state, err := app.store.addressState(ctx, in.Email, app.now())
 	if err != nil {
 		return nil, err
 	}
+	// Under -signup invite only an invited address signs up. The others
+	// are answered alike and in the same time, and get nothing — but the
+	// owner of an activated account, who gets "account exists" as always.
+	refused := app.cfg.signup == "invite" && !state.invited && !state.activated
 	release, allowed := app.reserveEmail(ctx)
 	var hash []byte
-	if over || activated || !allowed {
+	if state.over || state.activated || refused || !allowed {
 		err = app.hasher.imitate(ctx)
 	} else {
 		hash, err = app.hasher.hash(ctx, in.Password)
+	}
+	if err == nil && refused {
+		release()
+		app.logger.Info("signup refused: not invited (-signup invite)", "email", in.Email)
+		return nil, errNotInvited
 	}
 	if err == nil && !allowed {
 		app.overClientBudget(in.Email, "signup")
@@ -79,9 +94,30 @@ func (app *application) signup(ctx context.Context, in signupInput) (errs valida
 	return nil, nil
 }
 
+// errSignupClosed answers a signup under -signup closed; errNotInvited
+// a signup of an address not invited under -signup invite, answered as
+// every other signup is (signupAnswer).
+var (
+	errSignupClosed = errors.New("signup is closed: ask the operator for an invitation")
+	errNotInvited   = errors.New("not invited")
+)
+
+// checkSignupDomain adds to v that address is not at one of
+// -signup-domains, if it is not: a rule about the address, never about an
+// account.
+func (app *application) checkSignupDomain(v validator, address string) {
+	if len(app.cfg.signupDomains) == 0 || v["email"] != "" {
+		return
+	}
+	_, domain, _ := strings.Cut(address, "@")
+	v.check(slices.Contains(app.cfg.signupDomains, strings.ToLower(domain)), "email", "error.signup_domain")
+}
+
 // signupOutcome is how the metrics count a signup's answer.
 func signupOutcome(errs validator, err error) string {
 	switch {
+	case errors.Is(err, errSignupClosed), errors.Is(err, errNotInvited):
+		return "refused"
 	case errors.Is(err, errBusy):
 		return "shed"
 	case err != nil:
@@ -116,6 +152,13 @@ func (app *application) handleSignup(w http.ResponseWriter, r *http.Request) {
 	}
 	in.language = app.accountLanguage(r)
 	errs, err := app.signup(r.Context(), in)
+	if errors.Is(err, errSignupClosed) {
+		app.errorResponse(w, r, http.StatusForbidden, err.Error())
+		return
+	}
+	if errors.Is(err, errNotInvited) {
+		err = nil // answered as every signup is
+	}
 	app.answer(w, r, errs, err, http.StatusAccepted, envelope{"message": "check your inbox: an email is on its way with a link to activate your account"})
 }
 
