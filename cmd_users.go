@@ -34,28 +34,34 @@ const usersUsage = `users list [-status pending|active|disabled] [-q TEXT] [-jso
 // events go to cfg's -webhook-url, so run it with the service's
 // environment.
 func cmdUsers(ctx context.Context, cfg config, args []string, stdout, stderr io.Writer) error {
+	err := users(ctx, cfg, args, stdout)
+	if errors.Is(err, errUsage) { // main prints the others
+		fmt.Fprintln(stderr, "signup:", strings.TrimPrefix(err.Error(), errUsage.Error()+": "))
+	}
+	return err
+}
+
+// users is cmdUsers but for printing a usage error.
+func users(ctx context.Context, cfg config, args []string, stdout io.Writer) error {
 	usage := fmt.Errorf("%w: %s", errUsage, usersUsage)
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, "signup:", usage)
 		return usage
 	}
 	fs := flag.NewFlagSet("users "+args[0], flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(io.Discard) // its errors are returned, and printed once
 	status := fs.String("status", "", "only accounts with this `status`: pending, active or disabled")
 	q := fs.String("q", "", "only accounts whose address or name contains this `text`, regardless of case")
 	asJSON := fs.Bool("json", false, "print JSON")
 	name := fs.String("name", "", "the invited person's `name`, shown in the invitation")
 	positional, err := parseInterspersed(fs, args[1:])
 	if err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+		return fmt.Errorf("%w: users %s: %v", errUsage, args[0], err)
 	}
 	if _, ok := statusWhere[*status]; !ok {
-		fmt.Fprintf(stderr, "signup: -status must be pending, active or disabled, not %q\n", *status)
-		return fmt.Errorf("%w: bad -status", errUsage)
+		return fmt.Errorf("%w: -status must be pending, active or disabled, not %q", errUsage, *status)
 	}
 	wants := map[string]int{"list": 0, "show": 1, "disable": 1, "enable": 1, "delete": 1, "invite": 1, "export": 0, "import": 1}
 	if n, ok := wants[args[0]]; !ok || n != len(positional) {
-		fmt.Fprintln(stderr, "signup:", usage)
 		return usage
 	}
 	st, err := openStore(cfg.db)
@@ -178,7 +184,7 @@ type shownEvent struct {
 // showUser prints account u: the account, its live sessions and its recent
 // activity.
 func showUser(ctx context.Context, st *store, u *user, asJSON bool, stdout io.Writer, now time.Time) error {
-	sessions, err := st.sessions(ctx, u.ID, nil, now)
+	sessions, err := st.sessions(ctx, u.ID, []byte{}, now)
 	if err != nil {
 		return err
 	}
