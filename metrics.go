@@ -141,10 +141,10 @@ type outboxCollector struct {
 
 func newOutboxCollector(st *store, now func() time.Time, tasks func() int64) *outboxCollector {
 	return &outboxCollector{store: st, now: now, tasks: tasks,
-		pending: prometheus.NewDesc("signup_outbox_pending", "Outbox rows waiting to go out, by channel and kind (read from the database).", []string{"channel", "kind"}, nil),
-		oldest:  prometheus.NewDesc("signup_outbox_oldest_pending_age_seconds", "Age of the oldest pending outbox row of each channel; 0 when none is pending.", []string{"channel"}, nil),
-		failed:  prometheus.NewDesc("signup_outbox_failed", "Outbox rows failed for good, by channel: `signup outbox list -status failed` shows them.", []string{"channel"}, nil),
-		running: prometheus.NewDesc("signup_background_tasks", "Background tasks running (deliveries), which shutdown waits for.", nil, nil),
+		pending:  prometheus.NewDesc("signup_outbox_pending", "Outbox rows waiting to go out, by channel and kind (read from the database).", []string{"channel", "kind"}, nil),
+		oldest:   prometheus.NewDesc("signup_outbox_oldest_pending_age_seconds", "Age of the oldest pending outbox row of each channel; 0 when none is pending.", []string{"channel"}, nil),
+		failed:   prometheus.NewDesc("signup_outbox_failed", "Outbox rows failed for good, by channel: `signup outbox list -status failed` shows them.", []string{"channel"}, nil),
+		running:  prometheus.NewDesc("signup_background_tasks", "Background tasks running (deliveries), which shutdown waits for.", nil, nil),
 		disabled: prometheus.NewDesc("signup_accounts_disabled", "Accounts the operator disabled (`signup users disable`; read from the database).", nil, nil),
 		invited:  prometheus.NewDesc("signup_invitations_open", "Invitations not yet taken up: invited accounts still pending (read from the database).", nil, nil),
 	}

@@ -123,7 +123,7 @@ const (
 	eventActivated       eventType = "user.activated"
 	eventEmailChanged    eventType = "user.email_changed"
 	eventPasswordChanged eventType = "user.password_changed"
-	eventDeleted         eventType = "user.deleted" // by "This wasn't me", by its owner or by the operator
+	eventDeleted         eventType = "user.deleted"  // by "This wasn't me", by its owner or by the operator
 	eventDisabled        eventType = "user.disabled" // by the operator
 	eventEnabled         eventType = "user.enabled"
 	eventInvited         eventType = "user.invited" // a new account, pending, or a pending one, invited by the operator

@@ -168,7 +168,7 @@ type sessionCache struct {
 	mu      sync.RWMutex
 	entries map[[32]byte]cachedSession
 
-	marker string                    // the file a subcommand replaces (changedMarker)
+	marker string                     // the file a subcommand replaces (changedMarker)
 	seen   atomic.Pointer[markerSeen] // what the last check found of it
 }
 

@@ -18,7 +18,7 @@ type user struct {
 	Email        string    `json:"email"`
 	Activated    bool      `json:"activated"`
 	passwordHash []byte
-	language     string // of the emails about the account; "" is -default-language
+	language     string    // of the emails about the account; "" is -default-language
 	disabledAt   time.Time // when the operator disabled it; zero if not
 	invitedAt    time.Time // when the operator invited its address; zero if not
 
