@@ -248,3 +248,47 @@ func TestFailedFormInViewOnAPhone(t *testing.T) {
 	}
 	checkAxe(t, ctx, "a failed form low on the account page")
 }
+
+// TestBrowserOperatorPages: the page states the operator's side adds —
+// signup by invitation for one domain, an invitation's activation, the
+// account's recent activity, a disabled account's login, signup closed —
+// work in Chromium, and axe finds nothing on them.
+func TestBrowserOperatorPages(t *testing.T) {
+	t.Parallel()
+	ctx := browser(t)
+	srv := startSMTP(t, nil)
+	dir := t.TempDir()
+	db := filepath.Join(dir, "signup.db")
+	args := append(baseArgs(dir), smtpArgs(srv.host, srv.port)...)
+	p := startBinary(t, append(args, "-db", db, "-signup", "invite", "-signup-domains", "example.com"))
+	base := strings.Replace(p.url, "127.0.0.1", "localhost", 1) // where the session cookie goes
+	step := func(what string, actions ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(ctx, actions...); err != nil {
+			t.Fatalf("%s: %v\n%s", what, err, p.logs)
+		}
+		checkAxe(t, ctx, what)
+	}
+	step("the signup page, by invitation for one domain", chromedp.Navigate(base+"/signup"),
+		chromedp.WaitVisible(`//p[contains(., "by invitation")]`))
+	step("a signup for another domain", chromedp.SendKeys(`#name`, "Ada"), chromedp.SendKeys(`#email`, "ada@other.example"),
+		chromedp.SendKeys(`#password`, "pa55word1234"), chromedp.Click(`button[type=submit]`), chromedp.WaitVisible(`#email-error`))
+
+	mustUsers(t, db, nil, "invite", "ada@example.com", "-name", "Ada")
+	link, _ := linkOf(t, waitFor1(t, srv, "ada@example.com", "invited").data)
+	step("an invitation's page", chromedp.Navigate(link), // on localhost, as base
+		chromedp.WaitVisible(`#confirm`))
+	step("activated by the invitation", chromedp.SendKeys(`#password`, "analytical-engine"), chromedp.SendKeys(`#confirm`, "analytical-engine"),
+		chromedp.Click(`button[value=activate]`), chromedp.WaitVisible(`//h1[text()="Your account is activated"]`))
+	step("the account's recent activity", chromedp.Navigate(base+"/account"), chromedp.WaitVisible(`#activity-heading`),
+		chromedp.WaitVisible(`//li[contains(., "Invited by the operator")]`))
+
+	mustUsers(t, db, nil, "disable", "ada@example.com")
+	step("the login of a disabled account", chromedp.Navigate(base+"/login"), chromedp.WaitVisible(`#email`),
+		chromedp.SendKeys(`#email`, "ada@example.com"), chromedp.SendKeys(`#password`, "analytical-engine"),
+		chromedp.Click(`button[type=submit]`), chromedp.WaitVisible(`//p[contains(., "has been disabled")]`))
+
+	closed := startBinary(t, append(baseArgs(t.TempDir()), "-signup", "closed"))
+	step("signup closed", chromedp.Navigate(strings.Replace(closed.url, "127.0.0.1", "localhost", 1)+"/signup"),
+		chromedp.WaitVisible(`//h1[text()="Signing up is closed"]`))
+}

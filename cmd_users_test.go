@@ -48,15 +48,6 @@ func mustUsers(t *testing.T, db string, hooks *receiver, args ...string) string 
 	return out
 }
 
-// bearerLogin logs address in by the API and returns the status and token.
-func bearerLogin(t *testing.T, base, address, password string) (int, string) {
-	t.Helper()
-	status, body := post(t, "POST", base+"/v1/tokens/authentication", map[string]string{"email": address, "password": password})
-	auth, _ := body["authentication_token"].(map[string]any)
-	token, _ := auth["token"].(string)
-	return status, token
-}
-
 // TestUsersCommandsBesideServer drives `signup users` beside a serving
 // instance, on SQLite and on PostgreSQL, and checks after each command what
 // the person and a proxy in front of the app see at once.
@@ -80,7 +71,7 @@ func TestUsersCommandsBesideServer(t *testing.T) {
 			}
 			browser := newVisitor(t, p.url)
 			browser.logIn("ada@example.com", "pa55word1234")
-			_, bearer := bearerLogin(t, p.url, "ada@example.com", "pa55word1234")
+			_, _, bearer := login(t, p.url, "ada@example.com", "pa55word1234")
 			for range 2 { // the second check is answered from what the first read
 				if got := browser.get("/v1/forward-auth"); got.status != 200 {
 					t.Fatalf("forward auth before: %d", got.status)
@@ -148,7 +139,7 @@ func TestUsersCommandsBesideServer(t *testing.T) {
 			if got := browser.get("/v1/forward-auth"); got.status != 401 {
 				t.Errorf("an old session after enable: %d, want 401", got.status)
 			}
-			if status, _ := bearerLogin(t, p.url, "ada@example.com", "pa55word1234"); status != 201 {
+			if status, _, _ := login(t, p.url, "ada@example.com", "pa55word1234"); status != 201 {
 				t.Errorf("login after enable: %d", status)
 			}
 			hooks.waitEvent(eventEnabled, "ada@example.com")
@@ -184,7 +175,7 @@ func TestUsersCommandsBesideServer(t *testing.T) {
 			if status, page := form(t, p.url, "/activate", url.Values{"token": {token}, "action": {"activate"}, "password": {"bobs-own-password"}, "confirm": {"bobs-own-password"}}); status != 200 || !strings.Contains(page, "activated") {
 				t.Errorf("activating the invitation: %d\n%s", status, page)
 			}
-			if status, _ := bearerLogin(t, p.url, "bob@example.com", "bobs-own-password"); status != 201 {
+			if status, _, _ := login(t, p.url, "bob@example.com", "bobs-own-password"); status != 201 {
 				t.Errorf("login with the invitation's chosen password: %d", status)
 			}
 			hooks.waitEvent(eventInvited, "bob@example.com")
@@ -194,7 +185,7 @@ func TestUsersCommandsBesideServer(t *testing.T) {
 
 			// delete: as her own deletion, with its email and webhook.
 			mustUsers(t, db, hooks, "delete", "ada@example.com")
-			if status, _ := bearerLogin(t, p.url, "ada@example.com", "pa55word1234"); status != 401 {
+			if status, _, _ := login(t, p.url, "ada@example.com", "pa55word1234"); status != 401 {
 				t.Errorf("login after delete: %d", status)
 			}
 			deleted := srv.waitMessages(t, 3, 15*time.Second)[2]
@@ -277,7 +268,7 @@ func TestUsersExportImport(t *testing.T) {
 			srv := startSMTP(t, nil)
 			p := startBinary(t, append(baseArgs(t.TempDir()), append(smtpArgs(srv.host, srv.port), "-db", other)...))
 			for _, i := range []int{0, 1, 2} { // $2a$, $2b$, $2y$
-				if status, _ := bearerLogin(t, p.url, fmt.Sprintf("person%d@example.com", i), "correct horse"); status != 201 {
+				if status, _, _ := login(t, p.url, fmt.Sprintf("person%d@example.com", i), "correct horse"); status != 201 {
 					t.Errorf("login with an imported %s hash: %d", []string{"$2a$", "$2b$", "$2y$"}[i], status)
 				}
 			}

@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"strings"
 	"time"
 )
 
@@ -186,19 +185,6 @@ func (app *application) handleSignupPage(w http.ResponseWriter, r *http.Request)
 	}
 	app.render(w, r, http.StatusOK, "signup.html", app.signupPage(page{Title: "signup.title",
 		Form: map[string]string{"return_to": app.returnTo(r.URL.Query().Get("return_to"))}}))
-}
-
-// signupPage is p, the signup form, saying who may sign up under
-// -signup invite and -signup-domains.
-func (app *application) signupPage(p page) page {
-	p.Args = map[string]string{"Domains": strings.Join(app.cfg.signupDomains, ", ")}
-	if app.cfg.signup == "invite" {
-		p.Lines = append(p.Lines, "signup.invite_only")
-	}
-	if len(app.cfg.signupDomains) > 0 {
-		p.Lines = append(p.Lines, "signup.domains_only")
-	}
-	return p
 }
 
 // handleSignupForm signs up exactly as POST /v1/users does.

@@ -7,8 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
-	"strings"
 	"time"
 )
 
@@ -92,25 +90,6 @@ func (app *application) signup(ctx context.Context, in signupInput) (errs valida
 	app.logger.Debug("signup", "user_id", u.ID, "email_kind", kind)
 	app.outbox.kick()
 	return nil, nil
-}
-
-// errSignupClosed answers a signup under -signup closed; errNotInvited
-// a signup of an address not invited under -signup invite, answered as
-// every other signup is (signupAnswer).
-var (
-	errSignupClosed = errors.New("signup is closed: ask the operator for an invitation")
-	errNotInvited   = errors.New("not invited")
-)
-
-// checkSignupDomain adds to v that address is not at one of
-// -signup-domains, if it is not: a rule about the address, never about an
-// account.
-func (app *application) checkSignupDomain(v validator, address string) {
-	if len(app.cfg.signupDomains) == 0 || v["email"] != "" {
-		return
-	}
-	_, domain, _ := strings.Cut(address, "@")
-	v.check(slices.Contains(app.cfg.signupDomains, strings.ToLower(domain)), "email", "error.signup_domain")
 }
 
 // signupOutcome is how the metrics count a signup's answer.
