@@ -62,6 +62,10 @@ func TestUsersCommandsBesideServer(t *testing.T) {
 			args := append(baseArgs(t.TempDir()), smtpArgs(srv.host, srv.port)...)
 			args = append(args, "-db", db, "-webhook-url", hooks.url)
 			p := startBinary(t, args, "SIGNUP_WEBHOOK_SECRET="+testSecret)
+			others := []*process{p} // the instances that must refuse a disabled account's sessions
+			if engine == "postgres" {
+				others = append(others, startBinary(t, args, "SIGNUP_WEBHOOK_SECRET="+testSecret))
+			}
 
 			// Ada signs up and activates, by the API; she has a browser
 			// session and a bearer token, and a proxy lets both through.
@@ -111,11 +115,16 @@ func TestUsersCommandsBesideServer(t *testing.T) {
 			if got := browser.get("/v1/forward-auth"); got.status != 401 {
 				t.Errorf("forward auth by the browser right after disable: %d, want 401", got.status)
 			}
-			if got := withBearerStatus(t, "GET", p.url+"/v1/forward-auth", bearer); got != 401 {
-				t.Errorf("forward auth by bearer right after disable: %d, want 401", got)
+			for i, instance := range others {
+				if got := withBearerStatus(t, "GET", instance.url+"/v1/forward-auth", bearer); got != 401 {
+					t.Errorf("instance %d: forward auth by bearer right after disable: %d, want 401", i, got)
+				}
+				if got := withBearerStatus(t, "GET", instance.url+"/v1/users/me", bearer); got != 401 {
+					t.Errorf("instance %d: /v1/users/me right after disable: %d, want 401", i, got)
+				}
 			}
-			if got := withBearerStatus(t, "GET", p.url+"/v1/users/me", bearer); got != 401 {
-				t.Errorf("/v1/users/me right after disable: %d, want 401", got)
+			if got := series(t, scrapeFrom(t, p.url, "127.0.0.1"))["signup_accounts_disabled"]; got != 1 {
+				t.Errorf("signup_accounts_disabled: %v, want 1", got)
 			}
 			if status, body := post(t, "POST", p.url+"/v1/tokens/authentication", map[string]string{"email": "ada@example.com", "password": "pa55word1234"}); status != 403 || !strings.Contains(fmt.Sprint(body), "disabled") {
 				t.Errorf("the right password of a disabled account: %d %v, want 403 saying it is disabled", status, body)
@@ -165,6 +174,10 @@ func TestUsersCommandsBesideServer(t *testing.T) {
 			if invitation.to != "bob@example.com" || !strings.Contains(string(invitation.data), "invited you") {
 				t.Fatalf("the invitation: to %v\n%s", invitation.to, invitation.data)
 			}
+			waitFor(t, 10*time.Second, "the invitation in the metrics", func() bool { // counted once its sending is recorded
+				m := series(t, scrapeFrom(t, p.url, "127.0.0.1"))
+				return m["signup_invitations_open"] == 1 && m[`signup_outbox_deliveries_total{channel="email",kind="invitation",result="sent"}`] == 1
+			})
 			link, token := linkOf(t, invitation.data)
 			if _, port, _ := strings.Cut(strings.TrimPrefix(p.url, "http://"), ":"); !strings.HasPrefix(link, "http://localhost:"+port+"/activate?token=") {
 				t.Errorf("the invitation's link %s is not on the service's base URL %s", link, p.url)

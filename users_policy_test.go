@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"net/url"
 	"strings"
 	"testing"
@@ -131,5 +132,32 @@ func TestSignupDomains(t *testing.T) {
 	}
 	if status, page := get(t, app.url, "/signup"); !strings.Contains(page, "Only addresses at example.com, example.org may sign up.") {
 		t.Errorf("the signup page does not say which domains: %d", status)
+	}
+}
+
+// TestInvitationSpendsTheBudget: an invitation counts in the address's send
+// budget, so that the operator's command cannot flood an inbox either;
+// over it nothing changes.
+func TestInvitationSpendsTheBudget(t *testing.T) {
+	t.Parallel()
+	srv := startSMTP(t, nil)
+	app := newTestApp(t, srv, nil)
+	ctx := context.Background()
+	for i := range 3 {
+		if _, err := app.store.invite(ctx, "ada@example.com", "Ada", app.now()); err != nil {
+			t.Fatalf("invitation %d: %v", i+1, err)
+		}
+	}
+	var before int
+	mustScan(t, app.store.read.QueryRow(`SELECT count(*) FROM outbox WHERE channel = 'email'`), &before)
+	if _, err := app.store.invite(ctx, "ada@example.com", "Someone Else", app.now()); !errors.Is(err, errOverBudget) {
+		t.Fatalf("a fourth invitation within the hour: %v, want errOverBudget", err)
+	}
+	var after int
+	var name string
+	mustScan(t, app.store.read.QueryRow(`SELECT count(*) FROM outbox WHERE channel = 'email'`), &after)
+	mustScan(t, app.store.read.QueryRow(`SELECT name FROM users WHERE email_key = 'ada@example.com'`), &name)
+	if after != before || name != "Ada" {
+		t.Errorf("over budget, the invitation changed something: %d emails (was %d), name %q", after, before, name)
 	}
 }
