@@ -10,6 +10,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"database/sql"
 	"fmt"
 	"io"
@@ -966,4 +967,55 @@ func BenchmarkForwardAuth(b *testing.B) {
 		p.signal(b, syscall.SIGTERM)
 		p.wait(b, time.Minute)
 	}
+}
+
+// BenchmarkLoginRecord weighs what recording a login in the account's
+// activity adds to a login: the store's part of a successful login (its
+// transaction: the throttle cleared, the session and the activity entry
+// stored), the activity entry alone in a transaction of its own, and one
+// bcrypt comparison at cost 12, each timed in the same run. Target: the
+// entry a small part of the store's work, and a vanishing part of the
+// login (bcrypt).
+func BenchmarkLoginRecord(b *testing.B) {
+	st, err := openStore(filepath.Join(b.TempDir(), "signup.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.close()
+	hash, _ := bcrypt.GenerateFromPassword([]byte("pa55word"), 12)
+	u := &user{Email: "ada@example.com"}
+	if err := st.write.QueryRow(`INSERT INTO users (created_at, name, email, email_key, password_hash, activated) VALUES ($1, 'Ada', $2, $2, $3, 1) RETURNING id`,
+		millis(time.Now()), u.Email, hash).Scan(&u.ID); err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	const n = 2000
+	start := time.Now()
+	for range n {
+		_, h := newToken()
+		l := &newSession{hash: h, scope: "authentication", expiry: time.Now().Add(time.Hour), userAgent: "Mozilla/5.0 (X11; Linux x86_64) Firefox/133.0", address: "192.0.2.1"}
+		if err := st.loginSucceeded(ctx, u, "192.0.2.1", hash, l, nil, time.Now()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	login := time.Since(start) / n
+	start = time.Now()
+	for range n {
+		tx, _ := st.write.BeginTx(ctx, nil)
+		if err := recordActivity(ctx, tx, u.ID, activityLogin, time.Now(), "192.0.2.1", "Mozilla/5.0 (X11; Linux x86_64) Firefox/133.0"); err != nil {
+			b.Fatal(err)
+		}
+		if err := st.commit(tx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	record := time.Since(start) / n
+	start = time.Now()
+	bcrypt.CompareHashAndPassword(hash, []byte("pa55word"))
+	compare := time.Since(start)
+	b.ReportMetric(float64(login.Microseconds()), "µs/login-tx")
+	b.ReportMetric(float64(record.Microseconds()), "µs/record-alone")
+	b.ReportMetric(float64(compare.Microseconds()), "µs/bcrypt12")
+	b.ReportMetric(100*float64(record)/float64(compare), "%record-of-bcrypt")
+	b.ReportMetric(0, "ns/op")
 }
