@@ -13,9 +13,9 @@ import (
 	"time"
 )
 
-// binary is the signup binary built once for the tests that need a real
+// buildBinary builds the signup binary once for the tests that need a real
 // process and real signals.
-var binary = sync.OnceValues(func() (string, error) {
+var buildBinary = sync.OnceValues(func() (string, error) {
 	dir, err := os.MkdirTemp("", "signup-test")
 	if err != nil {
 		return "", err
@@ -59,7 +59,7 @@ func startBinaryNoWait(t testing.TB, args []string, env ...string) *process {
 // builtBinary returns the path of the signup binary, building it once.
 func builtBinary(t testing.TB) string {
 	t.Helper()
-	bin, err := binary()
+	bin, err := buildBinary()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -213,7 +213,7 @@ func (st *store) close() error {
 	if st.read == st.write {
 		return st.write.Close()
 	}
-	return errors.Join(st.read.Close(), st.write.Close(), st.ckpt.Close())
+	return errors.Join(st.read.Close(), st.write.Close(), st.ckpt.Close(), st.cache.close())
 }
 
 // instanceName is a name for this process, unique even among processes on

@@ -7,6 +7,7 @@ package main
 import (
 	"context"
 	"database/sql"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -300,9 +301,11 @@ func (st *store) operatorCounts(ctx context.Context) (disabled, invited int64, e
 	return disabled, invited, err
 }
 
-// changedMarker is the file beside an SQLite database that a subcommand
-// replaces after it changed accounts: the serving process's sessionCache
-// sees it and forgets what it read (sessionCache.stale).
+// changedMarker is the file beside an SQLite database into which a
+// subcommand writes a new value after it changed accounts: the serving
+// process's sessionCache has it mapped, sees the value change and forgets
+// what it read (sessionCache.stale). It is made by whichever comes first,
+// and must not be deleted while the service runs.
 func changedMarker(db string) string { return db + "-changed" }
 
 // accountsChanged tells the process serving an SQLite database that a
@@ -313,10 +316,11 @@ func (st *store) accountsChanged() error {
 	if st.engine != "sqlite" {
 		return nil
 	}
-	name := changedMarker(st.path)
-	tmp := name + ".tmp"
-	if err := os.WriteFile(tmp, []byte(strconv.FormatInt(time.Now().UnixNano(), 10)+"\n"), 0o600); err != nil {
+	f, err := os.OpenFile(changedMarker(st.path), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
 		return err
 	}
-	return os.Rename(tmp, name) // a new file each time: its inode and time change
+	defer f.Close()
+	_, err = f.WriteAt(binary.LittleEndian.AppendUint64(nil, uint64(time.Now().UnixNano())), 0) // written in place: the mapping sees it
+	return err
 }

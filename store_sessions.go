@@ -8,11 +8,13 @@ import (
 	"context"
 	"crypto/rand"
 	"database/sql"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -158,26 +160,20 @@ func (st *store) touch(ctx context.Context, hash []byte, now time.Time) bool {
 // (lockDatabase) and every write that may end a session or change a user
 // — each commit (store.commit) and each statement that deletes tokens —
 // forgets it all after it is done (forget): a session ended is refused at
-// once. A subcommand beside it (`signup users disable`) replaces the
-// marker file after its change (store.accountsChanged), and the next
-// check sees the file changed and forgets too (stale): one stat, no
-// read. On PostgreSQL another instance may end a session, so there is no
-// cache (nil) and every check reads.
+// once. A subcommand beside it (`signup users disable`) writes a new value
+// into the marker file after its change (store.accountsChanged); the
+// serving process maps that file into memory, so the next check sees the
+// value changed and forgets too (stale): no read, no system call. Where
+// the file cannot be mapped there is no cache. On PostgreSQL another
+// instance may end a session, so there is no cache (nil) and every check
+// reads.
 type sessionCache struct {
 	gen     atomic.Uint64
 	mu      sync.RWMutex
 	entries map[[32]byte]cachedSession
 
-	marker string                     // the file a subcommand replaces (changedMarker)
-	seen   atomic.Pointer[markerSeen] // what the last check found of it
-}
-
-// markerSeen is what a check found of the marker file.
-type markerSeen struct {
-	exists  bool
-	modTime time.Time
-	size    int64
-	file    os.FileInfo
+	marker []byte        // the marker file's value, mapped (changedMarker)
+	seen   atomic.Uint64 // its value at the last check
 }
 
 // cachedSession is a session as sessionUser read it, and the generation of
@@ -193,26 +189,53 @@ type cachedSession struct {
 // maxCachedSessions bounds the cache; past it, it starts over.
 const maxCachedSessions = 100_000
 
+// newSessionCache is the cache of a database whose marker file is at
+// marker, or nil (no cache: every check reads) when the file cannot be
+// mapped.
 func newSessionCache(marker string) *sessionCache {
-	c := &sessionCache{entries: map[[32]byte]cachedSession{}, marker: marker}
-	c.stale()
+	f, err := os.OpenFile(marker, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil
+	}
+	defer f.Close() // the mapping outlives it
+	if fi, err := f.Stat(); err != nil || (fi.Size() < markerSize && f.Truncate(markerSize) != nil) {
+		return nil
+	}
+	mapped, err := syscall.Mmap(int(f.Fd()), 0, markerSize, syscall.PROT_READ, syscall.MAP_SHARED)
+	if err != nil {
+		return nil
+	}
+	c := &sessionCache{entries: map[[32]byte]cachedSession{}, marker: mapped}
+	c.seen.Store(c.markerValue())
 	return c
 }
 
+// markerSize is the marker file's size: one 64-bit value.
+const markerSize = 8
+
+// markerValue is the value in the marker file now. A subcommand writing it
+// while it is read at worst gives a torn value, which only makes the
+// cache forget.
+func (c *sessionCache) markerValue() uint64 { return binary.LittleEndian.Uint64(c.marker) }
+
 // stale reports, and forgets everything read so far when, a subcommand
-// has replaced the marker file since the last check.
+// has written the marker file since the last check.
 func (c *sessionCache) stale() bool {
-	now := &markerSeen{}
-	if fi, err := os.Stat(c.marker); err == nil {
-		now = &markerSeen{exists: true, modTime: fi.ModTime(), size: fi.Size(), file: fi}
-	}
-	last := c.seen.Load()
-	if last != nil && last.exists == now.exists && (!now.exists || last.modTime.Equal(now.modTime) && last.size == now.size && os.SameFile(last.file, now.file)) {
+	v := c.markerValue()
+	if v == c.seen.Load() {
 		return false
 	}
-	c.seen.Store(now)
+	c.seen.Store(v)
 	c.forget()
-	return last != nil
+	return true
+}
+
+// close unmaps the marker file.
+func (c *sessionCache) close() error {
+	if c == nil {
+		return nil
+	}
+	return syscall.Munmap(c.marker)
 }
 
 func (c *sessionCache) generation() uint64 {
