@@ -16,13 +16,26 @@ import (
 // is not its password.
 var errWrongPassword = errors.New("not the account's password")
 
-// checkPassword checks that password is u's current password before a
-// change to the account, counted by the login throttle as a login is (a
-// stolen session cannot guess it any faster), against the session's own
-// count rather than the account's. It returns the password hash
-// it was compared with, for the change to be made only if it is still the
-// account's; errWrongPassword, or a throttled error.
-func (app *application) checkPassword(r *http.Request, u *user, password string) ([]byte, error) {
+// proof is what a person gives before a sensitive change: the current
+// password, and a code (or a recovery code) where two-step verification
+// is on.
+type proof struct{ password, code string }
+
+// proofOf is the proof a page's form posted.
+func proofOf(r *http.Request) proof {
+	return proof{r.PostForm.Get("current_password"), r.PostForm.Get("code")}
+}
+
+// checkPassword checks p before a change to u: that its password is u's
+// current password and, where two-step verification is on, that its code
+// is good (twostep.go) — both counted by the login throttle as a login is
+// (a stolen session cannot guess them any faster), against the session's
+// own count rather than the account's. It returns the password hash it
+// was compared with, for the change to be made only if it is still the
+// account's; errWrongPassword, errCodeNeeded, errWrongCode, or a
+// throttled error.
+func (app *application) checkPassword(r *http.Request, u *user, p proof) ([]byte, error) {
+	password := p.password
 	client, device, err := app.loginClient(r, u.Email)
 	if err != nil {
 		return nil, err
@@ -57,14 +70,22 @@ func (app *application) checkPassword(r *http.Request, u *user, password string)
 	if !match {
 		return nil, errWrongPassword
 	}
-	return cur.passwordHash, app.store.passwordChecked(r.Context(), u.Email, client)
+	if err := app.store.passwordChecked(r.Context(), u.Email, client); err != nil {
+		return nil, err
+	}
+	return cur.passwordHash, app.checkSecondStep(r, cur, p.code, client, device)
 }
 
 // passwordProblem turns checkPassword's error into a message for the field
 // field, or returns it as it is.
 func passwordProblem(err error, field string) (validator, error) {
-	if errors.Is(err, errWrongPassword) {
+	switch {
+	case errors.Is(err, errWrongPassword):
 		return validator{field: "error.not_current_password"}, nil
+	case errors.Is(err, errCodeNeeded):
+		return validator{"code": "error.code_needed"}, nil
+	case errors.Is(err, errWrongCode):
+		return validator{"code": "error.wrong_code"}, nil
 	}
 	return nil, err
 }
@@ -72,9 +93,9 @@ func passwordProblem(err error, field string) (validator, error) {
 // changePassword gives u the new password, if current is its password:
 // every other session and token ends (s, the one asking, stays), and the
 // address gets the password-changed email.
-func (app *application) changePassword(r *http.Request, u *user, s *loginSession, current, password string) (validator, error) {
+func (app *application) changePassword(r *http.Request, u *user, s *loginSession, current proof, password string) (validator, error) {
 	v := validator{}
-	v.check(current != "", "current_password", "error.required")
+	v.check(current.password != "", "current_password", "error.required")
 	validatePassword(v, password)
 	if len(v) > 0 {
 		return v, nil
@@ -131,10 +152,10 @@ func (app *application) noticeRefused(err error, address, request string) error 
 // password: a confirmation link to each address (or, if newAddress has an
 // account, the account-exists email to its owner). The answer is the same
 // whoever owns newAddress, and over a budget.
-func (app *application) requestEmailChange(r *http.Request, u *user, current, newAddress string) (validator, error) {
+func (app *application) requestEmailChange(r *http.Request, u *user, current proof, newAddress string) (validator, error) {
 	v := validator{}
 	validateEmail(v, newAddress)
-	v.check(current != "", "current_password", "error.required")
+	v.check(current.password != "", "current_password", "error.required")
 	if len(v) > 0 {
 		return v, nil
 	}
@@ -205,8 +226,8 @@ func (app *application) confirmEmailChange(ctx context.Context, token string) (d
 
 // deleteAccount deletes u with everything of it, if current is its
 // password, and emails the address that it is gone.
-func (app *application) deleteAccount(r *http.Request, u *user, current string) (validator, error) {
-	if current == "" {
+func (app *application) deleteAccount(r *http.Request, u *user, current proof) (validator, error) {
+	if current.password == "" {
 		return validator{"current_password": "error.required"}, nil
 	}
 	checked, err := app.checkPassword(r, u, current)
@@ -250,13 +271,14 @@ func (app *application) answerChange(w http.ResponseWriter, r *http.Request, err
 func (app *application) handleChangePassword(w http.ResponseWriter, r *http.Request, u *user, s *loginSession) {
 	var input struct {
 		CurrentPassword string `json:"current_password"`
+		Code            string `json:"code"` // where two-step verification is on
 		Password        string `json:"password"`
 	}
 	if err := app.readJSON(w, r, &input); err != nil {
 		app.badRequest(w, r, err)
 		return
 	}
-	errs, err := app.changePassword(r, u, s, input.CurrentPassword, input.Password)
+	errs, err := app.changePassword(r, u, s, proof{input.CurrentPassword, input.Code}, input.Password)
 	app.answerChange(w, r, errs, err, http.StatusOK, envelope{"message": "your password is changed; every other session and token of the account is ended"})
 }
 
@@ -265,12 +287,13 @@ func (app *application) handleRequestEmailChange(w http.ResponseWriter, r *http.
 	var input struct {
 		Email           string `json:"email"`
 		CurrentPassword string `json:"current_password"`
+		Code            string `json:"code"` // where two-step verification is on
 	}
 	if err := app.readJSON(w, r, &input); err != nil {
 		app.badRequest(w, r, err)
 		return
 	}
-	errs, err := app.requestEmailChange(r, u, input.CurrentPassword, input.Email)
+	errs, err := app.requestEmailChange(r, u, proof{input.CurrentPassword, input.Code}, input.Email)
 	app.answerChange(w, r, errs, err, http.StatusAccepted, envelope{"message": "a link is on its way to each address: the change takes effect when both are confirmed"})
 }
 
@@ -299,12 +322,13 @@ func (app *application) handleConfirmEmailChange(w http.ResponseWriter, r *http.
 func (app *application) handleDeleteAccount(w http.ResponseWriter, r *http.Request, u *user, _ *loginSession) {
 	var input struct {
 		CurrentPassword string `json:"current_password"`
+		Code            string `json:"code"` // where two-step verification is on
 	}
 	if err := app.readJSON(w, r, &input); err != nil {
 		app.badRequest(w, r, err)
 		return
 	}
-	errs, err := app.deleteAccount(r, u, input.CurrentPassword)
+	errs, err := app.deleteAccount(r, u, proof{input.CurrentPassword, input.Code})
 	app.answerChange(w, r, errs, err, http.StatusNoContent, nil)
 }
 

@@ -27,6 +27,11 @@ func (app *application) accountPage(w http.ResponseWriter, r *http.Request, stat
 		app.pageError(w, r, err)
 		return
 	}
+	twoStep, err := app.store.twoStep(r.Context(), u.ID)
+	if err != nil {
+		app.pageError(w, r, err)
+		return
+	}
 	if form == nil {
 		form = map[string]string{}
 	}
@@ -37,7 +42,7 @@ func (app *application) accountPage(w http.ResponseWriter, r *http.Request, stat
 		languages = append(languages, languageLink{Tag: tag, Name: app.templates.locales[tag].name, Current: tag == mine})
 	}
 	app.render(w, r, status, "account.html", page{Title: "account.title", Lines: notice, Account: u, Since: u.CreatedAt,
-		Languages: languages, Sessions: list, Activity: activity, Form: form, Errors: errs, Args: args})
+		Languages: languages, Sessions: list, Activity: activity, TwoStep: twoStep, Form: form, Errors: errs, Args: args})
 }
 
 // loggedIn returns the user and session of the request's cookie; without
@@ -100,7 +105,7 @@ func (app *application) accountForm(w http.ResponseWriter, r *http.Request, sect
 // handleAccountPasswordForm changes the password from the account page.
 func (app *application) handleAccountPasswordForm(w http.ResponseWriter, r *http.Request) {
 	app.accountForm(w, r, "password", func(u *user, s *loginSession) (validator, error) {
-		return app.changePassword(r, u, s, r.PostForm.Get("current_password"), r.PostForm.Get("password"))
+		return app.changePassword(r, u, s, proofOf(r), r.PostForm.Get("password"))
 	}, func(u *user, s *loginSession) {
 		app.render(w, r, http.StatusOK, "message.html", app.continuePage(pageOf("reset.done.title", "account.password.done.text")))
 	})
@@ -109,7 +114,7 @@ func (app *application) handleAccountPasswordForm(w http.ResponseWriter, r *http
 // handleAccountEmailForm asks for an address change from the account page.
 func (app *application) handleAccountEmailForm(w http.ResponseWriter, r *http.Request) {
 	app.accountForm(w, r, "email", func(u *user, s *loginSession) (validator, error) {
-		return app.requestEmailChange(r, u, r.PostForm.Get("current_password"), r.PostForm.Get("email"))
+		return app.requestEmailChange(r, u, proofOf(r), r.PostForm.Get("email"))
 	}, func(u *user, s *loginSession) {
 		p := pageOf("account.email.done.title", "account.email.done.text", "account.email.done.until").withLink("/account", "account.back")
 		p.Args = map[string]string{"Old": u.Email, "New": r.PostForm.Get("email")}
@@ -161,7 +166,7 @@ func (app *application) handleAccountLanguageForm(w http.ResponseWriter, r *http
 // handleAccountDeleteForm deletes the account from the account page.
 func (app *application) handleAccountDeleteForm(w http.ResponseWriter, r *http.Request) {
 	app.accountForm(w, r, "delete", func(u *user, s *loginSession) (validator, error) {
-		return app.deleteAccount(r, u, r.PostForm.Get("current_password"))
+		return app.deleteAccount(r, u, proofOf(r))
 	}, func(u *user, s *loginSession) {
 		http.SetCookie(w, app.sessionCookie("", -1))
 		p := pageOf("account.delete.done.title", "account.delete.done.text").withLink("/signup", "account.delete.done.link")
@@ -175,7 +180,7 @@ func (app *application) handleAccountDeleteForm(w http.ResponseWriter, r *http.R
 // never a hash or a secret.
 func (app *application) handleAccountDataForm(w http.ResponseWriter, r *http.Request) {
 	app.accountForm(w, r, "data", func(u *user, s *loginSession) (validator, error) {
-		if _, err := app.checkPassword(r, u, r.PostForm.Get("current_password")); err != nil {
+		if _, err := app.checkPassword(r, u, proofOf(r)); err != nil {
 			return passwordProblem(err, "current_password")
 		}
 		return nil, nil

@@ -46,6 +46,8 @@ func (app *application) login(w http.ResponseWriter, r *http.Request, email, pas
 			app.metrics.logins.WithLabelValues("failed").Inc()
 		case errors.Is(err, errDisabled):
 			app.metrics.logins.WithLabelValues("disabled").Inc()
+		case errors.As(err, new(secondStep)):
+			app.metrics.logins.WithLabelValues("second_step").Inc()
 		case err == nil:
 			app.metrics.logins.WithLabelValues("ok").Inc()
 		}
@@ -84,13 +86,27 @@ func (app *application) login(w http.ResponseWriter, r *http.Request, email, pas
 	if !u.disabledAt.IsZero() {
 		return "", time.Time{}, errDisabled // told only to whoever typed the right password
 	}
+	state, err := app.store.twoStep(r.Context(), u.ID)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	if state.On {
+		return "", time.Time{}, app.challenge(r.Context(), u)
+	}
+	return app.finishLogin(w, r, u, client, device, scope, now)
+}
+
+// finishLogin makes the session of scope for u, whose password (and code,
+// where two-step verification is on) was right, from client, and gives
+// the browser a device cookie of the account if device is not set.
+func (app *application) finishLogin(w http.ResponseWriter, r *http.Request, u *user, client string, device bool, scope string, now time.Time) (string, time.Time, error) {
 	token, l := app.newLogin(r, scope, now)
 	var deviceToken string
 	var deviceCookieToken *linkToken
 	if !device {
 		deviceToken, deviceCookieToken = app.newDevice()
 	}
-	err = app.store.loginSucceeded(r.Context(), u, client, u.passwordHash, l, deviceCookieToken, now)
+	err := app.store.loginSucceeded(r.Context(), u, client, u.passwordHash, l, deviceCookieToken, now)
 	if errors.Is(err, errNotFound) { // the password changed while it was checked
 		return "", time.Time{}, errBadCredentials
 	}
@@ -140,6 +156,7 @@ func (app *application) handleLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	token, expiry, err := app.login(w, r, input.Email, input.Password, "authentication")
 	var t throttled
+	var step secondStep
 	switch {
 	case errors.As(err, &t):
 		w.Header().Set("Retry-After", retryAfter(t.retry))
@@ -148,6 +165,9 @@ func (app *application) handleLogin(w http.ResponseWriter, r *http.Request) {
 		app.errorResponse(w, r, http.StatusUnauthorized, "invalid authentication credentials")
 	case errors.Is(err, errDisabled):
 		app.errorResponse(w, r, http.StatusForbidden, "this account has been disabled")
+	case errors.As(err, &step):
+		app.writeJSON(w, r, http.StatusAccepted, envelope{"two_step": map[string]any{"challenge": step.challenge, "expiry": step.expiry.UTC().Truncate(time.Second)},
+			"message": "two-step verification is on: POST the challenge and a code to /v1/tokens/two-step"})
 	case err != nil:
 		app.serverError(w, r, err)
 	default:

@@ -58,7 +58,7 @@ func newMetrics() *metrics {
 	m.signups = auto.NewCounterVec(prometheus.CounterOpts{Name: "signup_signups_total",
 		Help: "Signups by outcome: accepted (202), invalid (422), refused by -signup (closed: 403; invite: an address not invited, answered as any), shed (503, no core free in time), error."}, []string{"outcome"})
 	m.logins = auto.NewCounterVec(prometheus.CounterOpts{Name: "signup_logins_total",
-		Help: "Logins by result: ok, failed (401), disabled (the right password of a disabled account: 403), throttled (429)."}, []string{"result"})
+		Help: "Logins by result: ok, failed (401), disabled (the right password of a disabled account: 403), second_step (the right password; a code is asked for), code_failed (a wrong or used code), throttled (429)."}, []string{"result"})
 	m.deliveries = auto.NewCounterVec(prometheus.CounterOpts{Name: "signup_outbox_deliveries_total",
 		Help: "Attempts at outbox rows by channel (email, webhook), kind and result: sent, retried (a retry is scheduled), failed (for good)."},
 		[]string{"channel", "kind", "result"})
@@ -86,7 +86,7 @@ func newMetrics() *metrics {
 	for _, o := range []string{"accepted", "invalid", "refused", "shed", "error"} {
 		m.signups.WithLabelValues(o)
 	}
-	for _, r := range []string{"ok", "failed", "disabled", "throttled"} {
+	for _, r := range []string{"ok", "failed", "disabled", "second_step", "code_failed", "throttled"} {
 		m.logins.WithLabelValues(r)
 	}
 	for _, b := range []string{"address", "client"} {

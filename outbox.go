@@ -64,6 +64,9 @@ const (
 	kindEmailChanged    emailKind = "email-changed"     // the change taking effect, to the old address
 	kindAccountDeleted  emailKind = "account-deleted"   // sent after the account is gone: its row has no user
 	kindInvitation      emailKind = "invitation"        // `signup users invite`: its holder chooses a password
+	kindTwoStepOn       emailKind = "two-step-on"       // two-step verification turned on
+	kindTwoStepOff      emailKind = "two-step-off"      // and off
+	kindRecoveryUsed    emailKind = "recovery-code-used"
 )
 
 // How long tokens live.
@@ -99,6 +102,9 @@ var emailKinds = map[emailKind]emailSpec{
 	kindEmailChanged:    {"email-changed.tmpl", "email-undo", undoTTL, "/undo-email", allowanceOwner},
 	kindAccountDeleted:  {"account-deleted.tmpl", "", 0, "", allowanceOwner},
 	kindInvitation:      {"invitation.tmpl", "activation", inviteTTL, "/activate", allowanceStranger},
+	kindTwoStepOn:       {"two-step-on.tmpl", "", 0, "/forgot-password", allowanceOwner},
+	kindTwoStepOff:      {"two-step-off.tmpl", "", 0, "/forgot-password", allowanceOwner},
+	kindRecoveryUsed:    {"recovery-code-used.tmpl", "", 0, "/forgot-password", allowanceOwner},
 }
 
 // metricKind is the kind label /metrics counts an outbox row of kind by:
@@ -127,10 +133,14 @@ const (
 	eventDisabled        eventType = "user.disabled" // by the operator
 	eventEnabled         eventType = "user.enabled"
 	eventInvited         eventType = "user.invited" // a new account, pending, or a pending one, invited by the operator
+	eventTwoStepOn       eventType = "user.two_step_enabled"
+	eventTwoStepOff      eventType = "user.two_step_disabled"
+	eventRecoveryUsed    eventType = "user.recovery_code_used"
 )
 
 // eventTypes lists every webhook event, in the order the metrics show them.
-var eventTypes = []eventType{eventCreated, eventActivated, eventEmailChanged, eventPasswordChanged, eventDeleted, eventDisabled, eventEnabled, eventInvited}
+var eventTypes = []eventType{eventCreated, eventActivated, eventEmailChanged, eventPasswordChanged, eventDeleted, eventDisabled, eventEnabled, eventInvited,
+	eventTwoStepOn, eventTwoStepOff, eventRecoveryUsed}
 
 // webhookEvent is a webhook's body: never a hash or a token.
 type webhookEvent struct {

@@ -33,6 +33,8 @@ type page struct {
 	Languages  []languageLink    // the languages offered, its emails' marked Current, and its sessions
 	Sessions   []loginSession    //
 	Activity   []activityEntry   // account.html: the newest first
+	TwoStep    twoStepState      // account.html: two-step verification
+	Codes      []string          // two-step-codes.html: recovery codes, shown once
 	LoggedIn   bool              // layout.html: the header offers the account, else the login
 }
 

@@ -201,6 +201,7 @@ func (app *application) handleLoginForm(w http.ResponseWriter, r *http.Request) 
 	}
 	token, _, err := app.login(w, r, address, password, "session")
 	var t throttled
+	var step secondStep
 	switch {
 	case errors.As(err, &t):
 		w.Header().Set("Retry-After", retryAfter(t.retry))
@@ -212,6 +213,8 @@ func (app *application) handleLoginForm(w http.ResponseWriter, r *http.Request) 
 	case errors.Is(err, errDisabled):
 		app.render(w, r, http.StatusForbidden, "login.html", page{Title: "login.title", Form: form,
 			Errors: validator{"form": "error.login_disabled"}})
+	case errors.As(err, &step):
+		app.render(w, r, http.StatusOK, "login-code.html", page{Title: "login.code.title", Token: step.challenge, Form: form})
 	case err != nil:
 		app.pageError(w, r, err)
 	default:

@@ -27,12 +27,17 @@ const (
 	activityDisabled        activityKind = "disabled" // by the operator
 	activityEnabled         activityKind = "enabled"
 	activityInvited         activityKind = "invited"
+	activityTwoStepOn       activityKind = "two_step_enabled"
+	activityTwoStepOff      activityKind = "two_step_disabled"
+	activityRecoveryUsed    activityKind = "recovery_code_used"
+	activityRecoveryRenewed activityKind = "recovery_codes_renewed"
 )
 
 // activityKinds lists every kind, so that each language is checked to
 // name them all (languages_test.go).
 var activityKinds = []activityKind{activitySignup, activityActivated, activityLogin, activityLoginFailed, activityPasswordChanged,
-	activityEmailChanged, activitySessionsEnded, activityLogout, activityDisabled, activityEnabled, activityInvited}
+	activityEmailChanged, activitySessionsEnded, activityLogout, activityDisabled, activityEnabled, activityInvited,
+	activityTwoStepOn, activityTwoStepOff, activityRecoveryUsed, activityRecoveryRenewed}
 
 // activityEntry is one record of an account's activity. Address and
 // UserAgent, where the entry has them, are shown to the account's owner
