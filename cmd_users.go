@@ -165,8 +165,15 @@ func users(ctx context.Context, cfg config, args []string, stdout io.Writer) err
 // agent (those are the person's own).
 type shownUser struct {
 	account
+	TwoStep  shownTwoStep   `json:"two_step"`
 	Sessions []shownSession `json:"sessions"`
 	Activity []shownEvent   `json:"activity"`
+}
+
+type shownTwoStep struct {
+	On                bool       `json:"on"`
+	Since             *time.Time `json:"since,omitempty"`
+	RecoveryCodesLeft int        `json:"recovery_codes_left"`
 }
 
 type shownSession struct {
@@ -192,7 +199,15 @@ func showUser(ctx context.Context, st *store, u *user, asJSON bool, stdout io.Wr
 	if err != nil {
 		return err
 	}
-	out := shownUser{account: accountOf(u), Sessions: []shownSession{}, Activity: []shownEvent{}}
+	twoStep, err := st.twoStep(ctx, u.ID)
+	if err != nil {
+		return err
+	}
+	out := shownUser{account: accountOf(u), Sessions: []shownSession{}, Activity: []shownEvent{},
+		TwoStep: shownTwoStep{On: twoStep.On, RecoveryCodesLeft: twoStep.CodesLeft}}
+	if twoStep.On {
+		out.TwoStep.Since = &twoStep.Since
+	}
 	for _, s := range sessions {
 		kind := "api"
 		if s.Browser {
@@ -213,6 +228,11 @@ func showUser(ctx context.Context, st *store, u *user, asJSON bool, stdout io.Wr
 	}
 	if out.DisabledAt != nil {
 		fmt.Fprintf(tw, "disabled\t%s\n", out.DisabledAt.Format(time.RFC3339))
+	}
+	if twoStep.On {
+		fmt.Fprintf(tw, "two-step\ton since %s, %d recovery codes left\n", twoStep.Since.Format(time.RFC3339), twoStep.CodesLeft)
+	} else {
+		fmt.Fprintf(tw, "two-step\toff\n")
 	}
 	fmt.Fprintf(tw, "sessions\t%d\n", len(out.Sessions))
 	for _, s := range out.Sessions {

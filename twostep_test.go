@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"image/png"
 	"net/http"
 	"net/url"
@@ -219,6 +220,11 @@ func TestTwoStepAcrossInstances(t *testing.T) {
 			}
 			if got := withBearerStatus(t, "GET", b.url+"/v1/users/me", token); got != 200 {
 				t.Errorf("the token from the second step: %d", got)
+			}
+			var shown shownUser
+			if err := json.Unmarshal([]byte(mustUsers(t, db, nil, "show", "ada@example.com", "-json")), &shown); err != nil ||
+				!shown.TwoStep.On || shown.TwoStep.RecoveryCodesLeft != recoveryCodeCount {
+				t.Errorf("users show: two-step %+v (%v)", shown.TwoStep, err)
 			}
 			var left int
 			st, err := openStore(db)
