@@ -4,7 +4,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -49,13 +48,7 @@ func cmdOutbox(ctx context.Context, cfg config, args []string, stdout, stderr io
 			return err
 		}
 		if *asJSON {
-			enc := json.NewEncoder(stdout)
-			for _, e := range list {
-				if err := enc.Encode(e); err != nil {
-					return err
-				}
-			}
-			return nil
+			return encodeEach(stdout, list)
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "ID\tKIND\tSTATUS\tTO\tATTEMPTS\tQUEUED\tNEXT ATTEMPT\tLAST ERROR")

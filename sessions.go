@@ -218,13 +218,18 @@ func (app *application) handleLoginForm(w http.ResponseWriter, r *http.Request) 
 	case err != nil:
 		app.pageError(w, r, err)
 	default:
-		app.startSession(w, token)
-		next := form["return_to"]
-		if next == "" {
-			next = app.nextPage()
-		}
-		http.Redirect(w, r, next, http.StatusSeeOther)
+		app.loggedInTo(w, r, token, form["return_to"])
 	}
+}
+
+// loggedInTo gives the browser its new session (token) and sends it on:
+// to returnTo (an allowed one), else to the page after a login.
+func (app *application) loggedInTo(w http.ResponseWriter, r *http.Request, token, returnTo string) {
+	app.startSession(w, token)
+	if returnTo == "" {
+		returnTo = app.nextPage()
+	}
+	http.Redirect(w, r, returnTo, http.StatusSeeOther)
 }
 
 // handleLogoutForm ends this browser's session, then shows the login page

@@ -291,27 +291,23 @@ func (app *application) handleLoginCodeForm(w http.ResponseWriter, r *http.Reque
 	challenge := r.PostForm.Get("challenge")
 	form := map[string]string{"return_to": app.returnTo(r.PostForm.Get("return_to"))}
 	token, _, err := app.completeLogin(w, r, challenge, r.PostForm.Get("code"), "session")
+	codePage := page{Title: "login.code.title", Token: challenge, Form: form} // again, with a message
 	var t throttled
 	switch {
 	case errors.As(err, &t):
 		w.Header().Set("Retry-After", retryAfter(t.retry))
-		app.render(w, r, http.StatusTooManyRequests, "login-code.html", page{Title: "login.code.title", Token: challenge, Form: form,
-			Errors: validator{"code": "error.login_throttled"}, Args: map[string]string{"Wait": app.locale(r).inWords(t.retry)}})
+		codePage.Errors, codePage.Args = validator{"code": "error.login_throttled"}, map[string]string{"Wait": app.locale(r).inWords(t.retry)}
+		app.render(w, r, http.StatusTooManyRequests, "login-code.html", codePage)
 	case errors.Is(err, errWrongCode):
-		app.render(w, r, http.StatusUnauthorized, "login-code.html", page{Title: "login.code.title", Token: challenge, Form: form,
-			Errors: validator{"code": "error.wrong_code"}})
+		codePage.Errors = validator{"code": "error.wrong_code"}
+		app.render(w, r, http.StatusUnauthorized, "login-code.html", codePage)
 	case errors.Is(err, errBadChallenge), errors.Is(err, errBadCredentials):
 		app.render(w, r, http.StatusUnauthorized, "login.html", page{Title: "login.title", Form: form,
 			Errors: validator{"form": "error.challenge_expired"}})
 	case err != nil:
 		app.pageError(w, r, err)
 	default:
-		app.startSession(w, token)
-		next := form["return_to"]
-		if next == "" {
-			next = app.nextPage()
-		}
-		http.Redirect(w, r, next, http.StatusSeeOther)
+		app.loggedInTo(w, r, token, form["return_to"])
 	}
 }
 
