@@ -32,6 +32,11 @@ func (app *application) accountPage(w http.ResponseWriter, r *http.Request, stat
 		app.pageError(w, r, err)
 		return
 	}
+	keys, err := app.store.passkeys(r.Context(), u.ID)
+	if err != nil {
+		app.pageError(w, r, err)
+		return
+	}
 	if form == nil {
 		form = map[string]string{}
 	}
@@ -42,7 +47,7 @@ func (app *application) accountPage(w http.ResponseWriter, r *http.Request, stat
 		languages = append(languages, languageLink{Tag: tag, Name: app.templates.locales[tag].name, Current: tag == mine})
 	}
 	app.render(w, r, status, "account.html", page{Title: "account.title", Lines: notice, Account: u, Since: u.CreatedAt,
-		Languages: languages, Sessions: list, Activity: activity, TwoStep: twoStep, Form: form, Errors: errs, Args: args})
+		Languages: languages, Sessions: list, Activity: activity, TwoStep: twoStep, Passkeys: keys, Form: form, Errors: errs, Args: args})
 }
 
 // loggedIn returns the user and session of the request's cookie; without

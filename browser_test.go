@@ -12,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	cdppage "github.com/chromedp/cdproto/page"
+	cdpwebauthn "github.com/chromedp/cdproto/webauthn"
 	"github.com/chromedp/chromedp"
 )
 
@@ -335,4 +338,84 @@ func TestBrowserTwoStep(t *testing.T) {
 	step("a wrong code", chromedp.SendKeys(`#code`, "000000"), chromedp.Click(`button[type=submit]`), chromedp.WaitVisible(`#code-error`))
 	step("logged in with a code", chromedp.SendKeys(`#code`, oathCode(t, secret, now.Add(30*time.Second))), chromedp.Click(`button[type=submit]`),
 		chromedp.WaitVisible(`//h1[text()="Your account"]`))
+}
+
+// addAuthenticator gives the browser of ctx a virtual platform
+// authenticator (DevTools' WebAuthn domain) that keeps discoverable
+// credentials and verifies its user, as a phone or a laptop does.
+func addAuthenticator(t *testing.T, ctx context.Context) {
+	t.Helper()
+	_, err := chromedp.Run(ctx, chromedp.Action[cdpwebauthn.AuthenticatorID](func(ctx context.Context, target *chromedp.Target) (cdpwebauthn.AuthenticatorID, error) {
+		if _, err := cdp.Call(ctx, target, cdpwebauthn.Enable, cdpwebauthn.EnableParams{}); err != nil {
+			return "", err
+		}
+		// The button's path, not the autofill's: a virtual authenticator
+		// may answer the autofill's pending request at once, and race
+		// the test's own steps.
+		if _, err := cdp.Call(ctx, target, cdppage.AddScriptToEvaluateOnNewDocument, cdppage.AddScriptToEvaluateOnNewDocumentParams{
+			Source: `PublicKeyCredential.isConditionalMediationAvailable = () => Promise.resolve(false);`}); err != nil {
+			return "", err
+		}
+		res, err := cdp.Call(ctx, target, cdpwebauthn.AddVirtualAuthenticator, cdpwebauthn.AddVirtualAuthenticatorParams{Options: &cdpwebauthn.VirtualAuthenticatorOptions{
+			Protocol: cdpwebauthn.AuthenticatorProtocolCtap2, Transport: cdpwebauthn.AuthenticatorTransportInternal,
+			HasResidentKey: true, HasUserVerification: true, IsUserVerified: true, AutomaticPresenceSimulation: true}})
+		return res.AuthenticatorID, err
+	}))
+	if err != nil {
+		t.Fatalf("a virtual authenticator: %v", err)
+	}
+}
+
+// TestBrowserPasskeys: in Chromium with a virtual authenticator, a person
+// adds a passkey on the account page (after the password), logs out and
+// logs in with it by the button, no address typed; a disabled account's
+// passkey and a removed passkey log no one in; axe finds nothing on the
+// new page states. The site is http://localhost: an IP address is no
+// relying-party ID.
+func TestBrowserPasskeys(t *testing.T) {
+	t.Parallel()
+	ctx := browser(t)
+	addAuthenticator(t, ctx)
+	srv := startSMTP(t, nil)
+	dir := t.TempDir()
+	db := filepath.Join(dir, "signup.db")
+	p := startBinary(t, append(baseArgs(dir), append(smtpArgs(srv.host, srv.port), "-db", db)...))
+	base := strings.Replace(p.url, "127.0.0.1", "localhost", 1)
+	signup(t, p.url, "ada@example.com")
+	activate(t, p.url, waitFor1(t, srv, "ada@example.com", "Activate"))
+	step := func(what string, actions ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(ctx, actions...); err != nil {
+			t.Fatalf("%s: %v\n%s", what, err, p.logs)
+		}
+		checkAxe(t, ctx, what)
+	}
+	heading := func(h1 string) chromedp.Action[chromedp.Void] {
+		return chromedp.WaitVisible(`//h1[text()="` + h1 + `"]`)
+	}
+	logInWithPasskey := chromedp.Steps(chromedp.Navigate(base+"/login"), chromedp.WaitVisible(`#passkey-login`), chromedp.Click(`#passkey-login`))
+
+	step("the account page with no passkey", chromedp.Navigate(base+"/login"), chromedp.WaitVisible(`#email`),
+		chromedp.SendKeys(`#email`, "ada@example.com"), chromedp.SendKeys(`#password`, "pa55word1234"),
+		chromedp.Click(`button[type=submit]`), chromedp.WaitVisible(`#passkey-add`))
+	step("a passkey added", chromedp.SetValue(`#pka-name`, "Laptop"), chromedp.SendKeys(`#pka-current`, "pa55word1234"),
+		chromedp.Click(`//button[text()="Add a passkey"]`), chromedp.WaitVisible(`//li[starts-with(., "Laptop, added")]`))
+	waitFor1(t, srv, "ada@example.com", "A passkey was added")
+
+	step("logged in with the passkey", chromedp.Click(`//button[text()="Log out"]`), heading("Log in"),
+		logInWithPasskey, heading("Your account"), chromedp.WaitVisible(`//li[contains(., "last used")]`))
+
+	mustUsers(t, db, nil, "disable", "ada@example.com") // its session ends too
+	step("a disabled account's passkey", logInWithPasskey, chromedp.WaitVisible(`//p[@id="passkey-status"][contains(., "does not log in")]`))
+	mustUsers(t, db, nil, "enable", "ada@example.com")
+
+	step("the passkey removed", logInWithPasskey, heading("Your account"), chromedp.WaitVisible(`#pkr-current`),
+		chromedp.SendKeys(`#pkr-current`, "pa55word1234"), chromedp.Click(`//button[text()="Remove this passkey"]`),
+		chromedp.WaitVisible(`//p[contains(., "The passkey is removed")]`))
+	waitFor1(t, srv, "ada@example.com", "A passkey was removed")
+	step("a removed passkey", chromedp.Click(`//button[text()="Log out"]`), heading("Log in"),
+		logInWithPasskey, chromedp.WaitVisible(`//p[@id="passkey-status"][contains(., "does not log in")]`))
+	if loc, _ := chromedp.Run(ctx, chromedp.Location()); !strings.HasPrefix(loc, base+"/login") {
+		t.Errorf("a removed passkey led to %s", loc)
+	}
 }

@@ -67,6 +67,8 @@ const (
 	kindTwoStepOn       emailKind = "two-step-on"       // two-step verification turned on
 	kindTwoStepOff      emailKind = "two-step-off"      // and off
 	kindRecoveryUsed    emailKind = "recovery-code-used"
+	kindPasskeyAdded    emailKind = "passkey-added"
+	kindPasskeyRemoved  emailKind = "passkey-removed"
 )
 
 // How long tokens live.
@@ -105,6 +107,8 @@ var emailKinds = map[emailKind]emailSpec{
 	kindTwoStepOn:       {"two-step-on.tmpl", "", 0, "/forgot-password", allowanceOwner},
 	kindTwoStepOff:      {"two-step-off.tmpl", "", 0, "/forgot-password", allowanceOwner},
 	kindRecoveryUsed:    {"recovery-code-used.tmpl", "", 0, "/forgot-password", allowanceOwner},
+	kindPasskeyAdded:    {"passkey-added.tmpl", "", 0, "/forgot-password", allowanceOwner},
+	kindPasskeyRemoved:  {"passkey-removed.tmpl", "", 0, "/forgot-password", allowanceOwner},
 }
 
 // metricKind is the kind label /metrics counts an outbox row of kind by:
@@ -136,11 +140,13 @@ const (
 	eventTwoStepOn       eventType = "user.two_step_enabled"
 	eventTwoStepOff      eventType = "user.two_step_disabled"
 	eventRecoveryUsed    eventType = "user.recovery_code_used"
+	eventPasskeyAdded    eventType = "user.passkey_added"
+	eventPasskeyRemoved  eventType = "user.passkey_removed"
 )
 
 // eventTypes lists every webhook event, in the order the metrics show them.
 var eventTypes = []eventType{eventCreated, eventActivated, eventEmailChanged, eventPasswordChanged, eventDeleted, eventDisabled, eventEnabled, eventInvited,
-	eventTwoStepOn, eventTwoStepOff, eventRecoveryUsed}
+	eventTwoStepOn, eventTwoStepOff, eventRecoveryUsed, eventPasskeyAdded, eventPasskeyRemoved}
 
 // webhookEvent is a webhook's body: never a hash or a token.
 type webhookEvent struct {

@@ -35,6 +35,7 @@ type page struct {
 	Activity   []activityEntry   // account.html: the newest first
 	TwoStep    twoStepState      // account.html: two-step verification
 	Codes      []string          // two-step-codes.html: recovery codes, shown once
+	Passkeys   []passkey         // account.html: the oldest first
 	LoggedIn   bool              // layout.html: the header offers the account, else the login
 }
 
@@ -85,7 +86,7 @@ func (app *application) contentSecurityPolicy() string {
 	for _, o := range app.returnOrigins()[1:] {
 		sources += " " + o
 	}
-	return "default-src 'none'; style-src 'self'; img-src 'self'; form-action " + sources + "; frame-ancestors 'none'"
+	return "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self'; form-action " + sources + "; frame-ancestors 'none'"
 }
 
 // pageOf is a message page: a title and its paragraphs, as message keys.

@@ -31,13 +31,16 @@ const (
 	activityTwoStepOff      activityKind = "two_step_disabled"
 	activityRecoveryUsed    activityKind = "recovery_code_used"
 	activityRecoveryRenewed activityKind = "recovery_codes_renewed"
+	activityPasskeyAdded    activityKind = "passkey_added"
+	activityPasskeyRemoved  activityKind = "passkey_removed"
 )
 
 // activityKinds lists every kind, so that each language is checked to
 // name them all (languages_test.go).
 var activityKinds = []activityKind{activitySignup, activityActivated, activityLogin, activityLoginFailed, activityPasswordChanged,
 	activityEmailChanged, activitySessionsEnded, activityLogout, activityDisabled, activityEnabled, activityInvited,
-	activityTwoStepOn, activityTwoStepOff, activityRecoveryUsed, activityRecoveryRenewed}
+	activityTwoStepOn, activityTwoStepOff, activityRecoveryUsed, activityRecoveryRenewed,
+	activityPasskeyAdded, activityPasskeyRemoved}
 
 // activityEntry is one record of an account's activity. Address and
 // UserAgent, where the entry has them, are shown to the account's owner

@@ -22,12 +22,14 @@ var personalTables = []struct{ table, key string }{
 	{"activity", "user_id"},
 	{"two_step", "user_id"},
 	{"recovery_codes", "user_id"},
+	{"passkeys", "user_id"},
+	{"ceremonies", "user_id"},
 }
 
 // secretColumns are never exported: a password's hash, a token's hash, a
 // composed message (it may carry a link's token), the instance holding a
 // claim.
-var secretColumns = map[string]bool{"password_hash": true, "hash": true, "message": true, "claimed_by": true, "secret": true}
+var secretColumns = map[string]bool{"password_hash": true, "hash": true, "message": true, "claimed_by": true, "secret": true, "data": true}
 
 // personalData returns, by table, every row about account id, each a map
 // of its columns but the secret ones; times (the columns that hold
