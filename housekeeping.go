@@ -130,6 +130,9 @@ func (app *application) housekeeping() func() {
 			} else if n > 0 {
 				app.logger.Info("purged expired tokens", "count", n)
 			}
+			if err := app.store.purgeCeremonies(ctx, now); err != nil {
+				app.logger.Error("purge expired passkey ceremonies", "error", err)
+			}
 			if n, err := app.store.purgeActivity(ctx, now.Add(-app.cfg.activityRetention)); err != nil {
 				app.logger.Error("purge old activity", "error", err)
 			} else if n > 0 {
