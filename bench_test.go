@@ -11,13 +11,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	cryptorand "crypto/rand"
-	"crypto/sha256"
 	"database/sql"
-	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -39,8 +33,6 @@ import (
 
 	"github.com/emersion/go-smtp"
 	"github.com/go-webauthn/webauthn/protocol"
-	"github.com/go-webauthn/webauthn/protocol/webauthncbor"
-	"github.com/go-webauthn/webauthn/protocol/webauthncose"
 	"github.com/go-webauthn/webauthn/webauthn"
 	"golang.org/x/crypto/bcrypt"
 )
@@ -1088,8 +1080,7 @@ func BenchmarkSecondStep(b *testing.B) {
 // ceremony's challenge, user verification required), its account and
 // passkeys read, its signature count written — against one bcrypt
 // comparison at cost 12, in the same run. The assertion comes from a
-// software authenticator here (an ECDSA P-256 key), signed outside the
-// timing. Target: well under a bcrypt hash.
+// software authenticator (softAuthenticator), signed outside the timing. Target: well under a bcrypt hash.
 func BenchmarkPasskeyLogin(b *testing.B) {
 	app := newTestApp(b, startSMTP(b, nil), nil)
 	ctx := context.Background()
@@ -1099,25 +1090,14 @@ func BenchmarkPasskeyLogin(b *testing.B) {
 		millis(time.Now()), u.Email, hash).Scan(&u.ID); err != nil {
 		b.Fatal(err)
 	}
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), cryptorand.Reader)
-	pub, _ := key.PublicKey.Bytes() // 0x04 || X || Y
-	cose, err := webauthncbor.Marshal(webauthncose.EC2PublicKeyData{PublicKeyData: webauthncose.PublicKeyData{KeyType: 2, Algorithm: -7},
-		Curve: 1, XCoord: pub[1:33], YCoord: pub[33:]})
-	if err != nil {
-		b.Fatal(err)
-	}
-	credID := []byte("benchmark-passkey-0001")
-	if err := app.store.addPasskey(ctx, u, "Bench", &webauthn.Credential{ID: credID, PublicKey: cose,
-		Flags: webauthn.CredentialFlags{UserPresent: true, UserVerified: true}}, time.Now()); err != nil {
+	auth := newSoftAuthenticator(b, u.ID)
+	if err := app.store.addPasskey(ctx, u, "Bench", auth.credential(b), time.Now()); err != nil {
 		b.Fatal(err)
 	}
 	rp, err := app.relyingParty()
 	if err != nil {
 		b.Fatal(err)
 	}
-	base, _ := url.Parse(app.cfg.baseURL)
-	rpHash := sha256.Sum256([]byte(base.Hostname()))
-	b64 := base64.RawURLEncoding.EncodeToString
 	const n = 300
 	var spent time.Duration
 	for i := range n {
@@ -1125,13 +1105,7 @@ func BenchmarkPasskeyLogin(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		clientData, _ := json.Marshal(map[string]any{"type": "webauthn.get", "challenge": b64(options.Response.Challenge), "origin": base.Scheme + "://" + base.Host, "crossOrigin": false})
-		authData := append(append(rpHash[:0:0], rpHash[:]...), 0x05, 0, 0, byte(i>>8), byte(i+1)) // UP and UV; a rising count
-		digest := sha256.Sum256(clientData)
-		signed := sha256.Sum256(append(append([]byte{}, authData...), digest[:]...))
-		sig, _ := ecdsa.SignASN1(cryptorand.Reader, key, signed[:])
-		assertion, _ := json.Marshal(map[string]any{"id": b64(credID), "rawId": b64(credID), "type": "public-key",
-			"response": map[string]string{"clientDataJSON": b64(clientData), "authenticatorData": b64(authData), "signature": b64(sig), "userHandle": b64(passkeyHandle(u.ID))}})
+		assertion := auth.assert(b, options.Response.Challenge, app.cfg.baseURL)
 
 		start := time.Now()
 		parsed, err := protocol.ParseCredentialRequestResponseBytes(assertion)

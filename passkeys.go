@@ -65,6 +65,17 @@ func (o passkeyOwner) WebAuthnCredentials() []webauthn.Credential {
 	return creds
 }
 
+// ownerOf is u with its passkeys, as go-webauthn sees it, and the relying
+// party.
+func (app *application) ownerOf(r *http.Request, u *user) (*webauthn.WebAuthn, passkeyOwner, error) {
+	rp, err := app.relyingParty()
+	if err != nil {
+		return nil, passkeyOwner{}, err
+	}
+	keys, err := app.store.passkeys(r.Context(), u.ID)
+	return rp, passkeyOwner{u, keys}, err
+}
+
 // maxPasskeyName is how long a passkey's name may be.
 const maxPasskeyName = 100
 
@@ -93,17 +104,11 @@ func (app *application) handlePasskeyAddBegin(w http.ResponseWriter, r *http.Req
 		app.answerChange(w, r, errs, err, 0, nil) // a problem: never the 0
 		return
 	}
-	rp, err := app.relyingParty()
+	rp, owner, err := app.ownerOf(r, u)
 	if err != nil {
 		app.serverError(w, r, err)
 		return
 	}
-	keys, err := app.store.passkeys(r.Context(), u.ID)
-	if err != nil {
-		app.serverError(w, r, err)
-		return
-	}
-	owner := passkeyOwner{u, keys}
 	var exclude []protocol.CredentialDescriptor
 	for _, c := range owner.WebAuthnCredentials() {
 		exclude = append(exclude, c.Descriptor())
@@ -161,17 +166,12 @@ func (app *application) handlePasskeyAddFinish(w http.ResponseWriter, r *http.Re
 		app.errorResponse(w, r, http.StatusUnprocessableEntity, "the browser's passkey cannot be read")
 		return
 	}
-	rp, err := app.relyingParty()
+	rp, owner, err := app.ownerOf(r, u)
 	if err != nil {
 		app.serverError(w, r, err)
 		return
 	}
-	keys, err := app.store.passkeys(r.Context(), u.ID)
-	if err != nil {
-		app.serverError(w, r, err)
-		return
-	}
-	cred, err := rp.CreateCredential(passkeyOwner{u, keys}, *session, parsed)
+	cred, err := rp.CreateCredential(owner, *session, parsed)
 	if err != nil {
 		app.logger.Info("passkey refused", "user_id", u.ID, "error", err)
 		app.errorResponse(w, r, http.StatusUnprocessableEntity, "the passkey was not made as asked (user verification is required)")

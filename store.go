@@ -6,6 +6,7 @@ package main
 // handlers test.
 
 import (
+	"context"
 	"crypto/cipher"
 	"crypto/rand"
 	"database/sql"
@@ -325,6 +326,20 @@ func (st *store) prepare() error {
 	var err error
 	st.sessionStmt, err = st.read.Prepare(sessionQuery)
 	return err
+}
+
+// changeOne runs query in tx, and returns errNotFound when it changed no
+// row: what a change to one row (this account's, still as it was checked)
+// answers when the row is gone or changed meanwhile.
+func changeOne(ctx context.Context, tx *sql.Tx, query string, args ...any) error {
+	res, err := tx.ExecContext(ctx, query, args...)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return errNotFound
+	}
+	return nil
 }
 
 // millis turns t into the integer the database stores.

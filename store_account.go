@@ -403,12 +403,8 @@ func (st *store) deleteAccount(ctx context.Context, u *user, checked []byte, now
 		return err
 	}
 	defer tx.Rollback()
-	res, err := tx.ExecContext(ctx, `DELETE FROM users WHERE id = $1 AND password_hash = $2`, u.ID, checked)
-	if err != nil {
+	if err := changeOne(ctx, tx, `DELETE FROM users WHERE id = $1 AND password_hash = $2`, u.ID, checked); err != nil {
 		return err
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return errNotFound
 	}
 	_, err = st.tell(ctx, tx, notice{kind: kindAccountDeleted, to: &user{Email: u.Email, language: u.language}, event: eventDeleted, about: u, now: now})
 	return err

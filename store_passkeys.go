@@ -50,13 +50,33 @@ func (st *store) passkeys(ctx context.Context, id int64) ([]passkey, error) {
 	return list, rows.Err()
 }
 
-// addPasskey stores cred as u's passkey named name, and tells the address
-// and the app, in one transaction.
-func (st *store) addPasskey(ctx context.Context, u *user, name string, cred *webauthn.Credential, now time.Time) error {
-	js, err := json.Marshal(cred)
+// removePasskey deletes u's passkey with this credential id, and tells
+// the address and the app; errNotFound for none.
+func (st *store) removePasskey(ctx context.Context, u *user, id []byte, now time.Time) error {
+	tx, err := st.write.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
+	defer tx.Rollback()
+	var name string // gone with it
+	err = tx.QueryRowContext(ctx, `DELETE FROM passkeys WHERE id = $1 AND user_id = $2 RETURNING name`, id, u.ID).Scan(&name)
+	if errors.Is(err, sql.ErrNoRows) {
+		return errNotFound
+	}
+	if err != nil {
+		return err
+	}
+	if err := recordActivity(ctx, tx, u.ID, activityPasskeyRemoved, now, "", ""); err != nil {
+		return err
+	}
+	_, err = st.tell(ctx, tx, notice{kind: kindPasskeyRemoved, to: u, event: eventPasskeyRemoved, about: u, now: now})
+	return err
+}
+
+// addPasskey stores cred as u's passkey named name, and tells the address
+// and the app, in one transaction.
+func (st *store) addPasskey(ctx context.Context, u *user, name string, cred *webauthn.Credential, now time.Time) error {
+	js, _ := json.Marshal(cred) // plain data: it cannot fail
 	tx, err := st.write.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -70,28 +90,6 @@ func (st *store) addPasskey(ctx context.Context, u *user, name string, cred *web
 		return err
 	}
 	_, err = st.tell(ctx, tx, notice{kind: kindPasskeyAdded, to: u, event: eventPasskeyAdded, about: u, now: now})
-	return err
-}
-
-// removePasskey deletes u's passkey with this credential id, and tells
-// the address and the app; errNotFound for none.
-func (st *store) removePasskey(ctx context.Context, u *user, id []byte, now time.Time) error {
-	tx, err := st.write.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	res, err := tx.ExecContext(ctx, `DELETE FROM passkeys WHERE id = $1 AND user_id = $2`, id, u.ID)
-	if err != nil {
-		return err
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return errNotFound
-	}
-	if err := recordActivity(ctx, tx, u.ID, activityPasskeyRemoved, now, "", ""); err != nil {
-		return err
-	}
-	_, err = st.tell(ctx, tx, notice{kind: kindPasskeyRemoved, to: u, event: eventPasskeyRemoved, about: u, now: now})
 	return err
 }
 

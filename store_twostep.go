@@ -167,12 +167,8 @@ func (st *store) disableTwoStep(ctx context.Context, u *user, now time.Time) err
 		return err
 	}
 	defer tx.Rollback()
-	res, err := tx.ExecContext(ctx, `DELETE FROM two_step WHERE user_id = $1 AND enabled_at IS NOT NULL`, u.ID)
-	if err != nil {
+	if err := changeOne(ctx, tx, `DELETE FROM two_step WHERE user_id = $1 AND enabled_at IS NOT NULL`, u.ID); err != nil {
 		return err
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return errNotFound
 	}
 	for _, q := range []string{`DELETE FROM recovery_codes WHERE user_id = $1`, `DELETE FROM tokens WHERE user_id = $1 AND scope = 'two-step'`} {
 		if _, err := tx.ExecContext(ctx, q, u.ID); err != nil {
