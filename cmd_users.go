@@ -166,6 +166,7 @@ func users(ctx context.Context, cfg config, args []string, stdout io.Writer) err
 type shownUser struct {
 	account
 	TwoStep  shownTwoStep   `json:"two_step"`
+	Passkeys []shownPasskey `json:"passkeys"`
 	Sessions []shownSession `json:"sessions"`
 	Activity []shownEvent   `json:"activity"`
 }
@@ -174,6 +175,12 @@ type shownTwoStep struct {
 	On                bool       `json:"on"`
 	Since             *time.Time `json:"since,omitempty"`
 	RecoveryCodesLeft int        `json:"recovery_codes_left"`
+}
+
+type shownPasskey struct {
+	Name      string     `json:"name"`
+	CreatedAt time.Time  `json:"created_at"`
+	LastUsed  *time.Time `json:"last_used_at,omitempty"`
 }
 
 type shownSession struct {
@@ -203,10 +210,22 @@ func showUser(ctx context.Context, st *store, u *user, asJSON bool, stdout io.Wr
 	if err != nil {
 		return err
 	}
+	keys, err := st.passkeys(ctx, u.ID)
+	if err != nil {
+		return err
+	}
 	out := shownUser{account: accountOf(u), Sessions: []shownSession{}, Activity: []shownEvent{},
 		TwoStep: shownTwoStep{On: twoStep.On, RecoveryCodesLeft: twoStep.CodesLeft}}
 	if twoStep.On {
 		out.TwoStep.Since = &twoStep.Since
+	}
+	out.Passkeys = []shownPasskey{}
+	for _, k := range keys {
+		p := shownPasskey{Name: k.Name, CreatedAt: k.CreatedAt}
+		if !k.LastUsed.IsZero() {
+			p.LastUsed = &k.LastUsed
+		}
+		out.Passkeys = append(out.Passkeys, p)
 	}
 	for _, s := range sessions {
 		kind := "api"
@@ -233,6 +252,14 @@ func showUser(ctx context.Context, st *store, u *user, asJSON bool, stdout io.Wr
 		fmt.Fprintf(tw, "two-step\ton since %s, %d recovery codes left\n", twoStep.Since.Format(time.RFC3339), twoStep.CodesLeft)
 	} else {
 		fmt.Fprintf(tw, "two-step\toff\n")
+	}
+	fmt.Fprintf(tw, "passkeys\t%d\n", len(out.Passkeys))
+	for _, k := range out.Passkeys {
+		used := "never used"
+		if k.LastUsed != nil {
+			used = "last used " + k.LastUsed.Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "  %s\tadded %s, %s\n", k.Name, k.CreatedAt.Format(time.RFC3339), used)
 	}
 	fmt.Fprintf(tw, "sessions\t%d\n", len(out.Sessions))
 	for _, s := range out.Sessions {

@@ -171,6 +171,11 @@ func TestPasskeyAcrossInstances(t *testing.T) {
 			if status, _ := finish(a.url, ceremony, auth.assert(t, challenge, site)); status != 200 {
 				t.Errorf("enabled again: %d, want 200", status)
 			}
+			var shown shownUser
+			if err := json.Unmarshal([]byte(mustUsers(t, db, nil, "show", "ada@example.com", "-json")), &shown); err != nil ||
+				len(shown.Passkeys) != 1 || shown.Passkeys[0].Name != "Phone" || shown.Passkeys[0].LastUsed == nil {
+				t.Errorf("users show: passkeys %+v (%v)", shown.Passkeys, err)
+			}
 			if err := st.removePasskey(context.Background(), u, auth.id, time.Now()); err != nil {
 				t.Fatal(err)
 			}
