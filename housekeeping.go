@@ -125,21 +125,33 @@ func (app *application) housekeeping() func() {
 		}
 		if now.Sub(lastPurge) >= tokenPurgeTick {
 			lastPurge = now
-			if n, err := app.store.purgeExpiredTokens(ctx, now); err != nil {
-				app.logger.Error("purge expired tokens", "error", err)
-			} else if n > 0 {
-				app.logger.Info("purged expired tokens", "count", n)
-			}
-			if err := app.store.purgeCeremonies(ctx, now); err != nil {
-				app.logger.Error("purge expired passkey ceremonies", "error", err)
-			}
-			if n, err := app.store.purgeActivity(ctx, now.Add(-app.cfg.activityRetention)); err != nil {
-				app.logger.Error("purge old activity", "error", err)
-			} else if n > 0 {
-				app.logger.Info("purged activity older than -activity-retention", "count", n, "retention", app.cfg.activityRetention.String())
-			}
+			app.purge(ctx, now)
 		}
 	}
 	chore()
 	return chore
+}
+
+// purge deletes what has outlived its use: expired tokens and passkey
+// ceremonies, and activity older than -activity-retention. The first
+// failure ends it (the database is away or busy): each statement would
+// wait as long again, and a shutdown waits for the chore.
+func (app *application) purge(ctx context.Context, now time.Time) {
+	n, err := app.store.purgeExpiredTokens(ctx, now)
+	if err != nil {
+		app.logger.Error("purge expired tokens", "error", err)
+		return
+	}
+	if n > 0 {
+		app.logger.Info("purged expired tokens", "count", n)
+	}
+	if err := app.store.purgeCeremonies(ctx, now); err != nil {
+		app.logger.Error("purge expired passkey ceremonies", "error", err)
+		return
+	}
+	if n, err := app.store.purgeActivity(ctx, now.Add(-app.cfg.activityRetention)); err != nil {
+		app.logger.Error("purge old activity", "error", err)
+	} else if n > 0 {
+		app.logger.Info("purged activity older than -activity-retention", "count", n, "retention", app.cfg.activityRetention.String())
+	}
 }
