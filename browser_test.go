@@ -242,13 +242,15 @@ func TestFailedFormInViewOnAPhone(t *testing.T) {
 	); err != nil {
 		t.Fatalf("the failed deletion: %v\n%s", err, p.logs)
 	}
-	inView, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`(() => {
-		const r = document.querySelector("#del-current-error").getBoundingClientRect();
-		return r.top >= 0 && r.bottom <= window.innerHeight && document.activeElement.id === "del-current";
-	})()`))
-	if err != nil || !inView {
-		t.Errorf("after a failed form low on the page, its error is not in view with its field focused (%v)", err)
-	}
+	// The browser focuses the autofocus field once the page is ready (after
+	// its deferred script): wait for it, as a person's eyes would.
+	waitFor(t, 10*time.Second, "the failed form's error in view with its field focused", func() bool {
+		inView, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`(() => {
+			const r = document.querySelector("#del-current-error").getBoundingClientRect();
+			return r.top >= 0 && r.bottom <= window.innerHeight && document.activeElement.id === "del-current";
+		})()`))
+		return err == nil && inView
+	})
 	checkAxe(t, ctx, "a failed form low on the account page")
 }
 
