@@ -61,8 +61,12 @@ func TestTwoStepOnThePages(t *testing.T) {
 	hooks := startReceiver(t, nil)
 	app := newTestApp(t, srv, webhookArgs(hooks))
 	start := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
-	clock := start
-	app.setClock(func() time.Time { return clock })
+	at := func(d time.Duration) time.Time { // the app's clock, d after start, set
+		now := start.Add(d)
+		app.setClock(func() time.Time { return now })
+		return now
+	}
+	clock := at(0)
 	activatedAccount(t, app, srv, "ada@example.com")
 	v := newVisitor(t, app.url)
 	v.logIn("ada@example.com", "pa55word1234")
@@ -110,7 +114,7 @@ func TestTwoStepOnThePages(t *testing.T) {
 	if a := login(oathCode(t, secret, clock)); a.status != 401 {
 		t.Errorf("the code that turned it on, again: %d, want 401", a.status)
 	}
-	clock = start.Add(30 * time.Second)
+	clock = at(30 * time.Second)
 	code := oathCode(t, secret, clock)
 	if a := login(code); a.status != http.StatusSeeOther {
 		t.Errorf("a fresh code: %d, want 303", a.status)
@@ -118,11 +122,11 @@ func TestTwoStepOnThePages(t *testing.T) {
 	if a := login(code); a.status != 401 || !strings.Contains(a.body, "used already") {
 		t.Errorf("the same code twice: %d, want 401", a.status)
 	}
-	clock = start.Add(90 * time.Second)
+	clock = at(90 * time.Second)
 	if a := login(oathCode(t, secret, start.Add(60*time.Second))); a.status != http.StatusSeeOther {
 		t.Errorf("a code one step old (clock drift): %d, want 303", a.status)
 	}
-	clock = start.Add(150 * time.Second)
+	clock = at(150 * time.Second)
 	if a := login(oathCode(t, secret, start.Add(90*time.Second))); a.status != 401 {
 		t.Errorf("a code two steps old: %d, want 401", a.status)
 	}
@@ -148,17 +152,17 @@ func TestTwoStepOnThePages(t *testing.T) {
 	}
 
 	// A sensitive change asks for a code too.
-	clock = start.Add(3 * time.Minute)
+	clock = at(3 * time.Minute)
 	if a := v.post("/account/password", url.Values{"current_password": {"pa55word1234"}, "password": {"new-password-1"}}); a.status != 422 || !strings.Contains(a.body, "Two-step verification is on") {
 		t.Errorf("a new password without a code: %d", a.status)
 	}
-	clock = start.Add(4 * time.Minute)
+	clock = at(4 * time.Minute)
 	if a := v.post("/account/two-step", url.Values{"action": {"off"}, "current_password": {"pa55word1234"}, "code": {oathCode(t, secret, clock)}}); a.status != 200 {
 		t.Errorf("turning it off: %d", a.status)
 	}
 	waitFor1(t, srv, "ada@example.com", "Two-step verification is off")
 	hooks.waitEvent(eventTwoStepOff, "ada@example.com")
-	clock = start.Add(loginWindow + 5*time.Minute) // the throttle's window past
+	clock = at(loginWindow + 5*time.Minute) // the throttle's window past
 	if a := newVisitor(t, app.url).post("/login", url.Values{"email": {"ada@example.com"}, "password": {"pa55word1234"}}); a.status != http.StatusSeeOther {
 		t.Errorf("the password alone after turning it off: %d, want 303", a.status)
 	}
