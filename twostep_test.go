@@ -122,11 +122,11 @@ func TestTwoStepOnThePages(t *testing.T) {
 	if a := login(code); a.status != 401 || !strings.Contains(a.body, "used already") {
 		t.Errorf("the same code twice: %d, want 401", a.status)
 	}
-	clock = at(90 * time.Second)
+	at(90 * time.Second)
 	if a := login(oathCode(t, secret, start.Add(60*time.Second))); a.status != http.StatusSeeOther {
 		t.Errorf("a code one step old (clock drift): %d, want 303", a.status)
 	}
-	clock = at(150 * time.Second)
+	at(150 * time.Second)
 	if a := login(oathCode(t, secret, start.Add(90*time.Second))); a.status != 401 {
 		t.Errorf("a code two steps old: %d, want 401", a.status)
 	}
@@ -152,7 +152,7 @@ func TestTwoStepOnThePages(t *testing.T) {
 	}
 
 	// A sensitive change asks for a code too.
-	clock = at(3 * time.Minute)
+	at(3 * time.Minute)
 	if a := v.post("/account/password", url.Values{"current_password": {"pa55word1234"}, "password": {"new-password-1"}}); a.status != 422 || !strings.Contains(a.body, "Two-step verification is on") {
 		t.Errorf("a new password without a code: %d", a.status)
 	}
@@ -162,7 +162,7 @@ func TestTwoStepOnThePages(t *testing.T) {
 	}
 	waitFor1(t, srv, "ada@example.com", "Two-step verification is off")
 	hooks.waitEvent(eventTwoStepOff, "ada@example.com")
-	clock = at(loginWindow + 5*time.Minute) // the throttle's window past
+	at(loginWindow + 5*time.Minute) // the throttle's window past
 	if a := newVisitor(t, app.url).post("/login", url.Values{"email": {"ada@example.com"}, "password": {"pa55word1234"}}); a.status != http.StatusSeeOther {
 		t.Errorf("the password alone after turning it off: %d, want 303", a.status)
 	}
