@@ -303,8 +303,8 @@ func (st *store) operatorCounts(ctx context.Context) (disabled, invited int64, e
 
 // changedMarker is the file beside an SQLite database into which a
 // subcommand writes a new value after it changed accounts: the serving
-// process's sessionCache has it mapped, sees the value change and forgets
-// what it read (sessionCache.stale). It is made by whichever comes first,
+// process's sessionCache reads it at each check, sees the value change
+// and forgets what it read (sessionCache.stale). It is made by whichever comes first,
 // and must not be deleted while the service runs.
 func changedMarker(db string) string { return db + "-changed" }
 
@@ -321,6 +321,6 @@ func (st *store) accountsChanged() error {
 		return err
 	}
 	defer f.Close()
-	_, err = f.WriteAt(binary.LittleEndian.AppendUint64(nil, uint64(time.Now().UnixNano())), 0) // written in place: the mapping sees it
+	_, err = f.WriteAt(binary.LittleEndian.AppendUint64(nil, uint64(time.Now().UnixNano())), 0) // in place: the server holds this file open
 	return err
 }

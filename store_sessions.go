@@ -162,17 +162,18 @@ func (st *store) touch(ctx context.Context, hash []byte, now time.Time) bool {
 // forgets it all after it is done (forget): a session ended is refused at
 // once. A subcommand beside it (`signup users disable`) writes a new value
 // into the marker file after its change (store.accountsChanged); the
-// serving process maps that file into memory, so the next check sees the
-// value changed and forgets too (stale): no read, no system call. Where
-// the file cannot be mapped there is no cache. On PostgreSQL another
-// instance may end a session, so there is no cache (nil) and every check
-// reads.
+// serving process holds that file open and reads its 8 bytes at each
+// check (one pread, no database read), so the next check sees the value
+// changed and forgets too (stale). Where the file cannot be opened there
+// is no cache. On PostgreSQL another instance may end a session, so there
+// is no cache (nil) and every check reads.
 type sessionCache struct {
 	gen     atomic.Uint64
 	mu      sync.RWMutex
 	entries map[[32]byte]cachedSession
 
-	marker []byte        // the marker file's value, mapped (changedMarker)
+	marker *os.File      // the marker file (changedMarker), held open
+	fd     int           // its descriptor
 	seen   atomic.Uint64 // its value at the last check
 }
 
@@ -191,21 +192,13 @@ const maxCachedSessions = 100_000
 
 // newSessionCache is the cache of a database whose marker file is at
 // marker, or nil (no cache: every check reads) when the file cannot be
-// mapped.
+// opened.
 func newSessionCache(marker string) *sessionCache {
 	f, err := os.OpenFile(marker, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil
 	}
-	defer f.Close() // the mapping outlives it
-	if fi, err := f.Stat(); err != nil || (fi.Size() < markerSize && f.Truncate(markerSize) != nil) {
-		return nil
-	}
-	mapped, err := syscall.Mmap(int(f.Fd()), 0, markerSize, syscall.PROT_READ, syscall.MAP_SHARED)
-	if err != nil {
-		return nil
-	}
-	c := &sessionCache{entries: map[[32]byte]cachedSession{}, marker: mapped}
+	c := &sessionCache{entries: map[[32]byte]cachedSession{}, marker: f, fd: int(f.Fd())}
 	c.seen.Store(c.markerValue())
 	return c
 }
@@ -213,10 +206,19 @@ func newSessionCache(marker string) *sessionCache {
 // markerSize is the marker file's size: one 64-bit value.
 const markerSize = 8
 
-// markerValue is the value in the marker file now. A subcommand writing it
+// markerValue is the value in the marker file now; 0 when it cannot be
+// read (a file not written yet, or cut short). A subcommand writing it
 // while it is read at worst gives a torn value, which only makes the
-// cache forget.
-func (c *sessionCache) markerValue() uint64 { return binary.LittleEndian.Uint64(c.marker) }
+// cache forget. It is read afresh at every check: a mapping of the file
+// would save the system call, but a file truncated under it would crash
+// the process.
+func (c *sessionCache) markerValue() uint64 {
+	var b [markerSize]byte
+	if n, err := syscall.Pread(c.fd, b[:], 0); err != nil || n != markerSize {
+		return 0
+	}
+	return binary.LittleEndian.Uint64(b[:])
+}
 
 // stale reports, and forgets everything read so far when, a subcommand
 // has written the marker file since the last check.
@@ -230,12 +232,12 @@ func (c *sessionCache) stale() bool {
 	return true
 }
 
-// close unmaps the marker file.
+// close closes the marker file.
 func (c *sessionCache) close() error {
 	if c == nil {
 		return nil
 	}
-	return syscall.Munmap(c.marker)
+	return c.marker.Close()
 }
 
 func (c *sessionCache) generation() uint64 {
