@@ -254,6 +254,19 @@ func TestFailedFormInViewOnAPhone(t *testing.T) {
 	checkAxe(t, ctx, "a failed form low on the account page")
 }
 
+// checkedSteps returns step: it runs a page state's actions in the browser
+// of ctx, failing the test with p's logs if one fails, then has axe check
+// the state reached.
+func checkedSteps(t *testing.T, ctx context.Context, p *process) func(what string, actions ...chromedp.Action[chromedp.Void]) {
+	return func(what string, actions ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(ctx, actions...); err != nil {
+			t.Fatalf("%s: %v\n%s", what, err, p.logs)
+		}
+		checkAxe(t, ctx, what)
+	}
+}
+
 // TestBrowserOperatorPages: the page states the operator's side adds —
 // signup by invitation for one domain, an invitation's activation, the
 // account's recent activity, a disabled account's login, signup closed —
@@ -267,13 +280,7 @@ func TestBrowserOperatorPages(t *testing.T) {
 	args := append(baseArgs(dir), smtpArgs(srv.host, srv.port)...)
 	p := startBinary(t, append(args, "-db", db, "-signup", "invite", "-signup-domains", "example.com"))
 	base := strings.Replace(p.url, "127.0.0.1", "localhost", 1) // where the session cookie goes
-	step := func(what string, actions ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(ctx, actions...); err != nil {
-			t.Fatalf("%s: %v\n%s", what, err, p.logs)
-		}
-		checkAxe(t, ctx, what)
-	}
+	step := checkedSteps(t, ctx, p)
 	step("the signup page, by invitation for one domain", chromedp.Navigate(base+"/signup"),
 		chromedp.WaitVisible(`//p[contains(., "by invitation")]`))
 	step("a signup for another domain", chromedp.SendKeys(`#name`, "Ada"), chromedp.SendKeys(`#email`, "ada@other.example"),
@@ -310,13 +317,7 @@ func TestBrowserTwoStep(t *testing.T) {
 	base := strings.Replace(p.url, "127.0.0.1", "localhost", 1)
 	signup(t, p.url, "ada@example.com")
 	activate(t, p.url, waitFor1(t, srv, "ada@example.com", "Activate"))
-	step := func(what string, actions ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(ctx, actions...); err != nil {
-			t.Fatalf("%s: %v\n%s", what, err, p.logs)
-		}
-		checkAxe(t, ctx, what)
-	}
+	step := checkedSteps(t, ctx, p)
 	step("the account page, two-step off", chromedp.Navigate(base+"/login"), chromedp.WaitVisible(`#email`),
 		chromedp.SendKeys(`#email`, "ada@example.com"), chromedp.SendKeys(`#password`, "pa55word1234"),
 		chromedp.Click(`button[type=submit]`), chromedp.WaitVisible(`#tss-current`))
@@ -385,13 +386,7 @@ func TestBrowserPasskeys(t *testing.T) {
 	base := strings.Replace(p.url, "127.0.0.1", "localhost", 1)
 	signup(t, p.url, "ada@example.com")
 	activate(t, p.url, waitFor1(t, srv, "ada@example.com", "Activate"))
-	step := func(what string, actions ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(ctx, actions...); err != nil {
-			t.Fatalf("%s: %v\n%s", what, err, p.logs)
-		}
-		checkAxe(t, ctx, what)
-	}
+	step := checkedSteps(t, ctx, p)
 	heading := func(h1 string) chromedp.Action[chromedp.Void] {
 		return chromedp.WaitVisible(`//h1[text()="` + h1 + `"]`)
 	}
