@@ -121,12 +121,12 @@ func (app *application) completeLogin(w http.ResponseWriter, r *http.Request, ch
 		}
 		return "", time.Time{}, err
 	}
-	app.metrics.logins.WithLabelValues("ok").Inc()
 	token, expiry, err := app.finishLogin(w, r, u, client, device, scope, now)
-	if err == nil {
-		err = app.store.endChallenge(r.Context(), hash)
+	if err != nil {
+		return "", time.Time{}, err
 	}
-	return token, expiry, err
+	app.metrics.logins.WithLabelValues("ok").Inc()
+	return token, expiry, app.store.endChallenge(r.Context(), hash)
 }
 
 // recoveryHash is the SHA-256 of a recovery code, as it is stored: the
