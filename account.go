@@ -18,13 +18,26 @@ var errWrongPassword = errors.New("not the account's password")
 
 // proof is what a person gives before a sensitive change: the current
 // password, and a code (or a recovery code) where two-step verification
-// is on.
-type proof struct{ password, code string }
-
-// proofOf is the proof a page's form posted.
-func proofOf(r *http.Request) proof {
-	return proof{r.PostForm.Get("current_password"), r.PostForm.Get("code")}
+// is on — or, on the pages, a passkey that has just confirmed the session
+// (passkey: no password typed, so the session's confirmation is spent).
+type proof struct {
+	password, code string
+	passkey        bool
 }
+
+// given reports whether p offers anything to check.
+func (p proof) given() bool { return p.password != "" || p.passkey }
+
+// proofOf is the proof a page's form posted: the password typed, or,
+// with none, the passkey that confirmed the session.
+func proofOf(r *http.Request) proof {
+	password := r.PostForm.Get("current_password")
+	return proof{password, r.PostForm.Get("code"), password == ""}
+}
+
+// errProofNeeded means a change asked for without the password, and
+// without a passkey's confirmation of the session.
+var errProofNeeded = errors.New("neither the password nor a passkey")
 
 // checkPassword checks p before a change to u: that its password is u's
 // current password and, where two-step verification is on, that its code
@@ -33,8 +46,12 @@ func proofOf(r *http.Request) proof {
 // own count rather than the account's. It returns the password hash it
 // was compared with, for the change to be made only if it is still the
 // account's; errWrongPassword, errCodeNeeded, errWrongCode, or a
-// throttled error.
+// throttled error. A passkey's confirmation stands for both (passkeys.go:
+// checkPasskeyProof).
 func (app *application) checkPassword(r *http.Request, u *user, p proof) ([]byte, error) {
+	if p.passkey {
+		return app.checkPasskeyProof(r, u)
+	}
 	password := p.password
 	client, device, err := app.loginClient(r, u.Email)
 	if err != nil {
@@ -82,6 +99,8 @@ func passwordProblem(err error, field string) (validator, error) {
 	switch {
 	case errors.Is(err, errWrongPassword):
 		return validator{field: "error.not_current_password"}, nil
+	case errors.Is(err, errProofNeeded):
+		return validator{field: "error.required"}, nil
 	case errors.Is(err, errCodeNeeded):
 		return validator{"code": "error.code_needed"}, nil
 	case errors.Is(err, errWrongCode):
@@ -95,7 +114,7 @@ func passwordProblem(err error, field string) (validator, error) {
 // address gets the password-changed email.
 func (app *application) changePassword(r *http.Request, u *user, s *loginSession, current proof, password string) (validator, error) {
 	v := validator{}
-	v.check(current.password != "", "current_password", "error.required")
+	v.check(current.given(), "current_password", "error.required")
 	validatePassword(v, password)
 	if len(v) > 0 {
 		return v, nil
@@ -155,7 +174,7 @@ func (app *application) noticeRefused(err error, address, request string) error 
 func (app *application) requestEmailChange(r *http.Request, u *user, current proof, newAddress string) (validator, error) {
 	v := validator{}
 	validateEmail(v, newAddress)
-	v.check(current.password != "", "current_password", "error.required")
+	v.check(current.given(), "current_password", "error.required")
 	if len(v) > 0 {
 		return v, nil
 	}
@@ -227,7 +246,7 @@ func (app *application) confirmEmailChange(ctx context.Context, token string) (d
 // deleteAccount deletes u with everything of it, if current is its
 // password, and emails the address that it is gone.
 func (app *application) deleteAccount(r *http.Request, u *user, current proof) (validator, error) {
-	if current.password == "" {
+	if !current.given() {
 		return validator{"current_password": "error.required"}, nil
 	}
 	checked, err := app.checkPassword(r, u, current)
@@ -278,7 +297,7 @@ func (app *application) handleChangePassword(w http.ResponseWriter, r *http.Requ
 		app.badRequest(w, r, err)
 		return
 	}
-	errs, err := app.changePassword(r, u, s, proof{input.CurrentPassword, input.Code}, input.Password)
+	errs, err := app.changePassword(r, u, s, proof{password: input.CurrentPassword, code: input.Code}, input.Password)
 	app.answerChange(w, r, errs, err, http.StatusOK, envelope{"message": "your password is changed; every other session and token of the account is ended"})
 }
 
@@ -293,7 +312,7 @@ func (app *application) handleRequestEmailChange(w http.ResponseWriter, r *http.
 		app.badRequest(w, r, err)
 		return
 	}
-	errs, err := app.requestEmailChange(r, u, proof{input.CurrentPassword, input.Code}, input.Email)
+	errs, err := app.requestEmailChange(r, u, proof{password: input.CurrentPassword, code: input.Code}, input.Email)
 	app.answerChange(w, r, errs, err, http.StatusAccepted, envelope{"message": "a link is on its way to each address: the change takes effect when both are confirmed"})
 }
 
@@ -328,7 +347,7 @@ func (app *application) handleDeleteAccount(w http.ResponseWriter, r *http.Reque
 		app.badRequest(w, r, err)
 		return
 	}
-	errs, err := app.deleteAccount(r, u, proof{input.CurrentPassword, input.Code})
+	errs, err := app.deleteAccount(r, u, proof{password: input.CurrentPassword, code: input.Code})
 	app.answerChange(w, r, errs, err, http.StatusNoContent, nil)
 }
 

@@ -17,6 +17,15 @@ import (
 // accountPage renders the account page of u (status, with errs for the
 // form section, and notice lines on top).
 func (app *application) accountPage(w http.ResponseWriter, r *http.Request, status int, u *user, s *loginSession, section string, errs validator, form map[string]string, args map[string]string, notice ...string) {
+	// The account as it is now (a session's user has no password hash,
+	// and a change may have just been made): whether it has a password
+	// decides what its forms ask for.
+	cur, err := app.store.userByID(r.Context(), u.ID)
+	if err != nil {
+		app.pageError(w, r, err)
+		return
+	}
+	u = cur
 	list, err := app.store.sessions(r.Context(), u.ID, s.hash, app.now())
 	if err != nil {
 		app.pageError(w, r, err)
@@ -37,6 +46,11 @@ func (app *application) accountPage(w http.ResponseWriter, r *http.Request, stat
 		app.pageError(w, r, err)
 		return
 	}
+	proven, err := app.store.sessionProven(r.Context(), s.hash, app.now())
+	if err != nil {
+		app.pageError(w, r, err)
+		return
+	}
 	if form == nil {
 		form = map[string]string{}
 	}
@@ -47,7 +61,7 @@ func (app *application) accountPage(w http.ResponseWriter, r *http.Request, stat
 		languages = append(languages, languageLink{Tag: tag, Name: app.templates.locales[tag].name, Current: tag == mine})
 	}
 	app.render(w, r, status, "account.html", page{Title: "account.title", Lines: notice, Account: u, Since: u.CreatedAt,
-		Languages: languages, Sessions: list, Activity: activity, TwoStep: twoStep, Passkeys: keys, Form: form, Errors: errs, Args: args})
+		Languages: languages, Sessions: list, Activity: activity, TwoStep: twoStep, Passkeys: keys, Proven: proven, Form: form, Errors: errs, Args: args})
 }
 
 // loggedIn returns the user and session of the request's cookie; without

@@ -1066,7 +1066,7 @@ func BenchmarkPasskeyLogin(b *testing.B) {
 	ctx := context.Background()
 	u, hash := benchAccount(b, app.store)
 	auth := newSoftAuthenticator(b, u.ID)
-	if err := app.store.addPasskey(ctx, u, "Bench", auth.credential(b), time.Now()); err != nil {
+	if err := app.store.addPasskey(ctx, u, auth.passkey(b, "Bench"), time.Now()); err != nil {
 		b.Fatal(err)
 	}
 	rp, err := app.relyingParty()
@@ -1087,12 +1087,12 @@ func BenchmarkPasskeyLogin(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		_, cred, err := rp.ValidatePasskeyLogin(func(_, handle []byte) (webauthn.User, error) {
-			owner, keys, err := app.store.userOfHandle(ctx, handle)
+		_, cred, err := rp.ValidatePasskeyLogin(func(id, handle []byte) (webauthn.User, error) {
+			owner, keys, err := app.store.ownerOfPasskey(ctx, id, handle)
 			if err != nil {
 				return nil, err
 			}
-			return passkeyOwner{owner, keys}, nil
+			return passkeyOwner{owner, keys, handle}, nil
 		}, *session, parsed)
 		if err != nil {
 			b.Fatalf("assertion %d: %v", i, err)

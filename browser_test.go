@@ -416,3 +416,39 @@ func TestBrowserPasskeys(t *testing.T) {
 		t.Errorf("a removed passkey led to %s", loc)
 	}
 }
+
+// TestBrowserPasskeySignup: in Chromium with a virtual authenticator, a
+// person signs up with a passkey and no password, activates by the
+// welcome email's link with that passkey and is logged in; confirms a
+// change with it and sets a password, which then logs in. axe finds
+// nothing on the new page states.
+func TestBrowserPasskeySignup(t *testing.T) {
+	t.Parallel()
+	ctx := browser(t)
+	addAuthenticator(t, ctx)
+	srv := startSMTP(t, nil)
+	dir := t.TempDir()
+	p := startBinary(t, append(baseArgs(dir), smtpArgs(srv.host, srv.port)...))
+	base := strings.Replace(p.url, "127.0.0.1", "localhost", 1)
+	step := checkedSteps(t, ctx, p)
+	heading := func(h1 string) chromedp.Action[chromedp.Void] {
+		return chromedp.WaitVisible(`//h1[text()="` + h1 + `"]`)
+	}
+	button := func(text string) string { return `//button[text()="` + text + `"]` }
+
+	step("the signup page offers a passkey", chromedp.Navigate(base+"/signup"), chromedp.WaitVisible(button("Sign up with a passkey")))
+	step("signed up with a passkey", chromedp.SendKeys(`#name`, "Ada"), chromedp.SendKeys(`#email`, "ada@example.com"),
+		chromedp.Click(button("Sign up with a passkey")), heading("Check your inbox"))
+	token := tokenOf(t, waitFor1(t, srv, "ada@example.com", "Activate").data)
+	step("the activation page asks for the passkey", chromedp.Navigate(base+"/activate?token="+token),
+		chromedp.WaitVisible(button("Activate with my passkey")), chromedp.WaitVisible(button("Activate with a new passkey")))
+	step("activated with the passkey", chromedp.Click(button("Activate with my passkey")), heading("Your account"),
+		chromedp.WaitVisible(`//h2[text()="Set a password"]`))
+	step("confirmed with the passkey", chromedp.Click(button("Confirm with a passkey")),
+		chromedp.WaitVisible(`//p[contains(., "Confirmed with your passkey")]`))
+	step("a password set", chromedp.SendKeys(`#pw-new`, "ada-pass-1234"), chromedp.Click(button("Change my password")),
+		heading("Your password is changed"))
+	if status, _, _ := login(t, p.url, "ada@example.com", "ada-pass-1234"); status != 201 {
+		t.Errorf("the password set after a passkey signup: login %d, want 201", status)
+	}
+}

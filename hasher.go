@@ -57,6 +57,11 @@ func (h *hasher) hash(ctx context.Context, password string) ([]byte, error) {
 // compare reports whether password matches hash, on one of the slots (a
 // comparison costs as much as a hash).
 func (h *hasher) compare(ctx context.Context, hash []byte, password string) (bool, error) {
+	if len(hash) == 0 {
+		// No password (a passkey's account, an invitation's): nothing
+		// matches, in the time a comparison takes.
+		return false, h.imitate(ctx)
+	}
 	var match bool
 	err := h.onSlot(ctx, func() {
 		match = bcrypt.CompareHashAndPassword(hash, bcryptInput(password)) == nil

@@ -36,6 +36,7 @@ type page struct {
 	TwoStep    twoStepState      // account.html: two-step verification
 	Codes      []string          // two-step-codes.html: recovery codes, shown once
 	Passkeys   []passkey         // account.html: the oldest first
+	Proven     bool              // account.html: a passkey has confirmed the session for the next change
 	LoggedIn   bool              // layout.html: the header offers the account, else the login
 }
 
@@ -250,16 +251,30 @@ func (app *application) handleActivatePage(w http.ResponseWriter, r *http.Reques
 		return
 	}
 	p := page{Title: "activate.title", Name: u.Name, SignedUpAt: u.CreatedAt, Token: token, Form: map[string]string{"return_to": app.returnTo(r.URL.Query().Get("return_to"))}}
-	invitation(&p, u)
+	if err := app.activationChoices(r, &p, u); err != nil {
+		app.pageError(w, r, err)
+		return
+	}
 	app.render(w, r, http.StatusOK, "activate.html", p)
 }
 
-// invitation asks, on the activation page p of an invited account that has
-// no password yet, for the password its holder chooses (typed twice).
-func invitation(p *page, u *user) {
-	if len(u.passwordHash) == 0 {
-		p.Form["invited"], p.Form["confirm"] = "yes", "yes"
+// activationChoices sets, on the activation page p of u, what its holder
+// is offered besides a passkey of their own: for an account without a
+// password (invited, or signed up with a passkey) a password they choose,
+// typed twice; for a passkey signup, that passkey.
+func (app *application) activationChoices(r *http.Request, p *page, u *user) error {
+	if u.HasPassword() {
+		return nil
 	}
+	p.Form["confirm"] = "yes"
+	if !u.invitedAt.IsZero() {
+		p.Form["invited"] = "yes"
+	}
+	keys, err := app.store.passkeys(r.Context(), u.ID)
+	if len(keys) > 0 {
+		p.Form["passkey"] = "yes"
+	}
+	return err
 }
 
 // handleActivateForm activates the account with the password typed, or,
@@ -326,7 +341,10 @@ func (app *application) activatePage(w http.ResponseWriter, r *http.Request, tok
 	if confirm {
 		p.Form["confirm"] = "yes"
 	}
-	invitation(&p, u)
+	if err := app.activationChoices(r, &p, u); err != nil {
+		app.pageError(w, r, err)
+		return
+	}
 	app.render(w, r, http.StatusUnprocessableEntity, "activate.html", p)
 }
 

@@ -11,10 +11,12 @@ package main
 
 import (
 	"bytes"
+	"crypto/rand"
 	_ "embed"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -48,13 +50,15 @@ func (app *application) relyingParty() (*webauthn.WebAuthn, error) {
 		RPOrigins: []string{base.Scheme + "://" + base.Host}})
 }
 
-// passkeyOwner is an account as go-webauthn sees it.
+// passkeyOwner is an account as go-webauthn sees it, with the user handle
+// of the ceremony at hand.
 type passkeyOwner struct {
-	u    *user
-	keys []passkey
+	u      *user
+	keys   []passkey
+	handle []byte
 }
 
-func (o passkeyOwner) WebAuthnID() []byte          { return passkeyHandle(o.u.ID) }
+func (o passkeyOwner) WebAuthnID() []byte          { return o.handle }
 func (o passkeyOwner) WebAuthnName() string        { return o.u.Email }
 func (o passkeyOwner) WebAuthnDisplayName() string { return o.u.Name }
 func (o passkeyOwner) WebAuthnCredentials() []webauthn.Credential {
@@ -65,23 +69,138 @@ func (o passkeyOwner) WebAuthnCredentials() []webauthn.Credential {
 	return creds
 }
 
-// ownerOf is u with its passkeys, as go-webauthn sees it, and the relying
-// party.
-func (app *application) ownerOf(r *http.Request, u *user) (*webauthn.WebAuthn, passkeyOwner, error) {
-	rp, err := app.relyingParty()
-	if err != nil {
-		return nil, passkeyOwner{}, err
-	}
-	keys, err := app.store.passkeys(r.Context(), u.ID)
-	return rp, passkeyOwner{u, keys}, err
+// randomHandle is the user handle of a passkey made before its account is
+// chosen (a signup's, an activation's): 32 random bytes, which say nothing.
+func randomHandle() []byte {
+	b := make([]byte, 32)
+	rand.Read(b)
+	return b
 }
 
 // maxPasskeyName is how long a passkey's name may be.
 const maxPasskeyName = 100
 
+// beginRegistration answers the options for navigator.credentials.create
+// — a discoverable passkey for owner, with user verification, none of its
+// passkeys again — and keeps the ceremony c for account id.
+func (app *application) beginRegistration(w http.ResponseWriter, r *http.Request, owner passkeyOwner, id int64, c ceremony) {
+	rp, err := app.relyingParty()
+	if err != nil {
+		app.serverError(w, r, err)
+		return
+	}
+	var exclude []protocol.CredentialDescriptor
+	for _, c := range owner.WebAuthnCredentials() {
+		exclude = append(exclude, c.Descriptor())
+	}
+	options, session, err := rp.BeginRegistration(owner, webauthn.WithExclusions(exclude),
+		webauthn.WithResidentKeyRequirement(protocol.ResidentKeyRequirementRequired),
+		webauthn.WithAuthenticatorSelection(protocol.AuthenticatorSelection{ResidentKey: protocol.ResidentKeyRequirementRequired,
+			RequireResidentKey: protocol.ResidentKeyRequired(), UserVerification: protocol.VerificationRequired}))
+	if err != nil {
+		app.serverError(w, r, err)
+		return
+	}
+	c.SessionData = *session
+	token, err := app.store.beginCeremony(r.Context(), id, &c, app.now())
+	if err != nil {
+		app.serverError(w, r, err)
+		return
+	}
+	app.writeJSON(w, r, http.StatusOK, envelope{"ceremony": token, "options": options})
+}
+
+// madePasskey is the passkey the browser made (raw, as WebAuthn's toJSON
+// writes it) for the ceremony c of owner, verified; when it is not one,
+// it answers 422 and returns nil.
+func (app *application) madePasskey(w http.ResponseWriter, r *http.Request, owner passkeyOwner, c *ceremony, raw json.RawMessage) *webauthn.Credential {
+	parsed, err := protocol.ParseCredentialCreationResponseBody(bytes.NewReader(raw))
+	if err != nil {
+		app.errorResponse(w, r, http.StatusUnprocessableEntity, "the browser's passkey cannot be read")
+		return nil
+	}
+	rp, err := app.relyingParty()
+	if err != nil {
+		app.serverError(w, r, err)
+		return nil
+	}
+	cred, err := rp.CreateCredential(owner, c.SessionData, parsed)
+	if err != nil {
+		app.logger.Info("passkey refused", "purpose", c.Purpose, "error", err)
+		app.errorResponse(w, r, http.StatusUnprocessableEntity, "the passkey was not made as asked (user verification is required)")
+		return nil
+	}
+	return cred
+}
+
+// beginAssertion answers the options for navigator.credentials.get — user
+// verification required; keys, if any, the only passkeys allowed, else any
+// of the site's (discoverable) — and keeps the ceremony for account id
+// (0 for a login) and purpose.
+func (app *application) beginAssertion(w http.ResponseWriter, r *http.Request, id int64, keys []passkey, purpose string, mediation protocol.CredentialMediationRequirement) {
+	rp, err := app.relyingParty()
+	if err != nil {
+		app.serverError(w, r, err)
+		return
+	}
+	opts := []webauthn.LoginOption{webauthn.WithUserVerification(protocol.VerificationRequired)}
+	if len(keys) > 0 {
+		allowed := make([]protocol.CredentialDescriptor, len(keys))
+		for i, k := range keys {
+			allowed[i] = k.cred.Descriptor()
+		}
+		opts = append(opts, webauthn.WithAllowedCredentials(allowed))
+	}
+	options, session, err := rp.BeginDiscoverableMediatedLogin(mediation, opts...)
+	if err != nil {
+		app.serverError(w, r, err)
+		return
+	}
+	token, err := app.store.beginCeremony(r.Context(), id, &ceremony{SessionData: *session, Purpose: purpose}, app.now())
+	if err != nil {
+		app.serverError(w, r, err)
+		return
+	}
+	app.writeJSON(w, r, http.StatusOK, envelope{"ceremony": token, "options": options})
+}
+
+// errNotThisPasskey means an assertion that does not prove a passkey of
+// the account it is for.
+var errNotThisPasskey = errors.New("no passkey of this account signed it")
+
+// verifyAssertion checks the assertion raw (as WebAuthn's toJSON writes
+// it) against the ceremony c: signed for it, with user verification, by a
+// passkey still kept here. It returns that passkey's account and the
+// passkey, its signature count brought up to date; errNotThisPasskey when
+// it proves nothing.
+func (app *application) verifyAssertion(r *http.Request, c *ceremony, raw json.RawMessage) (*user, *webauthn.Credential, error) {
+	parsed, err := protocol.ParseCredentialRequestResponseBody(bytes.NewReader(raw))
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %v", errNotThisPasskey, err)
+	}
+	rp, err := app.relyingParty()
+	if err != nil {
+		return nil, nil, err
+	}
+	var owner *user
+	_, cred, err := rp.ValidatePasskeyLogin(func(id, handle []byte) (webauthn.User, error) {
+		u, keys, err := app.store.ownerOfPasskey(r.Context(), id, handle)
+		if err != nil {
+			return nil, err
+		}
+		owner = u
+		return passkeyOwner{u, keys, handle}, nil
+	}, c.SessionData, parsed)
+	if err != nil || owner == nil {
+		return nil, nil, fmt.Errorf("%w: %v", errNotThisPasskey, err)
+	}
+	return owner, cred, nil
+}
+
 // handlePasskeyAddBegin begins adding a passkey (the account page's form,
-// posted by passkeys.js): after the password (and a code), the options
-// for navigator.credentials.create, and the ceremony to send back.
+// posted by passkeys.js): after the password (and a code), or a passkey's
+// confirmation, the options for navigator.credentials.create, and the
+// ceremony to send back.
 func (app *application) handlePasskeyAddBegin(w http.ResponseWriter, r *http.Request) {
 	if !app.readForm(w, r) {
 		return
@@ -104,90 +223,72 @@ func (app *application) handlePasskeyAddBegin(w http.ResponseWriter, r *http.Req
 		app.answerChange(w, r, errs, err, 0, nil) // a problem: never the 0
 		return
 	}
-	rp, owner, err := app.ownerOf(r, u)
+	keys, err := app.store.passkeys(r.Context(), u.ID)
 	if err != nil {
 		app.serverError(w, r, err)
 		return
 	}
-	var exclude []protocol.CredentialDescriptor
-	for _, c := range owner.WebAuthnCredentials() {
-		exclude = append(exclude, c.Descriptor())
-	}
-	options, session, err := rp.BeginRegistration(owner, webauthn.WithExclusions(exclude),
-		webauthn.WithResidentKeyRequirement(protocol.ResidentKeyRequirementRequired),
-		webauthn.WithAuthenticatorSelection(protocol.AuthenticatorSelection{ResidentKey: protocol.ResidentKeyRequirementRequired,
-			RequireResidentKey: protocol.ResidentKeyRequired(), UserVerification: protocol.VerificationRequired}))
-	if err != nil {
-		app.serverError(w, r, err)
-		return
-	}
-	ceremony, err := app.store.beginCeremony(r.Context(), u.ID, session, app.now())
-	if err != nil {
-		app.serverError(w, r, err)
-		return
-	}
-	app.writeJSON(w, r, http.StatusOK, envelope{"ceremony": ceremony, "options": options})
+	app.beginRegistration(w, r, passkeyOwner{u, keys, passkeyHandle(u.ID)}, u.ID, ceremony{Purpose: "add"})
 }
 
 // passkeyFinish is what passkeys.js posts back: the ceremony, the
-// browser's credential (as WebAuthn's toJSON writes it), and for an
-// addition its name, for a login where it continues.
+// browser's credential (as WebAuthn's toJSON writes it), for an addition
+// its name, for a login or an activation where it continues, and for an
+// activation the emailed link's token.
 type passkeyFinish struct {
 	Ceremony   string          `json:"ceremony"`
 	Name       string          `json:"name"`
 	ReturnTo   string          `json:"return_to"`
+	Token      string          `json:"token"`
 	Credential json.RawMessage `json:"credential"`
 }
 
 // handlePasskeyAddFinish stores the new passkey the browser made for the
 // ceremony, and tells the address and the app.
 func (app *application) handlePasskeyAddFinish(w http.ResponseWriter, r *http.Request) {
-	u, _, err := app.browserSession(r)
-	if err != nil {
-		app.errorResponse(w, r, http.StatusUnauthorized, "log in first")
+	u, _, in := app.readFinish(w, r, false)
+	if u == nil {
 		return
 	}
-	var in passkeyFinish
-	if err := app.readJSON(w, r, &in); err != nil {
-		app.badRequest(w, r, err)
+	c, err := app.store.endCeremony(r.Context(), in.Ceremony, u.ID, "add", app.now())
+	if app.ceremonyFailed(w, r, err) {
 		return
 	}
-	session, err := app.store.endCeremony(r.Context(), in.Ceremony, u.ID, app.now())
-	if errors.Is(err, errNotFound) {
-		app.errorResponse(w, r, http.StatusUnprocessableEntity, "the passkey took too long: try again")
-		return
-	}
+	keys, err := app.store.passkeys(r.Context(), u.ID)
 	if err != nil {
 		app.serverError(w, r, err)
 		return
 	}
-	parsed, err := protocol.ParseCredentialCreationResponseBody(bytes.NewReader(in.Credential))
-	if err != nil {
-		app.errorResponse(w, r, http.StatusUnprocessableEntity, "the browser's passkey cannot be read")
-		return
-	}
-	rp, owner, err := app.ownerOf(r, u)
-	if err != nil {
-		app.serverError(w, r, err)
-		return
-	}
-	cred, err := rp.CreateCredential(owner, *session, parsed)
-	if err != nil {
-		app.logger.Info("passkey refused", "user_id", u.ID, "error", err)
-		app.errorResponse(w, r, http.StatusUnprocessableEntity, "the passkey was not made as asked (user verification is required)")
+	cred := app.madePasskey(w, r, passkeyOwner{u, keys, passkeyHandle(u.ID)}, c, in.Credential)
+	if cred == nil {
 		return
 	}
 	name := strings.TrimSpace(in.Name)
 	if name == "" || len(name) > maxPasskeyName {
 		name = "Passkey"
 	}
-	if err := app.store.addPasskey(r.Context(), u, name, cred, app.now()); err != nil {
+	if err := app.store.addPasskey(r.Context(), u, &newPasskey{name, cred, passkeyHandle(u.ID)}, app.now()); err != nil {
 		app.serverError(w, r, err)
 		return
 	}
 	app.outbox.kick()
 	app.logger.Info("passkey added", "user_id", u.ID)
 	app.writeJSON(w, r, http.StatusOK, envelope{"next": "/account"})
+}
+
+// ceremonyFailed answers a ceremony that could not be taken — 422 when it
+// is gone (too slow, used, or begun for something else) — and reports
+// whether there was an error to answer.
+func (app *application) ceremonyFailed(w http.ResponseWriter, r *http.Request, err error) bool {
+	switch {
+	case err == nil:
+		return false
+	case errors.Is(err, errNotFound):
+		app.errorResponse(w, r, http.StatusUnprocessableEntity, "the passkey took too long: try again")
+	default:
+		app.serverError(w, r, err)
+	}
+	return true
 }
 
 // handlePasskeyRemove removes a passkey from the account page (the
@@ -205,6 +306,9 @@ func (app *application) handlePasskeyRemove(w http.ResponseWriter, r *http.Reque
 		if errors.Is(err, errNotFound) {
 			return validator{"id": "error.required"}, nil
 		}
+		if errors.Is(err, errLastCredential) {
+			return validator{"form": "error.last_passkey"}, nil
+		}
 		app.outbox.kick()
 		return nil, err
 	}, func(u *user, s *loginSession) {
@@ -217,26 +321,11 @@ func (app *application) handlePasskeyRemove(w http.ResponseWriter, r *http.Reque
 // verification required), for a button or, with ?mediation=conditional,
 // the browser's autofill.
 func (app *application) handlePasskeyLoginBegin(w http.ResponseWriter, r *http.Request) {
-	rp, err := app.relyingParty()
-	if err != nil {
-		app.serverError(w, r, err)
-		return
-	}
 	mediation := protocol.MediationDefault
 	if r.URL.Query().Get("mediation") == "conditional" {
 		mediation = protocol.MediationConditional
 	}
-	options, session, err := rp.BeginDiscoverableMediatedLogin(mediation, webauthn.WithUserVerification(protocol.VerificationRequired))
-	if err != nil {
-		app.serverError(w, r, err)
-		return
-	}
-	ceremony, err := app.store.beginCeremony(r.Context(), 0, session, app.now())
-	if err != nil {
-		app.serverError(w, r, err)
-		return
-	}
-	app.writeJSON(w, r, http.StatusOK, envelope{"ceremony": ceremony, "options": options})
+	app.beginAssertion(w, r, 0, nil, "login", mediation)
 }
 
 // handlePasskeyLoginFinish logs in with the passkey the browser signed the
@@ -256,7 +345,7 @@ func (app *application) handlePasskeyLoginFinish(w http.ResponseWriter, r *http.
 		app.errorResponse(w, r, http.StatusUnauthorized, "this passkey does not log in here")
 	}
 	now := app.now()
-	session, err := app.store.endCeremony(r.Context(), in.Ceremony, 0, now)
+	c, err := app.store.endCeremony(r.Context(), in.Ceremony, 0, "login", now)
 	if errors.Is(err, errNotFound) {
 		refuse("no such ceremony")
 		return
@@ -265,27 +354,13 @@ func (app *application) handlePasskeyLoginFinish(w http.ResponseWriter, r *http.
 		app.serverError(w, r, err)
 		return
 	}
-	parsed, err := protocol.ParseCredentialRequestResponseBody(bytes.NewReader(in.Credential))
-	if err != nil {
-		refuse("unreadable", "error", err)
+	owner, cred, err := app.verifyAssertion(r, c, in.Credential)
+	if errors.Is(err, errNotThisPasskey) {
+		refuse("not validated", "error", err)
 		return
 	}
-	rp, err := app.relyingParty()
 	if err != nil {
 		app.serverError(w, r, err)
-		return
-	}
-	var owner *user
-	found, cred, err := rp.ValidatePasskeyLogin(func(_, handle []byte) (webauthn.User, error) {
-		u, keys, err := app.store.userOfHandle(r.Context(), handle)
-		if err != nil {
-			return nil, err
-		}
-		owner = u
-		return passkeyOwner{u, keys}, nil
-	}, *session, parsed)
-	if err != nil || found == nil || owner == nil {
-		refuse("not validated", "error", err)
 		return
 	}
 	if !owner.Activated || !owner.disabledAt.IsZero() {
@@ -317,6 +392,122 @@ func (app *application) handlePasskeyLoginFinish(w http.ResponseWriter, r *http.
 		next = app.nextPage()
 	}
 	app.writeJSON(w, r, http.StatusOK, envelope{"next": next})
+}
+
+// handlePasskeyProofBegin begins confirming, with one of the account's
+// passkeys, the person about to make a sensitive change (the account
+// page's "Confirm with a passkey").
+func (app *application) handlePasskeyProofBegin(w http.ResponseWriter, r *http.Request) {
+	u, _, err := app.browserSession(r)
+	if err != nil {
+		app.errorResponse(w, r, http.StatusUnauthorized, "log in first")
+		return
+	}
+	app.beginOwnAssertion(w, r, u, "proof", "this account has no passkey")
+}
+
+// beginOwnAssertion begins a ceremony for purpose that one of u's
+// passkeys must sign; without one, 422 saying none.
+func (app *application) beginOwnAssertion(w http.ResponseWriter, r *http.Request, u *user, purpose, none string) {
+	keys, err := app.store.passkeys(r.Context(), u.ID)
+	if err != nil {
+		app.serverError(w, r, err)
+		return
+	}
+	if len(keys) == 0 {
+		app.errorResponse(w, r, http.StatusUnprocessableEntity, none)
+		return
+	}
+	app.beginAssertion(w, r, u.ID, keys, purpose, protocol.MediationDefault)
+}
+
+// handlePasskeyProofFinish takes the passkey's signature: the session may
+// then make one sensitive change without the password, for proofTTL.
+func (app *application) handlePasskeyProofFinish(w http.ResponseWriter, r *http.Request) {
+	u, s, in := app.readFinish(w, r, false)
+	if u == nil || !app.assertedBy(w, r, u, "proof", in, "this passkey is not one of this account's") {
+		return
+	}
+	if err := app.store.proveSession(r.Context(), s.hash, app.now()); err != nil {
+		app.serverError(w, r, err)
+		return
+	}
+	app.writeJSON(w, r, http.StatusOK, envelope{"next": "/account"})
+}
+
+// readFinish reads what passkeys.js posted back, and the account it is
+// for: the logged-in person's, or for an activation the pending account of
+// the emailed link's token. When there is none, it has answered, and the
+// user is nil.
+func (app *application) readFinish(w http.ResponseWriter, r *http.Request, activation bool) (*user, *loginSession, passkeyFinish) {
+	var in passkeyFinish
+	if err := app.readJSON(w, r, &in); err != nil {
+		app.badRequest(w, r, err)
+		return nil, nil, in
+	}
+	if activation {
+		return app.pendingForPasskey(w, r, in.Token), nil, in
+	}
+	u, s, err := app.browserSession(r)
+	if err != nil {
+		app.errorResponse(w, r, http.StatusUnauthorized, "log in first")
+		return nil, nil, in
+	}
+	return u, s, in
+}
+
+// assertedBy checks in's assertion against its ceremony for u and purpose:
+// signed by one of u's passkeys, which it marks used. When it is not, it
+// answers (401, refused) and returns false.
+func (app *application) assertedBy(w http.ResponseWriter, r *http.Request, u *user, purpose string, in passkeyFinish, refused string) bool {
+	now := app.now()
+	c, err := app.store.endCeremony(r.Context(), in.Ceremony, u.ID, purpose, now)
+	if app.ceremonyFailed(w, r, err) {
+		return false
+	}
+	owner, cred, err := app.verifyAssertion(r, c, in.Credential)
+	if err == nil && owner.ID != u.ID {
+		err = errNotThisPasskey
+	}
+	if errors.Is(err, errNotThisPasskey) {
+		app.logger.Info("passkey refused", "purpose", purpose, "user_id", u.ID, "error", err)
+		app.errorResponse(w, r, http.StatusUnauthorized, refused)
+		return false
+	}
+	if err == nil {
+		err = app.store.passkeyUsed(r.Context(), cred, now)
+	}
+	if err != nil {
+		app.serverError(w, r, err)
+		return false
+	}
+	return true
+}
+
+// checkPasskeyProof is checkPassword for a change asked for with no
+// password: it spends the session's confirmation by a passkey (which
+// stands for both steps), or returns errProofNeeded. It returns the
+// account's password hash as it is now, as checkPassword does.
+func (app *application) checkPasskeyProof(r *http.Request, u *user) ([]byte, error) {
+	hash := app.sessionHash(r)
+	if hash == nil {
+		return nil, errProofNeeded
+	}
+	ok, err := app.store.takeProof(r.Context(), hash, app.now())
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, errProofNeeded
+	}
+	cur, err := app.store.userByID(r.Context(), u.ID)
+	if errors.Is(err, errNotFound) {
+		return nil, errWrongPassword // gone meanwhile
+	}
+	if err != nil {
+		return nil, err
+	}
+	return cur.passwordHash, nil
 }
 
 // HexID is the passkey's id as the remove form posts it.

@@ -52,6 +52,34 @@ func (a *softAuthenticator) credential(t testing.TB) *webauthn.Credential {
 	return &webauthn.Credential{ID: a.id, PublicKey: cose, Flags: webauthn.CredentialFlags{UserPresent: true, UserVerified: true}}
 }
 
+// create makes the passkey for challenge and the user handle of the
+// ceremony's options, as a browser's navigator.credentials.create answers
+// with no attestation: the registration's JSON.
+func (a *softAuthenticator) create(t testing.TB, challenge, handle []byte, baseURL string) json.RawMessage {
+	t.Helper()
+	a.handle = handle
+	base, _ := url.Parse(baseURL)
+	b64 := base64.RawURLEncoding.EncodeToString
+	clientData, _ := json.Marshal(map[string]any{"type": "webauthn.create", "challenge": b64(challenge), "origin": base.Scheme + "://" + base.Host, "crossOrigin": false})
+	rpHash := sha256.Sum256([]byte(base.Hostname()))
+	authData := append(rpHash[:], 0x45, 0, 0, 0, 0)  // user present and verified, attested credential data
+	authData = append(authData, make([]byte, 16)...) // no AAGUID
+	authData = append(authData, byte(len(a.id)>>8), byte(len(a.id)))
+	authData = append(append(authData, a.id...), a.credential(t).PublicKey...)
+	attestation, err := webauthncbor.Marshal(map[string]any{"fmt": "none", "attStmt": map[string]any{}, "authData": authData})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _ := json.Marshal(map[string]any{"id": b64(a.id), "rawId": b64(a.id), "type": "public-key",
+		"response": map[string]any{"clientDataJSON": b64(clientData), "attestationObject": b64(attestation), "transports": []string{"internal"}}})
+	return out
+}
+
+// passkey is the passkey as the account page adds it, named name.
+func (a *softAuthenticator) passkey(t testing.TB, name string) *newPasskey {
+	return &newPasskey{name: name, cred: a.credential(t), handle: a.handle}
+}
+
 // assert signs challenge for the site baseURL: the assertion's JSON, as a
 // browser's credential.toJSON() writes it.
 func (a *softAuthenticator) assert(t testing.TB, challenge []byte, baseURL string) json.RawMessage {
@@ -119,7 +147,7 @@ func TestPasskeyAcrossInstances(t *testing.T) {
 				t.Fatal(err)
 			}
 			auth := newSoftAuthenticator(t, u.ID)
-			if err := st.addPasskey(context.Background(), u, "Phone", auth.credential(t), time.Now()); err != nil {
+			if err := st.addPasskey(context.Background(), u, auth.passkey(t, "Phone"), time.Now()); err != nil {
 				t.Fatal(err)
 			}
 

@@ -144,7 +144,7 @@ func (st *store) emailChangeByToken(ctx context.Context, tokenHash []byte, now t
 	if err != nil {
 		return nil, err
 	}
-	if c.user, err = scanUser(st.read.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE id = $1`, id)); err != nil {
+	if c.user, err = st.userByID(ctx, id); err != nil {
 		return nil, err
 	}
 	c.oldEmail = c.user.Email
@@ -267,7 +267,7 @@ func (st *store) emailUndoByToken(ctx context.Context, tokenHash []byte, now tim
 	if err != nil {
 		return nil, "", err
 	}
-	u, err := scanUser(st.read.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE id = $1`, id))
+	u, err := st.userByID(ctx, id)
 	return u, old, err
 }
 

@@ -86,7 +86,7 @@ func (st *store) listUsers(ctx context.Context, status, q string) ([]account, er
 // is ref; errNotFound for none.
 func (st *store) findUser(ctx context.Context, ref string) (*user, error) {
 	if id, err := strconv.ParseInt(ref, 10, 64); err == nil {
-		return scanUser(st.read.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE id = $1`, id))
+		return st.userByID(ctx, id)
 	}
 	return userByAddress(ctx, st.read, ref)
 }

@@ -91,7 +91,7 @@ func testSignupByState(t *testing.T, open func() *store) {
 	if _, err := st.pendingUser(ctx, hashToken(first), time.Now()); !errors.Is(err, errNotFound) {
 		t.Errorf("the first token: got %v, want errNotFound", err)
 	}
-	u, err := st.activate(ctx, hashToken(second), nil, nil, time.Now())
+	u, err := st.activate(ctx, hashToken(second), nil, nil, nil, time.Now())
 	if err != nil || u.Name != "Second" || !u.Activated || u.Email != "Ann@example.com" {
 		t.Fatalf("activate: got %+v, %v; want Second, activated, Ann@example.com", u, err)
 	}
@@ -266,7 +266,7 @@ func testClaimLease(t *testing.T, open func() *store) {
 func testPasswordReset(t *testing.T, open func() *store) {
 	st, ctx := open(), context.Background()
 	_, activation, _ := signupAs(t, st, "reset@example.com", "R")
-	if _, err := st.activate(ctx, hashToken(activation), nil, nil, time.Now()); err != nil {
+	if _, err := st.activate(ctx, hashToken(activation), nil, nil, nil, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	bearer, bearerHash := newToken()

@@ -22,9 +22,14 @@ type user struct {
 	disabledAt   time.Time // when the operator disabled it; zero if not
 	invitedAt    time.Time // when the operator invited its address; zero if not
 
-	oldEmail, newEmail string // an address change's two addresses, for the emails about it
-	returnTo           string // the page asked for before signing up, for the welcome email's link
+	oldEmail, newEmail string      // an address change's two addresses, for the emails about it
+	returnTo           string      // the page asked for before signing up, for the welcome email's link
+	passkey            *newPasskey // a signup's passkey, in place of a password
 }
+
+// HasPassword reports whether the account has a password: one that signed
+// up with a passkey, or was invited, may have none.
+func (u *user) HasPassword() bool { return len(u.passwordHash) > 0 }
 
 // userColumns are the columns scanUser reads, in its order.
 const userColumns = `id, created_at, name, email, activated, password_hash, language, disabled_at, invited_at`
@@ -40,6 +45,11 @@ func userByAddress(ctx context.Context, q rowQuerier, address string) (*user, er
 	return scanUser(q.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE email_key = $1`, strings.ToLower(address)))
 }
 
+// userByID returns the account with this id, or errNotFound.
+func (st *store) userByID(ctx context.Context, id int64) (*user, error) {
+	return scanUser(st.read.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE id = $1`, id))
+}
+
 // scanUser reads a row of userColumns, or returns errNotFound for none.
 func scanUser(row interface{ Scan(...any) error }) (*user, error) {
 	var u user
@@ -53,6 +63,9 @@ func scanUser(row interface{ Scan(...any) error }) (*user, error) {
 		return nil, err
 	}
 	u.CreatedAt = time.UnixMilli(created).UTC()
+	if u.passwordHash == nil {
+		u.passwordHash = []byte{} // no password: compared as itself, never as NULL
+	}
 	if disabled.Valid {
 		u.disabledAt = time.UnixMilli(disabled.Int64).UTC()
 	}
@@ -67,7 +80,7 @@ func scanUser(row interface{ Scan(...any) error }) (*user, error) {
 //   - new: u is created, with the welcome email (composed already, its
 //     token's hash in it) and the user.created event;
 //   - pending: that account takes u's name, password hash and time, its
-//     earlier tokens are deleted, and it gets the welcome email;
+//     earlier tokens and passkeys are deleted, and it gets the welcome email;
 //   - activated: nothing changes; its owner gets the account-exists email.
 //
 // It returns the kind of email queued. Each counts against the address's
@@ -115,8 +128,16 @@ func (st *store) signup(ctx context.Context, u *user, welcome *outboxRow) (email
 		if _, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE user_id = $1`, u.ID); err != nil {
 			return "", err
 		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM passkeys WHERE user_id = $1`, u.ID); err != nil {
+			return "", err
+		}
 	default:
 		return "", errOverBudget // no hash for an account that needs one (see above)
+	}
+	if u.passkey != nil { // a passkey signup's, which activates the account (with the link) or is replaced
+		if err := insertPasskey(ctx, tx, u.ID, u.passkey, u.CreatedAt); err != nil {
+			return "", err
+		}
 	}
 	if err := recordActivity(ctx, tx, u.ID, activitySignup, u.CreatedAt, "", ""); err != nil {
 		return "", err
@@ -159,10 +180,16 @@ func (st *store) resendActivation(ctx context.Context, address, token string, no
 
 // activate marks as activated the user holding the unexpired activation
 // token with this hash, with passwordHash as its password unless it is nil
-// (the one given at signup was typed), deletes all of that user's
-// activation tokens and, when l is set, logs the user in with it. It
+// (the signup's password was typed, or its passkey used) — or, with key,
+// that new passkey and no password. A credential chosen by the link's
+// holder (a password or key) replaces the signup's passkeys: whoever
+// activates ends with the credential they hold. It deletes all of that
+// user's activation tokens and, when l is set, logs the user in. It
 // returns errNotFound when no such token exists.
-func (st *store) activate(ctx context.Context, tokenHash, passwordHash []byte, l *newSession, now time.Time) (*user, error) {
+func (st *store) activate(ctx context.Context, tokenHash, passwordHash []byte, key *newPasskey, l *newSession, now time.Time) (*user, error) {
+	if key != nil {
+		passwordHash = []byte{}
+	}
 	tx, err := st.write.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, err
@@ -177,6 +204,16 @@ func (st *store) activate(ctx context.Context, tokenHash, passwordHash []byte, l
 	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE user_id = $1 AND scope = 'activation'`, u.ID); err != nil {
 		return nil, err
+	}
+	if passwordHash != nil {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM passkeys WHERE user_id = $1`, u.ID); err != nil {
+			return nil, err
+		}
+	}
+	if key != nil {
+		if err := insertPasskey(ctx, tx, u.ID, key, now); err != nil {
+			return nil, err
+		}
 	}
 	if err := recordActivity(ctx, tx, u.ID, activityActivated, now, "", ""); err != nil {
 		return nil, err

@@ -128,7 +128,21 @@ type parsed struct {
 
 // templateFuncs are what a template may call besides the data's methods
 // ($.T, $.FieldError, $.FormatTime).
-var templateFuncs = map[string]any{"wrap": wrap}
+var templateFuncs = map[string]any{"wrap": wrap, "proof": proofOfPage}
+
+// proofFields is what account.html's "proof" template is given: the page,
+// the form's id prefix, whether the page's errors are the form's, and
+// whether its fields come first.
+type proofFields struct {
+	P           page
+	ID          string
+	Mine, First bool
+}
+
+// proofOfPage is account.html's (proof $ "id" mine first).
+func proofOfPage(p page, id string, mine, first bool) proofFields {
+	return proofFields{p, id, mine, first}
+}
 
 // parseLanguage parses (or takes from done) every email and page template
 // of language l and tries each in l.

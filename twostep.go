@@ -178,7 +178,7 @@ func (app *application) handleTwoStepForm(w http.ResponseWriter, r *http.Request
 	app.accountForm(w, r, "two_step_"+action, func(u *user, s *loginSession) (validator, error) {
 		switch action {
 		case "start":
-			if _, err := app.checkPassword(r, u, proof{password: r.PostForm.Get("current_password")}); err != nil {
+			if _, err := app.checkPassword(r, u, proofOf(r)); err != nil {
 				return passwordProblem(err, "current_password")
 			}
 			key, err := totp.Generate(totp.GenerateOpts{Issuer: app.cfg.appName, AccountName: u.Email})

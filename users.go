@@ -12,11 +12,12 @@ import (
 
 // signupInput is what a signup gives, by the API or the form.
 type signupInput struct {
-	Name     string `json:"name"`
-	Email    string `json:"email"`
-	Password string `json:"password"`
-	language string // of the page or request (Accept-Language): the emails' from now on
-	returnTo string // the page asked for before signing up (an allowed return_to, or ""): the welcome email's link carries it
+	Name     string      `json:"name"`
+	Email    string      `json:"email"`
+	Password string      `json:"password"`
+	language string      // of the page or request (Accept-Language): the emails' from now on
+	returnTo string      // the page asked for before signing up (an allowed return_to, or ""): the welcome email's link carries it
+	passkey  *newPasskey // a signup with a passkey instead of a password (passkeys_signup.go)
 }
 
 // signup validates a signup and, if it is valid, does what the state of
@@ -31,7 +32,9 @@ func (app *application) signup(ctx context.Context, in signupInput) (errs valida
 	v := validator{}
 	validateName(v, in.Name)
 	validateEmail(v, in.Email)
-	validatePassword(v, in.Password)
+	if in.passkey == nil {
+		validatePassword(v, in.Password)
+	}
 	app.checkSignupDomain(v, in.Email)
 	if len(v) > 0 {
 		return v, nil
@@ -49,9 +52,12 @@ func (app *application) signup(ctx context.Context, in signupInput) (errs valida
 	refused := app.cfg.signup == "invite" && !state.invited && !state.activated
 	release, allowed := app.reserveEmail(ctx)
 	var hash []byte
-	if state.over || state.activated || refused || !allowed {
+	switch {
+	case in.passkey != nil:
+		hash = []byte{} // no password, and no hash in any state: the same time whoever owns the address
+	case state.over || state.activated || refused || !allowed:
 		err = app.hasher.imitate(ctx)
-	} else {
+	default:
 		hash, err = app.hasher.hash(ctx, in.Password)
 	}
 	if err == nil && refused {
@@ -68,7 +74,7 @@ func (app *application) signup(ctx context.Context, in signupInput) (errs valida
 		return nil, err
 	}
 	now := app.now().UTC()
-	u := &user{CreatedAt: now.Truncate(time.Millisecond), Name: in.Name, Email: in.Email, passwordHash: hash, language: in.language, returnTo: in.returnTo}
+	u := &user{CreatedAt: now.Truncate(time.Millisecond), Name: in.Name, Email: in.Email, passwordHash: hash, language: in.language, returnTo: in.returnTo, passkey: in.passkey}
 	token, _ := newToken()
 	// The welcome email, composed before the transaction so that the
 	// templates do not run while it holds the database's one writer.
@@ -131,6 +137,13 @@ func (app *application) handleSignup(w http.ResponseWriter, r *http.Request) {
 	}
 	in.language = app.accountLanguage(r)
 	errs, err := app.signup(r.Context(), in)
+	app.answerSignup(w, r, errs, err, http.StatusAccepted, envelope{"message": "check your inbox: an email is on its way with a link to activate your account"})
+}
+
+// answerSignup answers a signup by the API (or passkeys.js): 403 while
+// signing up is closed; an address not invited as every signup; else as
+// answer does.
+func (app *application) answerSignup(w http.ResponseWriter, r *http.Request, errs validator, err error, status int, data envelope) {
 	if errors.Is(err, errSignupClosed) {
 		app.errorResponse(w, r, http.StatusForbidden, err.Error())
 		return
@@ -138,7 +151,7 @@ func (app *application) handleSignup(w http.ResponseWriter, r *http.Request) {
 	if errors.Is(err, errNotInvited) {
 		err = nil // answered as every signup is
 	}
-	app.answer(w, r, errs, err, http.StatusAccepted, envelope{"message": "check your inbox: an email is on its way with a link to activate your account"})
+	app.answer(w, r, errs, err, status, data)
 }
 
 // errNotTheSignupPassword means an activation's password is not the one
@@ -184,7 +197,7 @@ func (app *application) activate(ctx context.Context, token, password string, co
 	if err != nil {
 		return nil, nil, err
 	}
-	u, err := app.store.activate(ctx, hash, newHash, l, app.now())
+	u, err := app.store.activate(ctx, hash, newHash, nil, l, app.now())
 	if errors.Is(err, errNotFound) {
 		return nil, invalid, nil
 	}

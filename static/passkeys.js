@@ -2,7 +2,9 @@
 // signup serves. It adds to the pages, never replaces them: every password
 // path works without it. On the login page: "Log in with a passkey" and
 // the browser's passkey autofill on the email field; on the account page:
-// "Add a passkey". The server's half is passkeys.go.
+// "Add a passkey" and "Confirm with a passkey"; on the signup page "Sign
+// up with a passkey"; on the activation page the signup's passkey or a
+// new one. The server's half is passkeys.go and passkeys_signup.go.
 (function () {
 	"use strict";
 	if (!window.PublicKeyCredential || !navigator.credentials) {
@@ -104,27 +106,52 @@
 		}
 	}
 
-	// Adding one, on the account page.
-	var add = document.getElementById("passkey-add");
-	if (add) {
-		add.hidden = false;
-		add.addEventListener("submit", function (event) {
-			event.preventDefault();
-			var status = document.getElementById("passkey-add-status");
-			say(status, "");
-			post("/account/passkeys/begin", add, true).then(function (begun) {
-				var o = begun.options.publicKey;
-				o.challenge = bytes(o.challenge);
+	// Every other ceremony is a button: data-passkey "create" (a new
+	// passkey: added on the account page, a signup's, an activation's)
+	// or "get" (an existing one confirms: the account page's proof, an
+	// activation); data-begin is posted the button's form and answers
+	// the options, data-finish is posted the browser's credential and
+	// answers where to go next.
+	function ceremony(button) {
+		var form = button.form;
+		var status = form.querySelector(".passkey-status");
+		var field = function (name) {
+			var el = form.elements.namedItem(name);
+			return el ? el.value : "";
+		};
+		say(status, "");
+		post(button.dataset.begin, form, true).then(function (begun) {
+			var o = begun.options.publicKey, made;
+			o.challenge = bytes(o.challenge);
+			if (button.dataset.passkey === "create") {
 				o.user.id = bytes(o.user.id);
 				o.excludeCredentials = descriptors(o.excludeCredentials);
-				return navigator.credentials.create({publicKey: o}).then(function (c) {
-					return post("/account/passkeys/finish", {ceremony: begun.ceremony, name: add.elements.namedItem("name").value, credential: credentialJSON(c)});
-				});
-			}).then(function (done) {
-				window.location.assign(done.next);
-			}).catch(function (e) {
-				say(status, e.message);
+				made = navigator.credentials.create({publicKey: o});
+			} else {
+				o.allowCredentials = descriptors(o.allowCredentials);
+				made = navigator.credentials.get({publicKey: o});
+			}
+			return made.then(function (c) {
+				return post(button.dataset.finish, {ceremony: begun.ceremony, credential: credentialJSON(c),
+					name: field("name"), token: field("token"), return_to: field("return_to")});
 			});
+		}).then(function (done) {
+			window.location.assign(done.next);
+		}).catch(function (e) {
+			say(status, e.message);
 		});
 	}
+	document.querySelectorAll("button[data-passkey]").forEach(function (button) {
+		button.hidden = false;
+		button.form.hidden = false;
+		// A submit button's form is the ceremony's alone (Enter starts it).
+		var on = button.type === "submit" ? [button.form, "submit"] : [button, "click"];
+		on[0].addEventListener(on[1], function (event) {
+			event.preventDefault();
+			ceremony(button);
+		});
+	});
+	document.querySelectorAll("[data-passkey-only]").forEach(function (el) {
+		el.hidden = false;
+	});
 })();
