@@ -51,6 +51,11 @@ func (app *application) accountPage(w http.ResponseWriter, r *http.Request, stat
 		app.pageError(w, r, err)
 		return
 	}
+	apps, err := app.store.allowedApps(r.Context(), u.ID)
+	if err != nil {
+		app.pageError(w, r, err)
+		return
+	}
 	if form == nil {
 		form = map[string]string{}
 	}
@@ -61,7 +66,7 @@ func (app *application) accountPage(w http.ResponseWriter, r *http.Request, stat
 		languages = append(languages, languageLink{Tag: tag, Name: app.templates.locales[tag].name, Current: tag == mine})
 	}
 	app.render(w, r, status, "account.html", page{Title: "account.title", Lines: notice, Account: u, Since: u.CreatedAt,
-		Languages: languages, Sessions: list, Activity: activity, TwoStep: twoStep, Passkeys: keys, Proven: proven, Form: form, Errors: errs, Args: args})
+		Languages: languages, Sessions: list, Activity: activity, TwoStep: twoStep, Passkeys: keys, Proven: proven, Apps: apps, Form: form, Errors: errs, Args: args})
 }
 
 // loggedIn returns the user and session of the request's cookie; without

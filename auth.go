@@ -93,14 +93,15 @@ func (app *application) login(w http.ResponseWriter, r *http.Request, email, pas
 	if state.On {
 		return "", time.Time{}, app.challenge(r.Context(), u)
 	}
-	return app.finishLogin(w, r, u, client, device, scope, now)
+	return app.finishLogin(w, r, u, client, device, scope, "pwd", now)
 }
 
 // finishLogin makes the session of scope for u, whose password (and code,
 // where two-step verification is on) was right, from client, and gives
 // the browser a device cookie of the account if device is not set.
-func (app *application) finishLogin(w http.ResponseWriter, r *http.Request, u *user, client string, device bool, scope string, now time.Time) (string, time.Time, error) {
+func (app *application) finishLogin(w http.ResponseWriter, r *http.Request, u *user, client string, device bool, scope, amr string, now time.Time) (string, time.Time, error) {
 	token, l := app.newLogin(r, scope, now)
+	l.amr = amr
 	var deviceToken string
 	var deviceCookieToken *linkToken
 	if !device {

@@ -145,6 +145,10 @@ func (app *application) purge(ctx context.Context, now time.Time) {
 	if n > 0 {
 		app.logger.Info("purged expired tokens", "count", n)
 	}
+	if err := app.store.purgeOIDC(ctx, now); err != nil {
+		app.logger.Error("purge expired OpenID Connect requests and tokens", "error", err)
+		return
+	}
 	if err := app.store.purgeCeremonies(ctx, now); err != nil {
 		app.logger.Error("purge expired passkey ceremonies", "error", err)
 		return

@@ -78,7 +78,7 @@ func TestEveryLanguageIsComplete(t *testing.T) {
 	// The same word in both: "Name", "{{.N}} minutes".
 	sameAsEnglish := map[string][]string{"de": {"field.name", "field.code", "passkeys.heading", "passkeys.which"}, "fr": {"wait.minutes", "field.code"}}
 	// Data, and the switch, which names each language in itself.
-	data := []string{"Signup", "Sam Sample", "sam@example.com", "sam@example.org", "Firefox", "English"}
+	data := []string{"Signup", "Sam Sample", "sam@example.com", "sam@example.org", "Firefox", "English", "Grafana"}
 	when := time.Date(2026, 12, 4, 20, 18, 0, 0, time.UTC)
 	wantDate := map[string]string{"en": "Friday 4 December 2026 at 20:18 UTC", "de": "Freitag, 4. Dezember 2026 um 20:18 UTC", "fr": "vendredi 4 décembre 2026 à 20:18 UTC"}
 
@@ -114,6 +114,7 @@ func TestEveryLanguageIsComplete(t *testing.T) {
 					Switch: []languageLink{{Tag: "en", Name: "English", Href: "/signup?lang=en"}}, Errors: errs,
 					Form: map[string]string{"name": "Sam Sample", "email": "sam@example.com", "confirm": "yes", "old": "sam@example.com", "new": "sam@example.org", "confirmed": "true", "section": section},
 					Name: "Sam Sample", SignedUpAt: when, Token: "T", Account: &user{Name: "Sam Sample", Email: "sam@example.com"}, Since: when,
+					Args: map[string]string{"App": "Grafana", "Email": "sam@example.com"}, Apps: []allowedApp{{ClientID: "c", Name: "Grafana", Since: when}},
 					Languages: []languageLink{{Tag: tag, Name: l.name, Current: true}},
 					Sessions:  []loginSession{{ID: "a", UserAgent: "Firefox", Browser: true, Current: true, CreatedAt: when, LastUsed: when}, {ID: "b", CreatedAt: when, LastUsed: when}}}
 				if err := l.page(&p); err != nil {

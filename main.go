@@ -79,6 +79,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return cmdOutbox(ctx, cfg, rest[1:], stdout, stderr)
 	case rest[0] == "users":
 		return cmdUsers(ctx, cfg, rest[1:], stdout, stderr)
+	case rest[0] == "clients":
+		return cmdClients(ctx, cfg, rest[1:], stdout, stderr)
+	case rest[0] == "keys":
+		return cmdKeys(ctx, cfg, rest[1:], stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "signup: unknown arguments %q; run signup -h\n", rest)
 		return fmt.Errorf("%w: unknown arguments %q", errUsage, rest)

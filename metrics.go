@@ -31,6 +31,8 @@ type metrics struct {
 	duration     *prometheus.HistogramVec // route
 	signups      *prometheus.CounterVec   // outcome
 	logins       *prometheus.CounterVec   // result
+	oidcAuths    *prometheus.CounterVec   // client, result
+	oidcTokens   *prometheus.CounterVec   // client, result
 	deliveries   *prometheus.CounterVec   // channel, kind, result
 	smtpReplies  *prometheus.CounterVec   // class
 	webhookReply *prometheus.CounterVec   // class
@@ -59,6 +61,10 @@ func newMetrics() *metrics {
 		Help: "Signups by outcome: accepted (202), invalid (422), refused by -signup (closed: 403; invite: an address not invited, answered as any), shed (503, no core free in time), error."}, []string{"outcome"})
 	m.logins = auto.NewCounterVec(prometheus.CounterOpts{Name: "signup_logins_total",
 		Help: "Logins by result: ok, failed (401), disabled (the right password of a disabled account: 403), second_step (the right password; a code is asked for), code_failed (a wrong or used code), throttled (429)."}, []string{"result"})
+	m.oidcAuths = auto.NewCounterVec(prometheus.CounterOpts{Name: "signup_oidc_authorizations_total",
+		Help: "OpenID Connect authorizations by client id and result: code (a code issued), login (sent to log in), consent (asked), denied, login_required."}, []string{"client", "result"})
+	m.oidcTokens = auto.NewCounterVec(prometheus.CounterOpts{Name: "signup_oidc_tokens_total",
+		Help: "OpenID Connect tokens by client id and result: issued, code_reused, refresh_reused."}, []string{"client", "result"})
 	m.deliveries = auto.NewCounterVec(prometheus.CounterOpts{Name: "signup_outbox_deliveries_total",
 		Help: "Attempts at outbox rows by channel (email, webhook), kind and result: sent, retried (a retry is scheduled), failed (for good)."},
 		[]string{"channel", "kind", "result"})

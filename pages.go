@@ -37,6 +37,7 @@ type page struct {
 	Codes      []string          // two-step-codes.html: recovery codes, shown once
 	Passkeys   []passkey         // account.html: the oldest first
 	Proven     bool              // account.html: a passkey has confirmed the session for the next change
+	Apps       []allowedApp      // account.html: the apps the person allowed
 	LoggedIn   bool              // layout.html: the header offers the account, else the login
 }
 
@@ -291,6 +292,7 @@ func (app *application) handleActivateForm(w http.ResponseWriter, r *http.Reques
 		password, confirm := r.PostForm.Get("password"), r.PostForm.Get("confirm")
 		confirming := r.PostForm.Has("confirm")
 		sessionToken, l := app.newLogin(r, "session", app.now())
+		l.amr = "pwd"
 		// The signup's own password typed once activates, on either step:
 		// only a new password needs typing twice.
 		_, errs, err := app.activate(r.Context(), token, password, false, l)

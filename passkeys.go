@@ -376,7 +376,7 @@ func (app *application) handlePasskeyLoginFinish(w http.ResponseWriter, r *http.
 		app.serverError(w, r, err)
 		return
 	}
-	token, _, err := app.finishLogin(w, r, owner, client, device, "session", now)
+	token, _, err := app.finishLogin(w, r, owner, client, device, "session", passkeyAMR(cred), now)
 	if errors.Is(err, errBadCredentials) {
 		refuse("account changed meanwhile", "user_id", owner.ID)
 		return
@@ -508,6 +508,16 @@ func (app *application) checkPasskeyProof(r *http.Request, u *user) ([]byte, err
 		return nil, err
 	}
 	return cur.passwordHash, nil
+}
+
+// passkeyAMR is how a login with cred is told to apps (OpenID Connect's
+// amr): a key kept on its device (hwk) or synced between devices (swk),
+// and with user verification both factors (mfa).
+func passkeyAMR(cred *webauthn.Credential) string {
+	if cred.Flags.BackupEligible {
+		return "swk mfa"
+	}
+	return "hwk mfa"
 }
 
 // HexID is the passkey's id as the remove form posts it.

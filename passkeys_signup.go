@@ -165,6 +165,7 @@ func (app *application) handleActivateNewPasskeyFinish(w http.ResponseWriter, r 
 // account page.
 func (app *application) activateByPasskey(w http.ResponseWriter, r *http.Request, in passkeyFinish, key *newPasskey) {
 	sessionToken, l := app.newLogin(r, "session", app.now())
+	l.amr = "hwk mfa"
 	u, err := app.store.activate(r.Context(), hashToken(in.Token), nil, key, l, app.now())
 	if errors.Is(err, errNotFound) {
 		app.errorResponse(w, r, http.StatusUnprocessableEntity, "this link no longer works: ask for a new one")

@@ -74,6 +74,15 @@ func (app *application) routes() http.Handler {
 	mux.HandleFunc("POST /activate/passkey/finish", app.handleActivatePasskeyFinish)
 	mux.HandleFunc("POST /activate/passkey/new", app.handleActivateNewPasskeyBegin)
 	mux.HandleFunc("POST /activate/passkey/new/finish", app.handleActivateNewPasskeyFinish)
+	mux.HandleFunc("GET /oidc/login", app.handleOIDCLogin)
+	mux.HandleFunc("POST /oidc/consent", app.handleConsentForm)
+	mux.HandleFunc("POST /account/apps", app.handleAppRevokeForm)
+	if app.store != nil {
+		provider := app.oidcHandler()
+		for _, path := range oidcPaths {
+			mux.Handle(path, provider)
+		}
+	}
 	mux.HandleFunc("GET /confirm-email", app.handleConfirmEmailPage)
 	mux.HandleFunc("POST /confirm-email", app.handleConfirmEmailForm)
 	mux.HandleFunc("GET /undo-email", app.handleUndoEmailPage)
@@ -164,6 +173,14 @@ func (app *application) deadline(next http.Handler) http.Handler {
 // requests get the CORS headers, and their preflights an answer.
 func (app *application) cors(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/oauth/token", "/oauth/introspect", "/revoke", "/userinfo":
+			// An app's own calls, with its credentials or a token and
+			// no cookie: a browser app (a public client) makes them
+			// from its own origin.
+			next.ServeHTTP(w, r)
+			return
+		}
 		if !strings.HasPrefix(r.URL.Path, "/v1/") {
 			next.ServeHTTP(w, r)
 			return

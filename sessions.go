@@ -176,7 +176,9 @@ func (app *application) appLabel() string {
 // handleLoginPage shows the login form, return_to kept for after it — or,
 // to a browser logged in already, who it is and the way on.
 func (app *application) handleLoginPage(w http.ResponseWriter, r *http.Request) {
-	if app.alreadyLoggedIn(w, r, r.URL.Query().Get("return_to")) {
+	// again=1: an app asked for a fresh login (OpenID Connect's
+	// prompt=login or max_age), so the form, though logged in.
+	if r.URL.Query().Get("again") == "" && app.alreadyLoggedIn(w, r, r.URL.Query().Get("return_to")) {
 		return
 	}
 	app.render(w, r, http.StatusOK, "login.html", page{Title: "login.title",

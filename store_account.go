@@ -45,6 +45,9 @@ func (st *store) changePassword(ctx context.Context, u *user, checked, newHash, 
 	if _, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE user_id = $1 AND hash <> $2 AND scope <> 'device'`, u.ID, keep); err != nil {
 		return err
 	}
+	if err := endAppTokens(ctx, tx, u.ID); err != nil {
+		return err
+	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM email_changes WHERE user_id = $1`, u.ID); err != nil {
 		return err
 	}
@@ -314,6 +317,9 @@ func (st *store) undoEmailChange(ctx context.Context, tokenHash []byte, now time
 		return "", err
 	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE user_id = $1 AND scope <> 'device'`, u.ID); err != nil {
+		return "", err
+	}
+	if err := endAppTokens(ctx, tx, u.ID); err != nil {
 		return "", err
 	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM email_undos WHERE user_id = $1`, u.ID); err != nil {

@@ -33,6 +33,7 @@ const (
 	activityRecoveryRenewed activityKind = "recovery_codes_renewed"
 	activityPasskeyAdded    activityKind = "passkey_added"
 	activityPasskeyRemoved  activityKind = "passkey_removed"
+	activityAppAllowed      activityKind = "app_allowed"
 )
 
 // activityKinds lists every kind, so that each language is checked to
@@ -40,7 +41,7 @@ const (
 var activityKinds = []activityKind{activitySignup, activityActivated, activityLogin, activityLoginFailed, activityPasswordChanged,
 	activityEmailChanged, activitySessionsEnded, activityLogout, activityDisabled, activityEnabled, activityInvited,
 	activityTwoStepOn, activityTwoStepOff, activityRecoveryUsed, activityRecoveryRenewed,
-	activityPasskeyAdded, activityPasskeyRemoved}
+	activityPasskeyAdded, activityPasskeyRemoved, activityAppAllowed}
 
 // activityEntry is one record of an account's activity. Address and
 // UserAgent, where the entry has them, are shown to the account's owner

@@ -24,12 +24,16 @@ var personalTables = []struct{ table, key string }{
 	{"recovery_codes", "user_id"},
 	{"passkeys", "user_id"},
 	{"ceremonies", "user_id"},
+	{"oidc_requests", "user_id"},
+	{"oidc_tokens", "user_id"},
+	{"oidc_consents", "user_id"},
 }
 
 // secretColumns are never exported: a password's hash, a token's hash, a
 // composed message (it may carry a link's token), the instance holding a
 // claim.
-var secretColumns = map[string]bool{"password_hash": true, "hash": true, "message": true, "claimed_by": true, "secret": true, "data": true}
+var secretColumns = map[string]bool{"password_hash": true, "hash": true, "message": true, "claimed_by": true, "secret": true, "data": true,
+	"code_hash": true, "refresh_hash": true}
 
 // personalData returns, by table, every row about account id, each a map
 // of its columns but the secret ones; times (the columns that hold
@@ -78,7 +82,7 @@ func (st *store) personalData(ctx context.Context, id int64) (map[string][]map[s
 
 // timeColumns hold milliseconds since the epoch.
 var timeColumns = map[string]bool{"created_at": true, "expiry": true, "last_used_at": true, "next_attempt_at": true, "claimed_until": true, "sent_at": true,
-	"disabled_at": true, "invited_at": true, "at": true, "enabled_at": true}
+	"disabled_at": true, "invited_at": true, "at": true, "enabled_at": true, "auth_time": true, "refresh_expiry": true}
 
 // exportValue is a column's value as the export writes it: text as text,
 // a time as RFC 3339 UTC.

@@ -134,6 +134,9 @@ func (st *store) setDisabled(ctx context.Context, u *user, at sql.NullInt64, now
 		return errAlready
 	}
 	if at.Valid {
+		if err := endAppTokens(ctx, tx, u.ID); err != nil {
+			return err
+		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE user_id = $1`, u.ID); err != nil {
 			return err
 		}

@@ -43,6 +43,7 @@ type newSession struct {
 	expiry    time.Time
 	userAgent string
 	address   string // the client's (an IPv6 client's /64)
+	amr       string // how the person logged in, as OpenID Connect's amr says it: "pwd", "pwd otp mfa", "hwk mfa", "swk mfa"
 }
 
 // maxUserAgent is how much of a User-Agent a session keeps.
@@ -75,9 +76,9 @@ func insertLogin(ctx context.Context, tx *sql.Tx, id int64, checked []byte, l *n
 	if len(ua) > maxUserAgent {
 		ua = ua[:maxUserAgent]
 	}
-	res, err := tx.ExecContext(ctx, `INSERT INTO tokens (hash, user_id, scope, expiry, session_id, created_at, last_used_at, user_agent, client_addr)
-		SELECT $1, id, $2, $3, $4, $5, $5, $6, $9 FROM users WHERE id = $7 AND password_hash = $8 AND disabled_at IS NULL`,
-		l.hash, l.scope, millis(l.expiry), hex.EncodeToString(b), millis(now), string(ua), id, checked, l.address)
+	res, err := tx.ExecContext(ctx, `INSERT INTO tokens (hash, user_id, scope, expiry, session_id, created_at, last_used_at, user_agent, client_addr, amr)
+		SELECT $1, id, $2, $3, $4, $5, $5, $6, $9, $10 FROM users WHERE id = $7 AND password_hash = $8 AND disabled_at IS NULL`,
+		l.hash, l.scope, millis(l.expiry), hex.EncodeToString(b), millis(now), string(ua), id, checked, l.address, l.amr)
 	if err != nil {
 		return err
 	}

@@ -280,6 +280,9 @@ func (st *store) logout(ctx context.Context, tokenHash []byte, scope string, now
 	if err := recordActivity(ctx, tx, id, activityLogout, now, "", ""); err != nil {
 		return err
 	}
+	if err := endAppTokens(ctx, tx, id); err != nil { // a logout ends the apps' tokens too
+		return err
+	}
 	return st.commit(tx)
 }
 
@@ -344,6 +347,9 @@ func (st *store) resetPassword(ctx context.Context, tokenHash, passwordHash []by
 		return nil, false, err
 	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE user_id = $1 AND scope <> 'device'`, u.ID); err != nil {
+		return nil, false, err
+	}
+	if err := endAppTokens(ctx, tx, u.ID); err != nil {
 		return nil, false, err
 	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM email_changes WHERE user_id = $1`, u.ID); err != nil {

@@ -27,7 +27,7 @@ var templateFS embed.FS
 
 // pageFiles are the pages, each executed inside layout.html.
 var pageFiles = []string{"message.html", "signup.html", "activate.html", "resend.html", "forgot-password.html", "reset-password.html",
-	"login.html", "account.html", "confirm-email.html", "undo-email.html", "login-code.html", "two-step.html", "two-step-codes.html"}
+	"login.html", "account.html", "confirm-email.html", "undo-email.html", "login-code.html", "two-step.html", "two-step-codes.html", "consent.html"}
 
 // templates are the parsed email and page templates of every language,
 // the stylesheet, and the languages offered.
@@ -219,7 +219,8 @@ func parseLanguage(dir string, l *locale, offered []string, done *parsed) (map[e
 	samplePage := page{AppName: "Signup", locale: l, Switch: languages, Languages: languages, Title: "Sample", Lines: []string{"A line."}, Link: "/signup", LinkText: "Sign up",
 		Form:   map[string]string{"name": "Sam", "email": "sam@example.com", "old": "sam@example.com", "new": "sam@example.org", "confirmed": "true"},
 		Errors: map[string]string{"email": "must be provided"}, Name: "Sam", SignedUpAt: now, Token: "SAMPLE",
-		Account: &user{ID: 1, Name: "Sam", Email: "sam@example.com"}, Since: now,
+		Account: &user{ID: 1, Name: "Sam", Email: "sam@example.com"}, Since: now, Args: map[string]string{"App": "Grafana", "Email": "sam@example.com"},
+		Apps:     []allowedApp{{ClientID: "0123", Name: "Grafana", Since: now}},
 		Sessions: []loginSession{{ID: "0123456789abcdef", UserAgent: "Firefox", Current: true, Browser: true}, {ID: "fedcba9876543210"}}}
 	for _, name := range pageFiles {
 		src, path, err := readTemplate(dir, l.tag, name)

@@ -121,7 +121,7 @@ func (app *application) completeLogin(w http.ResponseWriter, r *http.Request, ch
 		}
 		return "", time.Time{}, err
 	}
-	token, expiry, err := app.finishLogin(w, r, u, client, device, scope, now)
+	token, expiry, err := app.finishLogin(w, r, u, client, device, scope, "pwd otp mfa", now)
 	if err != nil {
 		return "", time.Time{}, err
 	}

@@ -1,0 +1,403 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	"golang.org/x/oauth2"
+)
+
+// runSignup runs the built binary with -db db and args (a subcommand),
+// and returns its output and exit code.
+func runSignup(t *testing.T, db string, args ...string) (string, int) {
+	t.Helper()
+	out, err := exec.Command(builtBinary(t), append([]string{"-db", db}, args...)...).CombinedOutput()
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
+		return string(out), exit.ExitCode()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(out), 0
+}
+
+// testClient is what `signup clients add -json` prints.
+type testClient struct {
+	ID     string `json:"client_id"`
+	Secret string `json:"client_secret"`
+}
+
+// addClient registers a client with `signup clients add … -json`.
+func addClient(t *testing.T, db string, args ...string) testClient {
+	t.Helper()
+	out, code := runSignup(t, db, append([]string{"clients", "add"}, append(args, "-json")...)...)
+	var c testClient
+	if err := json.Unmarshal([]byte(out), &c); code != 0 || err != nil {
+		t.Fatalf("clients add: exit %d %v\n%s", code, err, out)
+	}
+	return c
+}
+
+// toInstance sends the requests for the site (every instance's
+// -base-url, the issuer) to one instance, as a load balancer would.
+type toInstance struct{ site, instance *url.URL }
+
+func (r toInstance) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.URL.Host != r.site.Host {
+		return http.DefaultTransport.RoundTrip(req)
+	}
+	sent := req.Clone(req.Context())
+	sent.URL.Scheme, sent.URL.Host = r.instance.Scheme, r.instance.Host
+	res, err := http.DefaultTransport.RoundTrip(sent)
+	if res != nil {
+		res.Request = req // the browser saw the site, and keeps its cookies for it
+	}
+	return res, err
+}
+
+// via is a context whose HTTP client (for go-oidc and oauth2) reaches the
+// site at instance.
+func via(site, instance string) context.Context {
+	s, _ := url.Parse(site)
+	i, _ := url.Parse(instance)
+	return oidc.ClientContext(context.Background(), &http.Client{Transport: toInstance{s, i}})
+}
+
+// rpBrowser is a person's browser between an app and signup: it follows
+// redirects, logs in when signup's login page shows, and stops at the
+// app's redirect URI.
+type rpBrowser struct {
+	t        *testing.T
+	client   *http.Client
+	logins   int // how many times it met the login page
+	consents int // … and the consent page
+}
+
+func newRPBrowser(t *testing.T, site, instance, redirect string) *rpBrowser {
+	s, _ := url.Parse(site)
+	i, _ := url.Parse(instance)
+	jar, _ := cookiejar.New(nil)
+	b := &rpBrowser{t: t}
+	b.client = &http.Client{Jar: jar, Transport: toInstance{s, i}, CheckRedirect: func(req *http.Request, _ []*http.Request) error {
+		if strings.HasPrefix(req.URL.String(), redirect) || strings.HasPrefix(req.URL.String(), "https://evil.example") {
+			return http.ErrUseLastResponse
+		}
+		return nil
+	}}
+	return b
+}
+
+// authorize opens the app's authorization URL and answers what signup asks
+// (the login with password, the consent with allow) until signup sends it
+// back to the app; it returns the query the app gets.
+func (b *rpBrowser) authorize(authURL, address, password string) url.Values {
+	b.t.Helper()
+	res, err := b.client.Get(authURL)
+	for range 5 {
+		if err != nil {
+			b.t.Fatal(err)
+		}
+		res.Body.Close()
+		if loc := res.Header.Get("Location"); loc != "" && res.StatusCode/100 == 3 {
+			u, _ := url.Parse(loc)
+			return u.Query()
+		}
+		page := res.Request.URL
+		switch {
+		case res.StatusCode == 200 && page.Path == "/login":
+			b.logins++
+			res, err = b.client.PostForm(page.Scheme+"://"+page.Host+"/login", url.Values{"email": {address}, "password": {password},
+				"return_to": {page.Query().Get("return_to")}})
+		case res.StatusCode == 200 && page.Path == "/oidc/login": // the consent page
+			b.consents++
+			res, err = b.client.PostForm(page.Scheme+"://"+page.Host+"/oidc/consent", url.Values{"id": {page.Query().Get("id")}, "action": {"allow"}})
+		default:
+			b.t.Fatalf("authorize: %d at %s", res.StatusCode, page)
+		}
+	}
+	b.t.Fatal("authorize: no way back to the app")
+	return nil
+}
+
+// TestOIDCWithGoOIDC: coreos/go-oidc and golang.org/x/oauth2 — a relying
+// party nobody here wrote — sign a person in through signup, on both
+// engines (two instances sharing PostgreSQL: discovery, the login and the
+// code at one, the exchange at the other): discovery and the JWKS, the
+// authorization code flow with PKCE, the ID token's claims (sub as
+// Remote-User, email_verified, locale, nonce, amr), userinfo, single sign-
+// on (a second app needs no second login), refresh tokens rotated (one
+// used twice revokes its family), a code used twice failing and revoking
+// what it issued, consent asked once for a -consent client, prompt=none,
+// an unknown client and an unregistered redirect URI (an error page, no
+// redirect), a logout ending the apps' tokens, and `keys rotate`.
+func TestOIDCWithGoOIDC(t *testing.T) {
+	t.Parallel()
+	for engine, database := range engines(t) {
+		t.Run(engine, func(t *testing.T) {
+			t.Parallel()
+			db := database(t)
+			srv := startSMTP(t, nil)
+			const site = "http://localhost:8443" // the issuer: every instance's -base-url
+			args := append(baseArgs(t.TempDir()), smtpArgs(srv.host, srv.port)...)
+			args = append(args, "-db", db, "-base-url", site)
+			a := startBinary(t, args)
+			b := a
+			if engine == "postgres" {
+				b = startBinary(t, args)
+			}
+			signup(t, a.url, "ada@example.com")
+			activate(t, a.url, waitFor1(t, srv, "ada@example.com", "Activate"))
+			const redirect = "http://127.0.0.1:9/callback"
+			grafana := addClient(t, db, "Grafana", "-redirect-uri", redirect)
+			if grafana.Secret == "" || len(grafana.Secret) < 64 {
+				t.Fatalf("a confidential client's secret: %q", grafana.Secret)
+			}
+
+			ctxA, ctxB := via(site, a.url), via(site, b.url)
+			provider, err := oidc.NewProvider(ctxA, site)
+			if err != nil {
+				t.Fatalf("discovery: %v", err)
+			}
+			var discovered struct {
+				Algs    []string `json:"id_token_signing_alg_values_supported"`
+				Methods []string `json:"code_challenge_methods_supported"`
+				Scopes  []string `json:"scopes_supported"`
+			}
+			provider.Claims(&discovered)
+			if !slices.Contains(discovered.Algs, "RS256") || !slices.Contains(discovered.Methods, "S256") || !slices.Contains(discovered.Scopes, "offline_access") {
+				t.Errorf("discovery: %+v", discovered)
+			}
+			conf := oauth2.Config{ClientID: grafana.ID, ClientSecret: grafana.Secret, Endpoint: provider.Endpoint(), RedirectURL: redirect,
+				Scopes: []string{oidc.ScopeOpenID, "email", "profile", oidc.ScopeOfflineAccess}}
+			verifier := provider.Verifier(&oidc.Config{ClientID: grafana.ID})
+
+			browser := newRPBrowser(t, site, a.url, "http://127.0.0.1:9/")
+			pkce := oauth2.GenerateVerifier()
+			got := browser.authorize(conf.AuthCodeURL("state-1", oidc.Nonce("nonce-1"), oauth2.S256ChallengeOption(pkce)), "ada@example.com", "pa55word1234")
+			if got.Get("state") != "state-1" || got.Get("code") == "" || browser.logins != 1 {
+				t.Fatalf("back at the app: %v after %d logins", got, browser.logins)
+			}
+			code := got.Get("code")
+			tok, err := conf.Exchange(ctxB, code, oauth2.VerifierOption(pkce))
+			if err != nil {
+				t.Fatalf("the code exchanged at the other instance: %v", err)
+			}
+			raw, _ := tok.Extra("id_token").(string)
+			idToken, err := verifier.Verify(ctxB, raw)
+			if err != nil {
+				t.Fatalf("the ID token: %v", err)
+			}
+			var claims struct {
+				Email         string   `json:"email"`
+				EmailVerified bool     `json:"email_verified"`
+				Name          string   `json:"name"`
+				Locale        string   `json:"locale"`
+				Nonce         string   `json:"nonce"`
+				AMR           []string `json:"amr"`
+				AuthTime      int64    `json:"auth_time"`
+			}
+			if err := idToken.Claims(&claims); err != nil {
+				t.Fatal(err)
+			}
+			u := findUser(t, db, "ada@example.com")
+			if idToken.Subject != fmt.Sprint(u.ID) || claims.Email != "ada@example.com" || !claims.EmailVerified || claims.Name != "Test User" ||
+				claims.Locale != "en" || claims.Nonce != "nonce-1" || !slices.Equal(claims.AMR, []string{"pwd"}) || claims.AuthTime == 0 {
+				t.Errorf("the ID token's claims: sub %s, %+v", idToken.Subject, claims)
+			}
+			if tok.RefreshToken == "" || tok.Expiry.IsZero() {
+				t.Errorf("tokens: refresh %q, expiry %v", tok.RefreshToken, tok.Expiry)
+			}
+			info, err := provider.UserInfo(ctxA, oauth2.StaticTokenSource(tok))
+			if err != nil || info.Email != "ada@example.com" || info.Subject != idToken.Subject {
+				t.Fatalf("userinfo: %+v %v", info, err)
+			}
+
+			// The code again: refused, and what it issued is revoked.
+			if _, err := conf.Exchange(ctxA, code, oauth2.VerifierOption(pkce)); err == nil {
+				t.Errorf("a code exchanged twice")
+			}
+			if _, err := provider.UserInfo(ctxB, oauth2.StaticTokenSource(tok)); err == nil {
+				t.Errorf("userinfo with a token from a code used twice")
+			}
+
+			// Single sign-on: a second app, no second login.
+			gitea := addClient(t, db, "Gitea", "-redirect-uri", redirect, "-consent")
+			second := conf
+			second.ClientID, second.ClientSecret = gitea.ID, gitea.Secret
+			pkce = oauth2.GenerateVerifier()
+			got = browser.authorize(second.AuthCodeURL("state-2", oauth2.S256ChallengeOption(pkce)), "ada@example.com", "pa55word1234")
+			if got.Get("code") == "" || browser.logins != 1 || browser.consents != 1 {
+				t.Fatalf("a second app: %v after %d logins, %d consents", got, browser.logins, browser.consents)
+			}
+			tok, err = second.Exchange(ctxA, got.Get("code"), oauth2.VerifierOption(pkce))
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Consent is remembered.
+			got = browser.authorize(second.AuthCodeURL("state-3", oauth2.S256ChallengeOption(pkce)), "", "")
+			if got.Get("code") == "" || browser.consents != 1 {
+				t.Errorf("consent asked again: %v, %d consents", got, browser.consents)
+			}
+
+			// Refresh tokens rotate; one used twice revokes its family.
+			refreshed, err := second.TokenSource(ctxB, &oauth2.Token{RefreshToken: tok.RefreshToken}).Token()
+			if err != nil || refreshed.RefreshToken == "" || refreshed.RefreshToken == tok.RefreshToken {
+				t.Fatalf("refreshed: %v", err)
+			}
+			if _, err := second.TokenSource(ctxA, &oauth2.Token{RefreshToken: tok.RefreshToken}).Token(); err == nil {
+				t.Errorf("a refresh token used twice")
+			}
+			if _, err := second.TokenSource(ctxA, &oauth2.Token{RefreshToken: refreshed.RefreshToken}).Token(); err == nil {
+				t.Errorf("the family of a refresh token used twice still refreshes")
+			}
+			if _, err := provider.UserInfo(ctxA, oauth2.StaticTokenSource(refreshed)); err == nil {
+				t.Errorf("the family of a refresh token used twice still reads userinfo")
+			}
+
+			// prompt=none without a session: login_required, no page.
+			stranger := newRPBrowser(t, site, a.url, redirect)
+			got = stranger.authorize(conf.AuthCodeURL("state-4", oauth2.SetAuthURLParam("prompt", "none"), oauth2.S256ChallengeOption(pkce)), "", "")
+			if got.Get("error") != "login_required" || got.Get("state") != "state-4" || stranger.logins != 0 {
+				t.Errorf("prompt=none without a session: %v", got)
+			}
+
+			// An unknown client, an unregistered redirect URI: an error page.
+			for what, authURL := range map[string]string{
+				"an unknown client":            strings.Replace(conf.AuthCodeURL("s"), grafana.ID, "no-such-client", 1),
+				"an unregistered redirect URI": strings.Replace(conf.AuthCodeURL("s"), url.QueryEscape(redirect), url.QueryEscape("https://evil.example/cb"), 1),
+				"a redirect URI that differs":  strings.Replace(conf.AuthCodeURL("s"), url.QueryEscape(redirect), url.QueryEscape(redirect+"/"), 1),
+			} {
+				res, err := stranger.client.Get(authURL)
+				if err != nil {
+					t.Fatal(err)
+				}
+				res.Body.Close()
+				if loc := res.Header.Get("Location"); res.StatusCode/100 == 3 || loc != "" {
+					t.Errorf("%s: %d, Location %q; want an error page", what, res.StatusCode, loc)
+				}
+			}
+
+			// A logout ends the apps' tokens at once, on every instance.
+			pkce = oauth2.GenerateVerifier()
+			got = browser.authorize(conf.AuthCodeURL("state-5", oauth2.S256ChallengeOption(pkce)), "", "")
+			tok, err = conf.Exchange(ctxB, got.Get("code"), oauth2.VerifierOption(pkce))
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := browser.client.PostForm(site+"/logout", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res.Body.Close()
+			for _, ctx := range []context.Context{ctxA, ctxB} {
+				if _, err := provider.UserInfo(ctx, oauth2.StaticTokenSource(tok)); err == nil {
+					t.Errorf("userinfo after the logout")
+				}
+			}
+			if _, err := conf.TokenSource(ctxA, &oauth2.Token{RefreshToken: tok.RefreshToken}).Token(); err == nil {
+				t.Errorf("a refresh token after the logout")
+			}
+
+			// keys rotate: a new key signs; the old one stays published.
+			if out, code := runSignup(t, db, "keys", "rotate"); code != 0 {
+				t.Fatalf("keys rotate: %d\n%s", code, out)
+			}
+			pkce = oauth2.GenerateVerifier()
+			got = browser.authorize(conf.AuthCodeURL("state-6", oauth2.S256ChallengeOption(pkce)), "ada@example.com", "pa55word1234")
+			tok2, err := conf.Exchange(ctxA, got.Get("code"), oauth2.VerifierOption(pkce))
+			if err != nil {
+				t.Fatal(err)
+			}
+			newer, _ := tok2.Extra("id_token").(string)
+			if kid(t, newer) == kid(t, raw) {
+				t.Errorf("after keys rotate, the same key signs")
+			}
+			fresh := oidc.NewVerifier(site, oidc.NewRemoteKeySet(ctxB, site+"/keys"), &oidc.Config{ClientID: grafana.ID})
+			for _, token := range []string{raw, newer} {
+				if _, err := fresh.Verify(ctxB, token); err != nil {
+					t.Errorf("an ID token after keys rotate: %v", err)
+				}
+			}
+
+			// RP-initiated logout ends the signup session, and goes back
+			// to the registered URI only.
+			const bye = "http://127.0.0.1:9/bye"
+			outline := addClient(t, db, "Outline", "-redirect-uri", redirect, "-post-logout-redirect-uri", bye)
+			third := conf
+			third.ClientID, third.ClientSecret = outline.ID, outline.Secret
+			pkce = oauth2.GenerateVerifier()
+			got = browser.authorize(third.AuthCodeURL("state-7", oauth2.S256ChallengeOption(pkce)), "", "")
+			tok3, err := third.Exchange(ctxA, got.Get("code"), oauth2.VerifierOption(pkce))
+			if err != nil {
+				t.Fatal(err)
+			}
+			hint, _ := tok3.Extra("id_token").(string)
+			endSession := func(to string) *http.Response {
+				t.Helper()
+				res, err := browser.client.Get(site + "/end_session?" + url.Values{"id_token_hint": {hint}, "client_id": {outline.ID},
+					"post_logout_redirect_uri": {to}, "state": {"bye-1"}}.Encode())
+				if err != nil {
+					t.Fatal(err)
+				}
+				res.Body.Close()
+				return res
+			}
+			if res := endSession("https://evil.example/"); strings.HasPrefix(res.Header.Get("Location"), "https://evil.example") {
+				t.Errorf("RP-initiated logout to an unregistered URI: %d %s", res.StatusCode, res.Header.Get("Location"))
+			}
+			if res := endSession(bye); !strings.HasPrefix(res.Header.Get("Location"), bye) {
+				t.Errorf("RP-initiated logout: %d, Location %q, want %s", res.StatusCode, res.Header.Get("Location"), bye)
+			}
+			res, err = browser.client.Get(site + "/account")
+			if err != nil {
+				t.Fatal(err)
+			}
+			res.Body.Close()
+			if res.Request.URL.Path != "/login" {
+				t.Errorf("after RP-initiated logout, /account led to %s", res.Request.URL)
+			}
+		})
+	}
+}
+
+// kid is the key id in a JWT's header.
+func kid(t *testing.T, jwt string) string {
+	t.Helper()
+	head, _, _ := strings.Cut(jwt, ".")
+	var h struct{ Kid string }
+	b, err := base64.RawURLEncoding.DecodeString(head)
+	if err == nil {
+		err = json.Unmarshal(b, &h)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h.Kid
+}
+
+// findUser reads the account of address from db.
+func findUser(t *testing.T, db, address string) *user {
+	t.Helper()
+	st, err := openStore(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.close()
+	u, err := st.findUser(context.Background(), address)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
