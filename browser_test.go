@@ -452,3 +452,27 @@ func TestBrowserPasskeySignup(t *testing.T) {
 		t.Errorf("the password set after a passkey signup: login %d, want 201", status)
 	}
 }
+
+// TestBrowserOIDC: in Chromium, through oauth2-proxy in front of an app
+// registered with -consent: the page asked for → signup's login page →
+// "Allow this app?" → back on the page asked for, as the person; the
+// forms may continue to the app's origin (form-action); axe finds nothing
+// on the login and consent pages. The account page lists the app.
+func TestBrowserOIDC(t *testing.T) {
+	t.Parallel()
+	s := startOAuth2Proxy(t, "-consent")
+	ctx := browser(t)
+	step := checkedSteps(t, ctx, s.signup)
+	step("the app sends to signup's login", chromedp.Navigate(s.proxy+"/reports"), chromedp.WaitVisible(`#email`))
+	step("the consent page", chromedp.SendKeys(`#email`, "ada@example.com"), chromedp.SendKeys(`#password`, "pa55word1234"),
+		chromedp.Click(`button[type=submit]`), chromedp.WaitVisible(`//h1[text()="Allow this app?"]`))
+	if err := chromedp.Do(ctx, chromedp.Click(`//button[text()="Allow"]`), chromedp.WaitVisible(`//h1[text()="The app"]`)); err != nil {
+		t.Fatalf("allowed: %v\n%s", err, s.signup.logs)
+	}
+	loc, _ := chromedp.Run(ctx, chromedp.Location())
+	email, _ := chromedp.Run(ctx, chromedp.Text(`#email`))
+	if loc != s.proxy+"/reports" || email != "ada@example.com" {
+		t.Errorf("landed on %s as %q, want %s/reports as ada@example.com", loc, email, s.proxy)
+	}
+	step("the account page lists the app", chromedp.Navigate(s.site+"/account"), chromedp.WaitVisible(`//li[starts-with(., "The app, allowed")]`))
+}

@@ -407,68 +407,82 @@ func findUser(t *testing.T, db, address string) *user {
 	return u
 }
 
-// TestOAuth2Proxy puts oauth2-proxy (go install'ed at a pinned version by
-// .ci/run) with --provider=oidc in front of a small app: a person reaches
-// the app only after logging in at signup, and the app sees their address.
-func TestOAuth2Proxy(t *testing.T) {
-	t.Parallel()
+// oauth2ProxySetup is signup (its -base-url site, the issuer), an
+// account (ada@example.com, pa55word1234), a small app that shows the
+// address the proxy gives it, and oauth2-proxy in front of the app.
+type oauth2ProxySetup struct {
+	signup      *process
+	site, proxy string
+
+	mu      sync.Mutex
+	reached []string // the addresses the app was given, one per request
+}
+
+// startOAuth2Proxy starts the setup, the app registered with
+// `signup clients add` and clientArgs.
+func startOAuth2Proxy(t *testing.T, clientArgs ...string) *oauth2ProxySetup {
+	t.Helper()
 	proxyBin := needTool(t, "oauth2-proxy", "github.com/oauth2-proxy/oauth2-proxy/v7 (go install)")
 	srv := startSMTP(t, nil)
 	dir := t.TempDir()
 	signupPort, proxyPort := freePort(t), freePort(t)
-	site := fmt.Sprintf("http://127.0.0.1:%d", signupPort)
-	s := startBinary(t, append(baseArgs(dir), append(smtpArgs(srv.host, srv.port), "-port", fmt.Sprint(signupPort), "-base-url", site)...))
-	signup(t, s.url, "ada@example.com")
-	activate(t, s.url, waitFor1(t, srv, "ada@example.com", "Activate"))
+	s := &oauth2ProxySetup{site: fmt.Sprintf("http://127.0.0.1:%d", signupPort), proxy: fmt.Sprintf("http://127.0.0.1:%d", proxyPort)}
+	s.signup = startBinary(t, append(baseArgs(dir), append(smtpArgs(srv.host, srv.port), "-port", fmt.Sprint(signupPort), "-base-url", s.site)...))
+	signup(t, s.signup.url, "ada@example.com")
+	activate(t, s.signup.url, waitFor1(t, srv, "ada@example.com", "Activate"))
 
-	var reached []string
-	var mu sync.Mutex
 	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		reached = append(reached, r.Header.Get("X-Forwarded-Email"))
-		mu.Unlock()
-		fmt.Fprintf(w, "<p id=email>%s</p><p id=path>%s</p>", r.Header.Get("X-Forwarded-Email"), r.URL.Path)
+		s.mu.Lock()
+		s.reached = append(s.reached, r.Header.Get("X-Forwarded-Email"))
+		s.mu.Unlock()
+		fmt.Fprintf(w, `<!doctype html><html lang="en"><title>The app</title><h1>The app</h1><p id="email">%s</p><p id="path">%s</p></html>`,
+			r.Header.Get("X-Forwarded-Email"), r.URL.Path)
 	}))
 	t.Cleanup(app.Close)
-
-	proxy := fmt.Sprintf("http://127.0.0.1:%d", proxyPort)
-	client := addClient(t, filepath.Join(dir, "signup.db"), "The app", "-redirect-uri", proxy+"/oauth2/callback")
-	startCmd(t, exec.Command(proxyBin, "--provider=oidc", "--oidc-issuer-url="+site, "--client-id="+client.ID, "--client-secret="+client.Secret,
-		"--redirect-url="+proxy+"/oauth2/callback", "--http-address="+fmt.Sprintf("127.0.0.1:%d", proxyPort), "--upstream="+app.URL+"/",
+	client := addClient(t, filepath.Join(dir, "signup.db"), append([]string{"The app", "-redirect-uri", s.proxy + "/oauth2/callback"}, clientArgs...)...)
+	startCmd(t, exec.Command(proxyBin, "--provider=oidc", "--oidc-issuer-url="+s.site, "--client-id="+client.ID, "--client-secret="+client.Secret,
+		"--redirect-url="+s.proxy+"/oauth2/callback", "--http-address="+fmt.Sprintf("127.0.0.1:%d", proxyPort), "--upstream="+app.URL+"/",
 		"--cookie-secret=0123456789abcdef0123456789abcdef", "--cookie-secure=false", "--email-domain=*", "--skip-provider-button=true",
 		"--code-challenge-method=S256", "--scope=openid email profile"))
 	waitFor(t, 20*time.Second, "oauth2-proxy to answer", func() bool {
-		res, err := http.Get(proxy + "/ping")
+		res, err := http.Get(s.proxy + "/ping")
 		if err == nil {
 			res.Body.Close()
 		}
 		return err == nil && res.StatusCode == 200
 	})
+	return s
+}
 
+// TestOAuth2Proxy puts oauth2-proxy (go install'ed at a pinned version by
+// .ci/run) with --provider=oidc in front of a small app: a person reaches
+// the app only after logging in at signup, and the app sees their address.
+func TestOAuth2Proxy(t *testing.T) {
+	t.Parallel()
+	s := startOAuth2Proxy(t)
 	jar, _ := cookiejar.New(nil)
 	browser := &http.Client{Jar: jar}
-	res, err := browser.Get(proxy + "/reports")
+	res, err := browser.Get(s.proxy + "/reports")
 	if err != nil {
 		t.Fatal(err)
 	}
 	res.Body.Close()
 	login := res.Request.URL
-	if res.StatusCode != 200 || login.Host != fmt.Sprintf("127.0.0.1:%d", signupPort) || login.Path != "/login" {
+	if res.StatusCode != 200 || login.Scheme+"://"+login.Host != s.site || login.Path != "/login" {
 		t.Fatalf("the app without a login: %d at %s, want signup's login page", res.StatusCode, login)
 	}
-	mu.Lock()
-	if len(reached) != 0 {
+	s.mu.Lock()
+	if len(s.reached) != 0 {
 		t.Errorf("the app was reached without a login")
 	}
-	mu.Unlock()
-	res, err = browser.PostForm(site+"/login", url.Values{"email": {"ada@example.com"}, "password": {"pa55word1234"}, "return_to": {login.Query().Get("return_to")}})
+	s.mu.Unlock()
+	res, err = browser.PostForm(s.site+"/login", url.Values{"email": {"ada@example.com"}, "password": {"pa55word1234"}, "return_to": {login.Query().Get("return_to")}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	body, _ := io.ReadAll(res.Body)
 	res.Body.Close()
-	if res.StatusCode != 200 || res.Request.URL.Host != fmt.Sprintf("127.0.0.1:%d", proxyPort) || !strings.Contains(string(body), "<p id=email>ada@example.com</p>") ||
-		!strings.Contains(string(body), "<p id=path>/reports</p>") {
+	if res.StatusCode != 200 || res.Request.URL.String() != s.proxy+"/reports" || !strings.Contains(string(body), `<p id="email">ada@example.com</p>`) {
 		t.Fatalf("after the login at signup: %d at %s:\n%s", res.StatusCode, res.Request.URL, body)
 	}
 }

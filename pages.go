@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
 	"time"
 )
 
@@ -73,7 +74,14 @@ func (app *application) render(w http.ResponseWriter, r *http.Request, status in
 	for k, v := range pageHeaders {
 		w.Header().Set(k, v)
 	}
-	w.Header().Set("Content-Security-Policy", app.contentSecurityPolicy())
+	var apps []string
+	if name == "login.html" || name == "login-code.html" || name == "consent.html" {
+		// A login or a consent may continue to an app's registered
+		// redirect URI (OpenID Connect), a redirect that browsers hold
+		// to form-action.
+		apps, _ = app.store.clientOrigins(r.Context()) // none on failure: the app's page is refused, no more
+	}
+	w.Header().Set("Content-Security-Policy", app.contentSecurityPolicy(apps...))
 	w.Header().Set("Content-Language", l.tag)
 	w.WriteHeader(status)
 	w.Write(buf.Bytes())
@@ -81,11 +89,11 @@ func (app *application) render(w http.ResponseWriter, r *http.Request, status in
 
 // contentSecurityPolicy is every page's: nothing from elsewhere, and forms
 // that post here only — and may be redirected to the allowed return
-// origins, since browsers hold a form's redirect to form-action too (a
-// login that continues to the app).
-func (app *application) contentSecurityPolicy() string {
+// origins and apps' origins, since browsers hold a form's redirect to
+// form-action too (a login that continues to the app).
+func (app *application) contentSecurityPolicy(apps ...string) string {
 	sources := "'self'"
-	for _, o := range app.returnOrigins()[1:] {
+	for _, o := range slices.Concat(app.returnOrigins()[1:], apps) {
 		sources += " " + o
 	}
 	return "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self'; form-action " + sources + "; frame-ancestors 'none'"

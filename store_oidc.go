@@ -15,6 +15,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -130,6 +131,32 @@ func (st *store) setClientSecret(ctx context.Context, id string, secretHash []by
 		return errNotFound
 	}
 	return nil
+}
+
+// clientOrigins are the origins of every registered redirect URI, for the
+// login and consent pages' form-action.
+func (st *store) clientOrigins(ctx context.Context) ([]string, error) {
+	if st == nil {
+		return nil, nil
+	}
+	rows, err := st.read.QueryContext(ctx, `SELECT redirect_uris FROM oidc_clients`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var origins []string
+	for rows.Next() {
+		var uris string
+		if err := rows.Scan(&uris); err != nil {
+			return nil, err
+		}
+		for _, uri := range strings.Fields(uris) {
+			if u, err := url.Parse(uri); err == nil && u.Host != "" && !slices.Contains(origins, u.Scheme+"://"+u.Host) {
+				origins = append(origins, u.Scheme+"://"+u.Host)
+			}
+		}
+	}
+	return origins, rows.Err()
 }
 
 // signingKey is an RS256 key of the provider; retired (rotated out) keys
