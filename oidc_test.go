@@ -11,11 +11,13 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -484,5 +486,106 @@ func TestOAuth2Proxy(t *testing.T) {
 	res.Body.Close()
 	if res.StatusCode != 200 || res.Request.URL.String() != s.proxy+"/reports" || !strings.Contains(string(body), `<p id="email">ada@example.com</p>`) {
 		t.Fatalf("after the login at signup: %d at %s:\n%s", res.StatusCode, res.Request.URL, body)
+	}
+}
+
+// TestApacheModAuthOpenIDC protects a directory with Apache and Debian's
+// libapache2-mod-auth-openidc (an OpenID-certified relying party), started
+// by the test with its own config: a person reaches it only after logging
+// in at signup, and the app behind it is given their address.
+func TestApacheModAuthOpenIDC(t *testing.T) {
+	t.Parallel()
+	apache := needTool(t, "apache2", "apache2 libapache2-mod-auth-openidc")
+	const module = "/usr/lib/apache2/modules/mod_auth_openidc.so"
+	if _, err := os.Stat(module); err != nil {
+		needTool(t, "no-mod-auth-openidc", "libapache2-mod-auth-openidc")
+	}
+	srv := startSMTP(t, nil)
+	dir := t.TempDir()
+	signupPort, apachePort := freePort(t), freePort(t)
+	site, front := fmt.Sprintf("http://127.0.0.1:%d", signupPort), fmt.Sprintf("http://127.0.0.1:%d", apachePort)
+	s := startBinary(t, append(baseArgs(dir), append(smtpArgs(srv.host, srv.port), "-port", fmt.Sprint(signupPort), "-base-url", site)...))
+	signup(t, s.url, "ada@example.com")
+	activate(t, s.url, waitFor1(t, srv, "ada@example.com", "Activate"))
+
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var email string
+		for name, v := range r.Header { // mod_auth_openidc's OIDC_CLAIM_email
+			if strings.EqualFold(name, "OIDC_CLAIM_email") {
+				email = v[0]
+			}
+		}
+		fmt.Fprintf(w, `<p id="email">%s</p><p id="path">%s</p>`, email, r.URL.Path)
+	}))
+	t.Cleanup(app.Close)
+	client := addClient(t, filepath.Join(dir, "signup.db"), "Intranet", "-redirect-uri", front+"/private/redirect_uri")
+	conf := filepath.Join(dir, "apache.conf")
+	config := fmt.Sprintf(`ServerName 127.0.0.1
+User www-data
+Group www-data
+Listen 127.0.0.1:%d
+PidFile %[2]s/apache.pid
+DefaultRuntimeDir %[2]s
+ErrorLog %[2]s/error.log
+LogLevel warn auth_openidc:info
+LoadModule mpm_event_module /usr/lib/apache2/modules/mod_mpm_event.so
+LoadModule authn_core_module /usr/lib/apache2/modules/mod_authn_core.so
+LoadModule authz_core_module /usr/lib/apache2/modules/mod_authz_core.so
+LoadModule authz_user_module /usr/lib/apache2/modules/mod_authz_user.so
+LoadModule proxy_module /usr/lib/apache2/modules/mod_proxy.so
+LoadModule proxy_http_module /usr/lib/apache2/modules/mod_proxy_http.so
+LoadModule auth_openidc_module %[3]s
+OIDCProviderMetadataURL %[4]s/.well-known/openid-configuration
+OIDCClientID %[5]s
+OIDCClientSecret %[6]s
+OIDCRedirectURI %[7]s/private/redirect_uri
+OIDCCryptoPassphrase 0123456789abcdef0123456789abcdef
+OIDCScope "openid email profile"
+OIDCPKCEMethod S256
+<Location /private>
+	AuthType openid-connect
+	Require valid-user
+	ProxyPass %[8]s/private
+</Location>
+`, apachePort, dir, module, site, client.ID, client.Secret, front, app.URL)
+	if err := os.WriteFile(conf, []byte(config), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(apache, "-f", conf, "-DFOREGROUND")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // Apache and its workers, ended together
+	proc := startCmd(t, cmd)
+	t.Cleanup(func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }) // before startCmd's own: the workers hold its output
+	quick := &http.Client{Timeout: 2 * time.Second}
+	waitFor(t, 20*time.Second, "Apache to answer", func() bool {
+		res, err := quick.Get(front + "/")
+		if err == nil {
+			res.Body.Close()
+		}
+		return err == nil
+	})
+
+	jar, _ := cookiejar.New(nil)
+	browser := &http.Client{Jar: jar, Timeout: 20 * time.Second}
+	req, _ := http.NewRequest("GET", front+"/private/reports", nil)
+	req.Header.Set("Accept", "text/html") // as a browser asks: mod_auth_openidc answers others 401
+	res, err := browser.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	login := res.Request.URL
+	if res.StatusCode != 200 || login.Scheme+"://"+login.Host != site || login.Path != "/login" {
+		errlog, _ := os.ReadFile(filepath.Join(dir, "error.log"))
+		t.Fatalf("the directory without a login: %d at %s, want signup's login page\n%s\n%s", res.StatusCode, login, proc.logs, errlog)
+	}
+	res, err = browser.PostForm(site+"/login", url.Values{"email": {"ada@example.com"}, "password": {"pa55word1234"}, "return_to": {login.Query().Get("return_to")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != 200 || res.Request.URL.String() != front+"/private/reports" || !strings.Contains(string(body), `<p id="email">ada@example.com</p>`) {
+		errlog, _ := os.ReadFile(filepath.Join(dir, "error.log"))
+		t.Fatalf("after the login at signup: %d at %s:\n%s\n%s", res.StatusCode, res.Request.URL, body, errlog)
 	}
 }
