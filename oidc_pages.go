@@ -31,11 +31,12 @@ func (app *application) handleOIDCLogin(w http.ResponseWriter, r *http.Request) 
 		return
 	}
 	fresh := err == nil
+	again := fresh && !s.CreatedAt.Before(time.UnixMilli(req.CreatedAt)) // logged in for this very request
 	if fresh && slices.Contains(req.Prompt, "login") {
-		fresh = !s.CreatedAt.Before(time.UnixMilli(req.CreatedAt)) // logged in again for this request
+		fresh = again
 	}
 	if fresh && req.MaxAge != nil {
-		fresh = now.Sub(s.CreatedAt) <= time.Duration(*req.MaxAge)*time.Second
+		fresh = again || now.Sub(s.CreatedAt) <= time.Duration(*req.MaxAge)*time.Second
 	}
 	if !fresh {
 		if slices.Contains(req.Prompt, "none") {

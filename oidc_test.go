@@ -27,7 +27,7 @@ import (
 
 // runSignup runs the built binary with -db db and args (a subcommand),
 // and returns its output and exit code.
-func runSignup(t *testing.T, db string, args ...string) (string, int) {
+func runSignup(t testing.TB, db string, args ...string) (string, int) {
 	t.Helper()
 	out, err := exec.Command(builtBinary(t), append([]string{"-db", db}, args...)...).CombinedOutput()
 	var exit *exec.ExitError
@@ -47,7 +47,7 @@ type testClient struct {
 }
 
 // addClient registers a client with `signup clients add … -json`.
-func addClient(t *testing.T, db string, args ...string) testClient {
+func addClient(t testing.TB, db string, args ...string) testClient {
 	t.Helper()
 	out, code := runSignup(t, db, append([]string{"clients", "add"}, append(args, "-json")...)...)
 	var c testClient
@@ -86,13 +86,13 @@ func via(site, instance string) context.Context {
 // redirects, logs in when signup's login page shows, and stops at the
 // app's redirect URI.
 type rpBrowser struct {
-	t        *testing.T
+	t        testing.TB
 	client   *http.Client
 	logins   int // how many times it met the login page
 	consents int // … and the consent page
 }
 
-func newRPBrowser(t *testing.T, site, instance, redirect string) *rpBrowser {
+func newRPBrowser(t testing.TB, site, instance, redirect string) *rpBrowser {
 	s, _ := url.Parse(site)
 	i, _ := url.Parse(instance)
 	jar, _ := cookiejar.New(nil)
@@ -258,6 +258,15 @@ func TestOIDCWithGoOIDC(t *testing.T) {
 				t.Errorf("consent asked again: %v, %d consents", got, browser.consents)
 			}
 
+			// prompt=login and max_age=0 ask for the password again.
+			for i, param := range []oauth2.AuthCodeOption{oauth2.SetAuthURLParam("prompt", "login"), oauth2.SetAuthURLParam("max_age", "0")} {
+				logins := browser.logins
+				got = browser.authorize(conf.AuthCodeURL("state-again", param, oauth2.S256ChallengeOption(pkce)), "ada@example.com", "pa55word1234")
+				if got.Get("code") == "" || browser.logins != logins+1 {
+					t.Errorf("a fresh login asked for (%d): %v after %d logins, want %d", i, got, browser.logins, logins+1)
+				}
+			}
+
 			// Refresh tokens rotate; one used twice revokes its family.
 			refreshed, err := second.TokenSource(ctxB, &oauth2.Token{RefreshToken: tok.RefreshToken}).Token()
 			if err != nil || refreshed.RefreshToken == "" || refreshed.RefreshToken == tok.RefreshToken {
@@ -271,6 +280,30 @@ func TestOIDCWithGoOIDC(t *testing.T) {
 			}
 			if _, err := provider.UserInfo(ctxA, oauth2.StaticTokenSource(refreshed)); err == nil {
 				t.Errorf("the family of a refresh token used twice still reads userinfo")
+			}
+
+			// An app revoked on the account page: its tokens end.
+			pkce = oauth2.GenerateVerifier()
+			got = browser.authorize(second.AuthCodeURL("state-r", oauth2.S256ChallengeOption(pkce)), "", "")
+			tok, err = second.Exchange(ctxA, got.Get("code"), oauth2.VerifierOption(pkce))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res, err := browser.client.PostForm(site+"/account/apps", url.Values{"client_id": {gitea.ID}}); err != nil || res.StatusCode != 200 {
+				t.Fatalf("revoking the app: %v %v", res, err)
+			} else {
+				res.Body.Close()
+			}
+			if _, err := provider.UserInfo(ctxB, oauth2.StaticTokenSource(tok)); err == nil {
+				t.Errorf("userinfo of a revoked app")
+			}
+			if _, err := second.TokenSource(ctxB, &oauth2.Token{RefreshToken: tok.RefreshToken}).Token(); err == nil {
+				t.Errorf("a refresh token of a revoked app")
+			}
+			consents := browser.consents
+			got = browser.authorize(second.AuthCodeURL("state-r2", oauth2.S256ChallengeOption(pkce)), "", "")
+			if got.Get("code") == "" || browser.consents != consents+1 {
+				t.Errorf("a revoked app did not ask again: %d consents", browser.consents)
 			}
 
 			// prompt=none without a session: login_required, no page.
@@ -395,7 +428,7 @@ func kid(t *testing.T, jwt string) string {
 }
 
 // findUser reads the account of address from db.
-func findUser(t *testing.T, db, address string) *user {
+func findUser(t testing.TB, db, address string) *user {
 	t.Helper()
 	st, err := openStore(db)
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -259,25 +260,40 @@ func (st *store) signingKeys(ctx context.Context, since time.Time) ([]signingKey
 		if err := rows.Scan(&k.id, &secret, &retired); err != nil {
 			return nil, err
 		}
-		der, err := st.openMessage(secret)
-		if err != nil {
+		if k.key, err = parsedKey(k.id, secret, st.openMessage); err != nil {
 			return nil, err
 		}
-		parsed, err := x509.ParsePKCS8PrivateKey(der)
-		if err != nil {
-			return nil, err
-		}
-		rsaKey, ok := parsed.(*rsa.PrivateKey)
-		if !ok {
-			return nil, errors.New("signing key " + k.id + " is not an RSA key")
-		}
-		k.key = rsaKey
 		if retired.Valid {
 			k.retired = time.UnixMilli(retired.Int64).UTC()
 		}
 		keys = append(keys, k)
 	}
 	return keys, rows.Err()
+}
+
+// parsedKeys are the signing keys parsed, by id: a key never changes, and
+// parsing one (its checks) costs as much as a signature.
+var parsedKeys sync.Map // id → *rsa.PrivateKey
+
+// parsedKey is the RSA key id, stored as secret (sealed, PKCS #8).
+func parsedKey(id string, secret []byte, open func([]byte) ([]byte, error)) (*rsa.PrivateKey, error) {
+	if k, ok := parsedKeys.Load(id); ok {
+		return k.(*rsa.PrivateKey), nil
+	}
+	der, err := open(secret)
+	if err != nil {
+		return nil, err
+	}
+	parsed, err := x509.ParsePKCS8PrivateKey(der)
+	if err != nil {
+		return nil, err
+	}
+	key, ok := parsed.(*rsa.PrivateKey)
+	if !ok {
+		return nil, errors.New("signing key " + id + " is not an RSA key")
+	}
+	parsedKeys.Store(id, key)
+	return key, nil
 }
 
 // cryptoKey returns the key that encrypts access tokens.
