@@ -117,10 +117,11 @@ func clients(ctx context.Context, cfg config, args []string, stdout io.Writer) e
 		if errors.Is(err, errNotFound) {
 			return fmt.Errorf("no client has the id %q", positional[0])
 		}
-		if err == nil {
-			fmt.Fprintf(stdout, "removed client %s: its tokens have ended\n", positional[0])
+		if err != nil {
+			return err
 		}
-		return err
+		fmt.Fprintf(stdout, "removed client %s: its tokens have ended\n", positional[0])
+		return st.accountsChanged() // the serving process forgets the tokens it cached (SQLite)
 	default: // rotate-secret
 		secret := newClientID() + newClientID()
 		err := st.setClientSecret(ctx, positional[0], hashSecret(secret))

@@ -371,6 +371,22 @@ func TestOIDCWithGoOIDC(t *testing.T) {
 				}
 			}
 
+			// An app removed by the operator: its tokens end at once.
+			if _, err := provider.UserInfo(ctxA, oauth2.StaticTokenSource(tok2)); err != nil {
+				t.Fatalf("userinfo before the app's removal: %v", err)
+			}
+			if out, code := runSignup(t, db, "clients", "remove", grafana.ID); code != 0 {
+				t.Fatalf("clients remove: %d\n%s", code, out)
+			}
+			for _, ctx := range []context.Context{ctxA, ctxB} {
+				if _, err := provider.UserInfo(ctx, oauth2.StaticTokenSource(tok2)); err == nil {
+					t.Errorf("userinfo after the app's removal")
+				}
+			}
+			if out, code := runSignup(t, db, "clients", "list"); code != 0 || strings.Contains(out, grafana.ID) || !strings.Contains(out, gitea.ID) {
+				t.Errorf("clients list after a removal: %d\n%s", code, out)
+			}
+
 			// RP-initiated logout ends the signup session, and goes back
 			// to the registered URI only.
 			const bye = "http://127.0.0.1:9/bye"

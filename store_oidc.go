@@ -118,7 +118,7 @@ func (st *store) removeClient(ctx context.Context, id string) error {
 			return err
 		}
 	}
-	return tx.Commit()
+	return st.commit(tx) // forgets the cached tokens
 }
 
 // setClientSecret gives the confidential client id a new secret's hash;
@@ -353,12 +353,12 @@ func (st *store) createOIDCRequest(ctx context.Context, req *oidcRequest, now ti
 
 const oidcRequestColumns = `id, client_id, data, user_id, auth_time, amr`
 
-func scanOIDCRequest(row interface{ Scan(...any) error }) (*oidcRequest, error) {
+func scanOIDCRequest(row interface{ Scan(...any) error }, more ...any) (*oidcRequest, error) {
 	var req oidcRequest
 	var data, amr string
 	var userID sql.NullInt64
 	var authTime int64
-	err := row.Scan(&req.ID, &req.ClientID, &data, &userID, &authTime, &amr)
+	err := row.Scan(append([]any{&req.ID, &req.ClientID, &data, &userID, &authTime, &amr}, more...)...)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, errNotFound
 	}
@@ -401,27 +401,29 @@ func (st *store) saveCode(ctx context.Context, id string, codeHash []byte, now t
 // revoked.
 var errCodeReused = errors.New("authorization code used before")
 
-// takeCode takes the live code with this hash — once on every instance,
-// even when two uses race (one UPDATE) — and returns its request. A code
-// used before revokes every token issued from it (errCodeReused).
-func (st *store) takeCode(ctx context.Context, codeHash []byte, now time.Time) (*oidcRequest, error) {
-	req, err := scanOIDCRequest(st.write.QueryRowContext(ctx, `UPDATE oidc_requests SET used = 1
-		WHERE code_hash = $1 AND used = 0 AND expiry > $2 AND user_id IS NOT NULL RETURNING `+oidcRequestColumns, codeHash, millis(now)))
-	if !errors.Is(err, errNotFound) {
-		return req, err
+// codeRequest returns the request of the live code with this hash — a
+// read: the code is taken in the transaction that stores its tokens
+// (createToken). A code used before revokes every token issued from it
+// (errCodeReused).
+func (st *store) codeRequest(ctx context.Context, codeHash []byte, now time.Time) (*oidcRequest, error) {
+	var used bool
+	req, err := scanOIDCRequest(st.read.QueryRowContext(ctx, `SELECT `+oidcRequestColumns+`, used FROM oidc_requests
+		WHERE code_hash = $1 AND expiry > $2 AND user_id IS NOT NULL`, codeHash, millis(now)), &used)
+	if err == nil && used {
+		return nil, st.revokeCode(ctx, req.ID)
 	}
-	var id string
-	err = st.read.QueryRowContext(ctx, `SELECT id FROM oidc_requests WHERE code_hash = $1 AND used = 1`, codeHash).Scan(&id)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, errNotFound
-	}
+	return req, err
+}
+
+// revokeCode ends the tokens issued from the request id's code, used
+// again, and returns errCodeReused.
+func (st *store) revokeCode(ctx context.Context, id string) error {
+	_, err := st.write.ExecContext(ctx, `DELETE FROM oidc_tokens WHERE request_id = $1`, id)
+	st.cache.forget()
 	if err != nil {
-		return nil, err
+		return err
 	}
-	if _, err := st.write.ExecContext(ctx, `DELETE FROM oidc_tokens WHERE request_id = $1`, id); err != nil {
-		return nil, err
-	}
-	return nil, errCodeReused
+	return errCodeReused
 }
 
 // oidcToken is a grant's token: an access token (its id), and with
@@ -439,13 +441,33 @@ type oidcToken struct {
 }
 
 // createToken stores t, with the refresh token's hash (nil: none) good
-// until refreshExpiry.
-func (st *store) createToken(ctx context.Context, t *oidcToken, refreshHash []byte, refreshExpiry time.Time) error {
-	_, err := st.write.ExecContext(ctx, `INSERT INTO oidc_tokens (id, user_id, client_id, request_id, family, scopes, amr, auth_time, expiry, refresh_hash, refresh_expiry)
+// until refreshExpiry. For a code's grant (fromCode) it takes the code in
+// the same transaction — once on every instance, even when two uses race
+// (one UPDATE): the second finds it taken, revokes what the first issued
+// and returns errCodeReused.
+func (st *store) createToken(ctx context.Context, t *oidcToken, fromCode bool, refreshHash []byte, refreshExpiry time.Time) error {
+	tx, err := st.write.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if fromCode {
+		res, err := tx.ExecContext(ctx, `UPDATE oidc_requests SET used = 1 WHERE id = $1 AND used = 0`, t.RequestID)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			tx.Rollback()
+			return st.revokeCode(ctx, t.RequestID)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO oidc_tokens (id, user_id, client_id, request_id, family, scopes, amr, auth_time, expiry, refresh_hash, refresh_expiry)
 		SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 FROM users WHERE id = $2 AND disabled_at IS NULL`,
 		t.ID, t.UserID, t.ClientID, t.RequestID, t.Family, strings.Join(t.Scopes, " "), strings.Join(t.AMR, " "),
-		millis(t.AuthTime), millis(t.Expiry), refreshHash, millis(refreshExpiry))
-	return err
+		millis(t.AuthTime), millis(t.Expiry), refreshHash, millis(refreshExpiry)); err != nil {
+		return err
+	}
+	return tx.Commit()
 }
 
 const oidcTokenColumns = `id, user_id, client_id, request_id, family, scopes, amr, auth_time, expiry`
@@ -467,8 +489,19 @@ func scanOIDCToken(row interface{ Scan(...any) error }) (*oidcToken, error) {
 }
 
 // accessToken returns the live access token with this id and its account
-// (activated, not disabled), or errNotFound: one read, no write.
+// (activated, not disabled), or errNotFound: one read, no write — on
+// SQLite most often not even that (sessionCache, which every write that
+// ends a token forgets).
 func (st *store) accessToken(ctx context.Context, id string, now time.Time) (*oidcToken, *user, error) {
+	key := sha256.Sum256([]byte("oidc-access-token:" + id))
+	if c, ok := st.cache.get(key[:]); ok && c.token != nil {
+		if !now.Before(c.token.Expiry) {
+			return nil, nil, errNotFound
+		}
+		t, u := *c.token, c.u
+		return &t, &u, nil
+	}
+	gen := st.cache.generation()
 	var t oidcToken
 	var u user
 	var scopes, amr string
@@ -486,6 +519,8 @@ func (st *store) accessToken(ctx context.Context, id string, now time.Time) (*oi
 	t.UserID, t.Scopes, t.AMR = u.ID, strings.Fields(scopes), strings.Fields(amr)
 	t.AuthTime, t.Expiry = time.UnixMilli(authTime).UTC(), time.UnixMilli(expiry).UTC()
 	u.CreatedAt, u.Activated = time.UnixMilli(created).UTC(), true
+	cached := t
+	st.cache.put(key[:], cachedSession{u: u, token: &cached, expiry: t.Expiry}, gen)
 	return &t, &u, nil
 }
 
@@ -510,7 +545,9 @@ func (st *store) takeRefresh(ctx context.Context, refreshHash []byte, now time.T
 	if err != nil {
 		return nil, err
 	}
-	if _, err := st.write.ExecContext(ctx, `DELETE FROM oidc_tokens WHERE family = $1`, family); err != nil {
+	_, err = st.write.ExecContext(ctx, `DELETE FROM oidc_tokens WHERE family = $1`, family)
+	st.cache.forget()
+	if err != nil {
 		return nil, err
 	}
 	return nil, errRefreshReused
@@ -534,6 +571,7 @@ func (st *store) refreshOwner(ctx context.Context, refreshHash []byte, clientID 
 func (st *store) revokeToken(ctx context.Context, id string, refreshHash []byte, clientID string) error {
 	_, err := st.write.ExecContext(ctx, `DELETE FROM oidc_tokens WHERE client_id = $1 AND family IN
 		(SELECT family FROM oidc_tokens WHERE id = $2 OR refresh_hash = $3)`, clientID, id, refreshHash)
+	st.cache.forget()
 	return err
 }
 
@@ -650,7 +688,7 @@ func (st *store) revokeApp(ctx context.Context, userID int64, clientID string) e
 			return err
 		}
 	}
-	return tx.Commit()
+	return st.commit(tx) // forgets the cached tokens
 }
 
 // purgeOIDC deletes the authorization requests and tokens past use.

@@ -186,6 +186,7 @@ type cachedSession struct {
 	scope  string
 	expiry time.Time
 	gen    uint64
+	token  *oidcToken // an app's access token (store.accessToken), not a session
 }
 
 // maxCachedSessions bounds the cache; past it, it starts over.
