@@ -167,8 +167,15 @@ type shownUser struct {
 	account
 	TwoStep  shownTwoStep   `json:"two_step"`
 	Passkeys []shownPasskey `json:"passkeys"`
+	Apps     []shownApp     `json:"apps"` // allowed (clients registered with -consent)
 	Sessions []shownSession `json:"sessions"`
 	Activity []shownEvent   `json:"activity"`
+}
+
+type shownApp struct {
+	ClientID string    `json:"client_id"`
+	Name     string    `json:"name"`
+	Since    time.Time `json:"allowed_at"`
 }
 
 type shownTwoStep struct {
@@ -219,6 +226,14 @@ func showUser(ctx context.Context, st *store, u *user, asJSON bool, stdout io.Wr
 	if twoStep.On {
 		out.TwoStep.Since = &twoStep.Since
 	}
+	apps, err := st.allowedApps(ctx, u.ID)
+	if err != nil {
+		return err
+	}
+	out.Apps = []shownApp{}
+	for _, a := range apps {
+		out.Apps = append(out.Apps, shownApp{a.ClientID, a.Name, a.Since})
+	}
 	out.Passkeys = []shownPasskey{}
 	for _, k := range keys {
 		p := shownPasskey{Name: k.Name, CreatedAt: k.CreatedAt}
@@ -260,6 +275,10 @@ func showUser(ctx context.Context, st *store, u *user, asJSON bool, stdout io.Wr
 			used = "last used " + k.LastUsed.Format(time.RFC3339)
 		}
 		fmt.Fprintf(tw, "  %s\tadded %s, %s\n", k.Name, k.CreatedAt.Format(time.RFC3339), used)
+	}
+	fmt.Fprintf(tw, "apps allowed\t%d\n", len(out.Apps))
+	for _, a := range out.Apps {
+		fmt.Fprintf(tw, "  %s\t%s, allowed %s\n", a.Name, a.ClientID, a.Since.Format(time.RFC3339))
 	}
 	fmt.Fprintf(tw, "sessions\t%d\n", len(out.Sessions))
 	for _, s := range out.Sessions {

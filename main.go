@@ -65,6 +65,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return nil
 	}
 	logger := slog.New(newQuietHandler(slog.NewTextHandler(stderr, nil)))
+	slog.SetDefault(logger) // what libraries log (zitadel/oidc's request errors) goes the same way
 
 	if len(rest) == 2 && rest[0] == "backup" {
 		if isPostgresURL(cfg.db) {

@@ -267,6 +267,11 @@ func TestOIDCWithGoOIDC(t *testing.T) {
 				}
 			}
 
+			// The operator sees the app allowed.
+			if out, code := runSignup(t, db, "users", "show", "ada@example.com"); code != 0 || !strings.Contains(out, gitea.ID+", allowed") {
+				t.Errorf("users show: the app allowed missing: %d\n%s", code, out)
+			}
+
 			// Refresh tokens rotate; one used twice revokes its family.
 			refreshed, err := second.TokenSource(ctxB, &oauth2.Token{RefreshToken: tok.RefreshToken}).Token()
 			if err != nil || refreshed.RefreshToken == "" || refreshed.RefreshToken == tok.RefreshToken {
@@ -368,6 +373,21 @@ func TestOIDCWithGoOIDC(t *testing.T) {
 			for _, token := range []string{raw, newer} {
 				if _, err := fresh.Verify(ctxB, token); err != nil {
 					t.Errorf("an ID token after keys rotate: %v", err)
+				}
+			}
+
+			// The metrics count by client and result; no code, token or
+			// secret reaches a log line.
+			m := series(t, scrapeFrom(t, a.url, "127.0.0.1"))
+			if m[`signup_oidc_tokens_total{client="`+grafana.ID+`",result="issued"}`] == 0 || m[`signup_oidc_authorizations_total{client="`+grafana.ID+`",result="code"}`] == 0 ||
+				m[`signup_oidc_tokens_total{client="",result="code_reused"}`] == 0 {
+				t.Errorf("the OpenID Connect metrics: %v", m)
+			}
+			for _, secret := range []string{code, tok.AccessToken, tok.RefreshToken, tok2.AccessToken, grafana.Secret, gitea.Secret} {
+				for _, p := range []*process{a, b} {
+					if strings.Contains(p.logs.String(), secret) {
+						t.Errorf("a code, token or secret in the log: %q", secret)
+					}
 				}
 			}
 
