@@ -232,7 +232,7 @@ func showUser(ctx context.Context, st *store, u *user, asJSON bool, stdout io.Wr
 	}
 	out.Apps = []shownApp{}
 	for _, a := range apps {
-		out.Apps = append(out.Apps, shownApp{a.ClientID, a.Name, a.Since})
+		out.Apps = append(out.Apps, shownApp(a))
 	}
 	out.Passkeys = []shownPasskey{}
 	for _, k := range keys {
