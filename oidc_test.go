@@ -311,6 +311,28 @@ func TestOIDCWithGoOIDC(t *testing.T) {
 				t.Errorf("a revoked app did not ask again: %d consents", browser.consents)
 			}
 
+			// A public client: no secret, PKCE required.
+			spa := addClient(t, db, "Single-page app", "-redirect-uri", redirect, "-public")
+			if spa.Secret != "" {
+				t.Errorf("a public client got a secret")
+			}
+			public := oauth2.Config{ClientID: spa.ID, Endpoint: provider.Endpoint(), RedirectURL: redirect, Scopes: []string{oidc.ScopeOpenID, "email"}}
+			public.Endpoint.AuthStyle = oauth2.AuthStyleInParams
+			got = browser.authorize(public.AuthCodeURL("state-p1"), "", "")
+			if _, err := public.Exchange(ctxB, got.Get("code")); err == nil {
+				t.Errorf("a public client's code exchanged without PKCE")
+			}
+			pkce = oauth2.GenerateVerifier()
+			got = browser.authorize(public.AuthCodeURL("state-p2", oauth2.S256ChallengeOption(pkce)), "", "")
+			if ptok, err := public.Exchange(ctxB, got.Get("code"), oauth2.VerifierOption(pkce)); err != nil || ptok.Extra("id_token") == nil {
+				t.Errorf("a public client with PKCE: %v", err)
+			}
+			pkce = oauth2.GenerateVerifier()
+			got = browser.authorize(public.AuthCodeURL("state-p3", oauth2.S256ChallengeOption(pkce)), "", "")
+			if _, err := public.Exchange(ctxB, got.Get("code"), oauth2.VerifierOption(oauth2.GenerateVerifier())); err == nil {
+				t.Errorf("a public client with the wrong PKCE verifier")
+			}
+
 			// prompt=none without a session: login_required, no page.
 			stranger := newRPBrowser(t, site, a.url, redirect)
 			got = stranger.authorize(conf.AuthCodeURL("state-4", oauth2.SetAuthURLParam("prompt", "none"), oauth2.S256ChallengeOption(pkce)), "", "")
