@@ -429,6 +429,64 @@ func TestOIDCWithGoOIDC(t *testing.T) {
 				t.Errorf("clients list after a removal: %d\n%s", code, out)
 			}
 
+			// A passkey login: the ID token's amr says so.
+			st, err := openStore(db)
+			if err != nil {
+				t.Fatal(err)
+			}
+			st.composer = cliComposer(config{})
+			key := newSoftAuthenticator(t, u.ID)
+			if err := st.addPasskey(context.Background(), u, key.passkey(t, "Laptop"), time.Now()); err != nil {
+				t.Fatal(err)
+			}
+			st.close()
+			holder := newRPBrowser(t, site, b.url, "http://127.0.0.1:9/")
+			pkce = oauth2.GenerateVerifier()
+			res, err = holder.client.Get(second.AuthCodeURL("state-k", oidc.Nonce("nonce-k"), oauth2.S256ChallengeOption(pkce)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			res.Body.Close()
+			returnTo := res.Request.URL.Query().Get("return_to")
+			var begun struct {
+				Ceremony string
+				Options  struct{ PublicKey struct{ Challenge string } }
+			}
+			res, err = holder.client.Post(site+"/login/passkey", "application/json", strings.NewReader("{}"))
+			if err == nil {
+				err = json.NewDecoder(res.Body).Decode(&begun)
+				res.Body.Close()
+			}
+			challenge, _ := base64.RawURLEncoding.DecodeString(begun.Options.PublicKey.Challenge)
+			if err != nil || len(challenge) == 0 {
+				t.Fatalf("a passkey login begun: %v", err)
+			}
+			finish, _ := json.Marshal(passkeyFinish{Ceremony: begun.Ceremony, Credential: key.assert(t, challenge, site), ReturnTo: returnTo})
+			res, err = holder.client.Post(site+"/login/passkey/finish", "application/json", strings.NewReader(string(finish)))
+			var done struct{ Next string }
+			if err == nil {
+				err = json.NewDecoder(res.Body).Decode(&done)
+				res.Body.Close()
+			}
+			if err != nil || done.Next != returnTo {
+				t.Fatalf("logged in with a passkey: next %q, %v", done.Next, err)
+			}
+			got = holder.authorize(site+done.Next, "", "")
+			ktok, err := second.Exchange(ctxA, got.Get("code"), oauth2.VerifierOption(pkce))
+			if err != nil {
+				t.Fatal(err)
+			}
+			kraw, _ := ktok.Extra("id_token").(string)
+			kidToken, err := provider.Verifier(&oidc.Config{ClientID: gitea.ID}).Verify(ctxA, kraw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var kclaims struct{ AMR []string }
+			kidToken.Claims(&kclaims)
+			if !slices.Equal(kclaims.AMR, []string{"hwk", "mfa"}) {
+				t.Errorf("a passkey login's amr: %v, want [hwk mfa]", kclaims.AMR)
+			}
+
 			// RP-initiated logout ends the signup session, and goes back
 			// to the registered URI only.
 			const bye = "http://127.0.0.1:9/bye"
