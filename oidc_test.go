@@ -524,6 +524,26 @@ func TestOIDCWithGoOIDC(t *testing.T) {
 			if res.Request.URL.Path != "/login" {
 				t.Errorf("after RP-initiated logout, /account led to %s", res.Request.URL)
 			}
+
+			// A new password ends the apps' tokens too, on every instance.
+			pkce = oauth2.GenerateVerifier()
+			got = holder.authorize(second.AuthCodeURL("state-pw", oauth2.S256ChallengeOption(pkce)), "", "")
+			ptok, err := second.Exchange(ctxA, got.Get("code"), oauth2.VerifierOption(pkce))
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _, bearer := login(t, b.url, "ada@example.com", "pa55word1234")
+			if status, body := bearerDo(t, "PUT", a.url+"/v1/users/me/password", bearer, map[string]string{"current_password": "pa55word1234", "password": "new-pa55word"}); status != 200 {
+				t.Fatalf("a new password: %d %v", status, body)
+			}
+			for _, ctx := range []context.Context{ctxA, ctxB} {
+				if _, err := provider.UserInfo(ctx, oauth2.StaticTokenSource(ptok)); err == nil {
+					t.Errorf("userinfo after a new password")
+				}
+			}
+			if _, err := second.TokenSource(ctxB, &oauth2.Token{RefreshToken: ptok.RefreshToken}).Token(); err == nil {
+				t.Errorf("a refresh token after a new password")
+			}
 		})
 	}
 }
