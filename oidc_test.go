@@ -758,3 +758,34 @@ OIDCPKCEMethod S256
 		t.Fatalf("after the login at signup: %d at %s:\n%s\n%s", res.StatusCode, res.Request.URL, body, errlog)
 	}
 }
+
+// TestCheckRedirectURI: a redirect URI given to `signup clients add` is
+// absolute, has no fragment, and is https:// — or http:// for a loopback
+// host, or any with -env development.
+func TestCheckRedirectURI(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		uri         string
+		development bool
+		ok          bool
+	}{
+		{"https://grafana.example.com/login/generic_oauth", false, true},
+		{"http://127.0.0.1:8080/callback", false, true},
+		{"http://[::1]:8080/callback", false, true},
+		{"http://localhost/callback", false, true},
+		{"http://grafana.example.com/callback", false, false},
+		{"http://grafana.example.com/callback", true, true},
+		{"https://app.example.com/cb#frag", false, false},
+		{"/callback", false, false},
+		{"ftp://app.example.com/cb", true, false},
+		{"https://user@app.example.com/cb", false, false},
+	} {
+		if err := checkRedirectURI(c.uri, c.development); (err == nil) != c.ok {
+			t.Errorf("checkRedirectURI(%q, development %t): %v, want ok %t", c.uri, c.development, err, c.ok)
+		}
+	}
+	if out, code := runSignup(t, filepath.Join(t.TempDir(), "signup.db"), "-env", "production", "-base-url", "https://accounts.example.com", "-smtp-host", "smtp.example.com", "-smtp-sender", "no-reply@example.com", "clients", "add", "App", "-redirect-uri", "http://app.example.com/cb"); code != 2 ||
+		!strings.Contains(out, "loopback") {
+		t.Errorf("clients add with an http:// URI in production: exit %d\n%s", code, out)
+	}
+}
