@@ -45,7 +45,7 @@ type process struct {
 func startBinary(t testing.TB, args []string, env ...string) *process {
 	t.Helper()
 	p := startBinaryNoWait(t, args, env...)
-	p.url = waitListening(t, p.logs, 20*time.Second)
+	p.url = waitListening(t, p.logs, time.Minute) // a -race binary on a machine busy with two suites can take long to start
 	return p
 }
 

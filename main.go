@@ -17,6 +17,10 @@ import (
 )
 
 func main() {
+	// What libraries log (zitadel/oidc's request errors) is written as the
+	// service writes its own lines. (Here, not in run: tests run run() in
+	// their own process, and leave the process's default alone.)
+	slog.SetDefault(slog.New(newQuietHandler(slog.NewTextHandler(os.Stderr, nil))))
 	err := run(context.Background(), os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
 	switch {
 	case err == nil, errors.Is(err, flag.ErrHelp):
@@ -65,7 +69,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return nil
 	}
 	logger := slog.New(newQuietHandler(slog.NewTextHandler(stderr, nil)))
-	slog.SetDefault(logger) // what libraries log (zitadel/oidc's request errors) goes the same way
 
 	if len(rest) == 2 && rest[0] == "backup" {
 		if isPostgresURL(cfg.db) {
