@@ -936,19 +936,7 @@ func BenchmarkForwardAuth(b *testing.B) {
 
 		bareURL, bare := startBare(b)
 
-		db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "signup.db")+"?mode=ro")
-		if err != nil {
-			b.Fatal(err)
-		}
-		db.SetMaxOpenConns(1)
-		defer db.Close()
-		dataVersion := func() int64 {
-			var v int64
-			if err := db.QueryRow(`PRAGMA data_version`).Scan(&v); err != nil {
-				b.Fatal(err)
-			}
-			return v
-		}
+		dataVersion := dataVersionOf(b, filepath.Join(dir, "signup.db"))
 		version, logged := dataVersion(), len(p.logs.String())
 		fa1 := hammer(b, p.url+"/v1/forward-auth", header, conns, phase, p.cmd.Process.Pid)
 		base := hammer(b, bareURL+"/", http.Header{}, conns, phase, bare.Pid)
@@ -1132,6 +1120,24 @@ func reportAgainstBcrypt(b *testing.B, hash []byte, d time.Duration, what string
 	b.ReportMetric(0, "ns/op")
 }
 
+// dataVersionOf reads SQLite's data_version of the database at path, from
+// a connection of its own: it changes when another connection commits.
+func dataVersionOf(b *testing.B, path string) func() int64 {
+	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro")
+	if err != nil {
+		b.Fatal(err)
+	}
+	db.SetMaxOpenConns(1)
+	b.Cleanup(func() { db.Close() })
+	return func() int64 {
+		var v int64
+		if err := db.QueryRow(`PRAGMA data_version`).Scan(&v); err != nil {
+			b.Fatal(err)
+		}
+		return v
+	}
+}
+
 // startBare starts the bare net/http handler (this test binary with
 // SIGNUP_BARE_SERVER set) and returns its URL and process.
 func startBare(b *testing.B) (string, *os.Process) {
@@ -1206,19 +1212,7 @@ func BenchmarkUserinfo(b *testing.B) {
 		}
 		header := http.Header{"Authorization": {"Bearer " + tok.AccessToken}}
 		bareURL, bare := startBare(b)
-		db, err := sql.Open("sqlite", "file:"+filepath.Join(o.dir, "signup.db")+"?mode=ro")
-		if err != nil {
-			b.Fatal(err)
-		}
-		db.SetMaxOpenConns(1)
-		defer db.Close()
-		dataVersion := func() int64 {
-			var v int64
-			if err := db.QueryRow(`PRAGMA data_version`).Scan(&v); err != nil {
-				b.Fatal(err)
-			}
-			return v
-		}
+		dataVersion := dataVersionOf(b, filepath.Join(o.dir, "signup.db"))
 		version := dataVersion()
 		u1 := hammer(b, o.p.url+"/userinfo", header, conns, phase, o.p.cmd.Process.Pid)
 		base := hammer(b, bareURL+"/", http.Header{}, conns, phase, bare.Pid)
