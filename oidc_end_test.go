@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,7 +17,8 @@ import (
 // for them, at once, on every instance (two sharing PostgreSQL) — each
 // token first read by userinfo at both, so that no answer kept from
 // before can be given: a password reset by email, the operator's `users
-// disable`, the account's deletion. And an app's own revocation (RFC 7009,
+// disable`, an address change undone, the account's deletion; and
+// introspection (RFC 7662) says so. And an app's own revocation (RFC 7009,
 // /revoke) ends what it names: a refresh token its grant, an access token
 // its grant too, another app's token nothing.
 func TestOIDCTokensEnd(t *testing.T) {
@@ -45,12 +48,31 @@ func TestOIDCTokensEnd(t *testing.T) {
 			conf := oauth2.Config{ClientID: app.ID, ClientSecret: app.Secret, Endpoint: provider.Endpoint(), RedirectURL: redirect,
 				Scopes: []string{oidc.ScopeOpenID, "email", oidc.ScopeOfflineAccess}}
 
-			password := "pa55word1234"
-			grant := func() *oauth2.Token { // a fresh grant, logged in with password when the browser is not
+			introspect := func(token string) (got struct { // RFC 7662, by the app holding it
+				Active   bool   `json:"active"`
+				ClientID string `json:"client_id"`
+				Email    string `json:"email"`
+			}) {
+				t.Helper()
+				req, _ := http.NewRequest("POST", a.url+"/oauth/introspect", strings.NewReader(url.Values{"token": {token}}.Encode()))
+				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+				req.SetBasicAuth(url.QueryEscape(app.ID), url.QueryEscape(app.Secret))
+				res, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer res.Body.Close()
+				if err := json.NewDecoder(res.Body).Decode(&got); err != nil || res.StatusCode != 200 {
+					t.Fatalf("introspection: %d %v", res.StatusCode, err)
+				}
+				return got
+			}
+			address, password := "ada@example.com", "pa55word1234"
+			grant := func() *oauth2.Token { // a fresh grant, logged in as address
 				t.Helper()
 				browser := newRPBrowser(t, site, a.url, "http://127.0.0.1:9/")
 				pkce := oauth2.GenerateVerifier()
-				got := browser.authorize(conf.AuthCodeURL("s", oauth2.S256ChallengeOption(pkce)), "ada@example.com", password)
+				got := browser.authorize(conf.AuthCodeURL("s", oauth2.S256ChallengeOption(pkce)), address, password)
 				tok, err := conf.Exchange(ctxB, got.Get("code"), oauth2.VerifierOption(pkce))
 				if err != nil {
 					t.Fatal(err)
@@ -59,6 +81,9 @@ func TestOIDCTokensEnd(t *testing.T) {
 					if _, err := provider.UserInfo(ctx, oauth2.StaticTokenSource(tok)); err != nil {
 						t.Fatalf("userinfo with a fresh token: %v", err)
 					}
+				}
+				if got := introspect(tok.AccessToken); got.Active != true || got.ClientID != app.ID || got.Email != address {
+					t.Errorf("introspection of a fresh token: %+v", got)
 				}
 				return tok
 			}
@@ -71,6 +96,9 @@ func TestOIDCTokensEnd(t *testing.T) {
 				}
 				if _, err := conf.TokenSource(ctxA, &oauth2.Token{RefreshToken: tok.RefreshToken}).Token(); err == nil {
 					t.Errorf("a refresh token after %s", what)
+				}
+				if got := introspect(tok.AccessToken); got.Active {
+					t.Errorf("introspection after %s: %+v", what, got)
 				}
 			}
 			revoke := func(clientID, secret, token, hint string) {
@@ -123,9 +151,30 @@ func TestOIDCTokensEnd(t *testing.T) {
 				t.Fatalf("users enable: %d %s", code, out)
 			}
 
-			// The person deletes the account.
+			// An address change undone from the old address.
 			tok = grant()
 			_, _, bearer := login(t, a.url, "ada@example.com", password)
+			if status, _ := bearerDo(t, "POST", a.url+"/v1/users/me/email", bearer, map[string]string{"email": "thief@evil.example", "current_password": password}); status != http.StatusAccepted {
+				t.Fatalf("address change: %d", status)
+			}
+			for _, to := range []string{"ada@example.com", "thief@evil.example"} {
+				if status, _ := post(t, "PUT", a.url+"/v1/users/email", map[string]string{"token": confirmLink(t, waitFor1(t, srv, to, "Confirm the new email address"))}); status != http.StatusOK {
+					t.Fatalf("confirm %s: %d", to, status)
+				}
+			}
+			address = "thief@evil.example"
+			tok2 := grant() // one given to the new address's holder
+			address = "ada@example.com"
+			_, undo := linkOf(t, waitFor1(t, srv, "ada@example.com", "has a new email address").data)
+			if status, body := form(t, b.url, "/undo-email", url.Values{"token": {undo}}); status != http.StatusOK {
+				t.Fatalf("undo: %d\n%s", status, body)
+			}
+			ended("an address change undone", tok)
+			ended("an address change undone", tok2)
+
+			// The person deletes the account.
+			tok = grant()
+			_, _, bearer = login(t, a.url, "ada@example.com", password)
 			if status, body := bearerDo(t, "DELETE", a.url+"/v1/users/me", bearer, map[string]string{"current_password": password}); status != http.StatusNoContent {
 				t.Fatalf("delete: %d %v", status, body)
 			}
