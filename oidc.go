@@ -76,7 +76,11 @@ func (app *application) newProvider(ctx context.Context) (*op.Provider, error) {
 	if strings.HasPrefix(app.cfg.baseURL, "http://") {
 		opts = append(opts, op.WithAllowInsecure()) // development: https everywhere else
 	}
-	return op.NewProvider(config, &oidcStorage{app}, op.StaticIssuer(strings.TrimSuffix(app.cfg.baseURL, "/")), opts...)
+	locales := map[string]*oidc.Locale{}
+	for _, tag := range app.templates.offered {
+		locales[tag] = oidc.NewLocale(language.Make(tag))
+	}
+	return op.NewProvider(config, &oidcStorage{app, locales}, op.StaticIssuer(strings.TrimSuffix(app.cfg.baseURL, "/")), opts...)
 }
 
 // tokenCrypto seals what an access token carries (its id and subject) with
@@ -146,7 +150,10 @@ func (app *application) oidcHandler() http.Handler {
 type requestKey struct{}
 
 // oidcStorage is signup's store as op sees it.
-type oidcStorage struct{ app *application }
+type oidcStorage struct {
+	app     *application
+	locales map[string]*oidc.Locale // the locale claim of each language offered, made once
+}
 
 var _ op.Storage = (*oidcStorage)(nil)
 
@@ -467,7 +474,7 @@ func (s *oidcStorage) SetUserinfoFromToken(ctx context.Context, info *oidc.UserI
 	if oidcSubject(u.ID) != subject {
 		return errors.New("the token is not the subject's")
 	}
-	s.setUserinfo(info, u, t.Scopes)
+	s.setUserinfo(info, &u, t.Scopes)
 	return nil
 }
 
@@ -480,7 +487,7 @@ func (s *oidcStorage) SetIntrospectionFromToken(ctx context.Context, in *oidc.In
 		return errors.New("the token is not the client's")
 	}
 	info := new(oidc.UserInfo)
-	s.setUserinfo(info, u, t.Scopes)
+	s.setUserinfo(info, &u, t.Scopes)
 	in.SetUserInfo(info)
 	in.Scope, in.ClientID, in.Expiration = t.Scopes, t.ClientID, oidc.FromTime(t.Expiry)
 	return nil
@@ -497,7 +504,7 @@ func (s *oidcStorage) setUserinfo(info *oidc.UserInfo, u *user, scopes []string)
 			info.Email, info.EmailVerified = u.Email, true
 		case oidc.ScopeProfile:
 			info.Name = u.Name
-			info.Locale = oidc.NewLocale(language.Make(s.app.templates.localeOf(u).tag))
+			info.Locale = s.locales[s.app.templates.localeOf(u).tag]
 		}
 	}
 }

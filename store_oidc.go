@@ -194,14 +194,14 @@ func scanOIDCToken(row interface{ Scan(...any) error }) (*oidcToken, error) {
 // (activated, not disabled), or errNotFound: one read, no write — on
 // SQLite most often not even that (sessionCache, which every write that
 // ends a token forgets).
-func (st *store) accessToken(ctx context.Context, id string, now time.Time) (*oidcToken, *user, error) {
-	key := sha256.Sum256([]byte("oidc-access-token:" + id))
+func (st *store) accessToken(ctx context.Context, id string, now time.Time) (oidcToken, user, error) {
+	var buf [64]byte // the key's input, on the stack
+	key := sha256.Sum256(append(append(buf[:0], "oidc-access-token:"...), id...))
 	if c, ok := st.cache.get(key[:]); ok && c.token != nil {
 		if !now.Before(c.token.Expiry) {
-			return nil, nil, errNotFound
+			return oidcToken{}, user{}, errNotFound
 		}
-		t, u := *c.token, c.u
-		return &t, &u, nil
+		return *c.token, c.u, nil
 	}
 	gen := st.cache.generation()
 	var t oidcToken
@@ -213,17 +213,17 @@ func (st *store) accessToken(ctx context.Context, id string, now time.Time) (*oi
 		WHERE t.id = $1 AND t.expiry > $2 AND u.activated = 1 AND u.disabled_at IS NULL`, id, millis(now)).
 		Scan(&t.ID, &t.ClientID, &scopes, &amr, &authTime, &expiry, &u.ID, &created, &u.Name, &u.Email, &u.language)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, nil, errNotFound
+		return oidcToken{}, user{}, errNotFound
 	}
 	if err != nil {
-		return nil, nil, err
+		return oidcToken{}, user{}, err
 	}
 	t.UserID, t.Scopes, t.AMR = u.ID, strings.Fields(scopes), strings.Fields(amr)
 	t.AuthTime, t.Expiry = time.UnixMilli(authTime).UTC(), time.UnixMilli(expiry).UTC()
 	u.CreatedAt, u.Activated = time.UnixMilli(created).UTC(), true
 	cached := t
 	st.cache.put(key[:], cachedSession{u: u, token: &cached, expiry: t.Expiry}, gen)
-	return &t, &u, nil
+	return t, u, nil
 }
 
 // errRefreshReused means a refresh token used before: its whole family is
