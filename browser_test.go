@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -475,4 +476,101 @@ func TestBrowserOIDC(t *testing.T) {
 		t.Errorf("landed on %s as %q, want %s/reports as ada@example.com", loc, email, s.proxy)
 	}
 	step("the account page lists the app", chromedp.Navigate(s.site+"/account"), chromedp.WaitVisible(`//li[starts-with(., "The app, allowed")]`))
+}
+
+// spaPage is a single-page app (a public client) of the signup at site:
+// at / it sends the browser to /authorize with PKCE; at /callback it
+// exchanges the code at the token endpoint and asks userinfo, both with
+// fetch from its own origin, and shows the address (#email) or what went
+// wrong (#error).
+const spaPage = `<!doctype html><html lang="en"><title>The app</title><h1>The app</h1><p id="out"></p><script>
+const site = %q, client = %q, redirect = location.origin + "/callback";
+const b64 = bytes => btoa(String.fromCharCode(...new Uint8Array(bytes))).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+const show = (id, text) => { const p = document.getElementById("out"); p.id = id; p.textContent = text; };
+(async () => {
+	if (location.pathname === "/") {
+		const verifier = b64(crypto.getRandomValues(new Uint8Array(32)));
+		sessionStorage.setItem("verifier", verifier);
+		const challenge = b64(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(verifier)));
+		location = site + "/authorize?" + new URLSearchParams({client_id: client, redirect_uri: redirect, response_type: "code",
+			scope: "openid email", state: "s", code_challenge: challenge, code_challenge_method: "S256"});
+		return;
+	}
+	const code = new URLSearchParams(location.search).get("code");
+	const token = await fetch(site + "/oauth/token", {method: "POST", body: new URLSearchParams({grant_type: "authorization_code",
+		code, redirect_uri: redirect, client_id: client, code_verifier: sessionStorage.getItem("verifier")})});
+	if (!token.ok) { show("error", "token endpoint: " + token.status); return; }
+	const info = await fetch(site + "/userinfo", {headers: {Authorization: "Bearer " + (await token.json()).access_token}});
+	if (!info.ok) { show("error", "userinfo: " + info.status); return; }
+	show("email", (await info.json()).email);
+})().catch(e => show("error", String(e)));
+</script></html>`
+
+// TestBrowserSinglePageApp: a single-page app on another site (a public
+// client, registered with its redirect URI) signs a person in through
+// signup in Chromium: the login, then its own fetches of the token
+// endpoint and userinfo, which the browser lets through (CORS) and signup
+// takes from the app's registered origin — while a cross-origin post from
+// an origin no app registered is refused, and no origin's request to the
+// provider is answered as one that may carry a cookie.
+func TestBrowserSinglePageApp(t *testing.T) {
+	t.Parallel()
+	srv := startSMTP(t, nil)
+	dir := t.TempDir()
+	port := freePort(t)
+	site := fmt.Sprintf("http://127.0.0.1:%d", port)
+	p := startBinary(t, append(baseArgs(dir), append(smtpArgs(srv.host, srv.port), "-port", fmt.Sprint(port), "-base-url", site)...))
+	signup(t, p.url, "ada@example.com")
+	activate(t, p.url, waitFor1(t, srv, "ada@example.com", "Activate"))
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	spa := fmt.Sprintf("http://localhost:%d", ln.Addr().(*net.TCPAddr).Port) // another site than 127.0.0.1's
+	client := addClient(t, filepath.Join(dir, "signup.db"), "The app", "-public", "-redirect-uri", spa+"/callback")
+	app := &httptest.Server{Listener: ln, Config: &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, spaPage, site, client.ID)
+	})}}
+	app.Start()
+	t.Cleanup(app.Close)
+
+	ctx := browser(t)
+	step := checkedSteps(t, ctx, p)
+	step("the app sends to signup's login", chromedp.Navigate(spa+"/"), chromedp.WaitVisible(`#email`))
+	if err := chromedp.Do(ctx, chromedp.SendKeys(`#email`, "ada@example.com"), chromedp.SendKeys(`#password`, "pa55word1234"),
+		chromedp.Click(`button[type=submit]`), chromedp.WaitVisible(`//h1[text()="The app"]`), chromedp.WaitVisible(`#email, #error`)); err != nil {
+		t.Fatalf("back at the app: %v\n%s", err, p.logs)
+	}
+	email, _ := chromedp.Run(ctx, chromedp.Text(`#email, #error`))
+	if email != "ada@example.com" {
+		t.Errorf("the app shows %q, want the address userinfo gave it", email)
+	}
+
+	// The same post from an origin no app registered: refused.
+	req, _ := http.NewRequest("POST", p.url+"/oauth/token", strings.NewReader("grant_type=authorization_code&code=x"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", "http://evil.example")
+	req.Header.Set("Sec-Fetch-Site", "cross-site")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusForbidden {
+		t.Errorf("a cross-origin post to the token endpoint from an unregistered origin: %d, want 403", res.StatusCode)
+	}
+	// Any origin may read the provider's routes, never with a cookie.
+	for _, path := range []string{"/.well-known/openid-configuration", "/authorize"} {
+		req, _ = http.NewRequest("GET", p.url+path, nil)
+		req.Header.Set("Origin", "http://evil.example")
+		res, err = http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.Header.Get("Access-Control-Allow-Credentials") != "" || res.Header.Get("Access-Control-Allow-Origin") != "*" {
+			t.Errorf("%s from another origin: CORS headers %v", path, res.Header)
+		}
+	}
 }

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+	"github.com/rs/cors"
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 	"github.com/zitadel/oidc/v3/pkg/op"
 	"go.opentelemetry.io/otel/trace/noop"
@@ -72,7 +73,16 @@ func (app *application) newProvider(ctx context.Context) (*op.Provider, error) {
 	if err != nil {
 		return nil, err
 	}
-	opts := []op.Option{op.WithCrypto(aead)}
+	// CORS for the provider's routes: any origin may read them (discovery,
+	// the keys, and what an app asks with its own credentials or token;
+	// sameOrigin holds posts to registered apps' origins), never with a
+	// cookie — op's default would let every origin send one.
+	opts := []op.Option{op.WithCrypto(aead), op.WithCORSOptions(&cors.Options{
+		AllowedOrigins: []string{"*"},
+		AllowedMethods: []string{http.MethodGet, http.MethodHead, http.MethodPost},
+		AllowedHeaders: []string{"Accept", "Accept-Language", "Authorization", "Content-Type"},
+		ExposedHeaders: []string{"Location", "Content-Length"},
+	})}
 	if strings.HasPrefix(app.cfg.baseURL, "http://") {
 		opts = append(opts, op.WithAllowInsecure()) // development: https everywhere else
 	}

@@ -173,16 +173,8 @@ func (app *application) deadline(next http.Handler) http.Handler {
 // requests get the CORS headers, and their preflights an answer.
 func (app *application) cors(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch r.URL.Path {
-		case "/oauth/token", "/oauth/introspect", "/revoke", "/userinfo":
-			// An app's own calls, with its credentials or a token and
-			// no cookie: a browser app (a public client) makes them
-			// from its own origin.
-			next.ServeHTTP(w, r)
-			return
-		}
 		if !strings.HasPrefix(r.URL.Path, "/v1/") {
-			next.ServeHTTP(w, r)
+			next.ServeHTTP(w, r) // the provider's routes answer CORS themselves (newProvider)
 			return
 		}
 		w.Header().Add("Vary", "Origin")
@@ -206,8 +198,9 @@ func (app *application) cors(next http.Handler) http.Handler {
 // sameOrigin refuses a cross-origin POST, PUT or DELETE from a browser, so
 // that no web page can make its visitors sign up, log in or send emails: on
 // the API (a JSON 403) unless its origin is in -cors-trusted-origins; on
-// the pages (a page) always. Requests without browser headers (curl,
-// servers) pass.
+// the pages (a page) always; on the endpoints an app calls (appCalls)
+// unless its origin is a registered app's or trusted. Requests without
+// browser headers (curl, servers) pass.
 func (app *application) sameOrigin(next http.Handler) http.Handler {
 	pages := http.NewCrossOriginProtection() // no origin is trusted to post the forms
 	api := http.NewCrossOriginProtection()
@@ -215,17 +208,38 @@ func (app *application) sameOrigin(next http.Handler) http.Handler {
 		api.AddTrustedOrigin(origin) // checked with the config
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !strings.HasPrefix(r.URL.Path, "/v1/") {
+		switch {
+		case slices.Contains(appCalls, r.URL.Path):
+			if api.Check(r) != nil && !app.fromClientOrigin(r) {
+				app.errorResponse(w, r, http.StatusForbidden, "cross-origin request refused")
+				return
+			}
+		case !strings.HasPrefix(r.URL.Path, "/v1/"):
 			if err := pages.Check(r); err != nil {
 				app.showMessage(w, r, http.StatusForbidden, "refused.title", "refused.text")
 				return
 			}
-		} else if err := api.Check(r); err != nil {
-			app.errorResponse(w, r, http.StatusForbidden, "cross-origin request refused")
-			return
+		default:
+			if err := api.Check(r); err != nil {
+				app.errorResponse(w, r, http.StatusForbidden, "cross-origin request refused")
+				return
+			}
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// appCalls are the OpenID Connect endpoints an app calls itself, with its
+// own credentials, code or token and never a cookie: a single-page app (a
+// public client) posts to them from its own origin.
+var appCalls = []string{"/oauth/token", "/oauth/introspect", "/revoke", "/userinfo"}
+
+// fromClientOrigin reports whether r comes from the origin of a registered
+// client's redirect URI — an app's own page.
+func (app *application) fromClientOrigin(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	origins, err := app.store.clientOrigins(r.Context())
+	return err == nil && origin != "" && slices.Contains(origins, origin)
 }
 
 // statusRecorder remembers the status a handler wrote.
