@@ -476,6 +476,9 @@ func TestBrowserOIDC(t *testing.T) {
 		t.Errorf("landed on %s as %q, want %s/reports as ada@example.com", loc, email, s.proxy)
 	}
 	step("the account page lists the app", chromedp.Navigate(s.site+"/account"), chromedp.WaitVisible(`//li[starts-with(., "The app, allowed")]`))
+	step("an app's logout that names no one asks first", chromedp.Navigate(s.site+"/end_session"), chromedp.WaitVisible(`//h1[text()="Log out?"]`))
+	step("logged out", chromedp.Click(`//button[text()="Log out"]`), chromedp.WaitVisible(`#email`))
+	step("and so", chromedp.Navigate(s.site+"/account"), chromedp.WaitVisible(`#email`))
 }
 
 // spaPage is a single-page app (a public client) of the signup at site:

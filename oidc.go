@@ -148,6 +148,9 @@ func (app *application) oidcHandler() http.Handler {
 			mu.Unlock()
 		}
 		if r.URL.Path == "/end_session" { // TerminateSession ends this browser's session
+			if app.askBeforeEndSession(w, r) {
+				return
+			}
 			r = r.WithContext(context.WithValue(r.Context(), requestKey{}, r))
 		}
 		p.ServeHTTP(w, r)

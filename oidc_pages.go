@@ -175,3 +175,25 @@ func (app *application) handleAppRevokeForm(w http.ResponseWriter, r *http.Reque
 		app.accountPage(w, r, http.StatusOK, u, s, "apps", nil, nil, nil, "apps.revoked")
 	})
 }
+
+// askBeforeEndSession asks "Log out?" when an app's logout request names
+// no one (no id_token_hint) and comes as a GET to a logged-in browser: any
+// page can send one (a link, an image), and a GET changes nothing. The
+// page posts the request back, which sameOrigin lets through from signup's
+// own pages only. It reports whether it answered.
+func (app *application) askBeforeEndSession(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead || r.URL.Query().Get("id_token_hint") != "" {
+		return false
+	}
+	u, _, err := app.browserSession(r)
+	if err != nil {
+		return false // no session to end
+	}
+	form := map[string]string{}
+	for name := range r.URL.Query() {
+		form[name] = r.URL.Query().Get(name)
+	}
+	app.render(w, r, http.StatusOK, "end-session.html", page{Title: "oidc.logout.title", Form: form, LoggedIn: true,
+		Args: map[string]string{"Email": u.Email}})
+	return true
+}

@@ -524,6 +524,39 @@ func TestOIDCWithGoOIDC(t *testing.T) {
 			if res.Request.URL.Path != "/login" {
 				t.Errorf("after RP-initiated logout, /account led to %s", res.Request.URL)
 			}
+			// Without id_token_hint, a GET only asks ("Log out?"); the
+			// page's post, from signup's own origin, logs out.
+			browser.authorize(third.AuthCodeURL("state-8", oauth2.S256ChallengeOption(oauth2.GenerateVerifier())), "ada@example.com", "pa55word1234")
+			ask := url.Values{"client_id": {outline.ID}, "post_logout_redirect_uri": {bye}, "state": {"bye-2"}}
+			res, err = browser.client.Get(site + "/end_session?" + ask.Encode())
+			if err != nil {
+				t.Fatal(err)
+			}
+			page, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			if res.StatusCode != 200 || !strings.Contains(string(page), "Log out?") || !strings.Contains(string(page), `name="post_logout_redirect_uri" value="`+bye+`"`) {
+				t.Errorf("a logout request without id_token_hint: %d\n%s", res.StatusCode, page)
+			}
+			if res, err = browser.client.Get(site + "/account"); err == nil {
+				res.Body.Close()
+				if res.Request.URL.Path != "/account" {
+					t.Errorf("a GET to /end_session without id_token_hint logged out: /account led to %s", res.Request.URL)
+				}
+			}
+			res, err = browser.client.PostForm(site+"/end_session", ask)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res.Body.Close()
+			if !strings.HasPrefix(res.Header.Get("Location"), bye) {
+				t.Errorf("the logout page's post: %d, Location %q, want %s", res.StatusCode, res.Header.Get("Location"), bye)
+			}
+			if res, err = browser.client.Get(site + "/account"); err == nil {
+				res.Body.Close()
+				if res.Request.URL.Path != "/login" {
+					t.Errorf("after the logout page's post, /account led to %s", res.Request.URL)
+				}
+			}
 
 			// A new password ends the apps' tokens too, on every instance.
 			pkce = oauth2.GenerateVerifier()

@@ -75,10 +75,10 @@ func (app *application) render(w http.ResponseWriter, r *http.Request, status in
 		w.Header().Set(k, v)
 	}
 	var apps []string
-	if name == "login.html" || name == "login-code.html" || name == "consent.html" {
-		// A login or a consent may continue to an app's registered
-		// redirect URI (OpenID Connect), a redirect that browsers hold
-		// to form-action.
+	if name == "login.html" || name == "login-code.html" || name == "consent.html" || name == "end-session.html" {
+		// A login, a consent or a logout may continue to an app's
+		// registered redirect URI (OpenID Connect), a redirect that
+		// browsers hold to form-action.
 		apps, _ = app.store.clientOrigins(r.Context()) // none on failure: the app's page is refused, no more
 	}
 	w.Header().Set("Content-Security-Policy", app.contentSecurityPolicy(apps...))

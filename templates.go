@@ -27,7 +27,7 @@ var templateFS embed.FS
 
 // pageFiles are the pages, each executed inside layout.html.
 var pageFiles = []string{"message.html", "signup.html", "activate.html", "resend.html", "forgot-password.html", "reset-password.html",
-	"login.html", "account.html", "confirm-email.html", "undo-email.html", "login-code.html", "two-step.html", "two-step-codes.html", "consent.html"}
+	"login.html", "account.html", "confirm-email.html", "undo-email.html", "login-code.html", "two-step.html", "two-step-codes.html", "consent.html", "end-session.html"}
 
 // templates are the parsed email and page templates of every language,
 // the stylesheet, and the languages offered.
