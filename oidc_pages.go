@@ -16,9 +16,10 @@ import (
 // handleOIDCLogin continues an app's authorization request (op sends the
 // browser here): without a session — or, for prompt=login or max_age, a
 // fresh enough one — to /login and back; then, for a -consent client not
-// yet allowed these scopes, the consent page; then to op's callback,
-// which gives the app its code. prompt=none gets login_required (or
-// consent_required) at the app's redirect URI instead of a page.
+// yet allowed these scopes (or asking again: prompt=consent), the consent
+// page; then to op's callback, which gives the app its code. prompt=none
+// gets login_required (or consent_required) at the app's redirect URI
+// instead of a page.
 func (app *application) handleOIDCLogin(w http.ResponseWriter, r *http.Request) {
 	now := app.now()
 	req, client, ok := app.oidcRequestOf(w, r, r.URL.Query().Get("id"))
@@ -58,7 +59,7 @@ func (app *application) handleOIDCLogin(w http.ResponseWriter, r *http.Request) 
 			app.pageError(w, r, err)
 			return
 		}
-		if !given {
+		if !given || slices.Contains(req.Prompt, "consent") {
 			if slices.Contains(req.Prompt, "none") {
 				app.metrics.oidcAuths.WithLabelValues(client.ID, "consent_required").Inc()
 				app.oidcError(w, r, req, "consent_required")

@@ -257,6 +257,16 @@ func TestOIDCWithGoOIDC(t *testing.T) {
 			if got.Get("code") == "" || browser.consents != 1 {
 				t.Errorf("consent asked again: %v, %d consents", got, browser.consents)
 			}
+			// … unless the app asks for it again (prompt=consent); a
+			// first-party app (no -consent) is never asked.
+			got = browser.authorize(second.AuthCodeURL("state-3", oauth2.SetAuthURLParam("prompt", "consent"), oauth2.S256ChallengeOption(pkce)), "", "")
+			if got.Get("code") == "" || browser.consents != 2 {
+				t.Errorf("prompt=consent: %v, %d consents, want 2", got, browser.consents)
+			}
+			got = browser.authorize(conf.AuthCodeURL("state-3", oauth2.SetAuthURLParam("prompt", "consent"), oauth2.S256ChallengeOption(pkce)), "", "")
+			if got.Get("code") == "" || browser.consents != 2 {
+				t.Errorf("prompt=consent for a first-party app: %v, %d consents, want 2", got, browser.consents)
+			}
 
 			// prompt=login and max_age=0 ask for the password again.
 			for i, param := range []oauth2.AuthCodeOption{oauth2.SetAuthURLParam("prompt", "login"), oauth2.SetAuthURLParam("max_age", "0")} {
