@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -180,5 +182,87 @@ func TestOIDCTokensEnd(t *testing.T) {
 			}
 			ended("the account's deletion", tok)
 		})
+	}
+}
+
+// TestOIDCRefreshRefusedKeepsTheGrant: a refresh that fails its checks — a
+// scope beyond the grant's, or another app's credentials — uses nothing
+// up: the refresh token still refreshes for its own app, once. Two uses
+// racing still issue once and revoke the family.
+func TestOIDCRefreshRefusedKeepsTheGrant(t *testing.T) {
+	t.Parallel()
+	srv := startSMTP(t, nil)
+	dir := t.TempDir()
+	const site, redirect = "http://localhost:8443", "http://127.0.0.1:9/callback"
+	p := startBinary(t, append(baseArgs(dir), append(smtpArgs(srv.host, srv.port), "-base-url", site)...))
+	signup(t, p.url, "ada@example.com")
+	activate(t, p.url, waitFor1(t, srv, "ada@example.com", "Activate"))
+	db := filepath.Join(dir, "signup.db")
+	app := addClient(t, db, "Grafana", "-redirect-uri", redirect)
+	other := addClient(t, db, "Gitea", "-redirect-uri", redirect)
+	spa := addClient(t, db, "Single-page app", "-redirect-uri", redirect, "-public")
+	ctx := via(site, p.url)
+	provider, err := oidc.NewProvider(ctx, site)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := oauth2.Config{ClientID: app.ID, ClientSecret: app.Secret, Endpoint: provider.Endpoint(), RedirectURL: redirect,
+		Scopes: []string{oidc.ScopeOpenID, "email", oidc.ScopeOfflineAccess}}
+	browser := newRPBrowser(t, site, p.url, "http://127.0.0.1:9/")
+	pkce := oauth2.GenerateVerifier()
+	got := browser.authorize(conf.AuthCodeURL("s", oauth2.S256ChallengeOption(pkce)), "ada@example.com", "pa55word1234")
+	tok, err := conf.Exchange(ctx, got.Get("code"), oauth2.VerifierOption(pkce))
+	if err != nil {
+		t.Fatal(err)
+	}
+	refresh := func(form url.Values) int {
+		t.Helper()
+		form.Set("grant_type", "refresh_token")
+		res, err := http.PostForm(p.url+"/oauth/token", form)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res.StatusCode
+	}
+	for what, form := range map[string]url.Values{
+		"a scope beyond the grant's": {"refresh_token": {tok.RefreshToken}, "client_id": {app.ID}, "client_secret": {app.Secret}, "scope": {"openid email profile"}},
+		"another app's credentials":  {"refresh_token": {tok.RefreshToken}, "client_id": {other.ID}, "client_secret": {other.Secret}},
+		"a public app's id":          {"refresh_token": {tok.RefreshToken}, "client_id": {spa.ID}},
+	} {
+		if status := refresh(form); status != http.StatusBadRequest {
+			t.Errorf("a refresh with %s: %d, want 400", what, status)
+		}
+	}
+	refreshed, err := conf.TokenSource(ctx, &oauth2.Token{RefreshToken: tok.RefreshToken}).Token()
+	if err != nil {
+		t.Fatalf("the refresh token after refused refreshes: %v", err)
+	}
+	if _, err := provider.UserInfo(ctx, oauth2.StaticTokenSource(refreshed)); err != nil {
+		t.Errorf("userinfo with the refreshed token: %v", err)
+	}
+
+	// Two uses of one refresh token at once: one is issued, and then the
+	// family is revoked.
+	var wg sync.WaitGroup
+	statuses := make(chan int, 2)
+	for range 2 {
+		wg.Go(func() {
+			statuses <- refresh(url.Values{"refresh_token": {refreshed.RefreshToken}, "client_id": {app.ID}, "client_secret": {app.Secret}})
+		})
+	}
+	wg.Wait()
+	close(statuses)
+	ok := 0
+	for s := range statuses {
+		if s == 200 {
+			ok++
+		}
+	}
+	if ok > 1 {
+		t.Errorf("one refresh token refreshed %d times at once", ok)
+	}
+	if _, err := provider.UserInfo(ctx, oauth2.StaticTokenSource(refreshed)); err == nil {
+		t.Errorf("the family of a refresh token used twice still reads userinfo")
 	}
 }

@@ -52,7 +52,7 @@ func (s *oidcStorage) AuthRequestByID(ctx context.Context, id string) (op.AuthRe
 func (s *oidcStorage) AuthRequestByCode(ctx context.Context, code string) (op.AuthRequest, error) {
 	req, err := s.app.store.codeRequest(ctx, hashSecret(code), s.app.now())
 	if err != nil {
-		return nil, s.codeRefused(err)
+		return nil, s.grantRefused(err)
 	}
 	return authRequest{req}, nil
 }
@@ -61,18 +61,21 @@ func (s *oidcStorage) SaveAuthCode(ctx context.Context, id, code string) error {
 	return s.app.store.saveCode(ctx, id, hashSecret(code), s.app.now())
 }
 
-// codeRefused is the token endpoint's answer to err about a code: a code
-// used twice (logged and counted: what it issued is revoked) or gone is
-// invalid_grant.
-func (s *oidcStorage) codeRefused(err error) error {
-	if errors.Is(err, errCodeReused) {
+// grantRefused is the token endpoint's answer to err about a code or a
+// refresh token: one used twice (logged and counted: what it issued is
+// revoked) or gone is invalid_grant.
+func (s *oidcStorage) grantRefused(err error) error {
+	switch {
+	case errors.Is(err, errCodeReused):
 		s.app.logger.Warn("an authorization code used twice: the tokens issued from it are revoked")
 		s.app.metrics.oidcTokens.WithLabelValues("", "code_reused").Inc()
+	case errors.Is(err, errRefreshReused):
+		s.app.logger.Warn("a refresh token used twice: its family is revoked")
+		s.app.metrics.oidcTokens.WithLabelValues("", "refresh_reused").Inc()
+	case !errors.Is(err, errNotFound):
+		return err
 	}
-	if errors.Is(err, errCodeReused) || errors.Is(err, errNotFound) {
-		return oidc.ErrInvalidGrant().WithDescription("invalid or used code").WithParent(err)
-	}
-	return err
+	return oidc.ErrInvalidGrant().WithDescription("invalid or used code or refresh token").WithParent(err)
 }
 
 // DeleteAuthRequest keeps the request: its used code must stay known, so
@@ -88,8 +91,8 @@ func (s *oidcStorage) CreateAccessAndRefreshTokens(ctx context.Context, r op.Tok
 	return s.issue(ctx, r, true)
 }
 
-// issue stores the tokens of the request r: a code's (a new family), or a
-// refresh token's (its family, rotated: takeRefresh took the old one).
+// issue stores the tokens of the request r: a code's (a new family, the
+// code taken), or a refresh token's (its family, the old one taken).
 func (s *oidcStorage) issue(ctx context.Context, r op.TokenRequest, refresh bool) (string, string, time.Time, error) {
 	now := s.app.now()
 	t := &oidcToken{ID: newClientID(), Family: newClientID(), Scopes: r.GetScopes(), Expiry: now.Add(accessTokenTTL)}
@@ -107,22 +110,21 @@ func (s *oidcStorage) issue(ctx context.Context, r op.TokenRequest, refresh bool
 		token = newClientID() + newClientID()
 		hash = hashSecret(token)
 	}
-	_, fromCode := r.(authRequest)
-	if err := s.app.store.createToken(ctx, t, fromCode, hash, now.Add(refreshTokenTTL)); err != nil {
-		return "", "", time.Time{}, s.codeRefused(err)
+	var from *oidcToken // refreshed
+	if r, ok := r.(refreshRequest); ok {
+		from = r.oidcToken
+	}
+	if err := s.app.store.createToken(ctx, t, from, hash, now.Add(refreshTokenTTL)); err != nil {
+		return "", "", time.Time{}, s.grantRefused(err)
 	}
 	s.app.metrics.oidcTokens.WithLabelValues(t.ClientID, "issued").Inc()
 	return t.ID, token, t.Expiry, nil
 }
 
 func (s *oidcStorage) TokenRequestByRefreshToken(ctx context.Context, token string) (op.RefreshTokenRequest, error) {
-	t, err := s.app.store.takeRefresh(ctx, hashSecret(token), s.app.now())
-	if errors.Is(err, errRefreshReused) {
-		s.app.logger.Warn("a refresh token used twice: its family is revoked")
-		s.app.metrics.oidcTokens.WithLabelValues("", "refresh_reused").Inc()
-	}
+	t, err := s.app.store.refreshGrant(ctx, hashSecret(token), s.app.now())
 	if err != nil {
-		return nil, oidc.ErrInvalidGrant().WithDescription("invalid or used refresh token").WithParent(err)
+		return nil, s.grantRefused(err)
 	}
 	return refreshRequest{t}, nil
 }

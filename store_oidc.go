@@ -143,25 +143,32 @@ type oidcToken struct {
 }
 
 // createToken stores t, with the refresh token's hash (nil: none) good
-// until refreshExpiry. For a code's grant (fromCode) it takes the code in
-// the same transaction — once on every instance, even when two uses race
-// (one UPDATE): the second finds it taken, revokes what the first issued
-// and returns errCodeReused.
-func (st *store) createToken(ctx context.Context, t *oidcToken, fromCode bool, refreshHash []byte, refreshExpiry time.Time) error {
+// until refreshExpiry, and takes in the same transaction what it is
+// issued for — once on every instance, even when two uses race (one
+// UPDATE): for a code's grant (from nil) the code, and the second use
+// finds it taken, revokes what the first issued and returns
+// errCodeReused; for a refresh, from, the token refreshed, and the second
+// use revokes the family and returns errRefreshReused.
+func (st *store) createToken(ctx context.Context, t *oidcToken, from *oidcToken, refreshHash []byte, refreshExpiry time.Time) error {
 	tx, err := st.write.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
-	if fromCode {
-		res, err := tx.ExecContext(ctx, `UPDATE oidc_requests SET used = 1 WHERE id = $1 AND used = 0`, t.RequestID)
-		if err != nil {
-			return err
+	take, id := `UPDATE oidc_requests SET used = 1 WHERE id = $1 AND used = 0`, t.RequestID
+	if from != nil {
+		take, id = `UPDATE oidc_tokens SET used = 1 WHERE id = $1 AND used = 0`, from.ID
+	}
+	res, err := tx.ExecContext(ctx, take, id)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		tx.Rollback()
+		if from != nil {
+			return st.revokeFamily(ctx, from.Family)
 		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			tx.Rollback()
-			return st.revokeCode(ctx, t.RequestID)
-		}
+		return st.revokeCode(ctx, t.RequestID)
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO oidc_tokens (id, user_id, client_id, request_id, family, scopes, amr, auth_time, expiry, refresh_hash, refresh_expiry)
 		SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 FROM users WHERE id = $2 AND disabled_at IS NULL`,
@@ -230,12 +237,14 @@ func (st *store) accessToken(ctx context.Context, id string, now time.Time) (oid
 // revoked.
 var errRefreshReused = errors.New("refresh token used before")
 
-// takeRefresh takes the live refresh token with this hash (once: it is
-// rotated) and returns its grant; one used before revokes its family
-// (errRefreshReused).
-func (st *store) takeRefresh(ctx context.Context, refreshHash []byte, now time.Time) (*oidcToken, error) {
-	t, err := scanOIDCToken(st.write.QueryRowContext(ctx, `UPDATE oidc_tokens SET used = 1
-		WHERE refresh_hash = $1 AND used = 0 AND refresh_expiry > $2 RETURNING `+oidcTokenColumns, refreshHash, millis(now)))
+// refreshGrant returns the grant of the live refresh token with this hash
+// — a read: the token is taken (rotated) in the transaction that stores
+// its successor (createToken), so that a refresh refused on the way (the
+// client or the scopes asked) uses nothing up. One used before revokes
+// its family (errRefreshReused).
+func (st *store) refreshGrant(ctx context.Context, refreshHash []byte, now time.Time) (*oidcToken, error) {
+	t, err := scanOIDCToken(st.read.QueryRowContext(ctx, `SELECT `+oidcTokenColumns+` FROM oidc_tokens
+		WHERE refresh_hash = $1 AND used = 0 AND refresh_expiry > $2`, refreshHash, millis(now)))
 	if !errors.Is(err, errNotFound) {
 		return t, err
 	}
@@ -247,12 +256,18 @@ func (st *store) takeRefresh(ctx context.Context, refreshHash []byte, now time.T
 	if err != nil {
 		return nil, err
 	}
-	_, err = st.write.ExecContext(ctx, `DELETE FROM oidc_tokens WHERE family = $1`, family)
+	return nil, st.revokeFamily(ctx, family)
+}
+
+// revokeFamily ends every token of the grant family, whose refresh token
+// was used twice, and returns errRefreshReused.
+func (st *store) revokeFamily(ctx context.Context, family string) error {
+	_, err := st.write.ExecContext(ctx, `DELETE FROM oidc_tokens WHERE family = $1`, family)
 	st.cache.forget()
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return nil, errRefreshReused
+	return errRefreshReused
 }
 
 // refreshOwner returns the user and token id of the live refresh token
