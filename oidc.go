@@ -147,6 +147,9 @@ func (app *application) oidcHandler() http.Handler {
 			}
 			mu.Unlock()
 		}
+		if r.URL.Path == "/userinfo" {
+			w = bearerChallenge{w, r.Header.Get("Authorization") != "" || r.FormValue("access_token") != ""}
+		}
 		if r.URL.Path == "/end_session" { // TerminateSession ends this browser's session
 			if app.askBeforeEndSession(w, r) {
 				return
@@ -156,6 +159,31 @@ func (app *application) oidcHandler() http.Handler {
 		p.ServeHTTP(w, r)
 	})
 }
+
+// bearerChallenge answers userinfo's refusals as RFC 6750 asks: 401 with
+// WWW-Authenticate: Bearer, and error="invalid_token" when the request had
+// a token — op answers a token it cannot read 401 without the header, and
+// one ended (SetUserinfoFromToken's error) 403.
+type bearerChallenge struct {
+	http.ResponseWriter
+	hadToken bool
+}
+
+func (w bearerChallenge) WriteHeader(status int) {
+	if status == http.StatusForbidden {
+		status = http.StatusUnauthorized
+	}
+	if status == http.StatusUnauthorized && w.Header().Get("WWW-Authenticate") == "" {
+		challenge := "Bearer"
+		if w.hadToken {
+			challenge += ` error="invalid_token"`
+		}
+		w.Header().Set("WWW-Authenticate", challenge)
+	}
+	w.ResponseWriter.WriteHeader(status)
+}
+
+func (w bearerChallenge) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // requestKey carries the browser's request to the storage (TerminateSession
 // ends its signup session).

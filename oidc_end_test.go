@@ -19,8 +19,9 @@ import (
 // for them, at once, on every instance (two sharing PostgreSQL) — each
 // token first read by userinfo at both, so that no answer kept from
 // before can be given: a password reset by email, the operator's `users
-// disable`, an address change undone, the account's deletion; and
-// introspection (RFC 7662) says so. And an app's own revocation (RFC 7009,
+// disable`, an address change undone, the account's deletion; userinfo
+// says why (RFC 6750's WWW-Authenticate) and introspection (RFC 7662) says
+// so too. And an app's own revocation (RFC 7009,
 // /revoke) ends what it names: a refresh token its grant, an access token
 // its grant too, another app's token nothing.
 func TestOIDCTokensEnd(t *testing.T) {
@@ -49,6 +50,12 @@ func TestOIDCTokensEnd(t *testing.T) {
 			}
 			conf := oauth2.Config{ClientID: app.ID, ClientSecret: app.Secret, Endpoint: provider.Endpoint(), RedirectURL: redirect,
 				Scopes: []string{oidc.ScopeOpenID, "email", oidc.ScopeOfflineAccess}}
+			if res, err := http.Get(a.url + "/userinfo"); err == nil { // no token at all
+				res.Body.Close()
+				if res.StatusCode != http.StatusUnauthorized || res.Header.Get("WWW-Authenticate") != "Bearer" {
+					t.Errorf("userinfo without a token: %d, WWW-Authenticate %q", res.StatusCode, res.Header.Get("WWW-Authenticate"))
+				}
+			}
 
 			introspect := func(token string) (got struct { // RFC 7662, by the app holding it
 				Active   bool   `json:"active"`
@@ -101,6 +108,14 @@ func TestOIDCTokensEnd(t *testing.T) {
 				}
 				if got := introspect(tok.AccessToken); got.Active {
 					t.Errorf("introspection after %s: %+v", what, got)
+				}
+				req, _ := http.NewRequest("GET", b.url+"/userinfo", nil)
+				req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+				if res, err := http.DefaultClient.Do(req); err == nil {
+					res.Body.Close()
+					if res.StatusCode != http.StatusUnauthorized || res.Header.Get("WWW-Authenticate") != `Bearer error="invalid_token"` {
+						t.Errorf("userinfo after %s: %d, WWW-Authenticate %q", what, res.StatusCode, res.Header.Get("WWW-Authenticate"))
+					}
 				}
 			}
 			revoke := func(clientID, secret, token, hint string) {
