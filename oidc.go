@@ -147,6 +147,10 @@ func (app *application) oidcHandler() http.Handler {
 			}
 			mu.Unlock()
 		}
+		if r.URL.Path == "/.well-known/openid-configuration" {
+			discovery(w, r, p)
+			return
+		}
 		if r.URL.Path == "/userinfo" {
 			w = bearerChallenge{w, r.Header.Get("Authorization") != "" || r.FormValue("access_token") != ""}
 		}
@@ -158,6 +162,18 @@ func (app *application) oidcHandler() http.Handler {
 		}
 		p.ServeHTTP(w, r)
 	})
+}
+
+// discovery is op's discovery document, saying only what signup does:
+// op's own lists the implicit flow and the JWT profile and device grants,
+// which signup's clients never get.
+func discovery(w http.ResponseWriter, r *http.Request, p *op.Provider) {
+	config := op.CreateDiscoveryConfig(op.ContextWithIssuer(r.Context(), p.IssuerFromRequest(r)), p, p.Storage())
+	config.ResponseTypesSupported = []string{string(oidc.ResponseTypeCode)}
+	config.GrantTypesSupported = []oidc.GrantType{oidc.GrantTypeCode, oidc.GrantTypeRefreshToken}
+	config.DeviceAuthorizationEndpoint = ""
+	w.Header().Set("Access-Control-Allow-Origin", "*") // as op's CORS answers its routes (newProvider)
+	op.Discover(w, config)
 }
 
 // bearerChallenge answers userinfo's refusals as RFC 6750 asks: 401 with

@@ -178,12 +178,18 @@ func TestOIDCWithGoOIDC(t *testing.T) {
 				t.Fatalf("discovery: %v", err)
 			}
 			var discovered struct {
-				Algs    []string `json:"id_token_signing_alg_values_supported"`
-				Methods []string `json:"code_challenge_methods_supported"`
-				Scopes  []string `json:"scopes_supported"`
+				Algs          []string `json:"id_token_signing_alg_values_supported"`
+				Methods       []string `json:"code_challenge_methods_supported"`
+				Scopes        []string `json:"scopes_supported"`
+				ResponseTypes []string `json:"response_types_supported"`
+				GrantTypes    []string `json:"grant_types_supported"`
+				Device        string   `json:"device_authorization_endpoint"`
+				EndSession    string   `json:"end_session_endpoint"`
 			}
 			provider.Claims(&discovered)
-			if !slices.Contains(discovered.Algs, "RS256") || !slices.Contains(discovered.Methods, "S256") || !slices.Contains(discovered.Scopes, "offline_access") {
+			if !slices.Contains(discovered.Algs, "RS256") || !slices.Contains(discovered.Methods, "S256") || !slices.Contains(discovered.Scopes, "offline_access") ||
+				!slices.Equal(discovered.ResponseTypes, []string{"code"}) || !slices.Equal(discovered.GrantTypes, []string{"authorization_code", "refresh_token"}) ||
+				discovered.Device != "" || discovered.EndSession != site+"/end_session" {
 				t.Errorf("discovery: %+v", discovered)
 			}
 			conf := oauth2.Config{ClientID: grafana.ID, ClientSecret: grafana.Secret, Endpoint: provider.Endpoint(), RedirectURL: redirect,
