@@ -179,7 +179,7 @@ func (app *application) handleAppRevokeForm(w http.ResponseWriter, r *http.Reque
 
 // askBeforeEndSession asks "Log out?" when an app's logout request names
 // no one (no id_token_hint) and comes as a GET to a logged-in browser: any
-// page can send one (a link, an image), and a GET changes nothing. The
+// page can send one (a link, a redirect), and a GET changes nothing. The
 // page posts the request back, which sameOrigin lets through from signup's
 // own pages only. It reports whether it answered.
 func (app *application) askBeforeEndSession(w http.ResponseWriter, r *http.Request) bool {
