@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -150,6 +151,11 @@ func (app *application) oidcHandler() http.Handler {
 		if r.URL.Path == "/.well-known/openid-configuration" {
 			discovery(w, r, p)
 			return
+		}
+		if slices.Contains(appCalls, r.URL.Path) {
+			// Tokens and what they tell, never kept by a cache (RFC 6749 5.1).
+			w.Header().Set("Cache-Control", "no-store")
+			w.Header().Set("Pragma", "no-cache")
 		}
 		if r.URL.Path == "/userinfo" {
 			w = bearerChallenge{w, r.Header.Get("Authorization") != "" || r.FormValue("access_token") != ""}

@@ -203,7 +203,8 @@ func TestOIDCTokensEnd(t *testing.T) {
 // TestOIDCRefreshRefusedKeepsTheGrant: a refresh that fails its checks — a
 // scope beyond the grant's, or another app's credentials — uses nothing
 // up: the refresh token still refreshes for its own app, once. Two uses
-// racing still issue once and revoke the family.
+// racing still issue once and revoke the family. No answer of the token
+// endpoint or userinfo may be cached.
 func TestOIDCRefreshRefusedKeepsTheGrant(t *testing.T) {
 	t.Parallel()
 	srv := startSMTP(t, nil)
@@ -238,6 +239,9 @@ func TestOIDCRefreshRefusedKeepsTheGrant(t *testing.T) {
 			t.Fatal(err)
 		}
 		res.Body.Close()
+		if res.Header.Get("Cache-Control") != "no-store" || res.Header.Get("Pragma") != "no-cache" { // RFC 6749 5.1
+			t.Errorf("the token endpoint's answer (%d) may be cached: %v", res.StatusCode, res.Header)
+		}
 		return res.StatusCode
 	}
 	for what, form := range map[string]url.Values{
@@ -253,8 +257,15 @@ func TestOIDCRefreshRefusedKeepsTheGrant(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the refresh token after refused refreshes: %v", err)
 	}
-	if _, err := provider.UserInfo(ctx, oauth2.StaticTokenSource(refreshed)); err != nil {
-		t.Errorf("userinfo with the refreshed token: %v", err)
+	req, _ := http.NewRequest("GET", p.url+"/userinfo", nil)
+	req.Header.Set("Authorization", "Bearer "+refreshed.AccessToken)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 200 || res.Header.Get("Cache-Control") != "no-store" {
+		t.Errorf("userinfo with the refreshed token: %d, Cache-Control %q", res.StatusCode, res.Header.Get("Cache-Control"))
 	}
 
 	// Two uses of one refresh token at once: one is issued, and then the
