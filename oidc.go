@@ -128,7 +128,9 @@ func (c tokenCrypto) Decrypt(s string) (string, error) {
 
 // oidcHandler serves the provider's endpoints, or 503 when it could not
 // be made (the database away at start): it is made again at the next
-// request.
+// request. Around op: discovery says only what signup does, the answers
+// an app gets with tokens are never cached, userinfo refuses as RFC 6750
+// asks, and a logout that names no one is asked first.
 func (app *application) oidcHandler() http.Handler {
 	var mu sync.Mutex
 	var provider atomic.Pointer[op.Provider]
