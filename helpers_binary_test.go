@@ -49,6 +49,18 @@ func startBinary(t testing.TB, args []string, env ...string) *process {
 	return p
 }
 
+// startInstances starts the instances serving args on the engine's
+// database: two on PostgreSQL, which share it, and on SQLite the one
+// process a file has (then a and b are the same).
+func startInstances(t testing.TB, engine string, args []string) (a, b *process) {
+	t.Helper()
+	a = startBinary(t, args)
+	if engine == "postgres" {
+		return a, startBinary(t, args)
+	}
+	return a, a
+}
+
 func startBinaryNoWait(t testing.TB, args []string, env ...string) *process {
 	t.Helper()
 	cmd := exec.Command(builtBinary(t), args...)

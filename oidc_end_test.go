@@ -34,11 +34,7 @@ func TestOIDCTokensEnd(t *testing.T) {
 			const site, redirect = "http://localhost:8443", "http://127.0.0.1:9/callback"
 			args := append(baseArgs(t.TempDir()), smtpArgs(srv.host, srv.port)...)
 			args = append(args, "-db", db, "-base-url", site)
-			a := startBinary(t, args)
-			b := a
-			if engine == "postgres" {
-				b = startBinary(t, args)
-			}
+			a, b := startInstances(t, engine, args)
 			signup(t, a.url, "ada@example.com")
 			activate(t, a.url, waitFor1(t, srv, "ada@example.com", "Activate"))
 			app := addClient(t, db, "Grafana", "-redirect-uri", redirect)

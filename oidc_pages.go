@@ -183,7 +183,8 @@ func (app *application) handleAppRevokeForm(w http.ResponseWriter, r *http.Reque
 // page posts the request back, which sameOrigin lets through from signup's
 // own pages only. It reports whether it answered.
 func (app *application) askBeforeEndSession(w http.ResponseWriter, r *http.Request) bool {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead || r.URL.Query().Get("id_token_hint") != "" {
+	query := r.URL.Query()
+	if r.Method != http.MethodGet && r.Method != http.MethodHead || query.Get("id_token_hint") != "" {
 		return false
 	}
 	u, _, err := app.browserSession(r)
@@ -191,8 +192,8 @@ func (app *application) askBeforeEndSession(w http.ResponseWriter, r *http.Reque
 		return false // no session to end
 	}
 	form := map[string]string{}
-	for name := range r.URL.Query() {
-		form[name] = r.URL.Query().Get(name)
+	for name := range query {
+		form[name] = query.Get(name)
 	}
 	app.render(w, r, http.StatusOK, "end-session.html", page{Title: "oidc.logout.title", Form: form, LoggedIn: true,
 		Args: map[string]string{"Email": u.Email}})

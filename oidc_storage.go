@@ -96,11 +96,13 @@ func (s *oidcStorage) CreateAccessAndRefreshTokens(ctx context.Context, r op.Tok
 func (s *oidcStorage) issue(ctx context.Context, r op.TokenRequest, refresh bool) (string, string, time.Time, error) {
 	now := s.app.now()
 	t := &oidcToken{ID: newClientID(), Family: newClientID(), Scopes: r.GetScopes(), Expiry: now.Add(accessTokenTTL)}
+	var from *oidcToken // the token refreshed; nil for a code's grant
 	switch r := r.(type) {
 	case authRequest:
 		t.UserID, t.ClientID, t.RequestID, t.AMR, t.AuthTime = r.userID, r.ClientID, r.ID, r.amr, r.authTime
 	case refreshRequest:
-		t.UserID, t.ClientID, t.RequestID, t.Family, t.AMR, t.AuthTime = r.UserID, r.ClientID, r.RequestID, r.Family, r.AMR, r.AuthTime
+		from = r.oidcToken
+		t.UserID, t.ClientID, t.RequestID, t.Family, t.AMR, t.AuthTime = from.UserID, from.ClientID, from.RequestID, from.Family, from.AMR, from.AuthTime
 	default:
 		return "", "", time.Time{}, fmt.Errorf("a token request of type %T", r)
 	}
@@ -109,10 +111,6 @@ func (s *oidcStorage) issue(ctx context.Context, r op.TokenRequest, refresh bool
 	if refresh {
 		token = newClientID() + newClientID()
 		hash = hashSecret(token)
-	}
-	var from *oidcToken // refreshed
-	if r, ok := r.(refreshRequest); ok {
-		from = r.oidcToken
 	}
 	if err := s.app.store.createToken(ctx, t, from, hash, now.Add(refreshTokenTTL)); err != nil {
 		return "", "", time.Time{}, s.grantRefused(err)

@@ -159,11 +159,7 @@ func TestOIDCWithGoOIDC(t *testing.T) {
 			const site = "http://localhost:8443" // the issuer: every instance's -base-url
 			args := append(baseArgs(t.TempDir()), smtpArgs(srv.host, srv.port)...)
 			args = append(args, "-db", db, "-base-url", site)
-			a := startBinary(t, args)
-			b := a
-			if engine == "postgres" {
-				b = startBinary(t, args)
-			}
+			a, b := startInstances(t, engine, args)
 			signup(t, a.url, "ada@example.com")
 			activate(t, a.url, waitFor1(t, srv, "ada@example.com", "Activate"))
 			const redirect = "http://127.0.0.1:9/callback"

@@ -93,11 +93,7 @@ func TestPasskeySignup(t *testing.T) {
 			const site = "http://localhost:8443" // both instances' -base-url: the relying party
 			args := append(baseArgs(t.TempDir()), smtpArgs(srv.host, srv.port)...)
 			args = append(args, "-db", db, "-base-url", site)
-			a := startBinary(t, args)
-			b := a
-			if engine == "postgres" {
-				b = startBinary(t, args)
-			}
+			a, b := startInstances(t, engine, args)
 
 			ada := newSoftAuthenticator(t, 0)
 			signedUp := signUpWithPasskey(t, newVisitor(t, a.url), ada, site, "Ada", "ada@example.com")

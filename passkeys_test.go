@@ -129,11 +129,7 @@ func TestPasskeyAcrossInstances(t *testing.T) {
 			const site = "http://localhost:8443" // both instances' -base-url: the relying party
 			args := append(baseArgs(t.TempDir()), smtpArgs(srv.host, srv.port)...)
 			args = append(args, "-db", db, "-base-url", site)
-			a := startBinary(t, args)
-			b := a
-			if engine == "postgres" {
-				b = startBinary(t, args)
-			}
+			a, b := startInstances(t, engine, args)
 			signup(t, a.url, "ada@example.com")
 			activate(t, a.url, waitFor1(t, srv, "ada@example.com", "Activate"))
 			st, err := openStore(db)

@@ -181,11 +181,7 @@ func TestTwoStepAcrossInstances(t *testing.T) {
 			srv := startSMTP(t, nil)
 			args := append(baseArgs(t.TempDir()), smtpArgs(srv.host, srv.port)...)
 			args = append(args, "-db", db)
-			a := startBinary(t, args)
-			b := a
-			if engine == "postgres" {
-				b = startBinary(t, args)
-			}
+			a, b := startInstances(t, engine, args)
 			signup(t, a.url, "ada@example.com")
 			activate(t, a.url, waitFor1(t, srv, "ada@example.com", "Activate"))
 			va := newVisitor(t, strings.Replace(a.url, "127.0.0.1", "localhost", 1))
